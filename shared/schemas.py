@@ -1,0 +1,152 @@
+"""Typed, versioned messages that travel on the streams, encoded with msgpack.
+
+Every envelope is a msgpack map ``{"schema": <name>, "v": <version>, ...fields}``.
+A reader that meets an unknown schema or version, or a malformed body, gets a
+:class:`SchemaError`; the stream bus counts it and moves the entry to the dead-letter
+stream. Never pickle: a message is data, not code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Literal, TypeVar, Union
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import describe_validation_error
+
+
+class SchemaError(ValueError):
+    """A message that cannot be decoded into a known schema."""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    def encode(self) -> bytes:
+        body = self.model_dump(mode="python")
+        body["schema"] = self.schema_name
+        body["v"] = self.schema_version
+        return msgpack.packb(body, use_bin_type=True)
+
+
+def frame_id_of(camera_id: str, seq: int, capture_ts: float) -> str:
+    """Globally unique id of one captured frame (sequence numbers restart with capture)."""
+    return f"{camera_id}-{int(capture_ts * 1000)}-{seq}"
+
+
+class FrameRef(Envelope):
+    """A captured frame: where its pixels are, never the pixels themselves on the same host.
+
+    ``shm_name``/``slot`` point into the camera's shared-memory ring; ``jpeg`` carries an
+    encoded copy only for consumers on another host.
+    """
+
+    schema_name: ClassVar[str] = "frame_ref"
+
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float = Field(description="UTC epoch seconds when the frame was captured")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    shm_name: str | None = None
+    slot: int | None = Field(None, ge=0)
+    jpeg: bytes | None = None
+
+    @property
+    def frame_id(self) -> str:
+        return frame_id_of(self.camera_id, self.seq, self.capture_ts)
+
+
+class Detection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    class_id: int = -1
+    score: float = Field(ge=0.0, le=1.0)
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+
+
+DetectionSource = Literal["edge", "cloud"]
+
+
+class DetectionSet(Envelope):
+    """Everything one detector found in one frame."""
+
+    schema_name: ClassVar[str] = "detection_set"
+
+    camera_id: str
+    seq: int = Field(ge=0)
+    frame_id: str
+    capture_ts: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    source: DetectionSource = "edge"
+    model: str
+    provider: str
+    latency_ms: float = Field(ge=0.0, description="capture to detections published")
+    inference_ms: float = Field(0.0, ge=0.0)
+    detections: list[Detection] = Field(default_factory=list)
+    published_ts: float = Field(default_factory=time.time)
+
+    def count(self, label: str) -> int:
+        return sum(1 for d in self.detections if d.label == label)
+
+
+class Health(Envelope):
+    """A periodic report of a service's (or one camera's) state and counters."""
+
+    schema_name: ClassVar[str] = "health"
+
+    service: str
+    instance: str
+    state: Literal["starting", "ok", "degraded", "reconnecting", "failed", "stopped"]
+    ts: float = Field(default_factory=time.time)
+    camera_id: str | None = None
+    message: str = ""
+    counters: dict[str, float] = Field(default_factory=dict)
+
+
+Message = Union[FrameRef, DetectionSet, Health]
+MessageT = TypeVar("MessageT", bound=Envelope)
+
+_REGISTRY: dict[tuple[str, int], type[Envelope]] = {}
+
+
+def register(model: type[Envelope]) -> type[Envelope]:
+    """Make a schema decodable. Services with their own messages (cloud results) register here."""
+    _REGISTRY[(model.schema_name, model.schema_version)] = model
+    return model
+
+
+for _model in (FrameRef, DetectionSet, Health):
+    register(_model)
+
+
+def decode(raw: bytes) -> Envelope:
+    """Decode any registered envelope; raise SchemaError with a one-line reason otherwise."""
+    try:
+        body: Any = msgpack.unpackb(raw, raw=False)
+    except Exception as error:  # msgpack raises several unrelated types for garbage
+        raise SchemaError(f"not a msgpack message ({type(error).__name__})") from None
+    if not isinstance(body, dict):
+        raise SchemaError("message is not a map")
+    name, version = body.pop("schema", None), body.pop("v", None)
+    model = _REGISTRY.get((name, version)) if isinstance(name, str) and isinstance(version, int) else None
+    if model is None:
+        raise SchemaError(f"unknown schema {name!r} version {version!r}")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise SchemaError(f"malformed {name} v{version}: {describe_validation_error(error)}") from None
+
+
+def decode_as(raw: bytes, model: type[MessageT]) -> MessageT:
+    message = decode(raw)
+    if not isinstance(message, model):
+        raise SchemaError(f"expected {model.schema_name}, got {type(message).schema_name}")
+    return message

@@ -1,0 +1,42 @@
+"""Settings every service shares, read from HYBRIDCAM_* environment variables or a .env file.
+
+Each service defines its own settings model that inherits from :class:`CommonSettings`
+and adds fields whose names start with the service's name (HYBRIDCAM_EDGE_MODEL,
+HYBRIDCAM_CAPTURE_RING_SLOTS, ...), so one prefix and one .env file serve the whole site.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError, describe_validation_error
+
+ENV_PREFIX = "HYBRIDCAM_"
+DEFAULT_SITE_FILE = Path(__file__).resolve().parent.parent / "config" / "site.demo.yaml"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams")
+    site_file: Path = Field(DEFAULT_SITE_FILE, description="YAML file describing the site's cameras")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stream_maxlen: int = Field(2000, ge=10, description="approximate length bound of every stream")
+    health_port: int = Field(0, ge=0, le=65535, description="HTTP port of /health; 0 = no HTTP endpoint")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(model: type[SettingsT], **overrides: object) -> SettingsT:
+    """Build a settings model; a bad value becomes one ConfigError naming the variable."""
+    try:
+        return model(**overrides)
+    except ValidationError as error:
+        raise ConfigError(f"bad setting {describe_validation_error(error, ENV_PREFIX)}") from None

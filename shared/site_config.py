@@ -1,0 +1,186 @@
+"""The site file: one YAML document that describes every camera of a site.
+
+Every service reads the same file. Global defaults apply to each camera unless the
+camera overrides them (the way Frigate's per-camera config inherits globals).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError, describe_validation_error
+
+CameraRole = Literal["master", "slave"]
+
+
+class Region(BaseModel):
+    """A normalised rectangle (0..1) of a master camera's view."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    x0: float = Field(ge=0.0, le=1.0)
+    y0: float = Field(ge=0.0, le=1.0)
+    x1: float = Field(ge=0.0, le=1.0)
+    y1: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _positive_area(self) -> "Region":
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError("region must have x1 > x0 and y1 > y0")
+        return self
+
+
+class Coverage(BaseModel):
+    """Which part of which master view a slave camera shows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    master: str
+    region: Region
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_from_list(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)) and len(value) == 4:
+            x0, y0, x1, y1 = value
+            return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+        return value
+
+
+class CameraDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(1920, ge=16, le=8192)
+    height: int = Field(1080, ge=16, le=8192)
+    fps: float = Field(15.0, gt=0.0, le=240.0)
+    cloud_sample_every: int = Field(10, ge=1, description="forward every Nth frame of a master camera to the cloud")
+
+
+class CameraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,48}$")
+    source: str = Field(
+        min_length=1,
+        description="synthetic | file:///path.mp4[?loop=0] | rtsp://... | http(s)://... | usb://0",
+    )
+    role: CameraRole = "slave"
+    name: str | None = None
+    width: int | None = Field(None, ge=16, le=8192)
+    height: int | None = Field(None, ge=16, le=8192)
+    fps: float | None = Field(None, gt=0.0, le=240.0)
+    cloud_sample_every: int | None = Field(None, ge=1)
+    covers: Coverage | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class ResolvedCamera(BaseModel):
+    """A camera with every default filled in: what services actually use."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    source: str
+    role: CameraRole
+    width: int
+    height: int
+    fps: float
+    cloud_sample_every: int
+    covers: Coverage | None
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == "master"
+
+
+class SyntheticSceneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 7
+    people: int = Field(5, ge=0, le=64)
+    scenario: Literal["wander", "walkthrough"] = "wander"
+
+
+class SiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = "site"
+    defaults: CameraDefaults = CameraDefaults()
+    synthetic_scene: SyntheticSceneConfig = SyntheticSceneConfig()
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_cameras(self) -> "SiteConfig":
+        ids = [camera.id for camera in self.cameras]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"camera ids must be unique, repeated: {', '.join(duplicates)}")
+        masters = {camera.id for camera in self.cameras if camera.role == "master"}
+        for camera in self.cameras:
+            if camera.covers is not None and camera.covers.master not in masters:
+                raise ValueError(
+                    f"camera {camera.id!r} covers {camera.covers.master!r}, which is not a master camera"
+                )
+        return self
+
+    def resolved(self) -> list[ResolvedCamera]:
+        return [self._resolve(camera) for camera in self.cameras]
+
+    def camera(self, camera_id: str) -> ResolvedCamera:
+        for camera in self.resolved():
+            if camera.id == camera_id:
+                return camera
+        raise ConfigError(f"camera {camera_id!r} is not in site {self.site!r}")
+
+    def masters(self) -> list[ResolvedCamera]:
+        return [camera for camera in self.resolved() if camera.is_master]
+
+    def _resolve(self, camera: CameraConfig) -> ResolvedCamera:
+        d = self.defaults
+        return ResolvedCamera(
+            id=camera.id,
+            name=camera.display_name,
+            source=camera.source,
+            role=camera.role,
+            width=camera.width or d.width,
+            height=camera.height or d.height,
+            fps=camera.fps or d.fps,
+            cloud_sample_every=camera.cloud_sample_every or d.cloud_sample_every,
+            covers=camera.covers,
+        )
+
+
+def parse_site(document: object, origin: str = "site file") -> SiteConfig:
+    try:
+        return SiteConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: {describe_validation_error(error)}") from None
+
+
+def load_site(path: Path | str) -> SiteConfig:
+    """Read and validate a site file; any problem becomes one ConfigError sentence."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"site file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"site file {path} cannot be read: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"site file {path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"site file {path} must be a mapping with a 'cameras' list")
+    return parse_site(document, origin=f"site file {path}")
