@@ -8,6 +8,7 @@ stream. Never pickle: a message is data, not code.
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
@@ -111,7 +112,49 @@ class Health(Envelope):
     counters: dict[str, float] = Field(default_factory=dict)
 
 
-Message = Union[FrameRef, DetectionSet, Health]
+class CloudFrame(Envelope):
+    """One sampled master frame on its way to the cloud (a Kinesis record).
+
+    The JPEG travels inline when it fits the record limit; otherwise it was put in S3
+    first and only ``s3_bucket``/``s3_key`` travel (claim-check).
+    """
+
+    schema_name: ClassVar[str] = "cloud_frame"
+
+    site: str
+    frame_id: str
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float
+    sampled_ts: float = Field(default_factory=time.time)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    jpeg: bytes | None = None
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+
+
+class CloudResult(Envelope):
+    """What the cloud found in one sampled frame; goes back to the edge through SQS."""
+
+    schema_name: ClassVar[str] = "cloud_result"
+
+    site: str
+    frame_id: str
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float
+    processed_ts: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    backend: Literal["rekognition", "sagemaker"]
+    model: str
+    detections: list[Detection] = Field(default_factory=list)
+    s3_key: str = ""
+    alerts: list[str] = Field(default_factory=list, description="labels that raised an alert")
+
+
+Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult]
 MessageT = TypeVar("MessageT", bound=Envelope)
 
 _REGISTRY: dict[tuple[str, int], type[Envelope]] = {}
@@ -123,7 +166,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult):
     register(_model)
 
 
@@ -150,3 +193,16 @@ def decode_as(raw: bytes, model: type[MessageT]) -> MessageT:
     if not isinstance(message, model):
         raise SchemaError(f"expected {model.schema_name}, got {type(message).schema_name}")
     return message
+
+
+def encode_text(message: Envelope) -> str:
+    """Envelope as text, for carriers that only take strings (SQS message bodies)."""
+    return base64.b64encode(message.encode()).decode("ascii")
+
+
+def decode_text(text: str) -> Envelope:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise SchemaError("message body is not base64") from None
+    return decode(raw)
