@@ -1,0 +1,5 @@
+import sys
+
+from hybridcam.cli import main
+
+sys.exit(main())
