@@ -1,0 +1,1 @@
+"""Cost estimator: prices a camera scenario on every architecture side by side."""
