@@ -1,0 +1,23 @@
+"""Object detectors for the edge (NanoDet, YOLO exports) and the cloud tier (CenterNet + NanoDet tiles)."""
+
+from services.edge_infer.detectors.base import (
+    Detection,
+    Detections,
+    Detector,
+    InvalidFrameError,
+    ModelLoadError,
+    StageTiming,
+)
+from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from services.edge_infer.detectors.registry import load_detector
+
+__all__ = [
+    "COCO_LABELS",
+    "Detection",
+    "Detections",
+    "Detector",
+    "InvalidFrameError",
+    "ModelLoadError",
+    "StageTiming",
+    "load_detector",
+]

@@ -1,0 +1,111 @@
+"""Ultralytics YOLOv8-11 export decoder: one output [1, 4+C, N] (or transposed [1, N, 4+C]).
+
+Rows are cx, cy, w, h in input pixels followed by C class scores (already sigmoid, no objectness).
+Preprocessing is Ultralytics': centred letterbox padded with 114, RGB, scaled to 0-1, NCHW.
+NMS-included ("end2end", [1, K, 6]) exports are not this layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from services.edge_infer.detectors.base import Detections
+from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from services.edge_infer.detectors.letterbox import Letterbox
+from services.edge_infer.detectors.nms import class_wise_nms
+from services.edge_infer.detectors.onnx_detector import OnnxDetector
+from services.edge_infer.detectors.onnx_session import TensorSpec
+
+BOX_FIELDS = 4
+DEFAULT_INPUT_SIZE = 640
+LETTERBOX_PAD = 114
+MAX_CANDIDATES = 2000
+
+
+@dataclass(frozen=True)
+class YoloLayout:
+    input_size: int
+    num_classes: int
+    features_first: bool  # True for [1, 4+C, N], False for [1, N, 4+C]
+
+
+def match_yolo_layout(
+    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], input_size: int | None = None
+) -> YoloLayout | None:
+    """Recognise an NCHW RGB input and a single [1, 4+C, N] or [1, N, 4+C] output."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        return None
+    shape = inputs[0].shape
+    if len(shape) != 4 or shape[1] != 3:
+        return None
+    size = shape[2] if isinstance(shape[2], int) and shape[2] == shape[3] else None
+    size = size or input_size or DEFAULT_INPUT_SIZE
+    dims = outputs[0].shape
+    if len(dims) != 3:
+        return None
+    rows, columns = dims[1], dims[2]
+    # With dynamic axes only the feature count (4 + C) is a fixed number.
+    if isinstance(rows, int) and isinstance(columns, int):
+        features_first = rows < columns
+    elif isinstance(rows, int) or isinstance(columns, int):
+        features_first = isinstance(rows, int)
+    else:
+        return None
+    features = rows if features_first else columns
+    if features <= BOX_FIELDS:
+        return None
+    return YoloLayout(size, features - BOX_FIELDS, features_first)
+
+
+class YoloDetector(OnnxDetector):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        model_path: Path,
+        layout: YoloLayout,
+        score_threshold: float = 0.35,
+        iou_threshold: float = 0.5,
+        max_detections: int = 100,
+        labels: Sequence[str] = COCO_LABELS,
+    ) -> None:
+        size = layout.input_size
+        super().__init__(
+            session,
+            model_path,
+            input_buffer=np.zeros((1, 3, size, size), np.float32),
+            input_size=(size, size),
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            labels=labels,
+        )
+        self.layout = layout
+        self._letterbox = Letterbox(size, pad_value=LETTERBOX_PAD)
+        self._to_unit = np.float32(1.0 / 255.0)
+
+    def _prepare(self, frame: np.ndarray) -> None:
+        canvas = self._letterbox.place(frame)
+        rgb_planes = canvas[:, :, ::-1].transpose(2, 0, 1)
+        np.multiply(rgb_planes, self._to_unit, out=self.input_buffer[0])
+
+    def _decode(self, outputs: list[np.ndarray], frame_width: int, frame_height: int) -> Detections:
+        features = outputs[0][0] if self.layout.features_first else outputs[0][0].T
+        class_ids, anchors = np.nonzero(features[BOX_FIELDS:] > self.score_threshold)
+        scores = features[BOX_FIELDS + class_ids, anchors]
+        if scores.size > MAX_CANDIDATES:
+            best = np.argpartition(-scores, MAX_CANDIDATES)[:MAX_CANDIDATES]
+            class_ids, anchors, scores = class_ids[best], anchors[best], scores[best]
+        centre_size = features[:BOX_FIELDS, anchors].T.astype(np.float32)
+        half_size = centre_size[:, 2:] / 2
+        boxes = np.concatenate([centre_size[:, :2] - half_size, centre_size[:, :2] + half_size], axis=1)
+        candidates = Detections(
+            boxes=self._letterbox.to_frame(boxes, frame_width, frame_height),
+            scores=scores.astype(np.float32),
+            class_ids=class_ids.astype(np.int32),
+        )
+        return class_wise_nms(candidates, self.iou_threshold, self.max_detections)
