@@ -111,9 +111,16 @@ class FrameRingWriter(_Ring):
         self._next = (slot + 1) % self.layout.slots
         return slot
 
-    def slot_view(self, slot: int) -> np.ndarray:
-        """Writable view of a slot, to render or decode straight into shared memory."""
-        return self._pixels[slot]
+    def begin(self) -> tuple[int, np.ndarray]:
+        """Reserve the next slot and return a writable view of it, to render or decode
+        straight into shared memory (no extra copy). Finish with :meth:`commit`."""
+        slot = self._next
+        _SLOT_HEADER.pack_into(self._headers[slot], 0, _BUSY, 0.0)
+        return slot, self._pixels[slot]
+
+    def commit(self, slot: int, seq: int, capture_ts: float) -> None:
+        _SLOT_HEADER.pack_into(self._headers[slot], 0, seq, capture_ts)
+        self._next = (slot + 1) % self.layout.slots
 
     def close(self, unlink: bool = True) -> None:
         self._release_views()

@@ -1,0 +1,125 @@
+"""Where frames come from: files, network/USB cameras through OpenCV, or the synthetic scene.
+
+Every source has the same tiny interface (open, read into a buffer, close); the camera
+worker handles pacing, reconnection and publishing, so a new kind of camera is one class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import numpy as np
+
+from shared.errors import ConfigError
+from shared.site_config import ResolvedCamera
+
+
+class SourceError(Exception):
+    """The source cannot deliver frames right now (closed, unreachable, end of file)."""
+
+
+class FrameSource(Protocol):
+    description: str
+    paced_by_source: bool  # live cameras deliver at their own rate; files and synthetic need pacing
+
+    def open(self) -> None: ...
+
+    def read_into(self, out: np.ndarray, seq: int) -> None:
+        """Write the next frame (BGR, out's shape) into ``out`` or raise SourceError."""
+
+    def close(self) -> None: ...
+
+
+def fit_into(frame: np.ndarray, out: np.ndarray) -> None:
+    """Copy a decoded frame into the ring slot, resizing when the camera's size differs."""
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise SourceError(f"source delivered a frame of shape {frame.shape}, expected HxWx3")
+    if frame.shape == out.shape:
+        np.copyto(out, frame)
+    else:
+        cv2.resize(frame, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
+
+
+class OpenCVSource:
+    """RTSP, HTTP(S), USB or a video file, decoded by OpenCV's FFmpeg backend."""
+
+    def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True) -> None:
+        self.target = target
+        self.description = description
+        self.loop = loop
+        self.paced_by_source = live
+        self.capture: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self.target)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open {self.description}")
+        self.capture = capture
+
+    def read_into(self, out: np.ndarray, seq: int) -> None:
+        if self.capture is None:
+            raise SourceError(f"{self.description} is not open")
+        ok, frame = self.capture.read()
+        if not ok and self.loop:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.capture.read()
+        if not ok or frame is None:
+            raise SourceError(f"{self.description} delivered no frame")
+        fit_into(frame, out)
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class SyntheticSource:
+    """One virtual camera of the shared synthetic scene; frame ``seq`` shows scene time seq/fps."""
+
+    paced_by_source = False
+
+    def __init__(self, scene: object, camera_id: str, fps: float) -> None:
+        self.scene = scene
+        self.camera_id = camera_id
+        self.fps = fps
+        self.description = f"synthetic camera {camera_id}"
+
+    def open(self) -> None:
+        return None
+
+    def read_into(self, out: np.ndarray, seq: int) -> None:
+        self.scene.render(self.camera_id, seq / self.fps, out=out)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        return None
+
+
+def open_source(camera: ResolvedCamera, scene: object | None) -> FrameSource:
+    """Build the source a camera's URL names; an unusable URL is a ConfigError."""
+    url = camera.source.strip()
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if url == "synthetic" or scheme == "synthetic":
+        if scene is None:
+            raise ConfigError(f"camera {camera.id}: synthetic source but no synthetic scene was built")
+        return SyntheticSource(scene, camera.id, camera.fps)
+    if scheme in ("rtsp", "rtsps", "rtmp", "http", "https"):
+        return OpenCVSource(url, f"{scheme.upper()} camera {camera.id} ({parsed.hostname})")
+    if scheme == "usb":
+        index = (parsed.netloc or parsed.path.strip("/")) or "0"
+        if not index.isdigit():
+            raise ConfigError(f"camera {camera.id}: usb source must be usb://<index>, got {url!r}")
+        return OpenCVSource(int(index), f"USB camera {camera.id} (/dev/video{index})")
+    if scheme in ("file", ""):
+        path = Path(parsed.path if scheme == "file" else url)
+        if not path.exists():
+            raise ConfigError(f"camera {camera.id}: video file {path} does not exist")
+        loop = parse_qs(parsed.query).get("loop", ["1"])[0] not in ("0", "false", "no")
+        return OpenCVSource(str(path), f"file {path.name} for camera {camera.id}", loop=loop, live=False)
+    raise ConfigError(
+        f"camera {camera.id}: unsupported source {url!r} (use synthetic, file://, rtsp://, http(s):// or usb://N)"
+    )

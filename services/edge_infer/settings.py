@@ -1,0 +1,25 @@
+"""Edge inference settings (HYBRIDCAM_EDGE_*), on top of the common ones."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class EdgeInferSettings(CommonSettings):
+    edge_model: str = Field("nanodet", description="model name in models/ (nanodet, centernet) or a path to an .onnx file")
+    edge_score_threshold: float = Field(0.35, gt=0.0, lt=1.0)
+    edge_providers: str = Field("", description="comma list limiting providers (TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider); empty = best available")
+    edge_fp16: bool = Field(True, description="FP16 on TensorRT")
+    edge_trt_cache_dir: Path | None = Field(None, description="TensorRT engine cache (keep on a volume)")
+    edge_threads: int = Field(0, ge=0, le=64, description="ONNX Runtime intra-op threads; 0 = all cores")
+    edge_cameras: str = Field("", description="comma-separated camera ids; empty = every camera of the site")
+    edge_max_frame_age_ms: float = Field(1000.0, gt=0, description="older frames are stale and skipped, never queued")
+    edge_group: str = Field("edge_infer", description="consumer group on the frame streams")
+    edge_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    edge_claim_idle_ms: int = Field(5000, ge=100, description="take over a dead consumer's entries after this idle time")
