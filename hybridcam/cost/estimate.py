@@ -125,7 +125,11 @@ def _kinesis(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
     hours = scenario.provisioned_hours_per_month
     if scenario.kinesis_mode == "provisioned":
         shards = kinesis_shards(load)
-        bill.charge(f"Kinesis shard-hours ({shards} shard{'s' * (shards > 1)})", "kinesis.shard_hour", shards * hours)
+        bill.charge("Kinesis shard-hours", "kinesis.shard_hour", shards * hours)
+        bill.estimate.notes.append(
+            f"Kinesis: {shards} shard(s) for {load.peak_records_per_s:,.3g} records/s and "
+            f"{load.peak_bytes_per_s / MIB:,.3g} MiB/s (1,000 records/s and 1 MiB/s per shard)."
+        )
         unit = bill.prices.get("kinesis.put_payload_unit")
         unit_bytes = unit.unit_bytes if unit and unit.unit_bytes else 25 * KIB
         units_per_record = max(1, math.ceil(load.record_bytes / unit_bytes))
@@ -139,8 +143,9 @@ def _kinesis(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
 
 def _sagemaker_endpoint(bill: _Bill, scenario: Scenario, frames_per_s: float, bytes_in: float) -> int:
     instances = max(1, math.ceil(frames_per_s / scenario.sagemaker_fps_capacity))
+    bill.estimate.notes.append(f"SageMaker: {instances} x {scenario.sagemaker_instance} for {frames_per_s:,.3g} frames/s.")
     bill.charge(
-        f"SageMaker endpoint {scenario.sagemaker_instance} x{instances}",
+        "SageMaker endpoint instance-hours",
         f"sagemaker.{scenario.sagemaker_instance}",
         instances * scenario.provisioned_hours_per_month,
     )
@@ -186,7 +191,10 @@ def results_and_alerts(bill: _Bill, scenario: Scenario, alerts: float, result_wr
 
 def _video_stream_ingest(bill: _Bill, scenario: Scenario, consumed: bool = True) -> float:
     video_gb = scenario.cameras * scenario.bitrate_bits_per_s / 8 * scenario.active_hours * 3600 / GB
-    bill.charge(f"KVS ingest ({scenario.cameras} stream{'s' * (scenario.cameras > 1)})", "kvs.ingest_gb", video_gb)
+    bill.charge("KVS ingest", "kvs.ingest_gb", video_gb)
+    bill.estimate.notes.append(
+        f"KVS: {scenario.cameras} stream(s) at {scenario.bitrate_bits_per_s / 1e6:,.3g} Mbps, {video_gb:,.1f} GB a month."
+    )
     if consumed:
         bill.charge("KVS consumed (GetMedia)", "kvs.consumed_gb", video_gb)
     return video_gb
@@ -194,9 +202,13 @@ def _video_stream_ingest(bill: _Bill, scenario: Scenario, consumed: bool = True)
 
 def _edge_box(bill: _Bill, scenario: Scenario, label: str, usd: float, months: float, watts: float, per_box: int) -> None:
     boxes = scenario.boxes(per_box)
-    bill.add(f"{label} amortised ({boxes} x {usd:,.0f} USD / {months:g} months)", boxes, "box-month", boxes * usd / months)
+    bill.add(f"{label} amortised", boxes, "box-month", boxes * usd / months)
     kwh = boxes * watts / 1000 * scenario.provisioned_hours_per_month
-    bill.add(f"{label} electricity ({boxes} x {watts:g} W)", kwh, "kWh", kwh * scenario.electricity_usd_per_kwh)
+    bill.add(f"{label} electricity", kwh, "kWh", kwh * scenario.electricity_usd_per_kwh)
+    bill.estimate.notes.append(
+        f"{label}: {boxes} x {usd:,.0f} USD over {months:g} months, {watts:g} W at "
+        f"{scenario.electricity_usd_per_kwh:g} USD/kWh."
+    )
 
 
 def _analysed_frames(scenario: Scenario) -> tuple[float, float]:
@@ -229,8 +241,9 @@ def estimate_architecture(
         _video_stream_ingest(bill, scenario)
         frames, per_s = _analysed_frames(scenario)
         instances = max(1, math.ceil(per_s / scenario.gpu_fps_capacity))
+        estimate.notes.append(f"EC2: {instances} x {scenario.gpu_instance} for {per_s:,.3g} frames/s.")
         bill.charge(
-            f"EC2 {scenario.gpu_instance} x{instances}",
+            "EC2 GPU instance-hours",
             f"ec2.{scenario.gpu_instance}",
             instances * scenario.provisioned_hours_per_month,
         )
