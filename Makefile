@@ -1,0 +1,64 @@
+# hybridcam: the two commands are `make demo` and `make test`.
+# Both create a virtual environment in .venv (once) and install the project into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-packages demo test bench cost images up down logs package-lambda deploy-cloud destroy-cloud clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install Debian's python3-venv (make system-packages)"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,local]"
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install hybridcam with its test tools
+
+system-packages:  ## Debian packages for the tests (redis-server, ffmpeg/ffprobe, docker-compose)
+	@scripts/install_system_packages.sh
+
+demo: install  ## run the 6-camera site locally for 60 s and show it live (DURATION=0 runs until Ctrl-C)
+	$(PY) -m hybridcam demo --duration $(or $(DURATION),60)
+
+test: install system-packages  ## run the whole test suite (fails if no test ran)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
+
+bench: install  ## print the benchmark figures (edge, cloud path, compositor)
+	$(PY) bench/edge.py
+	@if [ -f bench/cloud.py ]; then $(PY) bench/cloud.py; fi
+	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
+
+cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
+	$(PY) -m hybridcam cost $(COST_ARGS)
+
+images:  ## build the edge images
+	docker compose build
+
+up:  ## start the edge stack (docker compose up -d)
+	docker compose up -d
+
+down:  ## stop the edge stack
+	docker compose down
+
+logs:  ## follow the edge stack's logs
+	docker compose logs -f --tail=100
+
+package-lambda: install  ## build the Lambda zip (cloud/lambda/build/)
+	PYTHON=$(PY) cloud/lambda/package.sh
+
+deploy-cloud: install  ## create or update the AWS stack (needs AWS credentials)
+	$(PY) -m hybridcam cloud deploy
+
+destroy-cloud: install  ## delete the AWS stack
+	$(PY) -m hybridcam cloud destroy
+
+clean:  ## remove the virtual environment and run outputs
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,192 @@
+"""Run the whole site on this machine and watch it live.
+
+Starts a real redis-server on a free port (unless HYBRIDCAM_REDIS_URL points at a running
+one), then each service as its own process, exactly as a deployment runs them: capture on
+the synthetic 6-camera scene, edge inference on the CPU, and, where they are installed,
+the cloud path against a local AWS emulator and the compositor's program output. Service
+logs go to files under the run folder; the terminal shows one live table and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hybridcam.dashboard import Dashboard
+from hybridcam.local_stack import LocalRedis, free_port
+from shared.settings import DEFAULT_SITE_FILE
+from shared.site_config import load_site
+from shared.stream_bus import StreamBus
+
+console = Console()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def last_lines(self, count: int = 5) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-count:])
+        except OSError:
+            return ""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", type=Path, default=None, help=f"site file (default: {DEFAULT_SITE_FILE.name}, 6 synthetic cameras)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run; 0 = until Ctrl-C (default 60)")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where logs and outputs go (default runs/demo)")
+    parser.add_argument("--no-cloud", action="store_true", help="leave out the cloud path")
+    parser.add_argument("--no-program", action="store_true", help="leave out the compositor")
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _service(name: str, args: list[str], env: dict[str, str], run_dir: Path) -> ServiceProcess:
+    return ServiceProcess(name, [sys.executable, "-m", "hybridcam", *args], env, run_dir / "logs" / f"{name}.log")
+
+
+def _redis(existing_url: str | None) -> tuple[str, LocalRedis | None]:
+    if existing_url:
+        bus = StreamBus(existing_url, give_up_after_s=1.0)
+        if bus.ping():
+            return existing_url, None
+        console.print(f"[yellow]HYBRIDCAM_REDIS_URL={existing_url} does not answer; starting a local redis-server instead")
+    local = LocalRedis().start()
+    return local.url, local
+
+
+def run(args: argparse.Namespace) -> int:
+    site_file = (args.site or Path(os.environ.get("HYBRIDCAM_SITE_FILE", DEFAULT_SITE_FILE))).resolve()
+    site = load_site(site_file)
+    run_dir: Path = args.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    redis_url, local_redis = _redis(os.environ.get("HYBRIDCAM_REDIS_URL"))
+    env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site_file), "PYTHONUNBUFFERED": "1"}
+
+    services = [
+        _service("capture", ["capture"], env, run_dir),
+        _service("edge-infer", ["edge-infer"], env, run_dir),
+    ]
+    notes: list[str] = []
+    cloud_stack = None
+    if not args.no_cloud:
+        cloud_stack = _start_cloud_path(env, run_dir, services, notes)
+    if not args.no_program:
+        _add_compositor(env, run_dir, services, notes)
+
+    console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
+    console.print(f"redis {redis_url}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
+    for note in notes:
+        console.print(note)
+    for service in services:
+        service.start()
+
+    dashboard = Dashboard(StreamBus(redis_url), {c.id: c.role for c in site.resolved()})
+    started = time.monotonic()
+    stopped_early: list[ServiceProcess] = []
+    try:
+        with Live(dashboard.render("starting..."), console=console, refresh_per_second=2, transient=False) as live:
+            while not args.duration or time.monotonic() - started < args.duration:
+                time.sleep(1.0)
+                dashboard.refresh()
+                elapsed = time.monotonic() - started
+                left = f", {args.duration - elapsed:.0f} s left" if args.duration else ", Ctrl-C to stop"
+                live.update(dashboard.render(f"live, {elapsed:.0f} s{left}"))
+                stopped_early = [s for s in services if not s.alive()]
+                if stopped_early:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for service in reversed(services):
+            service.stop()
+        if cloud_stack is not None:
+            cloud_stack.stop()
+        dashboard.refresh()
+        if local_redis:
+            local_redis.stop()
+    _print_summary(dashboard, time.monotonic() - started, run_dir)
+    for service in stopped_early:
+        console.print(f"[red]{service.name} stopped unexpectedly; last lines of {service.log_path}:[/]\n{service.last_lines()}")
+    return 1 if stopped_early else 0
+
+
+def _print_summary(dashboard: Dashboard, elapsed: float, run_dir: Path) -> None:
+    table = Table(title=f"summary after {elapsed:.0f} s", title_justify="left", show_header=False)
+    for name, value in dashboard.summary_rows():
+        table.add_row(name, value)
+    program = sorted((run_dir / "program").glob("*")) if (run_dir / "program").exists() else []
+    if program:
+        table.add_row("program output", str(run_dir / "program"))
+    console.print(table)
+
+
+def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> None:
+    if not _available("services.compositor.main"):
+        notes.append("[dim]compositor not in this build: no program output[/]")
+        return
+    preview_port = free_port()
+    services.append(
+        _service(
+            "compositor",
+            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port)],
+            env,
+            run_dir,
+        )
+    )
+    notes.append(f"program preview (MJPEG): http://127.0.0.1:{preview_port}/  recording: {run_dir / 'program'}")
+
+
+def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> object | None:
+    if not (_available("services.sampler.main") and _available("cloud.local_demo")):
+        notes.append("[dim]cloud path not in this build[/]")
+        return None
+    from cloud.local_demo import start_local_cloud
+
+    stack = start_local_cloud(run_dir)
+    env.update(stack.environment())
+    services.append(_service("poller", ["cloud", "poll"], env, run_dir))
+    services.append(_service("sampler", ["sampler"], env, run_dir))
+    services.append(_service("results-bridge", ["results-bridge"], env, run_dir))
+    notes.append(f"cloud path: local AWS emulator {stack.aws_url}, local detector endpoint {stack.models_url}")
+    return stack
