@@ -77,10 +77,11 @@ def bench_hop(redis_url: str, iterations: int) -> None:
     frame = test_frame()
     ring = FrameRingWriter("hybridcam_bench_hop", 1920, 1080, slots=8)
     fetcher = FrameFetcher()
-    results: dict[str, list[float]] = {"shared-memory reference": [], "inline JPEG (q85)": []}
+    results: dict[str, list[float]] = {"shared-memory reference, zero-copy view": [], "shared-memory reference, pixels copied": [], "inline JPEG (q85)": []}
     try:
-        for label, inline in (("shared-memory reference", False), ("inline JPEG (q85)", True)):
-            stream = f"bench:{'jpeg' if inline else 'ref'}"
+        for label in results:
+            inline, copy = label.startswith("inline"), label.endswith("copied")
+            stream = f"bench:{label}"
             last_id = "$"
             for seq in range(iterations):
                 received: list[float] = []
@@ -90,7 +91,12 @@ def bench_hop(redis_url: str, iterations: int) -> None:
                     from shared.schemas import decode
 
                     ref = decode(reply[0][1][0][1][b"m"])
-                    pixels = fetcher.fetch(ref) if not inline else decode_jpeg(ref.jpeg)
+                    if inline:
+                        pixels = decode_jpeg(ref.jpeg)
+                    elif copy:
+                        pixels = fetcher.fetch(ref)
+                    else:
+                        pixels = fetcher.borrow(ref).pixels
                     assert pixels.shape == frame.shape
                     received.append(time.perf_counter())
 

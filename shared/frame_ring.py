@@ -163,6 +163,17 @@ class FrameRingReader(_Ring):
             raise FrameGone(f"slot {slot} was overwritten while frame {seq} was read")
         return out
 
+    def view(self, slot: int, seq: int) -> np.ndarray:
+        """Zero-copy, read-only view of frame ``seq``; check :meth:`holds` after using it."""
+        if not 0 <= slot < self.layout.slots or not self.holds(slot, seq):
+            raise FrameGone(f"slot {slot} no longer holds frame {seq}")
+        view = self._pixels[slot].view()
+        view.flags.writeable = False
+        return view
+
+    def holds(self, slot: int, seq: int) -> bool:
+        return bool(_SLOT_HEADER.unpack_from(self._headers[slot], 0)[0] == seq)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.layout.height, self.layout.width, 3)
@@ -204,6 +215,38 @@ class FrameFetcher:
             return decode_jpeg(ref.jpeg, (ref.height, ref.width))
         raise FrameGone("frame reference carries neither a ring slot nor a JPEG")
 
+    def borrow(self, ref: "FrameRefLike") -> "BorrowedFrame":
+        """Pixels without a copy where the ring is on this host (a JPEG is decoded otherwise).
+
+        The writer may lap the reader while the pixels are in use: call
+        ``still_valid()`` after using them and discard the result if it is False.
+        """
+        if ref.shm_name is not None and ref.slot is not None:
+            try:
+                reader = self._reader(ref.shm_name)
+                try:
+                    return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
+                except FrameGone:
+                    reader = self._reattach(ref.shm_name)
+                    return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
+            except FileNotFoundError:
+                if ref.jpeg is None:
+                    raise FrameGone(f"frame ring {ref.shm_name!r} does not exist on this host") from None
+        return BorrowedFrame(self.fetch(ref), None, 0, 0)
+
+    def _reader(self, name: str) -> FrameRingReader:
+        reader = self._readers.get(name)
+        if reader is None:
+            reader = self._readers[name] = FrameRingReader(name)
+        return reader
+
+    def _reattach(self, name: str) -> FrameRingReader:
+        old = self._readers.pop(name, None)
+        if old is not None:
+            old.close()
+        reader = self._readers[name] = FrameRingReader(name)
+        return reader
+
     def _read_shared(self, name: str, slot: int, seq: int, out: np.ndarray | None) -> np.ndarray:
         reader = self._readers.get(name)
         if reader is None:
@@ -220,6 +263,17 @@ class FrameFetcher:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
+
+
+@dataclass
+class BorrowedFrame:
+    pixels: np.ndarray
+    reader: FrameRingReader | None
+    slot: int
+    seq: int
+
+    def still_valid(self) -> bool:
+        return self.reader is None or self.reader.holds(self.slot, self.seq)
 
 
 class FrameRefLike:  # structural type of shared.schemas.FrameRef, kept import-free

@@ -75,8 +75,10 @@ class InferenceLoop:
             self.bus.ack(entry.stream, self.group, [entry.entry_id])
             return
         try:
-            frame = self.fetcher.fetch(ref)
-            detections = self.detector.detect(frame)
+            frame = self.fetcher.borrow(ref)
+            detections = self.detector.detect(frame.pixels)
+            if not frame.still_valid():
+                raise FrameGone(f"frame {ref.seq} was overwritten while it was analysed")
         except (FrameGone, InvalidFrameError, ValueError, FileNotFoundError) as error:
             reason = type(error).__name__
             counters.dropped[reason] += 1
