@@ -48,11 +48,12 @@ def sampling_curve(scenario: Scenario, prices: PriceSet) -> SamplingCurve:
 def render_png(curve: SamplingCurve, scenario: Scenario, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI), dpi=CHART_DPI)
     try:
+        floor = 0.01  # a log axis cannot show 0 USD; such points sit on the floor
         for key, costs in curve.monthly_usd.items():
-            ax.plot(curve.sampled_fps, costs, label=ARCHITECTURES[key], linewidth=2)
+            ax.plot(curve.sampled_fps, [max(c, floor) for c in costs], label=ARCHITECTURES[key], linewidth=2)
         ax.axvline(scenario.sampled_fps, color="grey", linestyle="--", linewidth=1, label="this scenario")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_yscale("log")
         ax.set_xlabel("frames per second per camera sent to the cloud (sampling rate)")
         ax.set_ylabel("USD per month")
         ax.set_title(
@@ -60,7 +61,7 @@ def render_png(curve: SamplingCurve, scenario: Scenario, path: Path) -> Path:
             f"{scenario.hours_per_day:g} h/day x {scenario.days_per_month:g} days"
         )
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=CHART_DPI)

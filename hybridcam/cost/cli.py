@@ -101,7 +101,7 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def _validation_sentence(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or None
+    field = str(first["loc"][0]) if first["loc"] else None  # the scenario is flat: the top key names the field
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     if field is None:
@@ -194,7 +194,6 @@ def _describe(scenario: Scenario, measured: bool) -> str:
 
 def run_cost(args: argparse.Namespace) -> int:
     console = Console(width=200 if not sys.stdout.isatty() else None)
-    errors = Console(stderr=True)
     if args.list_price_sets:
         for name in available_price_sets():
             console.print(load_price_set(name).provenance_line())
@@ -209,7 +208,7 @@ def run_cost(args: argparse.Namespace) -> int:
             scenario = build_scenario(args)
         prices = _load_prices(scenario, args.refresh_prices, console)
     except (ScenarioInputError, RunCountersError, PriceSetError) as exc:
-        errors.print(f"error: {str(exc).rstrip('.')}.", markup=False, highlight=False)
+        print(f"error: {str(exc).rstrip('.')}.", file=sys.stderr)
         return EXIT_USAGE
 
     console.print(_describe(scenario, measured is not None))

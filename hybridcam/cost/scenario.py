@@ -120,7 +120,7 @@ class Scenario(BaseModel):
     def _resolution_is_width_x_height(cls, value: str) -> str:
         parts = value.lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-            raise ValueError(f"must be WIDTHxHEIGHT in pixels, like 1920x1080 (got {value!r})")
+            raise ValueError("must be WIDTHxHEIGHT in pixels, like 1920x1080")
         return f"{int(parts[0])}x{int(parts[1])}"
 
     @field_validator("masters", mode="before")
