@@ -227,6 +227,8 @@ def test_unknown_output_layout_lists_what_is_supported(unknown_layout_model_path
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(ValueError, match="Unknown detector option"):
         load_detector(NANODET_PATH, score_treshold=0.5)
+    with pytest.raises(ValueError, match="Unknown detector option"):
+        load_detector("tiled", tile_size=640)
 
 
 def test_providers_prefer_tensorrt_then_cuda_then_cpu(tmp_path: Path) -> None:

@@ -128,6 +128,7 @@ class Detector(ABC):
 
     Attributes every detector exposes: name (model name), input_size (width, height the model sees),
     providers (execution providers that actually run it), labels (class names) and last_timing.
+    A detector reuses its input buffers between frames: give each thread its own instance.
     """
 
     name: str

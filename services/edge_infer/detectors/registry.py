@@ -28,7 +28,10 @@ from services.edge_infer.providers import ProviderChoice, ProviderSpec
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
 TILED_NAME = "tiled"
 DECODER_OPTIONS = {"score_threshold", "iou_threshold", "max_detections", "labels"}
-TILED_OPTIONS = {"tile_grid", "tile_overlap", "nanodet_model", "centernet_model", "nanodet_score_threshold"}
+TILED_OPTIONS = {
+    "tile_grid", "tile_overlap", "nanodet_model", "centernet_model", "nanodet_score_threshold",
+    "score_threshold", "iou_threshold", "max_detections",
+}
 SUPPORTED_LAYOUTS = (
     "NanoDet (NCHW input, [1,N,C] + [1,N,4*bins] per stride), "
     "YOLOv8-11 (NCHW input, one [1,4+C,N] or [1,N,4+C] output) or "
@@ -67,11 +70,13 @@ def load_detector(
     num_classes: class count for NanoDet heads (default: len(labels), 80 for COCO).
     """
     directory = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
-    if str(path_or_name) == TILED_NAME:
-        return load_tiled_detector(providers, intra_op_num_threads, directory, **opts)
-    unknown = set(opts) - DECODER_OPTIONS
+    tiled = str(path_or_name) == TILED_NAME
+    known = TILED_OPTIONS if tiled else DECODER_OPTIONS
+    unknown = set(opts) - known
     if unknown:
-        raise ValueError(f"Unknown detector option(s) {sorted(unknown)}; known: {sorted(DECODER_OPTIONS)}.")
+        raise ValueError(f"Unknown detector option(s) {sorted(unknown)}; known: {sorted(known)}.")
+    if tiled:
+        return load_tiled_detector(providers, intra_op_num_threads, directory, **opts)
     path = resolve_model_path(path_or_name, directory)
     session = open_session(path, providers, intra_op_num_threads)
     inputs, outputs = input_specs(session), output_specs(session)
