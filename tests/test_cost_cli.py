@@ -145,8 +145,7 @@ def test_refresh_without_credentials_uses_the_file_and_says_its_date():
         "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": "", "AWS_WEB_IDENTITY_TOKEN_FILE": "",
     }
-    env = {k: v for k, v in no_credentials.items()}
-    result = run_module("--refresh-prices", "--no-chart", env=env)
+    result = run_module("--refresh-prices", "--no-chart", env=no_credentials)
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "no AWS credentials found" in text and "2026-11-23" in text
@@ -175,3 +174,10 @@ def test_out_folder_default_is_relative(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["--cameras", "1"]) == 0
     assert Path("cost-report/cost.png").exists() and Path("cost-report/cost.html").exists()
+
+
+def test_console_command_runs_cost(capsys):
+    from hybridcam.cli import main as hybridcam_main
+
+    assert hybridcam_main(["cost", "--cameras", "2", "--no-chart"]) == 0
+    assert "What this means:" in " ".join(capsys.readouterr().out.split())

@@ -1,7 +1,10 @@
-"""`hybridcam cost`: price a scenario on every architecture side by side.
+"""Price a camera scenario on each architecture side by side: cloud-only frame analysis (Kinesis Data
+Streams > Lambda > Rekognition), cloud-only video streaming (Kinesis Video Streams + a SageMaker endpoint,
+or + a GPU EC2 instance), hybrid (this product: edge box + sampled cloud path) and edge-only.
 
-Flags are generated from the Scenario model, one per field, so every input is explained by --help.
-A scenario YAML file gives the same fields; flags given on the command line override it.
+Prints a table per line item, monthly totals, cost per camera-hour, the break-even between Rekognition
+per-image pricing and an always-on SageMaker endpoint, and writes a chart (cost.png and a self-contained
+cost.html) of monthly cost against sampling rate. Scenario flags override the same keys of --scenario FILE.
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser = subparsers.add_parser(
         "cost", help="estimate monthly cost of each architecture", description=DESCRIPTION,
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every `hybridcam cost` option (the console command's per-module hook)."""
     parser.add_argument("--scenario", type=Path, metavar="FILE",
                         help="YAML file whose keys are the scenario flags' names with underscores (e.g. hours_per_day)")
     parser.add_argument("--from-run", type=Path, metavar="FILE",
@@ -96,7 +105,6 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the estimates as JSON to FILE")
     add_scenario_flags(parser)
     parser.set_defaults(handler=run_cost)
-    return parser
 
 
 def _validation_sentence(exc: ValidationError) -> str:
@@ -232,6 +240,11 @@ def run_cost(args: argparse.Namespace) -> int:
     for line in closing:
         console.print(line, markup=False)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """The console command's per-module hook."""
+    return run_cost(args)
 
 
 def _closing_lines(scenario: Scenario, prices: PriceSet, estimates: list[ArchitectureEstimate]) -> list[str]:
