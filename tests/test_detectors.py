@@ -224,6 +224,11 @@ def test_unknown_output_layout_lists_what_is_supported(unknown_layout_model_path
     assert "feature_map [1, 3, 8, 8]" in message and "YOLOv8-11" in message and "\n" not in message
 
 
+def test_nms_included_yolo_export_is_refused_not_misread(end2end_yolo_model_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"output0 \[1, 300, 6\].*match no supported layout"):
+        load_detector(end2end_yolo_model_path)
+
+
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(ValueError, match="Unknown detector option"):
         load_detector(NANODET_PATH, score_treshold=0.5)

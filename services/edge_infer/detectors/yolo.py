@@ -57,9 +57,16 @@ def match_yolo_layout(
     else:
         return None
     features = rows if features_first else columns
-    if features <= BOX_FIELDS:
+    anchors = columns if features_first else rows
+    if features <= BOX_FIELDS or looks_like_end2end(features, anchors, size):
         return None
     return YoloLayout(size, features - BOX_FIELDS, features_first)
+
+
+def looks_like_end2end(features: int, anchors: int | str | None, size: int) -> bool:
+    """[1, K, 6] with K not the anchor count of a P3-P5 head is x1,y1,x2,y2,score,class, not 2 classes."""
+    p3_to_p5_anchors = 21 * (size // 32) ** 2  # (s/8)^2 + (s/16)^2 + (s/32)^2
+    return features == BOX_FIELDS + 2 and anchors != p3_to_p5_anchors
 
 
 class YoloDetector(OnnxDetector):
