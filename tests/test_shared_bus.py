@@ -95,8 +95,10 @@ def test_bus_waits_out_a_redis_restart(redis_server) -> None:
     redis_server.stop()
     import threading
 
-    threading.Timer(1.0, redis_server.start).start()
+    restart = threading.Timer(1.0, redis_server.start)
+    restart.start()
     bus.publish("s", _detection_set(2))  # blocks until Redis is back, then succeeds
+    restart.join()
     assert bus.redis.xlen("s") == 2  # append-only file kept the first entry
     assert bus.counters["redis_reconnects"] >= 1
 
