@@ -74,6 +74,14 @@ def upload_code(session: boto3.session.Session, zip_path: Path, bucket: str, say
     return key
 
 
+def parameter_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _stack_status(cloudformation: Any, stack_name: str) -> str | None:
     try:
         return str(cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"])
@@ -132,7 +140,7 @@ def deploy_stack(
     bucket = code_bucket or default_code_bucket(session, stack_name)
     key = upload_code(session, zip_path, bucket, say)
     values = {**{k: v for k, v in params.items() if v is not None}, "CodeBucket": bucket, "CodeKey": key}
-    parameters = [{"ParameterKey": name, "ParameterValue": str(value)} for name, value in sorted(values.items())]
+    parameters = [{"ParameterKey": name, "ParameterValue": parameter_text(value)} for name, value in sorted(values.items())]
     arguments = {"StackName": stack_name, "TemplateBody": TEMPLATE_PATH.read_text(), "Parameters": parameters,
                  "Capabilities": ["CAPABILITY_IAM"], "Tags": [{"Key": "project", "Value": "hybridcam"}]}
     status = _stack_status(cloudformation, stack_name)
