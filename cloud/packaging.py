@@ -57,9 +57,9 @@ def _add(archive: zipfile.ZipFile, source: Path, name: str) -> None:
 
 
 def build_lambda_zip(output: Path | None = None, with_dependencies: bool = True, build_dir: Path = DEFAULT_BUILD_DIR) -> Path:
-    """Write the Lambda zip and return its path (default build/lambda/detector.zip)."""
+    """Write the Lambda zip and return its path (default build/lambda/detector.zip, or detector-code-only.zip)."""
     build_dir.mkdir(parents=True, exist_ok=True)
-    output = output or build_dir / "detector.zip"
+    output = output or build_dir / ("detector.zip" if with_dependencies else "detector-code-only.zip")
     entries: dict[str, Path] = {name: LAMBDA_DIR / name for name in HANDLER_MODULES}
     entries.update({f"shared/{name}": REPO_ROOT / "shared" / name for name in SHARED_MODULES})
     if with_dependencies:

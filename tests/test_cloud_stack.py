@@ -103,3 +103,24 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     with pytest.raises(DeployError, match="not deployed"):
         stack_outputs("hc-stack-test")
     destroy_stack("hc-stack-test", say=lambda _: None)  # removing what is gone is not an error
+
+
+def test_rollback_names_the_failing_resource_and_reason() -> None:
+    from botocore.stub import Stubber
+
+    from cloud.deploy import failure_reason
+
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    event = {"StackId": "id", "EventId": "e", "StackName": "s", "Timestamp": "2026-01-01T00:00:00Z"}
+    newest_first = [
+        {**event, "LogicalResourceId": "s", "ResourceType": "AWS::CloudFormation::Stack",
+         "ResourceStatus": "ROLLBACK_COMPLETE"},
+        {**event, "LogicalResourceId": "FramesTable", "ResourceType": "AWS::DynamoDB::Table",
+         "ResourceStatus": "CREATE_FAILED", "ResourceStatusReason": "Resource creation cancelled"},
+        {**event, "LogicalResourceId": "DetectorFunction", "ResourceType": "AWS::Lambda::Function",
+         "ResourceStatus": "CREATE_FAILED", "ResourceStatusReason": "Error occurred while GetObject. S3 Error Code: NoSuchKey"},
+    ]
+    with Stubber(cloudformation) as stubber:
+        stubber.add_response("describe_stack_events", {"StackEvents": newest_first}, {"StackName": "s"})
+        reason = failure_reason(cloudformation, "s")
+    assert reason == "DetectorFunction (AWS::Lambda::Function): Error occurred while GetObject. S3 Error Code: NoSuchKey"
