@@ -51,7 +51,7 @@ down:  ## stop the edge stack
 logs:  ## follow the edge stack's logs
 	docker compose logs -f --tail=100
 
-package-lambda: install  ## build the Lambda zip (cloud/lambda/build/)
+package-lambda: install  ## build the Lambda zip (build/lambda/detector.zip)
 	PYTHON=$(PY) cloud/lambda/package.sh
 
 deploy-cloud: install  ## create or update the AWS stack (needs AWS credentials)
