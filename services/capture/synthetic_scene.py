@@ -54,7 +54,7 @@ SIZE_STEP = 1.02  # sprite heights are quantised to this geometric grid, so few 
 MIN_DRAWN_HEIGHT_PX = 4
 
 # Wander: each person comes back every PERIOD seconds (per person, drawn from this range).
-WANDER_PERIOD_S = (28.0, 44.0)
+WANDER_PERIOD_S = (22.0, 34.0)
 WANDER_MIN_AWAY_S = 1.5
 OFF_WORLD_U = 0.07  # feet this far outside [0, 1] put the whole person outside the world
 
