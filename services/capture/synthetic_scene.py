@@ -39,12 +39,12 @@ import numpy as np
 ASSET_DIR = Path(__file__).with_name("scene_assets")
 SCENARIOS = ("wander", "walkthrough")
 
-# Ground and perspective, as fractions of the world height. At 720p in the master a far person is ~68 px
-# tall and a near one ~195 px (the detector needs >= 60 px); slaves zoom in further.
+# Ground and perspective, as fractions of the world height. At 1080p in the master a far person is ~76 px
+# tall and a near one ~232 px (+-7% per person); slaves zoom in further.
 GROUND_TOP = 0.40
 GROUND_BOTTOM = 0.97
-HEIGHT_FAR = 0.095
-HEIGHT_NEAR = 0.27
+HEIGHT_FAR = 0.07
+HEIGHT_NEAR = 0.215
 HEIGHT_JITTER = 0.07  # +- per person
 PERSON_HEIGHT_M = 1.7
 WALK_SPEED_M_S = 1.4
