@@ -195,6 +195,14 @@ def quantised_height(height_px: float) -> int:
     return max(1, round(SIZE_STEP**step))
 
 
+def overlap_fraction(box: tuple[float, float, float, float], region: ViewRegion) -> float:
+    """Share of the (normalised) box's area that lies inside the region."""
+    ix = max(0.0, min(box[2], region.x1) - max(box[0], region.x0))
+    iy = max(0.0, min(box[3], region.y1) - max(box[1], region.y0))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
 def recolour(bgr: np.ndarray, hue_shift: int) -> np.ndarray:
     """Shift the hue of the blue-ish clothing (the photos' jackets and hoodies); skin and sand stay as they are."""
     if hue_shift == 0:
@@ -359,7 +367,8 @@ class SyntheticScene:
         return slaves or [(cid, cam.region) for cid, cam in self.cameras.items()]
 
     def _region_spot(self, region_id: str, regions: list[tuple[str, ViewRegion]]) -> tuple[float, float]:
-        """Group centre that puts the whole group inside this region and as few others as possible."""
+        """Group centre that puts the whole group inside this region and as little of it as possible in any other
+        (so each pause has one clear region), then as far from the region's edges as possible."""
         region = dict(regions)[region_id]
         others = [r for cid, r in regions if cid != region_id]
         best: tuple[tuple[float, float], tuple[float, float]] | None = None
@@ -368,10 +377,10 @@ class SyntheticScene:
                 box = self._group_world_box(float(u), float(v))
                 if not region.contains(box):
                     continue
-                shared = sum(other.contains(box) for other in others)
+                shared = max((overlap_fraction(box, other) for other in others), default=0.0)
                 margin = min((box[0] - region.x0) / (region.x1 - region.x0), (region.x1 - box[2]) / (region.x1 - region.x0),
                              (box[1] - region.y0) / (region.y1 - region.y0), (region.y1 - box[3]) / (region.y1 - region.y0))
-                score = (float(shared), -margin)
+                score = (round(shared * 20) / 20, -margin)
                 if best is None or score < best[0]:
                     best = (score, (float(u), float(v)))
         if best is None:  # region too small or above the ground: stand as close to its centre as the ground allows
