@@ -111,9 +111,9 @@ class Dashboard:
     def render(self, title: str) -> Group:
         table = Table(title=title, title_justify="left", expand=False)
         for heading, justify in (
-            ("camera", "left"), ("role", "left"), ("capture", "left"), ("capture fps", "right"),
-            ("detect fps", "right"), ("skipped", "right"), ("latency ms", "right"),
-            ("people now", "right"), ("people max", "right"), ("cloud results", "right"), ("cloud labels", "left"),
+            ("camera", "left"), ("role", "left"), ("state", "left"), ("cap fps", "right"),
+            ("det fps", "right"), ("skipped", "right"), ("lat ms", "right"),
+            ("people", "right"), ("max", "right"), ("cloud", "right"), ("cloud labels", "left"),
         ):
             table.add_column(heading, justify=justify)  # type: ignore[arg-type]
         for camera_id, c in sorted(self.view.cameras.items(), key=lambda kv: (kv[1].role != "master", kv[0])):

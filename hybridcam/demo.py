@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(dashboard: Dashboard, elapsed: float, run_dir: Path) -> None:
+    console.print()
     table = Table(title=f"summary after {elapsed:.0f} s", title_justify="left", show_header=False)
     for name, value in dashboard.summary_rows():
         table.add_row(name, value)
