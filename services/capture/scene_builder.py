@@ -12,12 +12,16 @@ def is_synthetic(camera: ResolvedCamera) -> bool:
 def build_scene(site: SiteConfig, cameras: list[ResolvedCamera]) -> object | None:
     """A SyntheticScene whose virtual cameras have the site's geometry, or None if unused.
 
+    ``cameras`` are the ones this process runs; the scene is always built from every
+    synthetic camera of the site, so processes that run different cameras (--camera)
+    agree on the motion and the ground truth.
+
     A master sees the whole world; a slave sees the region of the master that its
     ``covers`` entry declares, so ground truth and the director share one geometry.
     """
-    synthetic = [c for c in cameras if is_synthetic(c)]
-    if not synthetic:
+    if not any(is_synthetic(c) for c in cameras):
         return None
+    synthetic = [c for c in site.resolved() if is_synthetic(c)]
     from services.capture.synthetic_scene import SyntheticScene, ViewRegion, VirtualCamera
 
     virtual = []
