@@ -1,0 +1,164 @@
+"""Fuses edge and cloud detection sets into one short per-camera state.
+
+Both sources publish on the same stream; a set is aligned to its frame by camera and
+capture time. The edge usually arrives first; a cloud set for the same frame is merged
+into that frame's observation (duplicates removed by IoU), and a cloud set that arrives
+after newer frames were tracked only adds evidence to the past it belongs to. Queries
+are made "as of" a program time, so nothing that arrives late can change a decision
+that was already taken.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections import Counter
+from dataclasses import dataclass, field
+
+from services.compositor.tracker import Box, IouTracker, iou
+from shared.schemas import Detection, DetectionSet
+
+
+@dataclass
+class Observation:
+    """Everything known about one captured frame of one camera."""
+
+    capture_ts: float
+    frame_id: str
+    width: int
+    height: int
+    sources: set[str]
+    detections: list[Detection]
+
+    def __lt__(self, other: "Observation") -> bool:
+        return self.capture_ts < other.capture_ts
+
+
+@dataclass(frozen=True)
+class CameraActivity:
+    """What the director needs to know about one camera at one moment."""
+
+    people: tuple[Box, ...] = ()
+    speed: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.people)
+
+    @property
+    def mean_height(self) -> float:
+        return sum(b[3] - b[1] for b in self.people) / len(self.people) if self.people else 0.0
+
+
+@dataclass
+class _CameraState:
+    tracker: IouTracker
+    observations: list[Observation] = field(default_factory=list)
+
+
+def _normalised(detection: Detection, width: int, height: int) -> Box:
+    x0, y0, x1, y1 = detection.box
+    return (
+        min(max(x0 / width, 0.0), 1.0),
+        min(max(y0 / height, 0.0), 1.0),
+        min(max(x1 / width, 0.0), 1.0),
+        min(max(y1 / height, 0.0), 1.0),
+    )
+
+
+def merge_detections(kept: list[Detection], incoming: list[Detection], same_iou: float = 0.5) -> list[Detection]:
+    """Union of two detectors' findings; one box per object (the higher score wins)."""
+    merged = list(kept)
+    for new in incoming:
+        duplicate = next(
+            (i for i, old in enumerate(merged) if old.label == new.label and iou(old.box, new.box) >= same_iou), None
+        )
+        if duplicate is None:
+            merged.append(new)
+        elif new.score > merged[duplicate].score:
+            merged[duplicate] = new
+    return merged
+
+
+class DetectionFusion:
+    def __init__(
+        self,
+        labels: frozenset[str] = frozenset({"person"}),
+        min_score: float = 0.3,
+        track_max_age_s: float = 1.5,
+        align_tolerance_s: float = 0.02,
+        history_s: float = 10.0,
+    ) -> None:
+        self.labels = labels
+        self.min_score = min_score
+        self.track_max_age_s = track_max_age_s
+        self.align_tolerance_s = align_tolerance_s
+        self.history_s = history_s
+        self.cameras: dict[str, _CameraState] = {}
+        self.counters: Counter[str] = Counter()
+        self.last_arrival: float | None = None
+
+    def add(self, detection_set: DetectionSet, arrived_at: float) -> str:
+        """Fold one detection set in; returns 'new', 'merged' (same frame) or 'late'."""
+        self.last_arrival = arrived_at if self.last_arrival is None else max(self.last_arrival, arrived_at)
+        state = self.cameras.get(detection_set.camera_id)
+        if state is None:
+            state = self.cameras[detection_set.camera_id] = _CameraState(IouTracker(self.track_max_age_s))
+        wanted = [d for d in detection_set.detections if d.score >= self.min_score]
+        existing = self._aligned(state, detection_set.capture_ts, detection_set.frame_id)
+        if existing is not None:
+            existing.detections = merge_detections(existing.detections, wanted)
+            existing.sources.add(detection_set.source)
+            outcome = "merged"
+        else:
+            existing = Observation(
+                detection_set.capture_ts, detection_set.frame_id, detection_set.width, detection_set.height,
+                {detection_set.source}, wanted,
+            )
+            insort(state.observations, existing)
+            outcome = "late" if detection_set.capture_ts < state.tracker.last_ts else "new"
+        boxes = [_normalised(d, existing.width, existing.height) for d in existing.detections if d.label in self.labels]
+        state.tracker.update(boxes, existing.capture_ts)
+        self._forget_old(state)
+        self.counters[f"{detection_set.source}_{outcome}"] += 1
+        return outcome
+
+    def activity(self, camera_id: str, now: float) -> CameraActivity:
+        state = self.cameras.get(camera_id)
+        if state is None:
+            return CameraActivity()
+        tracks = [t for t in state.tracker.active(now) if t.first_seen <= now]
+        if not tracks:
+            return CameraActivity()
+        return CameraActivity(tuple(t.box for t in tracks), max(t.speed for t in tracks))
+
+    def detections_for_frame(self, camera_id: str, capture_ts: float, max_gap_s: float = 0.5) -> Observation | None:
+        """The observation to draw over a frame: the same frame, else the latest before it."""
+        state = self.cameras.get(camera_id)
+        if state is None:
+            return None
+        best = None
+        for observation in reversed(state.observations):
+            if observation.capture_ts <= capture_ts + self.align_tolerance_s:
+                best = observation
+                break
+        if best is None or capture_ts - best.capture_ts > max_gap_s:
+            return None
+        return best
+
+    def _aligned(self, state: _CameraState, capture_ts: float, frame_id: str) -> Observation | None:
+        for observation in reversed(state.observations):
+            if observation.frame_id == frame_id or abs(observation.capture_ts - capture_ts) <= self.align_tolerance_s:
+                return observation
+            if observation.capture_ts < capture_ts - self.align_tolerance_s:
+                return None
+        return None
+
+    def _forget_old(self, state: _CameraState) -> None:
+        if not state.observations:
+            return
+        horizon = state.observations[-1].capture_ts - self.history_s
+        drop = 0
+        while drop < len(state.observations) and state.observations[drop].capture_ts < horizon:
+            drop += 1
+        if drop:
+            del state.observations[:drop]

@@ -1,0 +1,225 @@
+"""Draws one program picture: the chosen camera letterboxed into a preallocated canvas,
+an optional virtual camera (smooth pan/zoom onto the people), picture-in-picture of the
+master, overlays (boxes, labels, camera name, clock) and an optional binary timecode.
+
+Per frame, pixels move once: ``cv2.resize`` writes straight into the canvas's region.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from shared.schemas import Detection
+
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+TIMECODE_BITS = 48
+TIMECODE_BLOCK = 16
+TIMECODE_PER_ROW = 24
+_BOX_COLOUR = (0, 220, 255)
+_TEXT_COLOUR = (255, 255, 255)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def letterbox_rect(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Rect:
+    """The largest rectangle of the source's aspect ratio centred in the destination."""
+    scale = min(dst_w / src_w, dst_h / src_h)
+    w, h = max(2, round(src_w * scale)), max(2, round(src_h * scale))
+    return (dst_w - w) // 2, (dst_h - h) // 2, w, h
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    boxes: bool = True
+    camera_name: bool = True
+    clock: bool = True
+    pip: bool = True
+    virtual_camera: bool = False
+    timecode: bool = False
+
+
+@dataclass
+class ShotPicture:
+    """What the renderer needs for one program frame."""
+
+    frame: np.ndarray | None
+    camera_name: str
+    capture_ts: float = 0.0
+    detections: list[Detection] | None = None
+    detections_size: tuple[int, int] = (0, 0)  # width, height the boxes refer to
+    pip_frame: np.ndarray | None = None
+    note: str = ""
+
+
+class VirtualCamera:
+    """A crop window that glides toward the people, at the program's aspect ratio."""
+
+    def __init__(self, aspect: float, smoothing: float = 0.08, min_zoom: float = 0.5, margin: float = 0.35) -> None:
+        self.aspect = aspect
+        self.smoothing = smoothing
+        self.min_zoom = min_zoom
+        self.margin = margin
+        self._window: np.ndarray | None = None  # cx, cy, width (normalised to frame width)
+
+    def reset(self) -> None:
+        self._window = None
+
+    def crop(self, frame_w: int, frame_h: int, people: list[tuple[float, float, float, float]]) -> tuple[int, int, int, int]:
+        """Source rectangle (x0, y0, x1, y1) in pixels for this frame."""
+        target = self._target(frame_w, frame_h, people)
+        if self._window is None:
+            self._window = target
+        else:
+            self._window += self.smoothing * (target - self._window)
+        cx, cy, width = self._window
+        w = int(round(width * frame_w))
+        h = int(round(w / self.aspect))
+        if h > frame_h:
+            h = frame_h
+            w = int(round(h * self.aspect))
+        x0 = int(round(cx * frame_w - w / 2))
+        y0 = int(round(cy * frame_h - h / 2))
+        x0 = min(max(0, x0), frame_w - w)
+        y0 = min(max(0, y0), frame_h - h)
+        return x0, y0, x0 + w, y0 + h
+
+    def _target(self, frame_w: int, frame_h: int, people: list[tuple[float, float, float, float]]) -> np.ndarray:
+        full_width = min(1.0, frame_h * self.aspect / frame_w)
+        if not people:
+            return np.array([0.5, 0.5, full_width])
+        x0 = min(p[0] for p in people)
+        y0 = min(p[1] for p in people)
+        x1 = max(p[2] for p in people)
+        y1 = max(p[3] for p in people)
+        need_w = (x1 - x0) * (1 + 2 * self.margin)
+        need_h = (y1 - y0) * (1 + 2 * self.margin) * frame_h * self.aspect / frame_w
+        width = min(full_width, max(need_w, need_h, self.min_zoom * full_width))
+        return np.array([(x0 + x1) / 2, (y0 + y1) / 2, width])
+
+
+class ProgramRenderer:
+    def __init__(self, width: int, height: int, options: RenderOptions) -> None:
+        self.width, self.height = width, height
+        self.options = options
+        self.canvas = np.zeros((height, width, 3), dtype=np.uint8)
+        self.virtual_camera = VirtualCamera(width / height)
+        self._rect_cache: dict[tuple[int, int], Rect] = {}
+        self._pip_box = self._pip_rect()
+        self._last_camera = ""
+
+    def compose(self, shot: ShotPicture, now: float | None = None) -> np.ndarray:
+        if shot.camera_name != self._last_camera:
+            self.virtual_camera.reset()
+            self._last_camera = shot.camera_name
+        if shot.frame is None:
+            self.canvas[:] = 0
+            self._text(shot.note or f"{shot.camera_name}: no picture", (self.width // 2 - 300, self.height // 2), 1.2)
+        else:
+            self._place_main(shot)
+        if self.options.pip and shot.pip_frame is not None:
+            self._place_pip(shot.pip_frame)
+        if self.options.camera_name:
+            self._text(shot.camera_name + (f"  ({shot.note})" if shot.note and shot.frame is not None else ""), (32, self.height - 36), 1.0)
+        if self.options.clock:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now if now is not None else time.time()))
+            self._text(stamp, (self.width - 470, 56), 0.9)
+        if self.options.timecode:
+            stamp_timecode(self.canvas, shot.capture_ts)
+        return self.canvas
+
+    def _place_main(self, shot: ShotPicture) -> None:
+        frame = shot.frame
+        assert frame is not None
+        fh, fw = frame.shape[:2]
+        x0, y0, x1, y1 = 0, 0, fw, fh
+        if self.options.virtual_camera:
+            x0, y0, x1, y1 = self.virtual_camera.crop(fw, fh, self._people(shot, fw, fh))
+        source = frame[y0:y1, x0:x1]
+        rect = self._letterbox(x1 - x0, y1 - y0)
+        self._clear_bars(rect)
+        x, y, w, h = rect
+        cv2.resize(source, (w, h), dst=self.canvas[y : y + h, x : x + w], interpolation=cv2.INTER_LINEAR)
+        if self.options.boxes and shot.detections:
+            self._draw_boxes(shot, (x0, y0, x1, y1), rect)
+
+    def _people(self, shot: ShotPicture, fw: int, fh: int) -> list[tuple[float, float, float, float]]:
+        dw, dh = shot.detections_size
+        if not shot.detections or not dw or not dh:
+            return []
+        return [(d.box[0] / dw, d.box[1] / dh, d.box[2] / dw, d.box[3] / dh) for d in shot.detections if d.label == "person"]
+
+    def _draw_boxes(self, shot: ShotPicture, crop: tuple[int, int, int, int], rect: Rect) -> None:
+        fh, fw = shot.frame.shape[:2]  # type: ignore[union-attr]
+        dw, dh = shot.detections_size
+        sx_frame, sy_frame = (fw / dw, fh / dh) if dw and dh else (1.0, 1.0)
+        cx0, cy0, cx1, cy1 = crop
+        x, y, w, h = rect
+        scale_x, scale_y = w / (cx1 - cx0), h / (cy1 - cy0)
+        for detection in shot.detections or []:
+            bx0, by0, bx1, by1 = detection.box
+            p0 = (int(x + (bx0 * sx_frame - cx0) * scale_x), int(y + (by0 * sy_frame - cy0) * scale_y))
+            p1 = (int(x + (bx1 * sx_frame - cx0) * scale_x), int(y + (by1 * sy_frame - cy0) * scale_y))
+            cv2.rectangle(self.canvas, p0, p1, _BOX_COLOUR, 2)
+            cv2.putText(self.canvas, f"{detection.label} {detection.score:.2f}", (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
+
+    def _place_pip(self, pip_frame: np.ndarray) -> None:
+        px, py, pw, ph = self._pip_box
+        fh, fw = pip_frame.shape[:2]
+        x, y, w, h = letterbox_rect(fw, fh, pw, ph)
+        cv2.rectangle(self.canvas, (px - 3, py - 3), (px + pw + 2, py + ph + 2), (255, 255, 255), 3)
+        self.canvas[py : py + ph, px : px + pw] = 0
+        cv2.resize(pip_frame, (w, h), dst=self.canvas[py + y : py + y + h, px + x : px + x + w], interpolation=cv2.INTER_AREA)
+
+    def _pip_rect(self) -> Rect:
+        pw, ph = self.width // 4, self.height // 4
+        margin = max(8, self.width // 80)
+        return self.width - pw - margin, self.height - ph - margin, pw, ph
+
+    def _letterbox(self, src_w: int, src_h: int) -> Rect:
+        key = (src_w, src_h)
+        rect = self._rect_cache.get(key)
+        if rect is None:
+            if len(self._rect_cache) > 64:  # a virtual camera makes many sizes
+                self._rect_cache.clear()
+            rect = self._rect_cache[key] = letterbox_rect(src_w, src_h, self.width, self.height)
+        return rect
+
+    def _clear_bars(self, rect: Rect) -> None:
+        x, y, w, h = rect
+        if y > 0:
+            self.canvas[:y] = 0
+            self.canvas[y + h :] = 0
+        if x > 0:
+            self.canvas[:, :x] = 0
+            self.canvas[:, x + w :] = 0
+
+    def _text(self, text: str, origin: tuple[int, int], scale: float) -> None:
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, 2)
+        x, y = origin
+        cv2.rectangle(self.canvas, (x - 8, y - th - 8), (x + tw + 8, y + base + 6), (0, 0, 0), -1)
+        cv2.putText(self.canvas, text, (x, y), _FONT, scale, _TEXT_COLOUR, 2, cv2.LINE_AA)
+
+
+def stamp_timecode(canvas: np.ndarray, capture_ts: float) -> None:
+    """Write capture time (ms since epoch) as black/white blocks in the top-left corner."""
+    value = int(round(capture_ts * 1000)) & ((1 << TIMECODE_BITS) - 1)
+    b = TIMECODE_BLOCK
+    for bit in range(TIMECODE_BITS):
+        row, col = divmod(bit, TIMECODE_PER_ROW)
+        canvas[row * b : (row + 1) * b, col * b : (col + 1) * b] = 255 if (value >> bit) & 1 else 0
+
+
+def read_timecode(luma: np.ndarray) -> float:
+    """Capture time (epoch seconds) read back from a decoded picture's luma plane."""
+    b = TIMECODE_BLOCK
+    value = 0
+    for bit in range(TIMECODE_BITS):
+        row, col = divmod(bit, TIMECODE_PER_ROW)
+        sample = luma[row * b + b // 4 : (row + 1) * b - b // 4, col * b + b // 4 : (col + 1) * b - b // 4]
+        if float(sample.mean()) > 128:
+            value |= 1 << bit
+    return value / 1000.0

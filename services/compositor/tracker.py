@@ -1,0 +1,118 @@
+"""A small per-camera IoU/centroid tracker: who is in view, how big, how fast they move.
+
+Boxes are normalised to the frame (0..1), so masters and slaves of any size compare.
+Observations normally arrive in capture order; a late one (a cloud result) is matched
+against each track's box at that capture time and only adds evidence: it never moves
+the tracker's clock backwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1, normalised
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def centre_distance(a: Box, b: Box) -> float:
+    (ax, ay), (bx, by) = centre(a), centre(b)
+    return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: Box
+    last_seen: float
+    first_seen: float
+    hits: int = 1
+    speed: float = 0.0  # centre motion in frame widths per second, smoothed
+    history: deque = field(default_factory=lambda: deque(maxlen=32))  # (ts, box)
+
+    def box_at(self, ts: float) -> Box:
+        """The box observed closest to capture time ``ts``."""
+        return min(self.history, key=lambda item: abs(item[0] - ts))[1] if self.history else self.box
+
+
+class IouTracker:
+    def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15) -> None:
+        self.max_age_s = max_age_s
+        self.min_iou = min_iou
+        self.max_centre_jump = max_centre_jump
+        self.tracks: list[Track] = []
+        self.last_ts = float("-inf")
+        self._ids = itertools.count(1)
+
+    def update(self, boxes: list[Box], ts: float) -> None:
+        if ts >= self.last_ts:
+            self._step(boxes, ts)
+        else:
+            self._add_late_evidence(boxes, ts)
+
+    def active(self, now: float) -> list[Track]:
+        """Tracks seen within max_age of ``now`` (and not only in the future of it)."""
+        return [t for t in self.tracks if now - self.max_age_s <= t.last_seen <= now + self.max_age_s]
+
+    def _step(self, boxes: list[Box], ts: float) -> None:
+        self.last_ts = ts
+        self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.max_age_s]
+        for track, box in self._match(boxes, lambda t: t.box):
+            if track is None:
+                self._start(box, ts)
+                continue
+            dt = ts - track.last_seen
+            if dt > 0:
+                instant = centre_distance(track.box, box) / dt
+                track.speed = 0.7 * track.speed + 0.3 * instant
+            track.box, track.last_seen = box, ts
+            track.hits += 1
+            track.history.append((ts, box))
+
+    def _add_late_evidence(self, boxes: list[Box], ts: float) -> None:
+        for track, box in self._match(boxes, lambda t: t.box_at(ts)):
+            if track is None:
+                if self.last_ts - ts <= self.max_age_s:
+                    self._start(box, ts)
+            else:
+                track.hits += 1
+
+    def _start(self, box: Box, ts: float) -> None:
+        track = Track(next(self._ids), box, last_seen=ts, first_seen=ts)
+        track.history.append((ts, box))
+        self.tracks.append(track)
+
+    def _match(self, boxes: list[Box], box_of) -> list[tuple[Track | None, Box]]:
+        """Greedy matching, best IoU first, then nearest centre for small fast boxes."""
+        pairs = []
+        for ti, track in enumerate(self.tracks):
+            reference = box_of(track)
+            for bi, box in enumerate(boxes):
+                overlap = iou(reference, box)
+                if overlap >= self.min_iou:
+                    pairs.append((1.0 + overlap, ti, bi))
+                else:
+                    distance = centre_distance(reference, box)
+                    if distance <= self.max_centre_jump:
+                        pairs.append((1.0 - distance / self.max_centre_jump, ti, bi))
+        pairs.sort(reverse=True)
+        used_tracks: set[int] = set()
+        matched: dict[int, Track] = {}
+        for _, ti, bi in pairs:
+            if ti in used_tracks or bi in matched:
+                continue
+            used_tracks.add(ti)
+            matched[bi] = self.tracks[ti]
+        return [(matched.get(bi), box) for bi, box in enumerate(boxes)]
