@@ -1,0 +1,43 @@
+"""Sampler settings (HYBRIDCAM_SAMPLER_*), on top of the common ones."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+KINESIS_RECORD_LIMIT = 1024 * 1024  # data + partition key of one record
+KINESIS_CALL_RECORDS = 500
+KINESIS_CALL_BYTES = 5 * 1024 * 1024
+REKOGNITION_IMAGE_LIMIT = 5 * 1024 * 1024
+
+
+class SamplerSettings(CommonSettings):
+    sampler_stream_name: str = Field("", description="Kinesis stream the sampled frames go to (the stack's StreamName output)")
+    sampler_claim_check_bucket: str = Field("", description="S3 bucket for frames over the record limit (the stack's FramesBucketName output); empty = such frames are dropped and counted")
+    sampler_claim_check_prefix: str = Field("claim-check", description="key prefix of claim-check objects")
+    sampler_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")
+    sampler_jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of sampled frames")
+    sampler_max_side: int = Field(1920, ge=0, description="longest side in pixels a sampled frame is shrunk to; 0 = never shrink")
+    sampler_max_jpeg_bytes: int = Field(REKOGNITION_IMAGE_LIMIT, ge=10_000, le=REKOGNITION_IMAGE_LIMIT, description="largest JPEG sent (Rekognition takes 5 MB); quality is lowered to fit")
+    sampler_record_limit_bytes: int = Field(KINESIS_RECORD_LIMIT, ge=1024, le=KINESIS_RECORD_LIMIT, description="records larger than this go by claim check (JPEG in S3, key in the record)")
+    sampler_batch_records: int = Field(KINESIS_CALL_RECORDS, ge=1, le=KINESIS_CALL_RECORDS, description="records per PutRecords call")
+    sampler_batch_bytes: int = Field(KINESIS_CALL_BYTES, ge=KINESIS_RECORD_LIMIT, le=KINESIS_CALL_BYTES, description="bytes per PutRecords call")
+    sampler_max_attempts: int = Field(5, ge=1, le=20, description="PutRecords attempts for throttled or failed records before they are spooled")
+    sampler_backoff_base_s: float = Field(0.1, gt=0, description="first retry delay (doubles, full jitter)")
+    sampler_backoff_cap_s: float = Field(5.0, gt=0, description="longest retry delay")
+    sampler_connect_timeout_s: float = Field(3.0, gt=0, description="AWS connection timeout; a cloud that does not answer is treated as unreachable")
+    sampler_spool_dir: Path = Field(Path(".hybridcam/sampler-spool"), description="on-disk spool used while the cloud is unreachable")
+    sampler_spool_max_bytes: int = Field(1024**3, ge=1024, description="spool size bound; the oldest records are dropped (and counted) beyond it")
+    sampler_spool_max_records: int = Field(100_000, ge=1, description="spool length bound")
+    sampler_cloud_retry_s: float = Field(5.0, gt=0, description="wait before trying an unreachable cloud again")
+    sampler_lambda_batch_size: int = Field(10, ge=1, le=10_000, description="records per Lambda invocation (the stack's BatchSize); estimates handler_invocations in the run counters")
+    sampler_counters_file: Path | None = Field(None, description="JSON run counters (the cost command's --from-run); empty = not written")
+    sampler_health_interval_s: float = Field(2.0, gt=0, description="how often counters go to the health stream and the counters file")
+    sampler_group: str = Field("sampler", description="consumer group on the frame streams")
+    sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    sampler_claim_idle_ms: int = Field(10_000, ge=100, description="take over a dead sampler's unacknowledged frames after this idle time")
