@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from services.compositor.outputs.program_output import ContainerOutput
@@ -16,8 +17,8 @@ class Mp4Segments(ContainerOutput):
             "segment_time": f"{segment_s:g}",
             "segment_format": "mp4",
             "reset_timestamps": "1",
-            "strftime": "1",
             # fragmented MP4: a segment stays playable if the process is killed mid-way
             "segment_format_options": "movflags=+frag_keyframe+empty_moov+default_base_moof",
         }
-        super().__init__(str(folder / "program-%Y%m%d-%H%M%S.mp4"), "segment", options)
+        started = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        super().__init__(str(folder / f"program-{started}-%05d.mp4"), "segment", options)

@@ -23,7 +23,7 @@ class RtmpPush(ContainerOutput):
     name = "rtmp"
 
     def __init__(self, url: str, queue_packets: int = 90, retry_s: float = 3.0) -> None:
-        super().__init__(url, "flv", {"rw_timeout": "5000000"})
+        super().__init__(url, "flv", {})
         self.retry_s = retry_s
         self._queue: queue.Queue[EncodedPacket | None] = queue.Queue(maxsize=queue_packets)
         self._template: av.stream.Stream | None = None
