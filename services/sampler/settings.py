@@ -39,5 +39,5 @@ class SamplerSettings(CommonSettings):
     sampler_counters_file: Path | None = Field(None, description="JSON run counters (the cost command's --from-run); empty = not written")
     sampler_health_interval_s: float = Field(2.0, gt=0, description="how often counters go to the health stream and the counters file")
     sampler_group: str = Field("sampler", description="consumer group on the frame streams")
-    sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="consumer name in the group (host-pid by default)")
     sampler_claim_idle_ms: int = Field(10_000, ge=100, description="take over a dead sampler's unacknowledged frames after this idle time")
