@@ -200,6 +200,9 @@ class Program:
     def _available(self, now: float) -> tuple[set[str], str]:
         timeout = self.settings.compositor_frame_timeout_s
         available = {cid for cid, (_, arrived) in self.follower.latest.items() if now - arrived <= timeout and cid in self.cameras}
+        if now - self.stats.started < max(3.0, 2 * timeout):
+            # capture may start after us: a camera that has not delivered yet is not "lost" yet
+            available |= set(self.cameras) - set(self.follower.latest)
         current = self.director.current
         latest = self.follower.latest.get(current) if current else None
         reason = f"no frames for {now - latest[1]:.1f} s" if latest else "no frames received"
