@@ -36,6 +36,8 @@ HEADER = """\
 COMPOSE_SECTION = """
 ## docker compose (docker-compose.yml; read by compose, not by the services)
 
+# settings file every hybridcam container reads (env_file); set it in the shell to use another
+# STACK_ENV_FILE=.env
 # site file on the host, mounted read-only at /etc/hybridcam/site.yaml
 # STACK_SITE_FILE=./config/site.demo.yaml
 # shared memory for the frame rings (shm_size of the frames service): sum over cameras of
