@@ -28,6 +28,7 @@ import binascii
 import json
 import logging
 import re
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -148,6 +149,14 @@ class LocalModelServer(ThreadingHTTPServer):
 
     def throttle(self, count: int, code: str = "ThrottlingException") -> None:
         self.models.throttle(count, code)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer is routine (timeouts, shutdown): one log line, no traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            log.info("client %s went away before its answer was written", client_address[0])
+        else:
+            super().handle_error(request, client_address)
 
     def start(self) -> "LocalModelServer":
         self._thread = threading.Thread(target=self.serve_forever, name="local-model-server", daemon=True)

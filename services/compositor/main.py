@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, help="folder for recordings, HLS and the EDL (default: HYBRIDCAM_COMPOSITOR_OUTPUT_DIR)")
     parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
     parser.add_argument("--rtmp-url", help="rtmp://host/app/key for the rtmp output")
+    parser.add_argument("--preview-port", type=int,
+                        help="serve the MJPEG preview on this port (adds the mjpeg output; default: HYBRIDCAM_COMPOSITOR_MJPEG_PORT)")
     parser.add_argument("--fps", type=float, help="program frame rate (default: HYBRIDCAM_COMPOSITOR_FPS)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until stopped)")
     parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
@@ -62,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
         for key, value in (
             ("site_file", args.site), ("redis_url", args.redis_url), ("compositor_output_dir", args.output_dir),
             ("compositor_outputs", args.outputs), ("compositor_rtmp_url", args.rtmp_url), ("compositor_fps", args.fps),
-            ("health_port", args.health_port),
+            ("health_port", args.health_port), ("compositor_mjpeg_port", args.preview_port),
         )
         if value is not None
     }
+
     settings = load_settings(CompositorSettings, **overrides)
+    if args.preview_port is not None and "mjpeg" not in settings.output_names:
+        settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
     log = configure_logging("compositor", settings.log_level)
     site = load_site(settings.site_file)
     cameras = site.resolved()
