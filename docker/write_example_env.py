@@ -30,7 +30,7 @@ HEADER = """\
 # In docker-compose.yml the container's own paths and ports are fixed whatever this file says:
 # HYBRIDCAM_REDIS_URL=redis://redis:6379/0, HYBRIDCAM_SITE_FILE=/etc/hybridcam/site.yaml,
 # HYBRIDCAM_HEALTH_PORT=8080, HYBRIDCAM_SAMPLER_SPOOL_DIR=/data/spool,
-# HYBRIDCAM_COMPOSITOR_OUTPUT_DIR=/data/program, HYBRIDCAM_COMPOSITOR_MJPEG_PORT=8090.
+# HYBRIDCAM_COMPOSITOR_OUTPUT_DIR=/data/program, and the MJPEG preview on port 8090.
 """
 
 COMPOSE_SECTION = """

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -434,3 +435,8 @@ def test_service_command_starts_and_turns_healthy(name: str, config: dict, local
             pytest.skip(f"{name}: {module} is not in this checkout yet")
     local_stack.start(name)
     assert local_stack.processes[name].poll() is None, f"{name} exited\n{local_stack.log(name)}"
+    for published in service.get("ports", []):  # what compose publishes is really served
+        container_port = str(published["target"] if isinstance(published, dict) else published.rsplit(":", 1)[-1]).split("/")[0]
+        local_port = local_stack.local(name, container_port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{local_port}/", timeout=10) as answer:
+            assert answer.status == 200, f"{name}: port {container_port} answers {answer.status}"
