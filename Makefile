@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo test bench cost images up down logs package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo test bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -39,17 +39,25 @@ bench: install  ## print the benchmark figures (edge, cloud path, compositor)
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 	$(PY) -m hybridcam cost $(COST_ARGS)
 
-images:  ## build the edge images
-	docker compose build
+COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gpu.yml) $(if $(LOCAL_CLOUD),--profile local-cloud)
 
-up:  ## start the edge stack (docker compose up -d)
-	docker compose up -d
+.env:
+	cp config/example.env .env
 
-down:  ## stop the edge stack
-	docker compose down
+images: .env  ## build the edge images (GPU=1: TensorRT edge_infer; LOCAL_CLOUD=1: local cloud too)
+	$(COMPOSE) build
+
+up: .env  ## start the edge stack and wait until every service is healthy
+	$(COMPOSE) up -d --wait
+
+down:  ## stop the edge stack (volumes kept)
+	$(COMPOSE) down
 
 logs:  ## follow the edge stack's logs
-	docker compose logs -f --tail=100
+	$(COMPOSE) logs -f --tail=100
+
+constraints: install  ## re-pin docker/constraints.txt from the tested environment
+	$(PY) docker/freeze_constraints.py
 
 package-lambda: install  ## build the Lambda zip (build/lambda/detector.zip)
 	PYTHON=$(PY) cloud/lambda/package.sh
