@@ -92,11 +92,13 @@ def test_stale_and_backlog_frames_are_skipped_not_queued(loop) -> None:
 
 
 @pytest.fixture()
-def cli(redis_server, tmp_path: Path) -> ServiceRunner:
+def cli(redis_server, tmp_path: Path):
     import os
 
     (tmp_path / "logs").mkdir()
-    return ServiceRunner({**os.environ, "HYBRIDCAM_REDIS_URL": redis_server.url}, tmp_path / "logs")
+    runner = ServiceRunner({**os.environ, "HYBRIDCAM_REDIS_URL": redis_server.url}, tmp_path / "logs")
+    yield runner
+    runner.stop_all()
 
 
 def test_missing_model_is_one_clear_error(cli) -> None:
