@@ -109,7 +109,7 @@ def start_local_cloud(
     run_dir = Path(run_dir)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server would log every request
     (run_dir / "cloud").mkdir(parents=True, exist_ok=True)
-    moto = LocalMoto().start()
+    moto = LocalMoto(log_path=run_dir / "logs" / "moto.log").start()
     models: LocalModelServer | None = None
     try:
         models = start_in_thread(0, detector=detector)

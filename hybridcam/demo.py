@@ -170,7 +170,7 @@ def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServicePr
     services.append(
         _service(
             "compositor",
-            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port)],
+            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port), "--fps", "15"],
             env,
             run_dir,
         )

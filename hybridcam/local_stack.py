@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -116,29 +117,59 @@ class LocalRedis:
 
 @dataclass
 class LocalMoto:
-    """moto's server mode in-process (ThreadedMotoServer) on a free loopback port."""
+    """moto's server mode on a free loopback port.
+
+    In-process (ThreadedMotoServer) by default; with ``log_path`` it runs as its own
+    process whose chatter (moto tries to run Lambda code in Docker, warns about resource
+    types it skips) goes to that file instead of the terminal.
+    """
 
     port: int = field(default_factory=free_port)
+    log_path: Path | None = None
     server: object | None = None
+    process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "LocalMoto":
+    def start(self, timeout_s: float = 30.0) -> "LocalMoto":
         try:
             from moto.server import ThreadedMotoServer
         except ImportError:
             raise LocalStackError("the local AWS needs moto: pip install 'moto[server]'") from None
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
-        self.server = server
-        return self
+        if self.log_path is None:
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            server.start()
+            self.server = server
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalStackError(f"moto server exited at start; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise LocalStackError(f"moto server did not answer on port {self.port} within {timeout_s:.0f} s")
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()  # type: ignore[attr-defined]
             self.server = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
 
     def environment(self) -> dict[str, str]:
         """Environment that points every AWS SDK client at this server."""

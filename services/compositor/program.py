@@ -83,6 +83,7 @@ class ProgramStats:
     skipped_ticks: int = 0
     repeated: int = 0
     cuts: int = 0
+    last_reason: str = ""
     frame_drops: int = 0
     latencies: list[float] = field(default_factory=list)  # program time - capture time of the shown frame
 
@@ -182,6 +183,7 @@ class Program:
             self.stats.cuts += 1
             assert self.edl is not None
             self.edl.record(cut)
+            self.stats.last_reason = cut.reason
             log.info("cut to %s: %s", cut.camera, cut.reason)
         canvas = self.renderer.compose(self._picture(self.director.current, available), now)
         pts = max(last_pts + 1, round((now - start) * self.fps))
@@ -258,9 +260,13 @@ class Program:
         }
         try:
             self.bus.publish(HEALTH_STREAM, Health(service="compositor", instance=self.instance, state=state, counters=counters,
-                                                   message=f"on air: {self.director.current}"))
+                                                   message=self._on_air_line(counters["fps"])))
         except Exception as error:  # health is best effort; never stop the program for it
             log.debug("health not published: %s", error)
+
+    def _on_air_line(self, fps: float) -> str:
+        reason = f" ({self.stats.last_reason})" if self.stats.last_reason else ""
+        return f"on air: {self.director.current}{reason}, {fps:.1f} fps, {self.stats.cuts} cuts"
 
     def _finish(self, end: float, last_pts: int) -> None:
         self.stop.set()
