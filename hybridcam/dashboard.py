@@ -7,7 +7,6 @@ the services really published, not what the demo believes they did.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from rich.console import Group

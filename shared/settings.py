@@ -35,8 +35,13 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(model: type[SettingsT], **overrides: object) -> SettingsT:
-    """Build a settings model; a bad value becomes one ConfigError naming the variable."""
+    """Build a settings model; a bad value becomes one ConfigError naming the variable.
+
+    ``overrides`` are command-line values; a None (option not given) leaves the
+    environment's or the default value in place.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
     try:
-        return model(**overrides)
+        return model(**given)
     except ValidationError as error:
         raise ConfigError(f"bad setting {describe_validation_error(error, ENV_PREFIX)}") from None

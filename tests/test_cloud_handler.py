@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import subprocess
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,7 +17,7 @@ from botocore.stub import Stubber
 
 from shared.errors import ConfigError
 from shared.schemas import CloudResult, decode_text
-from tests.fixtures.cloud import CLOUD_TEST_DATA, CloudResources, base64_of, event_of, make_frame, person_jpeg
+from tests.fixtures.cloud import CLOUD_TEST_DATA, CloudResources, event_of, make_frame, person_jpeg
 
 PERSON_BOX = {"Width": 0.125, "Height": 0.65, "Left": 0.3, "Top": 0.25}
 PERSON_PIXELS = (0.3 * 640, 0.25 * 424, 0.425 * 640, 0.9 * 424)

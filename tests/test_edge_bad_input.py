@@ -12,7 +12,7 @@ import pytest
 from services.edge_infer.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
 from shared.frame_ring import FrameRingWriter, encode_jpeg
-from shared.schemas import DetectionSet, FrameRef
+from shared.schemas import FrameRef
 from shared.stream_bus import DEADLETTER_STREAM, DETECTIONS_STREAM, PAYLOAD_FIELD, StreamBus, frames_stream
 from tests.fixtures.pipeline import ServiceRunner, wait_until
 from tests.fixtures.servers import TEST_DATA

@@ -46,8 +46,7 @@ def select_cameras(site: SiteConfig, wanted: list[str]) -> list[ResolvedCamera]:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("site_file", args.site), ("redis_url", args.redis_url), ("health_port", args.health_port)) if v is not None}
-    settings = load_settings(CaptureSettings, **overrides)
+    settings = load_settings(CaptureSettings, site_file=args.site, redis_url=args.redis_url, health_port=args.health_port)
     log = configure_logging("capture", settings.log_level)
     site = load_site(settings.site_file)
     wanted = args.camera or [c for c in settings.capture_cameras.split(",") if c]

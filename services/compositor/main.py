@@ -59,17 +59,18 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {
-        key: value
-        for key, value in (
-            ("site_file", args.site), ("redis_url", args.redis_url), ("compositor_output_dir", args.output_dir),
-            ("compositor_outputs", args.outputs), ("compositor_rtmp_url", args.rtmp_url), ("compositor_fps", args.fps),
-            ("health_port", args.health_port), ("compositor_mjpeg_port", args.preview_port),
-        )
-        if value is not None
-    }
 
-    settings = load_settings(CompositorSettings, **overrides)
+    settings = load_settings(
+        CompositorSettings,
+        site_file=args.site,
+        redis_url=args.redis_url,
+        compositor_output_dir=args.output_dir,
+        compositor_outputs=args.outputs,
+        compositor_rtmp_url=args.rtmp_url,
+        compositor_fps=args.fps,
+        health_port=args.health_port,
+        compositor_mjpeg_port=args.preview_port,
+    )
     if args.preview_port is not None and "mjpeg" not in settings.output_names:
         settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
     log = configure_logging("compositor", settings.log_level)

@@ -53,12 +53,13 @@ def build_detector(settings: EdgeInferSettings):
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {
-        k: v
-        for k, v in (("site_file", args.site), ("redis_url", args.redis_url), ("edge_model", args.model), ("health_port", args.health_port))
-        if v is not None
-    }
-    settings = load_settings(EdgeInferSettings, **overrides)
+    settings = load_settings(
+        EdgeInferSettings,
+        site_file=args.site,
+        redis_url=args.redis_url,
+        edge_model=args.model,
+        health_port=args.health_port,
+    )
     log = configure_logging("edge_infer", settings.log_level)
     site = load_site(settings.site_file)
     wanted = args.camera or [c for c in settings.edge_cameras.split(",") if c]

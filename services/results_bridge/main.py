@@ -186,10 +186,14 @@ def sqs_client(settings: BridgeSettings) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (
-        ("site_file", args.site), ("redis_url", args.redis_url), ("bridge_queue_url", args.queue_url),
-        ("bridge_wait_time_s", args.wait_time), ("health_port", args.health_port)) if v is not None}
-    settings = load_settings(BridgeSettings, **overrides)
+    settings = load_settings(
+        BridgeSettings,
+        site_file=args.site,
+        redis_url=args.redis_url,
+        bridge_queue_url=args.queue_url,
+        bridge_wait_time_s=args.wait_time,
+        health_port=args.health_port,
+    )
     configure_logging("results_bridge", settings.log_level)
     if not settings.bridge_queue_url:
         raise ConfigError("no results queue: set HYBRIDCAM_BRIDGE_QUEUE_URL (the stack's ResultsQueueUrl output) or pass --queue-url")

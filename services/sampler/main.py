@@ -257,10 +257,14 @@ async def run_sampler(settings: SamplerSettings, site: SiteConfig, stop: threadi
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (
-        ("site_file", args.site), ("redis_url", args.redis_url), ("sampler_stream_name", args.stream_name),
-        ("sampler_counters_file", args.counters_file), ("health_port", args.health_port)) if v is not None}
-    settings = load_settings(SamplerSettings, **overrides)
+    settings = load_settings(
+        SamplerSettings,
+        site_file=args.site,
+        redis_url=args.redis_url,
+        sampler_stream_name=args.stream_name,
+        sampler_counters_file=args.counters_file,
+        health_port=args.health_port,
+    )
     configure_logging("sampler", settings.log_level)
     if not settings.sampler_stream_name:
         raise ConfigError("no Kinesis stream: set HYBRIDCAM_SAMPLER_STREAM_NAME (the stack's StreamName output) or pass --stream-name")
