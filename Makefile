@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install hybridcam with its test tools
 
-system-packages:  ## Debian packages for the tests (redis-server, ffmpeg/ffprobe, docker-compose)
+system-packages:  ## Debian packages for the tests (redis-server, ffmpeg/ffprobe, docker-compose, chromium)
 	@scripts/install_system_packages.sh
 
 demo: install  ## run the 6-camera site locally for 60 s and show it live (DURATION=0 runs until Ctrl-C)
@@ -41,8 +41,10 @@ cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 
 COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gpu.yml) $(if $(LOCAL_CLOUD),--profile local-cloud)
 
-.env:
+.env:  ## a first .env from config/example.env, with a random dashboard token
 	cp config/example.env .env
+	printf '\n# written by make .env: the dashboard token (open http://HOST:8088/?token=...)\nHYBRIDCAM_DASHBOARD_TOKEN=%s\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
 
 images: .env  ## build the edge images (GPU=1: TensorRT edge_infer; LOCAL_CLOUD=1: local cloud too)
 	$(COMPOSE) build

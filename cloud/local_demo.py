@@ -5,7 +5,7 @@ detector behind DetectLabels and SageMaker InvokeEndpoint), deploys cloud/cfn/te
 moto with :func:`cloud.deploy.deploy_stack`, and returns a :class:`LocalCloud` whose
 ``environment()`` holds every variable the edge processes need: AWS_* (moto, plus the Rekognition
 and SageMaker runtime endpoints pointed at the model server), the Lambda's configuration for
-`hybridcam cloud poll`, HYBRIDCAM_SAMPLER_* and HYBRIDCAM_BRIDGE_*.
+`hybridcam cloud poll`, HYBRIDCAM_SAMPLER_*, HYBRIDCAM_BRIDGE_* and HYBRIDCAM_DASHBOARD_*.
 
 While it runs, this process's own AWS SDK clients point at moto too (the model server reads
 claim-checked images from S3 with them); :meth:`LocalCloud.stop` puts the environment back.
@@ -58,7 +58,7 @@ class LocalCloud:
         }
 
     def environment(self) -> dict[str, str]:
-        """Every variable the sampler, the results bridge and `hybridcam cloud poll` need."""
+        """Every variable the sampler, the results bridge, the dashboard and `hybridcam cloud poll` need."""
         outputs = self.outputs
         return {
             **self.aws_environment(),
@@ -76,6 +76,9 @@ class LocalCloud:
             "HYBRIDCAM_SAMPLER_COUNTERS_FILE": str(self.run_dir / "sampler-run.json"),
             "HYBRIDCAM_BRIDGE_QUEUE_URL": outputs["ResultsQueueUrl"],
             "HYBRIDCAM_BRIDGE_REGION": REGION,
+            "HYBRIDCAM_DASHBOARD_FRAMES_TABLE": outputs["FramesTableName"],
+            "HYBRIDCAM_DASHBOARD_FRAMES_BUCKET": outputs["FramesBucketName"],
+            "HYBRIDCAM_DASHBOARD_REGION": REGION,
         }
 
     def point_this_process_here(self) -> None:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SERVICE_ORDER = ("capture", "edge_infer", "sampler", "results_bridge", "compositor")
+SERVICE_ORDER = ("capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard")
 HEADER = """\
 # hybridcam settings: copy to .env and edit (cp config/example.env .env).
 # Docker Compose reads the STACK_* lines; every service reads the HYBRIDCAM_* lines (pydantic
@@ -30,7 +30,9 @@ HEADER = """\
 # In docker-compose.yml the container's own paths and ports are fixed whatever this file says:
 # HYBRIDCAM_REDIS_URL=redis://redis:6379/0, HYBRIDCAM_SITE_FILE=/etc/hybridcam/site.yaml,
 # HYBRIDCAM_HEALTH_PORT=8080, HYBRIDCAM_SAMPLER_SPOOL_DIR=/data/spool,
-# HYBRIDCAM_COMPOSITOR_OUTPUT_DIR=/data/program, and the MJPEG preview on port 8090.
+# HYBRIDCAM_COMPOSITOR_OUTPUT_DIR=/data/program, the MJPEG preview on port 8090, and the
+# dashboard on 0.0.0.0:8088 inside its container: there it needs HYBRIDCAM_DASHBOARD_TOKEN
+# (`make .env` writes a random one).
 """
 
 COMPOSE_SECTION = """
@@ -50,6 +52,9 @@ COMPOSE_SECTION = """
 # MJPEG preview of the program: host address and port it is published on
 # STACK_PREVIEW_BIND=127.0.0.1
 # STACK_PREVIEW_PORT=8090
+# operator dashboard: host address and port it is published on (open it once with ?token=...)
+# STACK_DASHBOARD_BIND=127.0.0.1
+# STACK_DASHBOARD_PORT=8088
 # image tag of hybridcam-edge / hybridcam-edge-gpu / hybridcam-local-cloud
 # STACK_IMAGE_TAG=0.1.0
 # AWS config folder mounted read-only into sampler and results_bridge (for AWS_PROFILE)

@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where logs and outputs go (default runs/demo)")
     parser.add_argument("--no-cloud", action="store_true", help="leave out the cloud path")
     parser.add_argument("--no-program", action="store_true", help="leave out the compositor")
+    parser.add_argument("--watch", default="Person",
+                        help="labels the cloud raises alerts for, comma separated (default Person)")
+    parser.add_argument("--alert-cooldown", type=int, default=60, metavar="SECONDS",
+                        help="at most one alert per camera and label in this many seconds (default 60)")
+    parser.add_argument("--dashboard-port", type=int, default=None,
+                        help="port of the web dashboard (default 8088, or a free one if taken; 0 = no dashboard)")
 
 
 def _available(module: str) -> bool:
@@ -110,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     cloud_stack = None
     if not args.no_cloud:
-        cloud_stack = _start_cloud_path(env, run_dir, services, notes)
-    if not args.no_program:
-        _add_compositor(env, run_dir, services, notes)
+        cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown)
+    program_url = "" if args.no_program else _add_compositor(env, run_dir, services, notes)
+    if args.dashboard_port != 0:
+        _add_dashboard(env, run_dir, services, notes, program_url, args.dashboard_port)
 
     console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
     console.print(f"redis {redis_url}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
@@ -162,10 +169,11 @@ def _print_summary(dashboard: Dashboard, elapsed: float, run_dir: Path) -> None:
     console.print(table)
 
 
-def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> None:
+def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> str:
+    """Adds the compositor; returns the URL of its MJPEG stream."""
     if not _available("services.compositor.main"):
         notes.append("[dim]compositor not in this build: no program output[/]")
-        return
+        return ""
     preview_port = free_port()
     services.append(
         _service(
@@ -175,16 +183,28 @@ def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServicePr
             run_dir,
         )
     )
-    notes.append(f"program preview (MJPEG): http://127.0.0.1:{preview_port}/  recording: {run_dir / 'program'}")
+    notes.append(f"program recording: {run_dir / 'program'}")
+    return f"http://127.0.0.1:{preview_port}/stream"
 
 
-def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> object | None:
+def _add_dashboard(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
+                   program_url: str, port: int | None) -> None:
+    port = port or free_port(8088)
+    args = ["dashboard", "--port", str(port), "--host", "127.0.0.1"]
+    if program_url:
+        args += ["--program-url", program_url]
+    services.append(_service("dashboard", args, env, run_dir))
+    notes.append(f"[bold green]open http://127.0.0.1:{port}/ to watch the program, cameras, alerts and cloud frames[/]")
+
+
+def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
+                      watch: str, cooldown_s: int) -> object | None:
     if not (_available("services.sampler.main") and _available("cloud.local_demo")):
         notes.append("[dim]cloud path not in this build[/]")
         return None
     from cloud.local_demo import start_local_cloud
 
-    stack = start_local_cloud(run_dir)
+    stack = start_local_cloud(run_dir, watch_labels=watch, alert_cooldown_s=cooldown_s)
     env.update(stack.environment())
     services.append(_service("poller", ["cloud", "poll"], env, run_dir))
     services.append(_service("sampler", ["sampler"], env, run_dir))

@@ -154,7 +154,33 @@ class CloudResult(Envelope):
     alerts: list[str] = Field(default_factory=list, description="labels that raised an alert")
 
 
-Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult]
+class Alert(Envelope):
+    """A watched label the cloud found in a frame (already sent by SNS); one per label and frame."""
+
+    schema_name: ClassVar[str] = "alert"
+
+    site: str
+    camera_id: str
+    frame_id: str
+    label: str
+    score: float = Field(ge=0.0, le=1.0, description="best confidence of the label in the frame")
+    capture_ts: float
+    raised_ts: float = Field(description="UTC epoch seconds when the cloud processed the frame")
+    s3_key: str = ""
+
+
+def alerts_of(result: CloudResult) -> list[Alert]:
+    """The alerts a cloud result carries, with each label's best score in the frame."""
+    alerts = []
+    for label in result.alerts:
+        scores = [d.score for d in result.detections if d.label.lower() == label.lower()]
+        alerts.append(Alert(site=result.site, camera_id=result.camera_id, frame_id=result.frame_id, label=label,
+                            score=max(scores, default=0.0), capture_ts=result.capture_ts,
+                            raised_ts=result.processed_ts, s3_key=result.s3_key))
+    return alerts
+
+
+Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert]
 MessageT = TypeVar("MessageT", bound=Envelope)
 
 _REGISTRY: dict[tuple[str, int], type[Envelope]] = {}
@@ -166,7 +192,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert):
     register(_model)
 
 

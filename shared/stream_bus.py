@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DETECTIONS_STREAM = "detections"
 HEALTH_STREAM = "health"
+ALERTS_STREAM = "alerts"
 DEADLETTER_STREAM = "deadletter"
 PAYLOAD_FIELD = b"m"
 

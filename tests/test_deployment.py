@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -45,9 +46,11 @@ from frame_memory import required_bytes  # noqa: E402  (docker/ holds scripts, n
 from write_example_env import variables  # noqa: E402
 
 DOCKERFILES = ("docker/Dockerfile", "docker/Dockerfile.gpu")
-PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor"}
-SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor",
+PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor", "dashboard"}
+SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard",
             "moto", "local_models", "cloud_poller"}
+METRICS_SERVICES = {"capture", "edge_infer", "sampler", "results_bridge", "compositor"}
+DASHBOARD_TOKEN = "deploy-test-token"
 HEALTHY_WITHIN_S = 60.0
 
 
@@ -252,7 +255,7 @@ class LocalStack:
     site_file: Path
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    dotenv: dict[str, str] = field(default_factory=dict)  # what the operator puts in .env
+    dotenv: dict[str, str] = field(default_factory=lambda: {"HYBRIDCAM_DASHBOARD_TOKEN": DASHBOARD_TOKEN})  # the operator's .env
     stack_name: str = field(default_factory=lambda: f"deploytest{uuid.uuid4().hex[:8]}")
 
     def port(self, service: str) -> int:
@@ -264,15 +267,17 @@ class LocalStack:
             ("redis://redis:6379/0", self.redis.url),
             ("http://moto:5000", self.moto.url),
             ("http://local_models:8070", f"http://127.0.0.1:{self.port('local_models')}"),
+            ("http://compositor:8090", f"http://127.0.0.1:{self.port('compositor-preview')}"),
             ("0.0.0.0", "127.0.0.1"),
             (":8080/", f":{self.port(service)}/"),
+            (":8088/", f":{self.port(service)}/"),
             (":8070/", f":{self.port('local_models')}/"),
             (":5000/", f":{self.port('moto')}/"),
             ("/etc/hybridcam/site.yaml", str(self.site_file)),
             ("/data/", f"{self.root}/data/"),
             ("/app/", f"{REPO}/"),
         ]
-        whole = {"8080": self.port(service), "8070": self.port("local_models"), "5000": self.port("moto"),
+        whole = {"8080": self.port(service), "8088": self.port(service), "8070": self.port("local_models"), "5000": self.port("moto"),
                  "8090": self.port("compositor-preview")}
         if text in whole:
             return str(whole[text])
@@ -438,5 +443,12 @@ def test_service_command_starts_and_turns_healthy(name: str, config: dict, local
     for published in service.get("ports", []):  # what compose publishes is really served
         container_port = str(published["target"] if isinstance(published, dict) else published.rsplit(":", 1)[-1]).split("/")[0]
         local_port = local_stack.local(name, container_port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{local_port}/", timeout=10) as answer:
+        request = urllib.request.Request(f"http://127.0.0.1:{local_port}/",
+                                         headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200, f"{name}: port {container_port} answers {answer.status}"
+    if name in METRICS_SERVICES:  # the dashboard's /metrics is checked by its own tests
+        health_port = service["environment"]["HYBRIDCAM_HEALTH_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{local_stack.local(name, str(health_port))}/metrics", timeout=10) as answer:
+            families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+        assert "hybridcam_service_healthy" in families, f"{name}: /metrics lacks its health series"

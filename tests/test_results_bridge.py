@@ -12,9 +12,9 @@ import redis
 from services.results_bridge.counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
 from services.results_bridge.main import ResultsBridge, detection_set_of
 from services.results_bridge.settings import BridgeSettings
-from shared.schemas import CloudResult, Detection, DetectionSet, encode_text, frame_id_of
+from shared.schemas import Alert, CloudResult, Detection, DetectionSet, encode_text, frame_id_of
 from shared.site_config import parse_site
-from shared.stream_bus import DEADLETTER_STREAM, DETECTIONS_STREAM, StreamBus
+from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, StreamBus
 
 SITE = parse_site({"site": "t", "defaults": {"width": 1280, "height": 720},
                    "cameras": [{"id": "wide", "role": "master", "source": "synthetic"}]})
@@ -71,6 +71,9 @@ def test_results_become_cloud_detections_once_each_and_malformed_bodies_are_dead
     ttl = bus.redis.ttl(dedup_key(result(10).frame_id))
     assert 0 < ttl <= 86_400
     assert bus.redis.hget(CLOUD_RESULT_COUNTERS_KEY, "alerts") == b"1"
+    [alert] = [e.message for e in bus.read_all(ALERTS_STREAM)]  # the duplicate raised no second alert
+    assert isinstance(alert, Alert) and (alert.camera_id, alert.label, alert.s3_key) == ("wide", "Person", "wide/0.jpg")
+    assert alert.score == 0.9 and alert.frame_id == result(0).frame_id
     assert queue_depth(queue_url) == 0  # everything handled was deleted
 
 

@@ -22,6 +22,7 @@ from services.capture.sources import open_source
 from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
+from shared.metrics import service_registry
 from shared.settings import load_settings
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
 from shared.stream_bus import HEALTH_STREAM, StreamBus
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
         return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
 
-    health_server = HealthServer(settings.health_port, snapshot).start() if settings.health_port else None
+    metrics = service_registry(lambda: [w.health() for w in workers])
+    health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     for worker in workers:

@@ -17,6 +17,7 @@ from services.compositor.program import Program
 from services.compositor.settings import CompositorSettings
 from shared.health import HealthServer
 from shared.logs import configure_logging
+from shared.metrics import service_registry
 from shared.settings import load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     health = None
     if settings.health_port:
         health = HealthServer(settings.health_port, lambda: {"service": "compositor", "state": "ok", "on_air": program.director.current,
-                                                             "pictures": program.stats.pictures}).start()
+                                                             "pictures": program.stats.pictures},
+                              metrics=service_registry(lambda: [program.health()])).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: program.stop.set())
     stats = program.run(args.duration)

@@ -249,6 +249,13 @@ class Program:
         return frame, ref
 
     def _publish_health(self, now: float) -> None:
+        try:
+            self.bus.publish(HEALTH_STREAM, self.health(now))
+        except Exception as error:  # health is best effort; never stop the program for it
+            log.debug("health not published: %s", error)
+
+    def health(self, now: float | None = None) -> Health:
+        now = time.time() if now is None else now
         state = "ok" if self.follower.latest else "starting"
         counters = {
             "pictures": float(self.stats.pictures),
@@ -258,11 +265,8 @@ class Program:
             "frame_drops": float(self.stats.frame_drops),
             **{k: float(v) for k, v in self.follower.counters.items()},
         }
-        try:
-            self.bus.publish(HEALTH_STREAM, Health(service="compositor", instance=self.instance, state=state, counters=counters,
-                                                   message=self._on_air_line(counters["fps"])))
-        except Exception as error:  # health is best effort; never stop the program for it
-            log.debug("health not published: %s", error)
+        return Health(service="compositor", instance=self.instance, state=state, counters=counters,
+                      message=self._on_air_line(counters["fps"]))
 
     def _on_air_line(self, fps: float) -> str:
         reason = f" ({self.stats.last_reason})" if self.stats.last_reason else ""

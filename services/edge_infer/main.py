@@ -23,6 +23,7 @@ from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
+from shared.metrics import StreamCollector, service_registry
 from shared.settings import load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus, frames_stream
@@ -72,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
              len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
 
     bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+    streams = [frames_stream(c.id) for c in cameras]
+    metrics = service_registry(lambda: [loop.health()], StreamCollector(bus.redis, lambda: streams))
     loop = InferenceLoop(
-        bus, detector, [frames_stream(c.id) for c in cameras], settings.edge_group, settings.edge_consumer,
-        settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms,
+        bus, detector, streams, settings.edge_group, settings.edge_consumer,
+        settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     def snapshot() -> dict:
         return {"service": "edge_infer", **loop.health().model_dump()}
 
-    health_server = HealthServer(settings.health_port, snapshot).start() if settings.health_port else None
+    health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
     started = time.monotonic()
     try:
         loop.run(stop)

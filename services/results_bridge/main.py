@@ -25,10 +25,11 @@ from services.results_bridge.settings import BridgeSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
-from shared.schemas import CloudResult, Detection, DetectionSet, Health, SchemaError, decode_text
+from shared.metrics import service_registry
+from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Health, SchemaError, alerts_of, decode_text
 from shared.settings import load_settings
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
-from shared.stream_bus import DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD, StreamBus
+from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD, StreamBus
 
 log = logging.getLogger("results_bridge")
 
@@ -114,14 +115,16 @@ class ResultsBridge:
             self.dead_letter(message, str(error))
             return
         detections = detection_set_of(result, self.cameras.get(result.camera_id), time.time())
-        if self.publish_once(detections, len(result.alerts)):
+        alerts = alerts_of(result)
+        if self.publish_once(detections, alerts):
             self.counters["published"] += 1
+            self.counters["alerts"] += len(alerts)
         else:
             self.counters["duplicates"] += 1
             log.info("result for frame %s was already published; dropped the duplicate", result.frame_id)
 
-    def publish_once(self, detections: DetectionSet, alerts: int) -> bool:
-        """XADD and the frame id key in one MULTI, unless the key exists (WATCH guards the race)."""
+    def publish_once(self, detections: DetectionSet, alerts: list[Alert]) -> bool:
+        """XADD of detections and alerts and the frame id key in one MULTI, unless the key exists (WATCH guards the race)."""
         key, payload = dedup_key(detections.frame_id), detections.encode()
 
         def transaction() -> bool:
@@ -135,8 +138,10 @@ class ResultsBridge:
                         pipe.xadd(DETECTIONS_STREAM, {PAYLOAD_FIELD: payload}, maxlen=self.bus.maxlen, approximate=True)
                         pipe.set(key, b"1", ex=self.settings.bridge_dedup_ttl_s)
                         pipe.hincrby(CLOUD_RESULT_COUNTERS_KEY, "results", 1)
+                        for alert in alerts:
+                            pipe.xadd(ALERTS_STREAM, {PAYLOAD_FIELD: alert.encode()}, maxlen=self.bus.maxlen, approximate=True)
                         if alerts:
-                            pipe.hincrby(CLOUD_RESULT_COUNTERS_KEY, "alerts", alerts)
+                            pipe.hincrby(CLOUD_RESULT_COUNTERS_KEY, "alerts", len(alerts))
                         pipe.execute()
                         return True
                     except redis.WatchError:
@@ -167,11 +172,13 @@ class ResultsBridge:
         if not force and now - self._last_report < self.settings.bridge_health_interval_s:
             return
         self._last_report = now
-        self.bus.publish(HEALTH_STREAM, Health(service="results_bridge", instance=self.settings.bridge_instance,
-                                               state="ok", counters=self.snapshot()))
+        self.bus.publish(HEALTH_STREAM, self.health())
+
+    def health(self) -> Health:
+        return Health(service="results_bridge", instance=self.settings.bridge_instance, state="ok", counters=self.snapshot())
 
     def snapshot(self) -> dict[str, float]:
-        names = ("received", "published", "duplicates", "malformed", "deleted", "delete_failures")
+        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures")
         return {name: float(self.counters.get(name, 0)) for name in names}
 
 
@@ -216,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
     health_server = None
     if settings.health_port:
         health_server = HealthServer(settings.health_port, lambda: {
-            "service": "results_bridge", "state": "ok", "counters": bridge.snapshot()}).start()
+            "service": "results_bridge", "state": "ok", "counters": bridge.snapshot()},
+            metrics=service_registry(lambda: [bridge.health()])).start()
     try:
         bridge.run(stop)
     finally:

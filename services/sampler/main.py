@@ -32,6 +32,7 @@ from shared.errors import ConfigError
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.health import HealthServer
 from shared.logs import configure_logging
+from shared.metrics import service_registry
 from shared.schemas import CloudFrame, FrameRef, Health
 from shared.settings import load_settings
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
@@ -177,6 +178,7 @@ class Sampler:
             **self.counters, **sender,
             "spooled": self.spool.spooled, "dropped": self.spool.dropped + sender["dropped_oversized"],
             "spool_depth": len(self.spool), "spool_bytes": self.spool.bytes,
+            "uptime_s": round(time.time() - self.started, 3), "master_cameras": len(self.cameras),
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
 
@@ -188,12 +190,15 @@ class Sampler:
         if not force and now - self._last_report < self.settings.sampler_health_interval_s:
             return
         self._last_report = now
-        counters = self.snapshot()
-        message = f"cloud unreachable: {self.cloud_down_reason}" if self.cloud_down_reason else ""
-        self.bus.publish(HEALTH_STREAM, Health(service="sampler", instance=self.settings.sampler_consumer,
-                                               state=self.state(), message=message[:200], counters=counters))  # type: ignore[arg-type]
+        health = self.health()
+        self.bus.publish(HEALTH_STREAM, health)
         if self.settings.sampler_counters_file is not None:
-            write_run_counters(self.settings.sampler_counters_file, self.run_counters(counters))
+            write_run_counters(self.settings.sampler_counters_file, self.run_counters(health.counters))
+
+    def health(self) -> Health:
+        message = f"cloud unreachable: {self.cloud_down_reason}" if self.cloud_down_reason else ""
+        return Health(service="sampler", instance=self.settings.sampler_consumer, state=self.state(),  # type: ignore[arg-type]
+                      message=message[:200], counters=self.snapshot())
 
     def run_counters(self, counters: dict[str, float]) -> dict[str, Any]:
         """The `hybridcam cost --from-run` format (docs/cost.md), plus the sampler's own counters."""
@@ -208,7 +213,8 @@ class Sampler:
             "alerts": int(alerts or 0),
             "duration_s": max(time.time() - self.started, 0.001),
             "cameras": max(1, len(self.cameras)),
-            **{name: int(value) for name, value in counters.items() if name not in ("records_sent", "bytes_sent", "frames_sampled")},
+            **{name: int(value) for name, value in counters.items()
+               if name not in ("records_sent", "bytes_sent", "frames_sampled", "uptime_s", "master_cameras")},
         }
 
     def close(self) -> None:
@@ -245,7 +251,8 @@ async def run_sampler(settings: SamplerSettings, site: SiteConfig, stop: threadi
         health_server = None
         if settings.health_port:
             health_server = HealthServer(settings.health_port, lambda: {
-                "service": "sampler", "state": sampler.state(), "counters": sampler.snapshot()}).start()
+                "service": "sampler", "state": sampler.state(), "counters": sampler.snapshot()},
+                metrics=service_registry(lambda: [sampler.health()])).start()
         try:
             await sampler.run(stop)
         finally:

@@ -1,0 +1,56 @@
+"""Dashboard settings (HYBRIDCAM_DASHBOARD_*), on top of the common ones.
+
+The page binds to 127.0.0.1 by default. Bound to any other address it refuses to start
+without HYBRIDCAM_DASHBOARD_TOKEN, and then every route but /health asks for that token.
+The cloud panels need the stack's outputs (FramesTableName, FramesBucketName); AWS
+credentials, region and endpoint come from the AWS SDK's own variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, SecretStr, model_validator
+
+from shared.settings import CommonSettings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DashboardSettings(CommonSettings):
+    dashboard_host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs a token")
+    dashboard_port: int = Field(8088, ge=1, le=65535, description="HTTP port of the page")
+    dashboard_token: SecretStr | None = Field(None, description="access token (Bearer header, cookie or ?token=)")
+    dashboard_program_url: str = Field(
+        "", description="the compositor's MJPEG stream (http://HOST:PORT/stream); empty = no program panel")
+    dashboard_frames_table: str = Field("", description="DynamoDB table of analysed frames (stack output FramesTableName)")
+    dashboard_frames_bucket: str = Field("", description="S3 bucket of analysed frames (stack output FramesBucketName)")
+    dashboard_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")
+    dashboard_cloud_frames: int = Field(12, ge=1, le=100, description="how many cloud-analysed frames the page lists")
+    dashboard_cloud_window_h: float = Field(24.0, gt=0, description="how far back the page looks for cloud frames")
+    dashboard_alerts_kept: int = Field(50, ge=1, le=1000, description="alerts the feed shows")
+    dashboard_snapshot_width: int = Field(640, ge=64, le=3840, description="width of the camera tile pictures")
+    dashboard_price_set: str = Field("us-east-1-2026", description="price set of the running cost estimate")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> "DashboardSettings":
+        if not is_loopback(self.dashboard_host) and not self.token:
+            raise ValueError(
+                f"HYBRIDCAM_DASHBOARD_TOKEN is required when the dashboard binds to {self.dashboard_host} "
+                "(only 127.0.0.1/localhost may go without one)")
+        return self
+
+    @property
+    def token(self) -> str:
+        return self.dashboard_token.get_secret_value() if self.dashboard_token else ""
+
+    @property
+    def cloud_configured(self) -> bool:
+        return bool(self.dashboard_frames_table and self.dashboard_frames_bucket)

@@ -1,0 +1,151 @@
+"""What the page shows, kept up to date from the stream messages, and the events that change it.
+
+Pure bookkeeping: no Redis, no HTTP. :meth:`SiteState.apply` takes one decoded message and
+returns the browser events it causes (or none); :meth:`SiteState.snapshot` is what a page
+that just connected gets first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybridcam.cost.running import running_cost
+from shared.schemas import Alert, DetectionSet, Envelope, Health
+from shared.site_config import ResolvedCamera
+
+Event = dict[str, Any]
+
+
+def detection_view(message: DetectionSet) -> dict[str, Any]:
+    return {
+        "camera_id": message.camera_id, "source": message.source, "seq": message.seq, "frame_id": message.frame_id,
+        "capture_ts": message.capture_ts, "width": message.width, "height": message.height, "model": message.model,
+        "provider": message.provider, "latency_ms": round(message.latency_ms, 1),
+        "boxes": [{"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box]}
+                  for d in message.detections],
+    }
+
+
+def alert_view(alert: Alert) -> dict[str, Any]:
+    return alert.model_dump(mode="json")
+
+
+@dataclass
+class CameraState:
+    camera_id: str
+    role: str
+    width: int
+    height: int
+    capture: dict[str, Any] = field(default_factory=lambda: {"state": "unknown", "fps": 0.0, "message": ""})
+    edge: dict[str, float] = field(default_factory=dict)
+    detections: dict[str, dict[str, Any]] = field(default_factory=dict)  # by source: edge, cloud
+
+    def view(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "role": self.role, "width": self.width, "height": self.height,
+                "capture": self.capture, "edge": self.edge, "detections": self.detections}
+
+
+class SiteState:
+    def __init__(self, site_name: str, cameras: list[ResolvedCamera], alerts_kept: int = 50,
+                 price_set: str = "us-east-1-2026") -> None:
+        self.site_name = site_name
+        self.cameras = {c.id: CameraState(c.id, c.role, c.width, c.height) for c in cameras}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=alerts_kept)
+        self.health: dict[tuple[str, str], Health] = {}
+        self.price_set = price_set
+        self.uplink: dict[str, Any] = {"frames_sampled": 0, "records_sent": 0, "bytes_sent": 0, "cost": None}
+        self.program: dict[str, Any] = {"message": "", "state": "unknown", "fps": 0.0}
+        self.cloud_alerts_received = 0.0
+        self.redis_ok = False
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def apply(self, message: Envelope) -> list[Event]:
+        if isinstance(message, DetectionSet):
+            return self._detections(message)
+        if isinstance(message, Health):
+            return self._health(message)
+        if isinstance(message, Alert):
+            view = alert_view(message)
+            self.alerts.appendleft(view)
+            return [{"type": "alert", "data": view}]
+        return []
+
+    def _detections(self, message: DetectionSet) -> list[Event]:
+        camera = self.cameras.get(message.camera_id)
+        if camera is None:
+            return []
+        view = detection_view(message)
+        camera.detections[message.source] = view
+        return [{"type": "detections", "data": view}]
+
+    def _health(self, report: Health) -> list[Event]:
+        self.health[(report.service, report.instance)] = report
+        events: list[Event] = []
+        if report.service == "capture" and report.camera_id in self.cameras:
+            camera = self.cameras[report.camera_id]
+            camera.capture = {"state": report.state, "fps": report.counters.get("fps", 0.0), "message": report.message,
+                              "frames": report.counters.get("frames", 0.0)}
+            events.append({"type": "camera", "data": camera.view() | {"detections": None}})
+        elif report.service == "edge_infer":
+            events.extend(self._edge_counters(report))
+        elif report.service == "sampler":
+            events.append({"type": "uplink", "data": self._uplink(report)})
+        elif report.service == "results_bridge":
+            self.cloud_alerts_received = report.counters.get("alerts", 0.0)
+        elif report.service == "compositor":
+            self.program = {"message": report.message, "state": report.state, "fps": round(report.counters.get("fps", 0.0), 1)}
+            events.append({"type": "program", "data": self.program})
+        events.append({"type": "service", "data": self._service_view(report)})
+        return events
+
+    def _edge_counters(self, report: Health) -> list[Event]:
+        events: list[Event] = []
+        per_camera: dict[str, dict[str, float]] = {}
+        for key, value in report.counters.items():
+            camera_id, _, name = key.rpartition(".")
+            if camera_id in self.cameras:
+                per_camera.setdefault(camera_id, {})[name] = value
+        for camera_id, counters in per_camera.items():
+            camera = self.cameras[camera_id]
+            camera.edge = {k: counters.get(k, 0.0) for k in ("detect_fps", "analysed", "skipped", "skipped_stale",
+                                                              "dropped", "latency_ms", "inference_ms", "people")}
+            events.append({"type": "camera", "data": camera.view() | {"detections": None}})
+        return events
+
+    def _uplink(self, report: Health) -> dict[str, Any]:
+        counters = report.counters
+        cost = running_cost(counters, self.cloud_alerts_received, self.price_set)
+        self.uplink = {
+            "state": report.state, "message": report.message,
+            "frames_sampled": counters.get("frames_sampled", 0.0), "records_sent": counters.get("records_sent", 0.0),
+            "bytes_sent": counters.get("bytes_sent", 0.0), "spool_depth": counters.get("spool_depth", 0.0),
+            "cost": cost.as_dict() if cost else None,
+        }
+        return self.uplink
+
+    @staticmethod
+    def _service_view(report: Health) -> dict[str, Any]:
+        return {"service": report.service, "instance": report.instance, "state": report.state,
+                "message": report.message, "ts": report.ts}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def health_reports(self, max_age_s: float = 60.0) -> list[Health]:
+        """The latest report of every service instance heard from recently (for /metrics)."""
+        now, reports = time.time(), list(self.health.values())  # one C-level copy: /metrics reads from another thread
+        return [r for r in reports if now - r.ts <= max_age_s]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "site": self.site_name,
+            "redis_ok": self.redis_ok,
+            "cameras": [c.view() for c in self.cameras.values()],
+            "alerts": list(self.alerts),
+            "uplink": self.uplink,
+            "program": self.program,
+            "services": [self._service_view(r) for r in self.health.values()],
+        }

@@ -1,0 +1,236 @@
+// hybridcam dashboard: one EventSource for everything live; pictures are fetched only when news arrives.
+"use strict";
+
+const CLOUD_BOX_SECONDS = 20;   // cloud results are sparse: keep their boxes on the tile this long
+const $ = (selector, root = document) => root.querySelector(selector);
+const tiles = new Map();        // camera id -> tile state
+let alertCount = 0;
+let cloudRefresh = null;
+
+function text(value) { return value === undefined || value === null ? "" : String(value); }
+function localTime(ts) { return new Date(ts * 1000).toLocaleString(); }
+function utcTime(ts) { return new Date(ts * 1000).toISOString(); }
+function money(usd) { return usd < 0.01 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(2)}`; }
+
+// -- camera tiles ---------------------------------------------------------------------------
+
+function tileFor(camera) {
+  let tile = tiles.get(camera.camera_id);
+  if (tile) return tile;
+  const node = $("#tile-template").content.firstElementChild.cloneNode(true);
+  node.dataset.camera = camera.camera_id;
+  $(".name", node).textContent = camera.camera_id;
+  $(".role", node).textContent = camera.role;
+  const svg = $("svg", node);
+  svg.setAttribute("viewBox", `0 0 ${camera.width} ${camera.height}`);
+  tile = { node, svg, img: $("img", node), width: camera.width, height: camera.height,
+           edge: null, nextEdge: null, loadingEdge: null, cloud: null, cloudAt: 0, loading: false, wanted: null };
+  tile.img.addEventListener("load", () => {
+    tile.loading = false;
+    if (tile.loadingEdge) tile.edge = tile.loadingEdge;   // boxes and picture of the same frame
+    drawBoxes(tile);
+    loadPicture(tile);
+  });
+  tile.img.addEventListener("error", () => { tile.loading = false; setTimeout(() => loadPicture(tile), 1000); });
+  tiles.set(camera.camera_id, tile);
+  $("#cameras").appendChild(node);
+  return tile;
+}
+
+function loadPicture(tile) {
+  // One request per tile at a time; a newer wish replaces an older one.
+  if (tile.loading || tile.wanted === null) return;
+  tile.loading = true;
+  tile.loadingEdge = tile.nextEdge;
+  tile.img.src = `/api/cameras/${encodeURIComponent(tile.node.dataset.camera)}/snapshot.jpg?seq=${tile.wanted}&t=${Date.now()}`;
+  tile.wanted = null;
+}
+
+function drawBoxes(tile) {
+  const shapes = [];
+  const cloudFresh = tile.cloud && Date.now() / 1000 - tile.cloudAt < CLOUD_BOX_SECONDS;
+  for (const [source, set] of [["edge", tile.edge], ["cloud", cloudFresh ? tile.cloud : null]]) {
+    if (!set) continue;
+    const sx = tile.width / set.width, sy = tile.height / set.height;
+    for (const d of set.boxes) {
+      const [x1, y1, x2, y2] = d.box;
+      shapes.push(`<rect class="box ${source}" x="${x1 * sx}" y="${y1 * sy}" width="${(x2 - x1) * sx}" height="${(y2 - y1) * sy}">` +
+                  `<title>${source}: ${d.label} ${(d.score * 100).toFixed(0)}%</title></rect>`);
+      shapes.push(`<text x="${x1 * sx + 4}" y="${Math.max(y1 * sy - 6, 14)}" fill="var(--${source})" ` +
+                  `font-size="${Math.max(12, tile.height / 40)}">${d.label} ${(d.score * 100).toFixed(0)}%</text>`);
+    }
+  }
+  tile.svg.innerHTML = shapes.join("");
+}
+
+function showCamera(camera) {
+  const tile = tileFor(camera);
+  const capture = camera.capture || {}, edge = camera.edge || {};
+  const badge = $(".state", tile.node);
+  badge.textContent = capture.state || "unknown";
+  badge.className = `badge state ${capture.state || "unknown"}`;
+  badge.title = capture.message || "";
+  $(".stats", tile.node).textContent =
+    `capture ${(capture.fps || 0).toFixed(1)} fps · detect ${(edge.detect_fps || 0).toFixed(1)} fps · ` +
+    `skipped ${edge.skipped || 0} · latency ${(edge.latency_ms || 0).toFixed(0)} ms · people ${edge.people || 0}`;
+  if (camera.detections) {
+    for (const source of ["edge", "cloud"]) if (camera.detections[source]) showDetections(camera.detections[source]);
+  }
+  if (!tile.img.getAttribute("src")) { tile.wanted = 0; loadPicture(tile); }
+}
+
+function showDetections(set) {
+  const tile = tiles.get(set.camera_id);
+  if (!tile) return;
+  if (set.source === "cloud") {
+    tile.cloud = set; tile.cloudAt = Date.now() / 1000;
+    scheduleCloudRefresh();
+    drawBoxes(tile);
+  } else {
+    tile.nextEdge = set;
+    tile.wanted = set.seq;   // fetch the frame these boxes were found in; boxes are drawn when it arrives
+    loadPicture(tile);
+  }
+}
+
+// -- header, program, alerts, services --------------------------------------------------------
+
+function showUplink(uplink) {
+  $("#frames-sent").textContent = Math.round(uplink.frames_sampled || 0).toLocaleString();
+  $("#bytes-sent").textContent = `${((uplink.bytes_sent || 0) / 1e6).toFixed(1)} MB`;
+  if (uplink.cost) {
+    $("#cost-so-far").textContent = money(uplink.cost.so_far_usd);
+    $("#cost-month").textContent = money(uplink.cost.cloud_month_usd);
+    $("#cost-month").title = `hybrid total incl. edge box: ${money(uplink.cost.hybrid_month_usd)} / month (${uplink.cost.price_set})`;
+  }
+}
+
+function showProgram(program) { $("#program-line").textContent = program.message || ""; }
+
+function showAlert(alert, fresh) {
+  const list = $("#alerts");
+  $(".empty", list)?.remove();
+  const item = document.createElement("li");
+  item.className = fresh ? "alert fresh" : "alert";
+  item.dataset.frame = alert.frame_id;
+  item.innerHTML = `<strong></strong> on <span class="camera"></span> <span class="muted score"></span><br>` +
+                   `<time class="muted"></time>`;
+  $("strong", item).textContent = alert.label;
+  $(".camera", item).textContent = alert.camera_id;
+  $(".score", item).textContent = `${(alert.score * 100).toFixed(0)}%`;
+  const time = $("time", item);
+  time.textContent = localTime(alert.capture_ts);
+  time.title = utcTime(alert.capture_ts);
+  time.dateTime = utcTime(alert.capture_ts);
+  if (fresh) list.prepend(item); else list.append(item);
+  alertCount += 1;
+  $("#alert-count").textContent = alertCount;
+}
+
+function showService(service) {
+  const id = `svc-${service.service}-${service.instance}`.replace(/[^a-zA-Z0-9_-]/g, "_");
+  let row = document.getElementById(id);
+  if (!row) {
+    row = document.createElement("tr");
+    row.id = id;
+    row.innerHTML = "<td class='name'></td><td><span class='badge'></span></td><td class='muted message'></td>";
+    $("#services tbody").appendChild(row);
+  }
+  $(".name", row).textContent = `${service.service} ${service.instance}`;
+  $(".badge", row).textContent = service.state;
+  $(".badge", row).className = `badge ${service.state}`;
+  $(".message", row).textContent = service.message || "";
+}
+
+function showLink(ok, why) {
+  const link = $("#link");
+  link.textContent = ok ? "live" : why;
+  link.className = `badge ${ok ? "ok" : "down"}`;
+}
+
+function showRedis(ok) {
+  const banner = $("#banner");
+  banner.hidden = ok;
+  banner.textContent = ok ? "" : "The edge cannot reach Redis: figures below are the last known ones.";
+}
+
+// -- cloud frames -----------------------------------------------------------------------------
+
+function scheduleCloudRefresh() {
+  if (cloudRefresh) return;
+  cloudRefresh = setTimeout(() => { cloudRefresh = null; loadCloudFrames(); }, 1500);
+}
+
+async function loadCloudFrames() {
+  const reply = await fetch("/api/cloud-frames").then((r) => r.json()).catch((e) => ({ frames: [], problem: String(e) }));
+  const problem = $("#cloud-problem");
+  problem.hidden = !reply.problem;
+  problem.textContent = reply.problem || "";
+  if (!reply.frames.length) return;
+  const grid = $("#cloud-frames");
+  grid.replaceChildren(...reply.frames.map((frame) => {
+    const card = document.createElement("figure");
+    card.className = "cloud-frame";
+    card.dataset.frame = frame.frame_id;
+    const labels = frame.labels.map((l) => `${l.name} ${l.confidence.toFixed(0)}%`).join(", ") || "no labels";
+    card.innerHTML = `<img loading="lazy" alt=""><p><strong></strong> <time class="muted"></time></p><p class="labels"></p>`;
+    $("img", card).src = frame.image_url;
+    $("img", card).alt = `${frame.camera_id} ${frame.capture_time}`;
+    $("strong", card).textContent = frame.camera_id;
+    $("time", card).textContent = localTime(frame.capture_ts);
+    $("time", card).title = `${frame.capture_time} (UTC), analysed by ${frame.backend} ${frame.model}`;
+    $(".labels", card).textContent = labels;
+    return card;
+  }));
+}
+
+// -- wiring -----------------------------------------------------------------------------------
+
+function applySnapshot(state) {
+  $("#site").textContent = state.site;
+  state.cameras.forEach(showCamera);
+  $("#alerts").innerHTML = '<li class="empty muted">no alerts yet</li>';
+  alertCount = 0;
+  state.alerts.forEach((alert) => showAlert(alert, false));
+  showUplink(state.uplink);
+  showProgram(state.program);
+  state.services.forEach(showService);
+  showRedis(state.redis_ok);
+}
+
+function startProgram(configured) {
+  const img = $("#program"), missing = $("#program-missing");
+  if (!configured) {
+    img.hidden = true; missing.hidden = false;
+    missing.textContent = "No program output configured (HYBRIDCAM_DASHBOARD_PROGRAM_URL).";
+    return;
+  }
+  img.addEventListener("error", () => {
+    missing.hidden = false; missing.textContent = "program output unreachable; retrying…";
+    setTimeout(() => { img.src = `/program.mjpg?t=${Date.now()}`; }, 3000);
+  });
+  img.addEventListener("load", () => { missing.hidden = true; });
+  img.src = "/program.mjpg";
+}
+
+async function main() {
+  const state = await fetch("/api/state").then((r) => r.json());
+  startProgram(state.program_configured);
+  if (state.cloud_configured) loadCloudFrames();
+  else $("#cloud-problem").hidden = false, $("#cloud-problem").textContent = "No cloud path configured on this edge.";
+  const events = new EventSource("/events");
+  const on = (type, handler) => events.addEventListener(type, (e) => handler(JSON.parse(e.data)));
+  on("snapshot", applySnapshot);
+  on("detections", showDetections);
+  on("camera", showCamera);
+  on("alert", (alert) => showAlert(alert, true));
+  on("uplink", showUplink);
+  on("program", showProgram);
+  on("service", showService);
+  on("redis", (r) => showRedis(r.ok));
+  events.onopen = () => showLink(true);
+  events.onerror = () => showLink(false, "reconnecting…");
+  setInterval(() => tiles.forEach(drawBoxes), 5000);  // lets stale cloud boxes fade; no network involved
+}
+
+main();
