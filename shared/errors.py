@@ -16,7 +16,10 @@ def describe_validation_error(error: ValidationError, env_prefix: str | None = N
     """
     parts = []
     for item in error.errors()[:3]:
-        location = ".".join(str(p) for p in item["loc"]) or "value"
+        if not item["loc"]:  # a rule across fields (a model validator) says it all itself
+            parts.append(item["msg"].removeprefix("Value error, "))
+            continue
+        location = ".".join(str(p) for p in item["loc"])
         if env_prefix and item["loc"]:
             location = f"{env_prefix}{str(item['loc'][0]).upper()}"
         message = item["msg"]
