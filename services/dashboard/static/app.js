@@ -217,7 +217,8 @@ async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
   startProgram(state.program_configured);
   if (state.cloud_configured) loadCloudFrames();
-  else $("#cloud-problem").hidden = false, $("#cloud-problem").textContent = "No cloud path configured on this edge.";
+  else $("#cloud-frames").innerHTML =
+    '<p class="muted">No cloud path on this edge (HYBRIDCAM_DASHBOARD_FRAMES_TABLE and _FRAMES_BUCKET are not set).</p>';
   const events = new EventSource("/events");
   const on = (type, handler) => events.addEventListener(type, (e) => handler(JSON.parse(e.data)));
   on("snapshot", applySnapshot);
