@@ -25,7 +25,7 @@ from rich.table import Table
 
 from hybridcam.dashboard import Dashboard
 from hybridcam.local_stack import LocalRedis, free_port
-from shared.settings import DEFAULT_SITE_FILE
+from shared.settings import DEFAULT_SITE_FILE, load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus
 
@@ -194,7 +194,15 @@ def _add_dashboard(env: dict[str, str], run_dir: Path, services: list[ServicePro
     if program_url:
         args += ["--program-url", program_url]
     services.append(_service("dashboard", args, env, run_dir))
-    notes.append(f"[bold green]open http://127.0.0.1:{port}/ to watch the program, cameras, alerts and cloud frames[/]")
+    token = _dashboard_token()  # a .env made for compose holds one, and the dashboard then asks for it
+    query = f"?token={token}" if token else ""
+    notes.append(f"[bold green]open http://127.0.0.1:{port}/{query} to watch the program, cameras, alerts and cloud frames[/]")
+
+
+def _dashboard_token() -> str:
+    from services.dashboard.settings import DashboardSettings
+
+    return load_settings(DashboardSettings, dashboard_host="127.0.0.1").token
 
 
 def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
