@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.schemas import Health
+from shared.schemas import DetectionSet, Health
 
 HEALTHY_STATES = frozenset({"ok", "degraded"})
 SERIES_LABELS = ["service", "instance", "camera"]
@@ -114,6 +114,23 @@ class StreamCollector(Collector):
             return list(self.client.xinfo_groups(stream))
         except redis.ResponseError:  # no such stream yet
             return []
+
+
+class LatencyHistograms:
+    """Latency histograms of detection sets; edge_infer fills them as it publishes, the dashboard as it reads."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.inference_seconds = Histogram(
+            "hybridcam_inference_latency_seconds", "edge model time per frame (pre-processing, run, decoding)",
+            ["camera"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.detection_seconds = Histogram(
+            "hybridcam_detection_latency_seconds", "capture to detections published", ["camera", "source"],
+            buckets=LATENCY_BUCKETS, registry=registry)
+
+    def observe(self, detections: DetectionSet) -> None:
+        self.detection_seconds.labels(detections.camera_id, detections.source).observe(detections.latency_ms / 1000.0)
+        if detections.source == "edge":
+            self.inference_seconds.labels(detections.camera_id).observe(detections.inference_ms / 1000.0)
 
 
 def service_registry(health: HealthSource, *collectors: Collector) -> CollectorRegistry:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import msgpack
@@ -33,6 +34,11 @@ class Envelope(BaseModel):
         body["schema"] = self.schema_name
         body["v"] = self.schema_version
         return msgpack.packb(body, use_bin_type=True)
+
+
+def utc_iso(ts: float) -> str:
+    """UTC epoch seconds as ISO 8601 with milliseconds and a Z (how items and pages show capture times)."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def frame_id_of(camera_id: str, seq: int, capture_ts: float) -> str:

@@ -20,15 +20,11 @@ from botocore.exceptions import ClientError
 
 from detectors import FoundLabel, FrameImage
 from records import JPEG_MAGIC, RecordError
-from shared.schemas import CloudFrame
+from shared.schemas import CloudFrame, utc_iso
 
 FRAME_PREFIX = "frame#"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def frame_s3_key(camera_id: str, frame_id: str, capture_ts: float) -> str:

@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.schemas import utc_iso
 
 log = logging.getLogger(__name__)
 INDEX_NAME = "camera-latest"
@@ -49,10 +50,6 @@ class CloudFrameView:
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:

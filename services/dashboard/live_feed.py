@@ -17,11 +17,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from services.dashboard.site_state import Event, SiteState
-from shared.metrics import LATENCY_BUCKETS
+from shared.metrics import LatencyHistograms
 from shared.schemas import Alert, DetectionSet, SchemaError, decode
 from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD
 
@@ -41,12 +41,7 @@ class LiveFeed:
         self.last_ids: dict[str, str] = {}
         self.subscribers: set[asyncio.Queue[Event]] = set()
         self.counters: Counter[str] = Counter()
-        self.detection_seconds = Histogram(
-            "hybridcam_detection_latency_seconds", "capture to detections published, as seen on the detection stream",
-            ["camera", "source"], buckets=LATENCY_BUCKETS, registry=metrics)
-        self.inference_seconds = Histogram(
-            "hybridcam_inference_latency_seconds", "edge model time per frame, as reported in each detection set",
-            ["camera"], buckets=LATENCY_BUCKETS, registry=metrics)
+        self.latency = LatencyHistograms(metrics)
         self.alerts_seen = PromCounter("hybridcam_alerts", "alerts received on the edge, by camera and label",
                                        ["camera", "label"], registry=metrics)
 
@@ -108,9 +103,7 @@ class LiveFeed:
 
     def _observe(self, message: object) -> None:
         if isinstance(message, DetectionSet):
-            self.detection_seconds.labels(message.camera_id, message.source).observe(message.latency_ms / 1000.0)
-            if message.source == "edge":
-                self.inference_seconds.labels(message.camera_id).observe(message.inference_ms / 1000.0)
+            self.latency.observe(message)
         elif isinstance(message, Alert):
             self.alerts_seen.labels(message.camera_id, message.label).inc()
 

@@ -7,12 +7,12 @@ import threading
 import time
 from collections import defaultdict
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.edge_infer.detectors.base import Detections, Detector, InvalidFrameError
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from shared.frame_ring import FrameFetcher, FrameGone
-from shared.metrics import LATENCY_BUCKETS
+from shared.metrics import LatencyHistograms
 from shared.schemas import Detection, DetectionSet, FrameRef, Health
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
 
@@ -44,12 +44,7 @@ class InferenceLoop:
         self.counters: dict[str, CameraCounters] = defaultdict(CameraCounters)
         self.provider = detector.providers[0] if detector.providers else "unknown"
         self.state = "starting"
-        self.inference_seconds = Histogram(
-            "hybridcam_inference_latency_seconds", "model time per frame (pre-processing, run, decoding)",
-            ["camera"], buckets=LATENCY_BUCKETS, registry=metrics)
-        self.detection_seconds = Histogram(
-            "hybridcam_detection_latency_seconds", "capture to detections published", ["camera", "source"],
-            buckets=LATENCY_BUCKETS, registry=metrics)
+        self.latency = LatencyHistograms(metrics)
 
     def start(self) -> None:
         for stream in self.streams:
@@ -98,8 +93,7 @@ class InferenceLoop:
         result = self._detection_set(ref, detections)
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
         counters.record(result.latency_ms, result.inference_ms, result.count(PERSON))
-        self.inference_seconds.labels(ref.camera_id).observe(result.inference_ms / 1000.0)
-        self.detection_seconds.labels(ref.camera_id, "edge").observe(result.latency_ms / 1000.0)
+        self.latency.observe(result)
 
     def _detection_set(self, ref: FrameRef, detections: Detections) -> DetectionSet:
         labels = detections.labels(self.detector.labels)
