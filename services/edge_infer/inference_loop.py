@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from prometheus_client import CollectorRegistry
 
-from services.edge_infer.detectors.base import Detections, Detector, InvalidFrameError
+from vision.detectors.base import Detections, Detector, InvalidFrameError
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms

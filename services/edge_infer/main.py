@@ -15,10 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-from services.edge_infer.detectors.base import ModelLoadError
-from services.edge_infer.detectors.registry import load_detector
+from vision.detectors.base import ModelLoadError
+from vision.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
-from services.edge_infer.providers import choose_providers
+from vision.providers import choose_providers
 from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer

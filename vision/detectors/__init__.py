@@ -1,6 +1,6 @@
 """Object detectors for the edge (NanoDet, YOLO exports) and the cloud tier (CenterNet + NanoDet tiles)."""
 
-from services.edge_infer.detectors.base import (
+from vision.detectors.base import (
     Detection,
     Detections,
     Detector,
@@ -8,8 +8,8 @@ from services.edge_infer.detectors.base import (
     ModelLoadError,
     StageTiming,
 )
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.registry import load_detector
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.registry import load_detector
 
 __all__ = [
     "COCO_LABELS",

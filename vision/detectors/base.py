@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from vision.detectors.coco_labels import COCO_LABELS
 
 
 class InvalidFrameError(ValueError):

@@ -13,12 +13,12 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import Detections
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.letterbox import Letterbox
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import TensorSpec
+from vision.detectors.base import Detections
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.letterbox import Letterbox
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import TensorSpec
 
 DETECTION_FIELDS = 6  # x1, y1, x2, y2, score, class id
 

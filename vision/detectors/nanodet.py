@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import Detections
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import TensorSpec
+from vision.detectors.base import Detections
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import TensorSpec
 
 BGR_MEAN = np.array([103.53, 116.28, 123.675], np.float32)
 BGR_STD = np.array([57.375, 57.12, 58.395], np.float32)

@@ -9,14 +9,14 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import (
+from vision.detectors.base import (
     Detections,
     Detector,
     StageClock,
     StageTiming,
     validate_frame,
 )
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from vision.detectors.coco_labels import COCO_LABELS
 
 
 class OnnxDetector(Detector):

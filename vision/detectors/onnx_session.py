@@ -9,8 +9,8 @@ from typing import Sequence
 
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import ModelLoadError
-from services.edge_infer.providers import ProviderChoice, ProviderSpec, choose_providers
+from vision.detectors.base import ModelLoadError
+from vision.providers import ProviderChoice, ProviderSpec, choose_providers
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,22 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from services.edge_infer.detectors.base import Detector, ModelLoadError
-from services.edge_infer.detectors.centernet import CenterNetDetector, match_centernet_layout
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.nanodet import NanoDetDetector, match_nanodet_layout
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import (
+from vision.detectors.base import Detector, ModelLoadError
+from vision.detectors.centernet import CenterNetDetector, match_centernet_layout
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.nanodet import NanoDetDetector, match_nanodet_layout
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import (
     TensorSpec,
     input_specs,
     open_session,
     output_specs,
 )
-from services.edge_infer.detectors.tiled import TiledDetector
-from services.edge_infer.detectors.yolo import YoloDetector, match_yolo_layout
-from services.edge_infer.providers import ProviderChoice, ProviderSpec
+from vision.detectors.tiled import TiledDetector
+from vision.detectors.yolo import YoloDetector, match_yolo_layout
+from vision.providers import ProviderChoice, ProviderSpec
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 TILED_NAME = "tiled"
 DECODER_OPTIONS = {"score_threshold", "iou_threshold", "max_detections", "labels"}
 TILED_OPTIONS = {

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.edge_infer.detectors.base import (
+from vision.detectors.base import (
     Detections,
     Detector,
     StageClock,
     StageTiming,
     validate_frame,
 )
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
 
 # A box edge this close (in tile pixels) to an inner tile border counts as cut by the border.
 EDGE_MARGIN_PX = 2.0
