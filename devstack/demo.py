@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from devstack.terminal_dashboard import Dashboard
 from devstack.servers import LocalRedis, free_port
+from devstack.terminal_dashboard import Dashboard
 from shared.settings import DEFAULT_SITE_FILE, load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus

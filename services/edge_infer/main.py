@@ -15,18 +15,18 @@ import threading
 import time
 from pathlib import Path
 
-from vision.detectors.base import ModelLoadError
-from vision.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
-from vision.providers import choose_providers
 from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
-from shared.metrics import StreamCollector, service_registry
+from shared.metrics import service_registry
 from shared.settings import load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus, frames_stream
+from vision.detectors.base import ModelLoadError
+from vision.detectors.registry import load_detector
+from vision.providers import choose_providers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
     streams = [frames_stream(c.id) for c in cameras]
-    metrics = service_registry(lambda: [loop.health()], StreamCollector(bus.redis, lambda: streams))
+    metrics = service_registry(lambda: [loop.health()], bus.stream_collector(lambda: streams))
     loop = InferenceLoop(
         bus, detector, streams, settings.edge_group, settings.edge_consumer,
         settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,

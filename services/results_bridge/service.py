@@ -15,29 +15,11 @@ import time
 from collections import Counter
 from typing import Any
 
-import redis
-
 from services.results_bridge.settings import BridgeSettings
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
-from shared.schemas import (
-    Alert,
-    CloudResult,
-    Detection,
-    DetectionSet,
-    Health,
-    SchemaError,
-    alerts_of,
-    decode_text,
-)
+from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Envelope, Health, SchemaError, alerts_of, decode_text
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import (
-    ALERTS_STREAM,
-    DEADLETTER_STREAM,
-    DETECTIONS_STREAM,
-    HEALTH_STREAM,
-    PAYLOAD_FIELD,
-    StreamBus,
-)
+from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
 
 log = logging.getLogger("results_bridge")
 
@@ -124,39 +106,17 @@ class ResultsBridge:
             log.info("result for frame %s was already published; dropped the duplicate", result.frame_id)
 
     def publish_once(self, detections: DetectionSet, alerts: list[Alert]) -> bool:
-        """XADD of detections and alerts and the frame id key in one MULTI, unless the key exists (WATCH guards the race)."""
-        key, payload = dedup_key(detections.frame_id), detections.encode()
-
-        def transaction() -> bool:
-            with self.bus.redis.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        pipe.watch(key)
-                        if pipe.exists(key):
-                            return False
-                        pipe.multi()
-                        pipe.xadd(DETECTIONS_STREAM, {PAYLOAD_FIELD: payload}, maxlen=self.bus.maxlen, approximate=True)
-                        pipe.set(key, b"1", ex=self.settings.bridge_dedup_ttl_s)
-                        pipe.hincrby(CLOUD_RESULT_COUNTERS_KEY, "results", 1)
-                        for alert in alerts:
-                            pipe.xadd(ALERTS_STREAM, {PAYLOAD_FIELD: alert.encode()}, maxlen=self.bus.maxlen, approximate=True)
-                        if alerts:
-                            pipe.hincrby(CLOUD_RESULT_COUNTERS_KEY, "alerts", len(alerts))
-                        pipe.execute()
-                        return True
-                    except redis.WatchError:
-                        continue  # another bridge wrote this frame meanwhile: look again
-
-        return self.bus.call(transaction, "publish cloud detections")
+        """Detections, alerts and the result counters in one transaction, unless this frame was published already."""
+        messages: list[tuple[str, Envelope]] = [(DETECTIONS_STREAM, detections), *((ALERTS_STREAM, a) for a in alerts)]
+        return self.bus.publish_once(dedup_key(detections.frame_id), self.settings.bridge_dedup_ttl_s, messages,
+                                     CLOUD_RESULT_COUNTERS_KEY, {"results": 1, "alerts": len(alerts)})
 
     def dead_letter(self, message: dict[str, Any], reason: str) -> None:
         self.counters["malformed"] += 1
         message_id = str(message.get("MessageId", "?"))
         log.warning("malformed result message %s: %s (moved to %s)", message_id, reason, DEADLETTER_STREAM)
-        fields = {b"stream": f"sqs:{self.settings.bridge_queue_url}", b"entry": message_id, b"group": "results_bridge",
-                  b"reason": reason, PAYLOAD_FIELD: str(message.get("Body", "")).encode()}
-        self.bus.call(lambda: self.bus.redis.xadd(DEADLETTER_STREAM, fields, maxlen=self.bus.maxlen, approximate=True),
-                      "dead-letter")
+        self.bus.dead_letter_external(f"sqs:{self.settings.bridge_queue_url}", message_id, "results_bridge",
+                                      str(message.get("Body", "")).encode(), reason)
 
     def delete(self, messages: list[dict[str, Any]]) -> None:
         entries = [{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(messages)]

@@ -195,14 +195,14 @@ class Sampler:
     def run_counters(self, counters: dict[str, float]) -> dict[str, Any]:
         """The `hybridcam cost --from-run` format (docs/cost.md), plus the sampler's own counters."""
         records = int(counters["records_sent"])
-        alerts = self.bus.call(lambda: self.bus.redis.hget(CLOUD_RESULT_COUNTERS_KEY, "alerts"), "read result counters")
+        alerts = self.bus.read_counter(CLOUD_RESULT_COUNTERS_KEY, "alerts")
         return {
             "frames_sampled": int(counters["frames_sampled"]),
             "bytes_sent": int(counters["bytes_sent"]),
             "records_sent": records,
             "handler_invocations": math.ceil(records / self.settings.sampler_lambda_batch_size),
             "handler_invocations_estimated": True,
-            "alerts": int(alerts or 0),
+            "alerts": alerts,
             "duration_s": max(time.time() - self.started, 0.001),
             "cameras": max(1, len(self.cameras)),
             **{name: int(value) for name, value in counters.items()
