@@ -1,10 +1,10 @@
-"""Bring cloud detections back from the results queue (SQS) onto the edge detection stream.
+"""The results bridge: SQS results queue -> cloud DetectionSets (and alerts) on the edge streams, each frame once.
 
-Long-polls the queue, turns each CloudResult into a DetectionSet with source "cloud" and writes
-it to the detections stream together with a per-frame-id key (with a TTL) in one Redis
-transaction, so a result delivered twice (SQS is at-least-once) is published once. A message is
-deleted from the queue only after its stream write succeeded. A malformed body is logged,
-counted, copied to the dead-letter stream and deleted.
+Each CloudResult becomes a DetectionSet with source "cloud", written to the detections stream
+together with a per-frame-id key (with a TTL) in one Redis transaction, so a result delivered
+twice (SQS is at-least-once) is published once. A message is deleted from the queue only after
+its stream write succeeded. A malformed body is logged, counted, copied to the dead-letter
+stream and deleted.
 """
 
 from __future__ import annotations

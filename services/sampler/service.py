@@ -1,7 +1,5 @@
-"""Forward every Nth frame of each master camera to the cloud path (Kinesis).
+"""The sampler service: frame entries -> sampling policy -> JPEG -> Kinesis (or the spool) -> acknowledge.
 
-Reads the master cameras' frame streams through consumer group "sampler", encodes the sampled
-frames as JPEG and puts them on Kinesis as CloudFrame records (aiobotocore, batched, retried).
 A frame entry is acknowledged only after its record was accepted by Kinesis or written to the
 on-disk spool; the spool is replayed in order when the cloud answers again. Counters go to the
 health stream and, when configured, to a JSON file for `hybridcam cost --from-run`.
@@ -17,22 +15,17 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from services.sampler.encoding import FrameEncoder
-from services.sampler.kinesis_sender import (
-    ClaimCheck,
-    CloudUnavailable,
-    KinesisSender,
-    OutgoingRecord,
-)
+from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
 from services.sampler.policy import EveryNthFrame, SamplingPolicy
 from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
 from shared.frame_ring import FrameFetcher, FrameGone
-from shared.health import HealthServer
-from shared.metrics import service_registry
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, FrameRef, Health
 from shared.site_config import ResolvedCamera, SiteConfig
@@ -220,7 +213,9 @@ def write_run_counters(path: Path, counters: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-async def run_sampler(settings: SamplerSettings, site: SiteConfig, stop: threading.Event) -> Sampler:
+@asynccontextmanager
+async def open_sampler(settings: SamplerSettings, site: SiteConfig) -> AsyncIterator[Sampler]:
+    """The sampler with its Kinesis and S3 clients, spool, bus and encoder; all closed on leaving."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
@@ -240,16 +235,8 @@ async def run_sampler(settings: SamplerSettings, site: SiteConfig, stop: threadi
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         encoder = FrameEncoder(settings.sampler_jpeg_quality, settings.sampler_max_side, settings.sampler_max_jpeg_bytes)
         sampler = Sampler(settings, site, bus, sender, spool, EveryNthFrame(), encoder)
-        health_server = None
-        if settings.health_port:
-            health_server = HealthServer(settings.health_port, lambda: {
-                "service": "sampler", "state": sampler.state(), "counters": sampler.snapshot()},
-                metrics=service_registry(lambda: [sampler.health()])).start()
         try:
-            await sampler.run(stop)
+            yield sampler
         finally:
             sampler.close()
-            if health_server:
-                health_server.stop()
             bus.close()
-        return sampler
