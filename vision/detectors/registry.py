@@ -1,44 +1,41 @@
-"""load_detector: open a model by path or short name and pick its decoder from its input/output shapes.
+"""Detectors by settings: one typed union of every registered detector's settings, keyed by ``type``.
 
-Short names: "nanodet" and "centernet" (the models shipped in models/), "tiled" (the cloud tier:
-CenterNet on the full frame + NanoDet on tiles). Any other name is looked up as <models_dir>/<name>.onnx.
+Built-in types (one file each): "nanodet", "yolo", "centernet" (single ONNX models, recognised by
+their tensor layouts) and "tiled" (the cloud tier: CenterNet on the full frame + NanoDet on tiles).
+"auto" opens a model and picks the single-model type whose layout it has. Other detectors plug in
+with :func:`vision.detectors.plugin.register_detector`.
+
+:func:`load_detector` keeps the short form: a model name ("nanodet", "centernet": the models in
+models/), an .onnx path (both "auto"), or "tiled", with the type's settings as keyword options.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from vision.detectors.base import Detector, ModelLoadError
-from vision.detectors.centernet import CenterNetDetector, match_centernet_layout
-from vision.detectors.coco_labels import COCO_LABELS
-from vision.detectors.nanodet import NanoDetDetector, match_nanodet_layout
-from vision.detectors.onnx_detector import OnnxDetector
-from vision.detectors.onnx_session import (
-    TensorSpec,
-    input_specs,
-    open_session,
-    output_specs,
-)
-from vision.detectors.tiled import TiledDetector
-from vision.detectors.yolo import YoloDetector, match_yolo_layout
-from vision.providers import ProviderChoice, ProviderSpec
+from vision.detectors.onnx_session import TensorSpec, input_specs, open_session, output_specs
+from vision.detectors.plugin import AutoConfig, DetectorConfig, DetectorRuntime, OnnxModelConfig, Providers, detector_plugins
+
+# The built-in detectors, one module each; they register themselves on import, in the order "auto" tries them.
+BUILT_IN_DETECTORS = ("vision.detectors.nanodet", "vision.detectors.centernet", "vision.detectors.yolo", "vision.detectors.tiled")
+for _module in BUILT_IN_DETECTORS:
+    importlib.import_module(_module)
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+AUTO_TYPE = "auto"
 TILED_NAME = "tiled"
-DECODER_OPTIONS = {"score_threshold", "iou_threshold", "max_detections", "labels"}
-TILED_OPTIONS = {
-    "tile_grid", "tile_overlap", "nanodet_model", "centernet_model", "nanodet_score_threshold",
-    "score_threshold", "iou_threshold", "max_detections",
-}
-SUPPORTED_LAYOUTS = (
-    "NanoDet (NCHW input, [1,N,C] + [1,N,4*bins] per stride), "
-    "YOLOv8-11 (NCHW input, one [1,4+C,N] or [1,N,4+C] output) or "
-    "CenterNet (NHWC input, [1,K,6] detections)"
-)
 
-Providers = Sequence[ProviderSpec] | ProviderChoice | None
+
+def supported_layouts() -> str:
+    return ", ".join(plugin.layout for plugin in detector_plugins().values() if plugin.layout)
 
 
 def resolve_model_path(path_or_name: str | os.PathLike[str], models_dir: Path) -> Path:
@@ -52,6 +49,53 @@ def describe_tensors(specs: Sequence[TensorSpec]) -> str:
     return ", ".join(f"{spec.name} {list(spec.shape)}" for spec in specs)
 
 
+def detector_config_union() -> Any:
+    """The typed union of every registered detector's settings (and "auto"), discriminated by ``type``."""
+    models = [AutoConfig, *(plugin.config_model for plugin in detector_plugins().values())]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007 (built at run time)
+
+
+def parse_detector_config(values: Mapping[str, Any]) -> DetectorConfig:
+    """Validate detector settings (a mapping with ``type``); a bad key or value raises ValueError naming it."""
+    kind = values.get("type")
+    known = {AUTO_TYPE, *detector_plugins()}
+    if kind not in known:
+        raise ValueError(f"Unknown detector type {kind!r}; known: {sorted(known)}.")
+    try:
+        config: DetectorConfig = TypeAdapter(detector_config_union()).validate_python(dict(values))
+    except ValidationError as error:
+        unknown = sorted(str(e["loc"][-1]) for e in error.errors() if e["type"] == "extra_forbidden")
+        if unknown:
+            model = AutoConfig if kind == AUTO_TYPE else detector_plugins()[str(kind)].config_model
+            options = sorted(set(model.model_fields) - {"type"})
+            raise ValueError(f"Unknown detector option(s) {unknown}; known: {options}.") from None
+        raise ValueError(f"Bad detector settings: {error.errors()[0]['msg']} ({'.'.join(map(str, error.errors()[0]['loc']))}).") from None
+    return config
+
+
+def build_detector(
+    config: DetectorConfig,
+    providers: Providers = None,
+    *,
+    intra_op_num_threads: int | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+) -> Detector:
+    """The detector these settings describe; raises ModelLoadError (one sentence) for a missing or undecodable model."""
+    directory = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
+    runtime = DetectorRuntime(providers, intra_op_num_threads, directory,
+                              load=partial(build_detector, providers=providers, intra_op_num_threads=intra_op_num_threads,
+                                           models_dir=directory))
+    if isinstance(config, AutoConfig):
+        return _build_single_model(config, runtime, candidates=None)
+    plugin = detector_plugins().get(config.type)
+    if plugin is None:
+        raise ValueError(f"Unknown detector type {config.type!r}; known: {sorted(detector_plugins())}.")
+    if plugin.build is not None:
+        return plugin.build(config, runtime)
+    assert isinstance(config, OnnxModelConfig), f"{config.type} settings must name a model"
+    return _build_single_model(config, runtime, candidates=[config.type])
+
+
 def load_detector(
     path_or_name: str | os.PathLike[str],
     providers: Providers = None,
@@ -62,59 +106,37 @@ def load_detector(
     num_classes: int | None = None,
     **opts: Any,
 ) -> Detector:
-    """Open a detector; raises ModelLoadError (one sentence) for a missing, non-ONNX or undecodable model.
+    """Open a detector by model name, .onnx path or "tiled"; raises ModelLoadError (one sentence) for a bad model.
 
-    opts: score_threshold, iou_threshold, max_detections, labels; for "tiled" also tile_grid,
-    tile_overlap, nanodet_model, centernet_model, nanodet_score_threshold.
+    opts: the type's settings: score_threshold, iou_threshold, max_detections, labels; for "tiled"
+    tile_grid, tile_overlap, nanodet_model, centernet_model, nanodet_score_threshold instead of labels.
     input_size: input side for YOLO exports with dynamic axes (default 640).
     num_classes: class count for NanoDet heads (default: len(labels), 80 for COCO).
     """
-    directory = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
-    tiled = str(path_or_name) == TILED_NAME
-    known = TILED_OPTIONS if tiled else DECODER_OPTIONS
-    unknown = set(opts) - known
-    if unknown:
-        raise ValueError(f"Unknown detector option(s) {sorted(unknown)}; known: {sorted(known)}.")
-    if tiled:
-        return load_tiled_detector(providers, intra_op_num_threads, directory, **opts)
-    path = resolve_model_path(path_or_name, directory)
-    session = open_session(path, providers, intra_op_num_threads)
+    if str(path_or_name) == TILED_NAME:
+        values: dict[str, Any] = {"type": TILED_NAME, **opts}
+    else:
+        values = {"type": AUTO_TYPE, "model": str(path_or_name), **opts}
+        values.update({k: v for k, v in (("input_size", input_size), ("num_classes", num_classes)) if v is not None})
+    return build_detector(parse_detector_config(values), providers, intra_op_num_threads=intra_op_num_threads,
+                          models_dir=models_dir)
+
+
+def _build_single_model(config: OnnxModelConfig, runtime: DetectorRuntime, candidates: list[str] | None) -> Detector:
+    path = resolve_model_path(config.model, runtime.models_dir)
+    session = open_session(path, runtime.providers, runtime.intra_op_num_threads)
     inputs, outputs = input_specs(session), output_specs(session)
-    classes = num_classes or len(opts.get("labels", COCO_LABELS))
-    if layout := match_nanodet_layout(inputs, outputs, classes):
-        return NanoDetDetector(session, path, layout, **opts)
-    if layout := match_centernet_layout(inputs, outputs):
-        return CenterNetDetector(session, path, layout, **opts)
-    if layout := match_yolo_layout(inputs, outputs, input_size):
-        return YoloDetector(session, path, layout, **opts)
+    plugins = detector_plugins()
+    for name in candidates or [name for name, plugin in plugins.items() if plugin.match is not None]:
+        plugin = plugins[name]
+        assert plugin.match is not None and plugin.create is not None
+        layout = plugin.match(inputs, outputs, config)
+        if layout is not None:
+            own = config if isinstance(config, plugin.config_model) else plugin.config_model(
+                **{**config.model_dump(exclude_unset=True), "type": plugin.type})
+            return plugin.create(session, path, layout, own)
+    expected = plugins[candidates[0]].layout if candidates else supported_layouts()
     raise ModelLoadError(
         f"Model {path} has inputs [{describe_tensors(inputs)}] and outputs "
-        f"[{describe_tensors(outputs)}], which match no supported layout: {SUPPORTED_LAYOUTS}."
+        f"[{describe_tensors(outputs)}], which match no supported layout: {expected}."
     )
-
-
-def load_tiled_detector(
-    providers: Providers,
-    intra_op_num_threads: int | None,
-    models_dir: Path,
-    *,
-    nanodet_model: str | os.PathLike[str] = "nanodet",
-    centernet_model: str | os.PathLike[str] = "centernet",
-    tile_grid: tuple[int, int] = (2, 2),
-    tile_overlap: float = 0.25,
-    nanodet_score_threshold: float = 0.35,
-    score_threshold: float = 0.3,
-    iou_threshold: float = 0.5,
-    max_detections: int = 200,
-) -> TiledDetector:
-    """The cloud tier: CenterNet (full frame, score_threshold) + NanoDet on tiles (nanodet_score_threshold)."""
-    shared = {"intra_op_num_threads": intra_op_num_threads, "models_dir": models_dir}
-    full_frame = load_detector(
-        centernet_model, providers, score_threshold=score_threshold, max_detections=max_detections, **shared
-    )
-    tiles = load_detector(
-        nanodet_model, providers, score_threshold=nanodet_score_threshold, max_detections=max_detections, **shared
-    )
-    if not isinstance(full_frame, OnnxDetector) or not isinstance(tiles, OnnxDetector):
-        raise ModelLoadError("The tiled detector needs two single-model detectors, not another tiled one.")
-    return TiledDetector(full_frame, tiles, tile_grid, tile_overlap, iou_threshold, max_detections)
