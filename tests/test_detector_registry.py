@@ -10,9 +10,9 @@ import pytest
 from tests.fixtures.detector_models import NANODET_PATH
 from vision.detectors import (
     AutoConfig,
+    Detections,
     DetectorConfig,
     DetectorPlugin,
-    Detections,
     ModelLoadError,
     build_detector,
     load_detector,
