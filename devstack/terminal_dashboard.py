@@ -44,7 +44,9 @@ class SiteView:
         return self.cameras.setdefault(camera_id, CameraView())
 
 
-class Dashboard:
+class TerminalDashboard:
+    """The demo's live table in the terminal (the operator web page is services/dashboard)."""
+
     def __init__(self, bus: StreamBus, camera_roles: dict[str, str]) -> None:
         self.bus = bus
         self.view = SiteView()

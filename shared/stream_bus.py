@@ -22,6 +22,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from shared.backoff import Backoff
 from shared.metrics import StreamCollector
 from shared.schemas import Envelope, SchemaError, decode
 
@@ -84,7 +85,7 @@ class StreamBus:
 
     def call(self, operation: Callable[[], T], what: str) -> T:
         """Run a Redis operation, waiting out connection loss with capped backoff."""
-        delay, started, warned = 0.1, time.monotonic(), False
+        backoff, started, warned = Backoff(0.1, self.max_backoff_s), time.monotonic(), False
         while True:
             try:
                 result = operation()
@@ -98,8 +99,7 @@ class StreamBus:
                 if not warned:
                     log.warning("redis at %s unreachable during %s (%s); retrying", self.url, what, error)
                     warned = True
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+                time.sleep(backoff.next_delay())
 
     def ping(self) -> bool:
         try:
