@@ -52,7 +52,7 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     assert kinesis["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
 
     function = boto3.client("lambda").get_function(FunctionName=outputs["DetectorFunctionName"])["Configuration"]
-    assert function["Runtime"] == "python3.12" and function["Handler"] == "handler.lambda_handler"
+    assert function["Runtime"] == "python3.12" and function["Handler"] == "detector_lambda.handler.lambda_handler"
     variables = function["Environment"]["Variables"]
     assert variables["FRAMES_BUCKET"] == outputs["FramesBucketName"] and variables["WATCH_LABELS"] == "Person,Car"
     assert str(variables["MIN_CONFIDENCE"]) == "70" and variables["RESULTS_QUEUE_URL"] == outputs["ResultsQueueUrl"]
