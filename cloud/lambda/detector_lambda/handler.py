@@ -61,6 +61,10 @@ class DetectorFunction:
             self._pipeline = build_pipeline(self.settings)
         return self._pipeline
 
+    def start(self) -> None:
+        """Read the settings and open the clients, so a configuration error fails the invocation, not each record."""
+        _ = self.pipeline, self.dead_letters
+
     @property
     def dead_letters(self) -> DeadLetters:
         if self._dead_letters is None:
@@ -72,7 +76,7 @@ class DetectorFunction:
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         self._out_of_time = False
-        self.pipeline  # noqa: B018  # a configuration error stops the invocation, not each record
+        self.start()
         response = process_partial_response(event=event, record_handler=self.process_record,
                                             processor=self.processor, context=context)
         failed = len(response.get("batchItemFailures", []))
