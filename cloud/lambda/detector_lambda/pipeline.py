@@ -70,7 +70,8 @@ class Pipeline:
             return item
         item.alerts = self.alerter.claim(record.frame, item.labels, self.clock())
         item.alerts_claimed = True
-        self.table.mark(item.frame_id, alerts=item.alerts, alerts_claimed=True)
+        if item.alerts:  # with nothing claimed a retry may simply claim again: no write needed
+            self.table.mark(item.frame_id, alerts=item.alerts, alerts_claimed=True)
         return item
 
     def send_result(self, record: FrameRecord, item: FrameItem) -> None:
