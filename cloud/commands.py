@@ -26,6 +26,7 @@ from shared.errors import ConfigError
 LAMBDA_ENV_FROM_OUTPUTS = {
     "FRAMES_BUCKET": "FramesBucketName", "FRAMES_TABLE": "FramesTableName",
     "ALERT_TOPIC_ARN": "AlertTopicArn", "RESULTS_QUEUE_URL": "ResultsQueueUrl",
+    "FAILED_RECORDS_QUEUE_URL": "FailedRecordsQueueUrl",
 }
 
 

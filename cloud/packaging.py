@@ -1,4 +1,7 @@
-"""Build the detector Lambda's zip: handler modules, the shared schema modules and their dependencies.
+"""Build the detector Lambda's zip: its package, the shared schema modules and their dependencies.
+
+Layout of the zip (handler ``detector_lambda.handler.lambda_handler``): ``detector_lambda/`` (from
+cloud/lambda/detector_lambda), ``shared/`` (schemas and errors only) and the dependencies at the root.
 
 Dependencies (cloud/lambda/requirements.txt) are installed for the Lambda runtime, not for this machine:
 ``pip install --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12 --target``.
@@ -20,9 +23,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_DIR = REPO_ROOT / "cloud" / "lambda"
 REQUIREMENTS = LAMBDA_DIR / "requirements.txt"
-HANDLER_MODULES = ("handler.py", "records.py", "detectors.py", "alerts.py", "storage.py", "config.py")
+FUNCTION_PACKAGE = LAMBDA_DIR / "detector_lambda"
 SHARED_MODULES = ("__init__.py", "schemas.py", "errors.py")
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "lambda"
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"})
 ZIP_TIMESTAMP = (2020, 1, 1, 0, 0, 0)
 LAMBDA_PLATFORM = ("--platform", "manylinux2014_x86_64", "--only-binary=:all:", "--python-version", "3.12",
                    "--implementation", "cp")
@@ -56,17 +60,27 @@ def _add(archive: zipfile.ZipFile, source: Path, name: str) -> None:
     archive.writestr(info, source.read_bytes())
 
 
+def _needed(relative: str) -> bool:
+    """Leave out what the runtime never loads: caches, scripts, and boto3/botocore (the runtime has them)."""
+    top = relative.split("/", 1)[0]
+    return ("__pycache__" not in relative and relative != ".complete" and top not in RUNTIME_PROVIDED
+            and not relative.startswith("bin/"))
+
+
 def build_lambda_zip(output: Path | None = None, with_dependencies: bool = True, build_dir: Path = DEFAULT_BUILD_DIR) -> Path:
     """Write the Lambda zip and return its path (default build/lambda/detector.zip, or detector-code-only.zip)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     output = output or build_dir / ("detector.zip" if with_dependencies else "detector-code-only.zip")
-    entries: dict[str, Path] = {name: LAMBDA_DIR / name for name in HANDLER_MODULES}
+    entries: dict[str, Path] = {
+        f"detector_lambda/{path.relative_to(FUNCTION_PACKAGE).as_posix()}": path
+        for path in FUNCTION_PACKAGE.rglob("*.py") if "__pycache__" not in path.parts
+    }
     entries.update({f"shared/{name}": REPO_ROOT / "shared" / name for name in SHARED_MODULES})
     if with_dependencies:
         deps = install_dependencies(build_dir)
         for path in deps.rglob("*"):
             relative = path.relative_to(deps).as_posix()
-            if path.is_file() and "__pycache__" not in relative and relative != ".complete" and not relative.startswith("bin/"):
+            if path.is_file() and _needed(relative):
                 entries.setdefault(relative, path)
     temporary = output.with_suffix(".tmp")
     with zipfile.ZipFile(temporary, "w") as archive:

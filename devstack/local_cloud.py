@@ -65,6 +65,7 @@ class LocalCloud:
             # the Lambda handler's configuration (the poller runs it in its own process)
             "FRAMES_BUCKET": outputs["FramesBucketName"], "FRAMES_TABLE": outputs["FramesTableName"],
             "ALERT_TOPIC_ARN": outputs["AlertTopicArn"], "RESULTS_QUEUE_URL": outputs["ResultsQueueUrl"],
+            "FAILED_RECORDS_QUEUE_URL": outputs["FailedRecordsQueueUrl"],
             **self.lambda_settings,
             "HYBRIDCAM_CLOUD_STACK_NAME": self.stack_name,
             "HYBRIDCAM_CLOUD_REGION": REGION,

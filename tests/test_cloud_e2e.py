@@ -7,6 +7,7 @@ subscription), SQS result -> results-bridge process -> the edge detection stream
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -25,7 +26,7 @@ from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 from tests.fixtures.cloud_edge import FramePublisher, kinesis_frames, write_cloud_site
 from tests.fixtures.pipeline import ServiceRunner, wait_until
 
-HANDLER_ATTEMPTS_PER_CALL = 4  # cloud/lambda/detectors.py Backoff.attempts: throttle that often and the record fails once
+HANDLER_ATTEMPTS_PER_CALL = 4  # detector_lambda/detectors.py Backoff.attempts: throttle that often and the record fails once
 
 
 @pytest.fixture()
@@ -96,7 +97,9 @@ def test_sampled_frames_make_the_round_trip_exactly_once_despite_a_poison_record
         poller = EventSourcePoller(stream, load_handler(), 10, tmp_path / "checkpoints.json", max_retries=2,
                                    retry_delay_s=0.0)
         poller.run_once()
-        assert poller.dead_lettered == 1  # only the poison record
+        assert poller.dead_lettered == 0  # the function wrote the poison record to its dead-letter queue itself
+        [letter] = [json.loads(body) for body in drain(outputs["FailedRecordsQueueUrl"])]
+        assert base64.b64decode(letter["data"]) == b"poison: not a cloud frame"
 
         expected = {ref.frame_id for ref in sent if ref.seq % 10 == 0}
         assert wait_until(lambda: len(cloud_detections(bus)) >= 6, 60), runner.logs()

@@ -49,7 +49,7 @@ class RecordingHandler:
         payloads = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
         self.batches.append(payloads)
         failures = []
-        for record, payload in zip(event["Records"], payloads):
+        for record, payload in zip(event["Records"], payloads, strict=True):
             if self.fail_times.get(payload, 0) > 0:
                 self.fail_times[payload] -= 1
                 failures.append({"itemIdentifier": record["kinesis"]["sequenceNumber"]})
@@ -101,7 +101,7 @@ def test_poison_record_is_dead_lettered_and_the_shard_moves_on(aws_env: dict[str
     assert restarted.run_once() == 1 and restarted_handler.batches == [["record-5"]]
 
 
-def test_a_raising_handler_fails_the_whole_batch(aws_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_raising_handler_fails_the_whole_batch_which_is_split_in_two(aws_env: dict[str, str], tmp_path: Path) -> None:
     stream = new_stream(2)
     calls: list[int] = []
 
@@ -112,7 +112,45 @@ def test_a_raising_handler_fails_the_whole_batch(aws_env: dict[str, str], tmp_pa
     poller = EventSourcePoller(stream, broken, batch_size=10, checkpoint_path=tmp_path / "cp.json", max_retries=1,
                                retry_delay_s=0.0)
     assert poller.run_once() == 0 and poller.dead_lettered == 2
-    assert calls == [2, 2, 1, 1]
+    assert calls == [2, 1, 1, 1, 1]  # BisectBatchOnFunctionError: halves, each tried and retried once
+
+    unsplit_calls: list[int] = []
+    stream = new_stream(2)
+    poller = EventSourcePoller(stream, lambda event, context: unsplit_calls.append(len(event["Records"])) or 1 / 0,
+                               batch_size=10, checkpoint_path=tmp_path / "cp2.json", max_retries=1, retry_delay_s=0.0,
+                               bisect_on_error=False)
+    assert poller.run_once() == 0 and unsplit_calls == [2, 2, 1, 1]
+
+
+def test_an_empty_item_identifier_fails_the_whole_batch(aws_env: dict[str, str], tmp_path: Path) -> None:
+    stream = new_stream(3)
+    batches: list[int] = []
+
+    def vague(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batches.append(len(event["Records"]))
+        return {"batchItemFailures": [{"itemIdentifier": ""}]} if len(batches) == 1 else {"batchItemFailures": []}
+
+    poller = EventSourcePoller(stream, vague, batch_size=10, checkpoint_path=tmp_path / "cp.json", max_retries=2,
+                               retry_delay_s=0.0)
+    assert poller.run_once() == 3 and batches == [3, 3]
+
+
+def test_the_on_failure_queue_gets_the_batch_metadata_as_aws_sends_it(aws_env: dict[str, str], tmp_path: Path) -> None:
+    stream = new_stream(1)
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"on-failure-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    poller = EventSourcePoller(stream, RecordingHandler({"record-0": 100}), batch_size=10,
+                               checkpoint_path=tmp_path / "cp.json", max_retries=1, retry_delay_s=0.0,
+                               dead_letter_queue_url=queue)
+    assert poller.run_once() == 0 and poller.dead_lettered == 1
+    [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body["requestContext"]["approximateInvokeCount"] == 2
+    info = body["KinesisBatchInfo"]
+    assert info["shardId"] == "shardId-000000000000" and info["batchSize"] == 1
+    assert info["startSequenceNumber"] == info["endSequenceNumber"] and info["streamArn"].endswith(stream)
+    assert "data" not in json.dumps(body)  # as on AWS: the payload stays in the stream (and the local file)
 
 
 @pytest.fixture()
@@ -130,7 +168,8 @@ def test_local_cloud_runs_the_unchanged_handler(
     outputs = deploy_stack("hc-poller-test", {"WatchLabels": "Person", "MinConfidence": 50}, "us-east-1",
                            with_dependencies=False, waiter_delay_s=1, say=lambda _: None)
     for variable, output in (("FRAMES_BUCKET", "FramesBucketName"), ("FRAMES_TABLE", "FramesTableName"),
-                             ("ALERT_TOPIC_ARN", "AlertTopicArn"), ("RESULTS_QUEUE_URL", "ResultsQueueUrl")):
+                             ("ALERT_TOPIC_ARN", "AlertTopicArn"), ("RESULTS_QUEUE_URL", "ResultsQueueUrl"),
+                             ("FAILED_RECORDS_QUEUE_URL", "FailedRecordsQueueUrl")):
         monkeypatch.setenv(variable, outputs[output])
     monkeypatch.setenv("MIN_CONFIDENCE", "50")
     monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", model_server.url)

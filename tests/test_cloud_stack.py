@@ -52,7 +52,7 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     assert kinesis["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
 
     function = boto3.client("lambda").get_function(FunctionName=outputs["DetectorFunctionName"])["Configuration"]
-    assert function["Runtime"] == "python3.12" and function["Handler"] == "handler.lambda_handler"
+    assert function["Runtime"] == "python3.12" and function["Handler"] == "detector_lambda.handler.lambda_handler"
     variables = function["Environment"]["Variables"]
     assert variables["FRAMES_BUCKET"] == outputs["FramesBucketName"] and variables["WATCH_LABELS"] == "Person,Car"
     assert str(variables["MIN_CONFIDENCE"]) == "70" and variables["RESULTS_QUEUE_URL"] == outputs["ResultsQueueUrl"]
@@ -93,6 +93,16 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     assert all(s["Resource"] != "*" for s in statements if s["Action"] != "rekognition:DetectLabels")
     log_groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/hc-stack-test-detector")
     assert len(log_groups["logGroups"]) == 1
+    assert variables["FAILED_RECORDS_QUEUE_URL"] == outputs["FailedRecordsQueueUrl"]
+
+    # (moto does not create AWS::CloudWatch::Alarm: tests/test_cloud_edge_identity.py reads them from the template.)
+    # The edge's own role and its policy (moto does not record the role's managed-policy attachment).
+    assert iam.get_role(RoleName=outputs["EdgeRoleArn"].rsplit("/", 1)[1])["Role"]["Arn"] == outputs["EdgeRoleArn"]
+    edge_policy = iam.get_policy(PolicyArn=outputs["EdgePolicyArn"])["Policy"]
+    version = iam.get_policy_version(PolicyArn=outputs["EdgePolicyArn"], VersionId=edge_policy["DefaultVersionId"])
+    edge_statements = policy_document(version["PolicyVersion"]["Document"])["Statement"]
+    assert {s["Sid"] for s in edge_statements} == {"SendFrames", "ClaimCheck", "TakeResults", "LatestFrames", "ShowFrames"}
+    assert all(s["Resource"].startswith("arn:aws:") for s in edge_statements)
 
     # A second deploy updates in place and keeps the same resources.
     assert deploy_stack("hc-stack-test", {"WatchLabels": "Person"}, "us-east-1", with_dependencies=False,

@@ -2,38 +2,43 @@
 
 Public API (used by the end-to-end tests and ``hybridcam cloud poll``):
 
-- ``load_handler() -> callable(event, context)``: imports cloud/lambda/handler.py by path (a fresh
-  cold start on every call, so the handler reads the environment as it is now).
+- ``load_handler() -> callable(event, context)``: a fresh cold start of the function
+  (``detector_lambda.handler.cold_start()``), so it reads the environment as it is now.
 - ``EventSourcePoller(stream_name, handler, batch_size, checkpoint_path, max_retries)``
   ``.run_once() -> int`` reads every shard up to its end and returns the records the handler finished;
   ``.run_forever(stop_event)`` polls until the event is set. ``.dead_lettered`` counts records given up.
 - ``kinesis_event(records, stream_arn, region, shard_id)``: the exact event AWS hands a Kinesis-triggered
   Lambda, built from GetRecords output.
 
-Semantics follow AWS's event source mapping with ReportBatchItemFailures: the handler's batch is at
-most ``batch_size`` records; on ``batchItemFailures`` the records before the first failed sequence
-number are checkpointed and the batch is retried from it; a handler exception or an unknown item
-identifier fails the whole batch. After ``max_retries`` retries the failing record goes to the
-on-failure destination (a log line, a JSON-lines dead-letter file and, when given, an SQS queue) and
-the shard moves on, so it is never blocked. Checkpoints (last finished sequence number per shard) are
-kept in a small JSON file, so a restarted poller does not replay finished records; the first run of a
-shard starts at TRIM_HORIZON.
-"""
+Semantics follow AWS's event source mapping as the stack configures it (ReportBatchItemFailures,
+BisectBatchOnFunctionError, MaximumRetryAttempts, an SQS on-failure destination):
 
+- a response with an empty or missing ``batchItemFailures`` is a complete success: the batch is checkpointed;
+- with ``batchItemFailures`` the records before the lowest reported sequence number are checkpointed and
+  the batch is retried from that record; an empty, missing or unknown ``itemIdentifier`` fails the whole batch;
+- a handler exception (the function raises, e.g. when every record failed) fails the whole batch; a
+  failed batch of more than one record is split in two and each half is retried on its own (splitting
+  does not count as a retry);
+- after ``max_retries`` retries the failing record goes to the on-failure destination and the shard
+  moves on, so it is never blocked. As on AWS, the message sent to the on-failure SQS queue holds the
+  batch's metadata (``requestContext``, ``KinesisBatchInfo`` with shard and sequence numbers), not the
+  payload; the payload is kept locally in a JSON-lines dead-letter file.
+
+Checkpoints (last finished sequence number per shard) are kept in a small JSON file, so a restarted
+poller does not replay finished records; the first run of a shard starts at TRIM_HORIZON.
+"""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +46,18 @@ import boto3
 
 log = logging.getLogger("hybridcam.cloud.poller")
 
-LAMBDA_DIR = Path(__file__).resolve().parents[1] / "lambda"
-LAMBDA_MODULES = ("handler", "records", "detectors", "alerts", "storage", "config")
 LOCAL_IDENTITY_ARN = "arn:aws:iam::123456789012:role/hybridcam-local-event-source"
+LOCAL_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:hybridcam-detector-local"
 
+FUNCTION_ERROR = -1  # _invoke's answer when the handler raised: the whole batch failed
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
 def load_handler() -> Handler:
-    """Import cloud/lambda/handler.py by path (the folder is not a package) and return lambda_handler."""
-    if str(LAMBDA_DIR) not in sys.path:
-        sys.path.insert(0, str(LAMBDA_DIR))
-    for name in LAMBDA_MODULES:  # a fresh import is a fresh cold start
-        sys.modules.pop(name, None)
-    spec = importlib.util.spec_from_file_location("handler", LAMBDA_DIR / "handler.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the Lambda handler from {LAMBDA_DIR}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["handler"] = module
-    spec.loader.exec_module(module)
-    return module.lambda_handler  # type: ignore[no-any-return]
+    """A fresh cold start of the detector function (settings read from the environment at its first call)."""
+    from detector_lambda.handler import cold_start
+
+    return cold_start()
 
 
 def _epoch(value: Any) -> float:
@@ -96,6 +93,8 @@ class LocalContext:
     """The parts of the Lambda context object a handler may read."""
 
     function_name: str = "hybridcam-detector-local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = LOCAL_FUNCTION_ARN
     memory_limit_in_mb: int = 1024
     timeout_s: float = 60.0
     aws_request_id: str = ""
@@ -144,6 +143,8 @@ class EventSourcePoller:
         kinesis: Any = None,
         sqs: Any = None,
         identity_arn: str = LOCAL_IDENTITY_ARN,
+        bisect_on_error: bool = True,
+        timeout_s: float = 60.0,
     ) -> None:
         if batch_size < 1 or max_retries < 0:
             raise ValueError(f"batch_size must be >= 1 and max_retries >= 0, got {batch_size} and {max_retries}")
@@ -158,6 +159,8 @@ class EventSourcePoller:
         self.dead_letter_queue_url = dead_letter_queue_url
         self.sqs = sqs or (boto3.client("sqs") if dead_letter_queue_url else None)
         self.identity_arn = identity_arn
+        self.bisect_on_error = bisect_on_error
+        self.timeout_s = timeout_s
         self.region = self.kinesis.meta.region_name
         self.stream_arn = self.kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
         self.dead_lettered = 0
@@ -211,6 +214,12 @@ class EventSourcePoller:
             if failed_at is None:
                 self.checkpoints.set(shard_id, pending[-1]["SequenceNumber"])
                 return finished + len(pending)
+            if failed_at == FUNCTION_ERROR and len(pending) > 1 and self.bisect_on_error:
+                half = len(pending) // 2
+                log.warning("shard %s: the function failed on a batch of %d (%s); splitting it in two",
+                            shard_id, len(pending), reason)
+                return finished + self._deliver(shard_id, pending[:half]) + self._deliver(shard_id, pending[half:])
+            failed_at = max(failed_at, 0)
             if failed_at > 0:
                 finished += failed_at
                 self.checkpoints.set(shard_id, pending[failed_at - 1]["SequenceNumber"])
@@ -227,16 +236,16 @@ class EventSourcePoller:
         return finished
 
     def _invoke(self, shard_id: str, batch: list[dict[str, Any]]) -> tuple[int | None, str]:
-        """Index of the first failed record in the batch (None when all succeeded) and why."""
+        """Index of the first failed record (None when all succeeded, FUNCTION_ERROR when the handler raised) and why."""
         event = kinesis_event(batch, self.stream_arn, self.region, shard_id, self.identity_arn)
-        context = LocalContext(aws_request_id=str(uuid.uuid4()), started=time.monotonic())
+        context = LocalContext(aws_request_id=str(uuid.uuid4()), started=time.monotonic(), timeout_s=self.timeout_s)
         self.invocations += 1
         try:
             response = self.handler(event, context)
         except Exception as error:
             log.error("handler raised %s: %s; the whole batch failed", type(error).__name__, error)
-            return 0, f"function error {type(error).__name__}"
-        failures = response.get("batchItemFailures") or [] if isinstance(response, dict) else []
+            return FUNCTION_ERROR, f"function error {type(error).__name__}"
+        failures = (response.get("batchItemFailures") or []) if isinstance(response, dict) else []
         if not failures:
             return None, ""
         positions = {record["SequenceNumber"]: index for index, record in enumerate(batch)}
@@ -257,7 +266,25 @@ class EventSourcePoller:
         with self.dead_letter_path.open("a") as file:
             file.write(json.dumps(entry) + "\n")
         if self.dead_letter_queue_url and self.sqs is not None:
-            self.sqs.send_message(QueueUrl=self.dead_letter_queue_url, MessageBody=json.dumps(entry))
+            self.sqs.send_message(QueueUrl=self.dead_letter_queue_url,
+                                  MessageBody=json.dumps(self._on_failure_message(shard_id, record, attempts)))
         self.dead_lettered += 1
         log.error("shard %s: record %s gave up after %d attempts (%s); sent to the dead letter %s",
                   shard_id, record["SequenceNumber"], attempts, reason, self.dead_letter_path)
+
+    def _on_failure_message(self, shard_id: str, record: dict[str, Any], attempts: int) -> dict[str, Any]:
+        """What AWS's event source mapping sends to an SQS on-failure destination: metadata, no payload."""
+        arrival = datetime.fromtimestamp(_epoch(record.get("ApproximateArrivalTimestamp")), tz=UTC)
+        when = arrival.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": LOCAL_FUNCTION_ARN,
+                               "condition": "RetryAttemptsExhausted", "approximateInvokeCount": attempts},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": ""},
+            "version": "1.0",
+            "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "KinesisBatchInfo": {
+                "shardId": shard_id, "startSequenceNumber": record["SequenceNumber"],
+                "endSequenceNumber": record["SequenceNumber"], "approximateArrivalOfFirstRecord": when,
+                "approximateArrivalOfLastRecord": when, "batchSize": 1, "streamArn": self.stream_arn,
+            },
+        }

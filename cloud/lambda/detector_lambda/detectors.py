@@ -12,7 +12,6 @@ response application/json ``{"model": str, "detections": [{"label": str, "score"
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from collections.abc import Callable
@@ -22,9 +21,8 @@ from typing import Any, Protocol
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from records import RecordError
-
-log = logging.getLogger("hybridcam.cloud.detect")
+from detector_lambda.logs import logger
+from detector_lambda.records import RecordError
 
 RETRYABLE_CODES = frozenset({
     "ThrottlingException",
@@ -42,7 +40,7 @@ REKOGNITION_BYTES_LIMIT = 5 * 1024 * 1024
 
 
 def client_config() -> Config:
-    return Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    return Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=10)
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class Backoff:
                 if code not in RETRYABLE_CODES or attempt == self.attempts:
                     raise
                 delay = random.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
-                log.warning("%s answered %s (attempt %d of %d); retrying in %.2f s",
+                logger.warning("%s answered %s (attempt %d of %d); retrying in %.2f s",
                             operation, code, attempt, self.attempts, delay)
                 self.sleep(delay)
         raise AssertionError("unreachable")

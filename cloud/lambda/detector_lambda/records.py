@@ -1,7 +1,7 @@
 """Kinesis event records -> CloudFrame messages (msgpack via shared.schemas; never pickle).
 
 A record that cannot become a CloudFrame raises RecordError with one sentence saying why; the
-handler logs it and reports the record in batchItemFailures.
+handler logs it, writes it with its payload to the stack's dead-letter queue and acknowledges it.
 """
 
 from __future__ import annotations

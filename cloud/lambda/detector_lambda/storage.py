@@ -4,22 +4,24 @@ S3 key: ``camera/yyyy/mm/dd/hh/frame_id.jpg`` from the capture time in UTC.
 Frame item (partition key ``pk`` = ``frame#<frame_id>``): frame_id, site, camera_id, seq, capture_ts and
 capture_time (UTC ISO 8601), processed_ts/processed_time, width, height, backend, model, labels
 (name, confidence 0-100, box x1 y1 x2 y2 in pixels when the label has one), s3_key, expires_at (TTL),
-and the progress flags alerts_done/result_sent that make a retried record skip finished side effects.
+and the progress flags alerts_claimed/result_sent/alerts_done that make a retried record skip finished
+side effects. The handler looks the item up before anything else, so a retry never pays for detection
+or the S3 put again.
 The table's GSI ``camera-latest`` (camera_id, capture_ts) answers "latest frames of a camera".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from detectors import FoundLabel, FrameImage
-from records import JPEG_MAGIC, RecordError
+from detector_lambda.detectors import FoundLabel, FrameImage
+from detector_lambda.records import JPEG_MAGIC, RecordError
 from shared.schemas import CloudFrame, utc_iso
 
 FRAME_PREFIX = "frame#"
@@ -28,7 +30,7 @@ _deserializer = TypeDeserializer()
 
 
 def frame_s3_key(camera_id: str, frame_id: str, capture_ts: float) -> str:
-    when = datetime.fromtimestamp(capture_ts, tz=timezone.utc)
+    when = datetime.fromtimestamp(capture_ts, tz=UTC)
     return f"{camera_id}/{when:%Y/%m/%d/%H}/{frame_id}.jpg"
 
 
@@ -106,6 +108,7 @@ class FrameItem:
     model: str
     processed_ts: float
     alerts: list[str] = field(default_factory=list)
+    alerts_claimed: bool = False
     alerts_done: bool = False
     result_sent: bool = False
     created: bool = True
@@ -119,10 +122,12 @@ def labels_to_item(labels: list[FoundLabel]) -> list[dict[str, Any]]:
 
 
 def labels_from_item(values: list[dict[str, Any]]) -> list[FoundLabel]:
-    return [
-        FoundLabel(str(v["name"]), float(v["confidence"]), tuple(float(x) for x in v["box"]) if "box" in v else None)  # type: ignore[arg-type]
-        for v in values
-    ]
+    return [FoundLabel(str(v["name"]), float(v["confidence"]), _box(v["box"]) if "box" in v else None) for v in values]
+
+
+def _box(values: list[Any]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(x) for x in values)
+    return (x1, y1, x2, y2)
 
 
 class FrameTable:
@@ -140,8 +145,8 @@ class FrameTable:
             "capture_time": utc_iso(frame.capture_ts), "processed_ts": processed_ts,
             "processed_time": utc_iso(processed_ts), "width": frame.width, "height": frame.height,
             "backend": backend, "model": model, "labels": labels_to_item(labels), "s3_key": s3_key,
-            "expires_at": int(processed_ts + self.ttl_days * 86400), "alerts": [], "alerts_done": False,
-            "result_sent": False,
+            "expires_at": int(processed_ts + self.ttl_days * 86400), "alerts": [], "alerts_claimed": False,
+            "alerts_done": False, "result_sent": False,
         }
         try:
             self.dynamodb.put_item(
@@ -152,19 +157,26 @@ class FrameTable:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-        stored = self.get_frame(frame.frame_id)
-        stored.created = False
-        return stored
+        return self.get_frame(frame.frame_id)
 
     def get_frame(self, frame_id: str) -> FrameItem:
+        found = self.find_frame(frame_id)
+        if found is None:
+            raise KeyError(f"frame {frame_id} has no item in {self.table}")
+        return found
+
+    def find_frame(self, frame_id: str) -> FrameItem | None:
+        """The frame's stored item (strongly consistent read), or None when it was never stored."""
         response = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": FRAME_PREFIX + frame_id}},
                                           ConsistentRead=True)
+        if "Item" not in response:
+            return None
         item = from_dynamo(response["Item"])
         return FrameItem(
             frame_id=frame_id, labels=labels_from_item(item.get("labels", [])), s3_key=str(item.get("s3_key", "")),
             model=str(item.get("model", "")), processed_ts=float(item.get("processed_ts", 0.0)),
-            alerts=list(item.get("alerts", [])), alerts_done=bool(item.get("alerts_done")),
-            result_sent=bool(item.get("result_sent")),
+            alerts=list(item.get("alerts", [])), alerts_claimed=bool(item.get("alerts_claimed")),
+            alerts_done=bool(item.get("alerts_done")), result_sent=bool(item.get("result_sent")), created=False,
         )
 
     def mark(self, frame_id: str, **flags: Any) -> None:

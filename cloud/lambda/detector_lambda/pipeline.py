@@ -1,0 +1,133 @@
+"""One frame record's way through the function, as a short pipeline of named steps.
+
+    stored_item (a retry: reuse what the first attempt stored) or analyse (fetch image -> detect ->
+    store frame in S3 -> store item in DynamoDB) -> claim alerts -> send result -> publish alerts
+
+The frame's item is looked up first, so a retried record never pays for detection or the S3 put
+again. The result goes to the edge before any SNS call, so an SNS outage never holds a result back;
+each side effect sets a progress flag on the item (alerts_claimed, result_sent, alerts_done) and a
+retry skips what is flagged. A new step (a face search, say) is one more method called from
+``process`` with the item it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from detector_lambda.alerts import Alerter, AlertRules
+from detector_lambda.detectors import Backoff, FoundLabel, FrameImage, LabelDetector, RekognitionDetector, SageMakerDetector, client_config
+from detector_lambda.logs import logger
+from detector_lambda.records import FrameRecord
+from detector_lambda.settings import LambdaSettings
+from detector_lambda.storage import FrameItem, FrameStore, FrameTable
+from shared.schemas import CloudResult, Detection, encode_text
+
+
+@dataclass
+class Pipeline:
+    settings: LambdaSettings
+    detector: LabelDetector
+    store: FrameStore
+    table: FrameTable
+    alerter: Alerter
+    sqs: Any
+    clock: Callable[[], float] = time.time
+
+    def process(self, record: FrameRecord) -> FrameItem:
+        item = self.stored_item(record) or self.analyse(record)
+        item = self.claim_alerts(record, item)
+        self.send_result(record, item)
+        self.publish_alerts(record, item)
+        return item
+
+    # -- steps -------------------------------------------------------------------------------
+    def stored_item(self, record: FrameRecord) -> FrameItem | None:
+        item = self.table.find_frame(record.frame.frame_id)
+        if item is not None:
+            logger.info("frame was already stored (a retry); finishing only what is left")
+        return item
+
+    def analyse(self, record: FrameRecord) -> FrameItem:
+        image = self.fetch_image(record)
+        labels = self.detector.detect(image)
+        s3_key = self.store.store_frame(record.frame, image)
+        return self.table.put_frame(record.frame, labels, s3_key, self.detector.backend, self.detector.model,
+                                    self.clock())
+
+    def fetch_image(self, record: FrameRecord) -> FrameImage:
+        frame = record.frame
+        needs_bytes = frame.jpeg is not None or self.detector.needs_bytes(
+            FrameImage(frame.width, frame.height, s3_bucket=frame.s3_bucket, s3_key=frame.s3_key))
+        return self.store.fetch_image(frame, needs_bytes)
+
+    def claim_alerts(self, record: FrameRecord, item: FrameItem) -> FrameItem:
+        if item.alerts_claimed or item.result_sent:
+            return item
+        item.alerts = self.alerter.claim(record.frame, item.labels, self.clock())
+        item.alerts_claimed = True
+        if item.alerts:  # with nothing claimed a retry may simply claim again: no write needed
+            self.table.mark(item.frame_id, alerts=item.alerts, alerts_claimed=True)
+        return item
+
+    def send_result(self, record: FrameRecord, item: FrameItem) -> None:
+        if item.result_sent:
+            return
+        frame = record.frame
+        result = CloudResult(
+            site=frame.site, frame_id=frame.frame_id, camera_id=frame.camera_id, seq=frame.seq,
+            capture_ts=frame.capture_ts, processed_ts=item.processed_ts, width=frame.width, height=frame.height,
+            backend=self.settings.detector_backend, model=item.model, detections=detections_of(item.labels),
+            s3_key=item.s3_key, alerts=item.alerts,
+        )
+        self.sqs.send_message(
+            QueueUrl=self.settings.results_queue_url, MessageBody=encode_text(result),
+            MessageAttributes={
+                "frame_id": {"DataType": "String", "StringValue": frame.frame_id},
+                "camera_id": {"DataType": "String", "StringValue": frame.camera_id},
+            },
+        )
+        item.result_sent = True
+        self.table.mark(item.frame_id, result_sent=True)
+
+    def publish_alerts(self, record: FrameRecord, item: FrameItem) -> None:
+        if item.alerts_done or not item.alerts:
+            return
+        self.alerter.publish(record.frame, item.labels, item.alerts, item.s3_key, self.clock())
+        item.alerts_done = True
+        self.table.mark(item.frame_id, alerts_done=True)
+
+
+def detections_of(labels: list[FoundLabel]) -> list[Detection]:
+    """Boxed labels as edge Detections (score 0-1); frame-level labels stay in the DynamoDB item only."""
+    return [
+        Detection(label=label.name, score=min(max(label.confidence / 100.0, 0.0), 1.0), box=label.box)
+        for label in labels if label.box is not None
+    ]
+
+
+def build_detector(settings: LambdaSettings, backoff: Backoff | None = None) -> LabelDetector:
+    backoff = backoff or Backoff()
+    if settings.detector_backend == "sagemaker":
+        return SageMakerDetector(boto3.client("sagemaker-runtime", config=client_config()),
+                                 settings.sagemaker_endpoint, settings.min_confidence, backoff)
+    return RekognitionDetector(boto3.client("rekognition", config=client_config()),
+                               settings.max_labels, settings.min_confidence, backoff)
+
+
+def build_pipeline(settings: LambdaSettings, detector: LabelDetector | None = None) -> Pipeline:
+    dynamodb = boto3.client("dynamodb")
+    rules = AlertRules(settings.watch_labels, settings.alert_confidence, settings.alert_cooldown_s)
+    return Pipeline(
+        settings=settings,
+        detector=detector or build_detector(settings),
+        store=FrameStore(boto3.client("s3"), settings.frames_bucket),
+        table=FrameTable(dynamodb, settings.frames_table, settings.item_ttl_days),
+        alerter=Alerter(dynamodb, settings.frames_table, boto3.client("sns"), settings.alert_topic_arn,
+                        settings.frames_bucket, rules),
+        sqs=boto3.client("sqs"),
+    )
