@@ -181,3 +181,67 @@ def ffprobe(path: Path) -> dict[str, str]:
                             capture_output=True, text=True, check=True)
     data = json.loads(answer.stdout)
     return {**data["streams"][0], "duration": data["format"]["duration"]}
+
+
+class CountingS3:
+    """The real (moto) S3 client, counting the parts it is asked to upload."""
+
+    def __init__(self, interrupt_after_parts: int | None = None) -> None:
+        self.client = boto3.client("s3")
+        self.parts_sent: list[int] = []
+        self.interrupt_after_parts = interrupt_after_parts
+
+    def upload_part(self, **request):  # type: ignore[no-untyped-def]
+        if self.interrupt_after_parts is not None and len(self.parts_sent) >= self.interrupt_after_parts:
+            raise KeyboardInterrupt
+        self.parts_sent.append(request["PartNumber"])
+        return self.client.upload_part(**request)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.client, name)
+
+
+def test_an_interrupted_upload_resumes_with_the_missing_parts_only(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path
+) -> None:
+    from cloud.stored_video.upload import PART_BYTES, upload_video
+
+    bucket = video_stack[0]["FramesBucketName"]
+    big = tmp_path / "big.mp4"
+    big.write_bytes(np.random.default_rng(1).bytes(2 * PART_BYTES + 1000))  # three parts
+    state = tmp_path / "upload-state.json"
+    interrupted = CountingS3(interrupt_after_parts=1)
+    with pytest.raises(KeyboardInterrupt):
+        upload_video(interrupted, big, bucket, state)
+    assert interrupted.parts_sent == [1] and state.exists()
+
+    resumed = CountingS3()
+    key = upload_video(resumed, big, bucket, state)
+    assert resumed.parts_sent == [2, 3], "the part S3 already holds is not sent again"
+    assert boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == big.read_bytes()
+    assert not state.exists() and boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_the_video_permissions_are_least_privilege() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    resources = yaml.load((Path(__file__).parents[1] / "cloud" / "cfn" / "template.yaml").read_text(), Loader)["Resources"]
+    role = resources["VideoJobsRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "rekognition.amazonaws.com"} and "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+    [policy] = role["Policies"]
+    assert [s["Action"] for s in policy["PolicyDocument"]["Statement"]] == ["sns:Publish"]
+
+    operator = resources["VideoAnalysisOperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = {action for statement in operator for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])}
+    assert actions == {
+        "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+        "rekognition:StartLabelDetection", "rekognition:GetLabelDetection", "iam:PassRole",
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "cloudformation:DescribeStacks",
+    }
+    assert all("*" not in action for action in actions)
+    assert "KmsMasterKeyId" not in resources["VideoJobsTopic"]["Properties"], "Rekognition cannot publish to an aws/sns-encrypted topic"
