@@ -105,8 +105,9 @@ def _analyse(args, settings, clients, stack: str, region: str | None, console) -
     console.print(f"{len(results.labels)} label sightings fetched")
     outputs = write_outputs(video, results, settings, folder, cost, console.print)
     job_file(folder).unlink(missing_ok=True)
-    console.print(f"[bold green]done[/]: report {outputs.report}, highlights {outputs.reel}, "
-                  f"annotated {outputs.annotated}, timeline {outputs.timeline}")
+    reel = f"highlights {outputs.reel}" if outputs.segments else "no highlights (nothing scored above zero)"
+    console.print(f"[bold green]done[/]: report {outputs.report}, {reel}, annotated {outputs.annotated}, "
+                  f"timeline {outputs.timeline}")
     return 0
 
 

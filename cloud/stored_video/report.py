@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
 
 from cloud.stored_video.annotated_copy import draw_sightings  # noqa: E402
 from cloud.stored_video.highlights import Segment  # noqa: E402
@@ -36,9 +37,17 @@ class ReportFacts:
 def labels_chart_png(timeline: Timeline) -> bytes:
     """Confidence of the most frequent labels over time, one line each."""
     figure, axis = plt.subplots(figsize=(10, 4), dpi=100)
+    sample_times = sorted(timeline.by_time)
+    gaps = np.diff(sample_times) if len(sample_times) > 1 else np.array([1.0])
+    break_after_s = 1.5 * float(np.median(gaps))
     for label in timeline.labels()[:LABELS_CHARTED]:
-        points = [(s.time_s, s.confidence) for s in timeline.sightings if s.label == label]
-        times, confidences = zip(*points)
+        times, confidences = [], []
+        for sighting in (s for s in timeline.sightings if s.label == label):
+            if times and sighting.time_s - times[-1] > break_after_s:
+                times.append(float("nan"))  # not seen in between: no line across the gap
+                confidences.append(float("nan"))
+            times.append(sighting.time_s)
+            confidences.append(sighting.confidence)
         axis.plot(times, confidences, marker=".", linewidth=1, label=label)
     axis.set_xlabel("time in the video (s)")
     axis.set_ylabel("confidence (%)")
