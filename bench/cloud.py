@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cloud.local.event_source_poller import EventSourcePoller, load_handler  # noqa: E402
-from cloud.local_demo import start_local_cloud  # noqa: E402
-from hybridcam.local_stack import LocalRedis  # noqa: E402
+from devstack.local_cloud import start_local_cloud  # noqa: E402
+from devstack.servers import LocalRedis  # noqa: E402
 from services.capture.synthetic_scene import SyntheticScene  # noqa: E402
 from services.sampler.encoding import FrameEncoder  # noqa: E402
 from shared.frame_ring import FrameRingWriter, ring_name  # noqa: E402

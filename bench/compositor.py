@@ -27,7 +27,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybridcam.local_stack import LocalRedis  # noqa: E402
+from devstack.servers import LocalRedis  # noqa: E402
 from services.compositor.edit_decision_list import read_edl  # noqa: E402
 from services.compositor.renderer import read_timecode  # noqa: E402
 

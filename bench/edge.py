@@ -32,8 +32,8 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hybridcam.local_stack import LocalRedis  # noqa: E402
-from services.edge_infer.detectors.registry import load_detector  # noqa: E402
+from devstack.servers import LocalRedis  # noqa: E402
+from vision.detectors.registry import load_detector  # noqa: E402
 from shared.frame_ring import FrameFetcher, FrameRingWriter, decode_jpeg, encode_jpeg  # noqa: E402
 from shared.schemas import DetectionSet, FrameRef, Health  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noqa: E402

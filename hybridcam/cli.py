@@ -24,7 +24,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("demo", "hybridcam.demo", "run the whole site locally (Redis, cameras, detection, cloud path, program) and show it live"),
+    Command("demo", "devstack.demo", "run the whole site locally (Redis, cameras, detection, cloud path, program) and show it live"),
     Command("capture", "services.capture.main", "read cameras and publish timestamped frames on Redis Streams"),
     Command("edge-infer", "services.edge_infer.main", "detect objects in the newest frame of each camera with ONNX Runtime"),
     Command("sampler", "services.sampler.main", "forward every Nth master frame to the cloud path (Kinesis)"),

@@ -18,10 +18,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from services.edge_infer.detectors.base import Detections  # noqa: E402
-from services.edge_infer.detectors.nms import box_iou  # noqa: E402
-from services.edge_infer.detectors.onnx_detector import OnnxDetector  # noqa: E402
-from services.edge_infer.detectors.registry import load_detector  # noqa: E402
+from vision.detectors.base import Detections  # noqa: E402
+from vision.detectors.nms import box_iou  # noqa: E402
+from vision.detectors.onnx_detector import OnnxDetector  # noqa: E402
+from vision.detectors.registry import load_detector  # noqa: E402
 
 IMAGES = sorted((REPO_ROOT / "tests" / "data").glob("*.[jp][pn]g"))
 RAW_TOLERANCE = 1e-3

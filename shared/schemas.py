@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -186,7 +186,6 @@ def alerts_of(result: CloudResult) -> list[Alert]:
     return alerts
 
 
-Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert]
 MessageT = TypeVar("MessageT", bound=Envelope)
 
 _REGISTRY: dict[tuple[str, int], type[Envelope]] = {}

@@ -28,7 +28,7 @@ class Region(BaseModel):
     y1: float = Field(ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _positive_area(self) -> "Region":
+    def _positive_area(self) -> Region:
         if self.x1 <= self.x0 or self.y1 <= self.y0:
             raise ValueError("region must have x1 > x0 and y1 > y0")
         return self
@@ -52,6 +52,12 @@ class Coverage(BaseModel):
 
 
 class CameraDefaults(BaseModel):
+    """Every per-camera setting, declared once with its default.
+
+    The site file's ``defaults`` section sets them for all cameras; a camera entry overrides any
+    of them. A new per-camera setting is one field here: the merge below is generic.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     width: int = Field(1920, ge=16, le=8192)
@@ -60,8 +66,8 @@ class CameraDefaults(BaseModel):
     cloud_sample_every: int = Field(10, ge=1, description="forward every Nth frame of a master camera to the cloud")
 
 
-class CameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CameraConfig(CameraDefaults):
+    """One camera entry of the site file, with the site's defaults merged in."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,48}$")
     source: str = Field(
@@ -70,10 +76,6 @@ class CameraConfig(BaseModel):
     )
     role: CameraRole = "slave"
     name: str | None = None
-    width: int | None = Field(None, ge=16, le=8192)
-    height: int | None = Field(None, ge=16, le=8192)
-    fps: float | None = Field(None, gt=0.0, le=240.0)
-    cloud_sample_every: int | None = Field(None, ge=1)
     covers: Coverage | None = None
 
     @property
@@ -81,8 +83,8 @@ class CameraConfig(BaseModel):
         return self.name or self.id
 
 
-class ResolvedCamera(BaseModel):
-    """A camera with every default filled in: what services actually use."""
+class ResolvedCamera(CameraDefaults):
+    """A camera with every default filled in and its display name: what services actually use."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -90,15 +92,18 @@ class ResolvedCamera(BaseModel):
     name: str
     source: str
     role: CameraRole
-    width: int
-    height: int
-    fps: float
-    cloud_sample_every: int
     covers: Coverage | None
 
     @property
     def is_master(self) -> bool:
         return self.role == "master"
+
+
+def merge_camera_defaults(defaults: object, camera: object) -> object:
+    """A camera entry over the site's defaults (an unset or null key of the camera takes the default)."""
+    if not isinstance(defaults, dict) or not isinstance(camera, dict):
+        return camera
+    return {**defaults, **{key: value for key, value in camera.items() if value is not None}}
 
 
 class SyntheticSceneConfig(BaseModel):
@@ -117,8 +122,19 @@ class SiteConfig(BaseModel):
     synthetic_scene: SyntheticSceneConfig = SyntheticSceneConfig()
     cameras: list[CameraConfig] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("cameras"), list):
+            try:  # bad defaults are reported once, under "defaults", not again under every camera
+                defaults = CameraDefaults.model_validate(data.get("defaults") or {}).model_dump(exclude_unset=True)
+            except ValidationError:
+                return data
+            data = {**data, "cameras": [merge_camera_defaults(defaults, camera) for camera in data["cameras"]]}
+        return data
+
     @model_validator(mode="after")
-    def _check_cameras(self) -> "SiteConfig":
+    def _check_cameras(self) -> SiteConfig:
         ids = [camera.id for camera in self.cameras]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -144,18 +160,7 @@ class SiteConfig(BaseModel):
         return [camera for camera in self.resolved() if camera.is_master]
 
     def _resolve(self, camera: CameraConfig) -> ResolvedCamera:
-        d = self.defaults
-        return ResolvedCamera(
-            id=camera.id,
-            name=camera.display_name,
-            source=camera.source,
-            role=camera.role,
-            width=camera.width or d.width,
-            height=camera.height or d.height,
-            fps=camera.fps or d.fps,
-            cloud_sample_every=camera.cloud_sample_every or d.cloud_sample_every,
-            covers=camera.covers,
-        )
+        return ResolvedCamera(**{**dict(camera), "name": camera.display_name})
 
 
 def parse_site(document: object, origin: str = "site file") -> SiteConfig:

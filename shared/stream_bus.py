@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +22,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from shared.backoff import Backoff
+from shared.metrics import StreamCollector
 from shared.schemas import Envelope, SchemaError, decode
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,15 @@ class StreamEntry:
     stream: str
     entry_id: str
     message: Envelope
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """An entry as stored, not yet decoded (followers decode and count failures themselves)."""
+
+    stream: str
+    entry_id: str
+    payload: bytes
 
 
 class StreamBus:
@@ -74,7 +85,7 @@ class StreamBus:
 
     def call(self, operation: Callable[[], T], what: str) -> T:
         """Run a Redis operation, waiting out connection loss with capped backoff."""
-        delay, started, warned = 0.1, time.monotonic(), False
+        backoff, started, warned = Backoff(0.1, self.max_backoff_s), time.monotonic(), False
         while True:
             try:
                 result = operation()
@@ -88,8 +99,7 @@ class StreamBus:
                 if not warned:
                     log.warning("redis at %s unreachable during %s (%s); retrying", self.url, what, error)
                     warned = True
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+                time.sleep(backoff.next_delay())
 
     def ping(self) -> bool:
         try:
@@ -233,6 +243,63 @@ class StreamBus:
             except SchemaError:
                 self.counters["undecodable"] += 1
         return out
+
+    def follow(self, last_ids: Mapping[str, str], count: int, block_ms: int | None = None) -> list[RawEntry]:
+        """Entries after the given ids (no consumer group: every follower sees every entry; "$" = only new ones)."""
+        reply = self.call(lambda: self.redis.xread(dict(last_ids), count=count, block=block_ms), "follow streams")
+        entries: list[RawEntry] = []
+        for raw_stream, items in reply or []:
+            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+            for raw_id, fields in items:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                entries.append(RawEntry(stream, entry_id, fields.get(PAYLOAD_FIELD, b"")))
+        return entries
+
+    # -- keyed state beside the streams ---------------------------------------------------
+
+    def publish_once(self, once_key: str, ttl_s: int, messages: Sequence[tuple[str, Envelope]],
+                     counters_key: str, increments: Mapping[str, int]) -> bool:
+        """Publish messages and add to a counter hash in one MULTI, unless once_key exists (WATCH guards the race).
+
+        once_key is then set with a TTL, so the same work delivered twice is published once.
+        """
+        payloads = [(stream, message.encode()) for stream, message in messages]
+
+        def transaction() -> bool:
+            with self.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(once_key)
+                        if pipe.exists(once_key):
+                            return False
+                        pipe.multi()
+                        for stream, payload in payloads:
+                            pipe.xadd(stream, {PAYLOAD_FIELD: payload}, maxlen=self.maxlen, approximate=True)
+                        pipe.set(once_key, b"1", ex=ttl_s)
+                        for name, amount in increments.items():
+                            if amount:
+                                pipe.hincrby(counters_key, name, amount)
+                        pipe.execute()
+                        return True
+                    except redis.WatchError:
+                        continue  # another writer did this meanwhile: look again
+
+        return self.call(transaction, f"publish once ({once_key})")
+
+    def read_counter(self, counters_key: str, name: str) -> int:
+        value = self.call(lambda: self.redis.hget(counters_key, name), f"read {counters_key}")
+        return int(value or 0)
+
+    def dead_letter_external(self, source: str, entry_id: str, group: str, raw: bytes, reason: str) -> None:
+        """Copy a malformed message that came from outside Redis (a queue, a file) to the dead-letter stream."""
+        self.counters["dead_lettered"] += 1
+        fields = {b"stream": source, b"entry": entry_id, b"group": group, b"reason": reason, PAYLOAD_FIELD: raw}
+        self.call(lambda: self.redis.xadd(DEADLETTER_STREAM, fields, maxlen=self.maxlen, approximate=True),
+                  "dead-letter")
+
+    def stream_collector(self, streams: Callable[[], Iterable[str]]) -> StreamCollector:
+        """Prometheus collector of these streams' lengths and pending counts."""
+        return StreamCollector(self.redis, streams)
 
     def close(self) -> None:
         self.redis.close()

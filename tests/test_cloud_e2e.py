@@ -17,9 +17,9 @@ import boto3
 import pytest
 
 from cloud.local.event_source_poller import EventSourcePoller, load_handler
-from cloud.local_demo import LocalCloud, start_local_cloud
-from hybridcam.cost.run_counters import load_run_counters
-from services.results_bridge.counters import CLOUD_RESULT_COUNTERS_KEY
+from devstack.local_cloud import LocalCloud, start_local_cloud
+from cost_model.run_counters import load_run_counters
+from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, DetectionSet
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 from tests.fixtures.cloud_edge import FramePublisher, kinesis_frames, write_cloud_site

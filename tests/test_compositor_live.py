@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridcam.local_stack import LocalRedis
+from devstack.servers import LocalRedis
 from services.compositor.edit_decision_list import read_edl, shots_of
 
 SITE = """

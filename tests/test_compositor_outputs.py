@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from hybridcam.local_stack import free_port
+from devstack.servers import free_port
 from services.compositor.encoder import H264Encoder
 from services.compositor.outputs.hls import HlsOutput
 from services.compositor.outputs.mjpeg_http import MjpegHttpPreview

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import pytest
 
-from hybridcam.cost.estimate import estimate_architecture
-from hybridcam.cost.prices import load_price_set
-from hybridcam.cost.scenario import Scenario
+from cost_model.estimate import estimate_architecture
+from cost_model.price_sets import load_price_set
+from cost_model.scenario import Scenario
 
 CENT = 0.005
 

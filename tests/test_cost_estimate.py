@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from hybridcam.cost.breakeven import rekognition_vs_endpoint
-from hybridcam.cost.estimate import CloudLoad, estimate_architecture, kinesis_shards
-from hybridcam.cost.prices import load_price_set
-from hybridcam.cost.run_counters import RunCounters, project_to_month
-from hybridcam.cost.scenario import MIB, Scenario
+from cost_model.breakeven import rekognition_vs_endpoint
+from cost_model.estimate import CloudLoad, estimate_architecture, kinesis_shards
+from cost_model.price_sets import load_price_set
+from cost_model.run_counters import RunCounters, project_to_month
+from cost_model.scenario import MIB, Scenario
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from hybridcam.cost.price_list import refresh_prices
-from hybridcam.cost.prices import PriceSet
+from hybridcam.cost.aws_price_list import refresh_prices
+from cost_model.price_sets import PriceSet
 
 
 def product(dimensions: list[tuple[str, str, str]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hybridcam.cost.prices import PriceItem, load_price_set
+from cost_model.price_sets import PriceItem, load_price_set
 
 EXACT = 1e-9
 

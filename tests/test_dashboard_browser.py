@@ -24,7 +24,7 @@ import yaml
 from playwright.sync_api import Page, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from hybridcam.local_stack import LocalRedis, free_port
+from devstack.servers import LocalRedis, free_port
 from shared.schemas import Detection, DetectionSet, Health
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
 from tests.fixtures.cloud_edge import PHOTO_HEIGHT, PHOTO_WIDTH, FramePublisher, write_cloud_site

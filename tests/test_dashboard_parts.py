@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hybridcam.local_stack import free_port
+from devstack.servers import free_port
 from services.dashboard.cloud_frames import CloudFrameBrowser, CloudFramesError, cloud_frame_browser
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState

@@ -36,7 +36,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from hybridcam.cli import COMMANDS
-from hybridcam.local_stack import LocalMoto, LocalRedis, free_port
+from devstack.servers import LocalMoto, LocalRedis, free_port
 from tests.fixtures.pipeline import write_site
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.edge_infer.detectors import (
+from vision.detectors import (
     COCO_LABELS,
     Detections,
     Detector,
@@ -16,12 +16,12 @@ from services.edge_infer.detectors import (
     ModelLoadError,
     load_detector,
 )
-from services.edge_infer.detectors.centernet import CenterNetDetector
-from services.edge_infer.detectors.nanodet import NanoDetDetector
-from services.edge_infer.detectors.nms import box_iou
-from services.edge_infer.detectors.tiled import TiledDetector, make_tiles
-from services.edge_infer.detectors.yolo import YoloDetector
-from services.edge_infer.providers import CPU, CUDA, TENSORRT, choose_providers
+from vision.detectors.centernet import CenterNetDetector
+from vision.detectors.nanodet import NanoDetDetector
+from vision.detectors.nms import box_iou
+from vision.detectors.tiled import TiledDetector, make_tiles
+from vision.detectors.yolo import YoloDetector
+from vision.providers import CPU, CUDA, TENSORRT, choose_providers
 from tests.fixtures.detector_models import CENTERNET_PATH, NANODET_PATH, TEST_IMAGES
 
 PERSON = COCO_LABELS.index("person")

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from services.edge_infer.detectors.registry import load_detector
+from vision.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
 from shared.frame_ring import FrameRingWriter, encode_jpeg
 from shared.schemas import FrameRef

@@ -19,7 +19,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from hybridcam.local_stack import free_port
+from devstack.servers import free_port
 from services.sampler.encoding import FrameEncoder
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord, batches
 from shared.schemas import CloudFrame, decode_as

@@ -10,8 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from hybridcam.cost.run_counters import load_run_counters
-from hybridcam.local_stack import LocalMoto, free_port
+from cost_model.run_counters import load_run_counters
+from devstack.servers import LocalMoto, free_port
 from services.sampler.spool import Spool
 from shared.schemas import CloudFrame, decode_as
 from shared.stream_bus import StreamBus, frames_stream

@@ -1,7 +1,7 @@
 """A local model server that speaks the SageMaker runtime and Rekognition DetectLabels protocols.
 
 Real boto3 calls reach it through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME / AWS_ENDPOINT_URL_REKOGNITION and
-get answers from a real detector: the cloud tier of services/edge_infer/detectors ("tiled":
+get answers from a real detector: the cloud tier of vision/detectors ("tiled":
 CenterNet on the full frame + NanoDet on tiles; models/centernet.onnx and models/nanodet.onnx).
 
 Public API: ``serve(host, port)`` (blocking; ``hybridcam cloud local-models``) and
@@ -65,7 +65,7 @@ class LocalModels:
     """The detector behind both protocols, loaded once, plus the throttling switch."""
 
     def __init__(self, detector: str = "tiled", providers: Any = None) -> None:
-        from services.edge_infer.detectors import load_detector
+        from vision.detectors import load_detector
 
         self.detector = load_detector(detector, providers or ["CPUExecutionProvider"])
         self._lock = threading.Lock()

@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from hybridcam.cost.estimate import ArchitectureEstimate, estimate_all  # noqa: E402
-from hybridcam.cost.prices import PriceSet  # noqa: E402
-from hybridcam.cost.scenario import ARCHITECTURES, Scenario  # noqa: E402
+from cost_model.estimate import ArchitectureEstimate, estimate_all  # noqa: E402
+from cost_model.price_sets import PriceSet  # noqa: E402
+from cost_model.scenario import ARCHITECTURES, Scenario  # noqa: E402
 
 CHART_WIDTH_PX = 1000
 CHART_HEIGHT_PX = 600

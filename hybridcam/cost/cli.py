@@ -21,12 +21,12 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
-from hybridcam.cost.breakeven import rekognition_vs_endpoint
-from hybridcam.cost.estimate import REKOGNITION_STREAMING_CLOSED, ArchitectureEstimate, CloudLoad, estimate_all
-from hybridcam.cost.prices import PriceSet, PriceSetError, available_price_sets, load_price_set
+from cost_model.breakeven import rekognition_vs_endpoint
+from cost_model.estimate import REKOGNITION_STREAMING_CLOSED, ArchitectureEstimate, CloudLoad, estimate_all
+from cost_model.price_sets import PriceSet, PriceSetError, available_price_sets, load_price_set
 from hybridcam.cost.report import comparison_table, detail_table, unpriced_lines, what_this_means
-from hybridcam.cost.run_counters import RunCountersError, load_run_counters, project_to_month
-from hybridcam.cost.scenario import Scenario
+from cost_model.run_counters import RunCountersError, load_run_counters, project_to_month
+from cost_model.scenario import Scenario
 
 EXIT_USAGE = 2
 DESCRIPTION = (
@@ -158,7 +158,7 @@ def _load_prices(scenario: Scenario, refresh: bool, console: Console) -> PriceSe
     if not refresh:
         console.print(f"{prices.provenance_line()}; from the price file (not refreshed).")
         return prices
-    from hybridcam.cost.price_list import aws_credentials_available, refresh_prices
+    from hybridcam.cost.aws_price_list import aws_credentials_available, refresh_prices
 
     if not aws_credentials_available():
         console.print(f"{prices.provenance_line()}; no AWS credentials found, so the price file is used: "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from hybridcam.cost.estimate import ArchitectureEstimate
-from hybridcam.cost.prices import PriceSet
+from cost_model.estimate import ArchitectureEstimate
+from cost_model.price_sets import PriceSet
 
 
 def _usd(value: float) -> str:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.capture.sources import FrameSource, SourceError
+from shared.backoff import Backoff
 from shared.frame_ring import FrameRingWriter, encode_jpeg, ring_name
 from shared.schemas import FrameRef, Health
 from shared.site_config import ResolvedCamera
@@ -93,7 +94,7 @@ class CameraWorker(threading.Thread):
         )
 
     def _connect(self) -> bool:
-        delay = 0.5
+        backoff = Backoff(0.5, max(0.5, self.reconnect_max_s))
         while not self.stop_event.is_set():
             try:
                 self.source.open()
@@ -106,8 +107,7 @@ class CameraWorker(threading.Thread):
                 if self.stats.state != "reconnecting":
                     log.warning("camera %s: %s; retrying with backoff", self.camera.id, error)
                 self.stats.state, self.stats.message = "reconnecting", str(error)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, self.reconnect_max_s)
+                self.stop_event.wait(backoff.next_delay())
         return False
 
     def _capture_until_lost(self) -> None:

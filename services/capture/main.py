@@ -10,30 +10,21 @@ one health report. Run one process per camera with --camera when isolation matte
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-import time
-from pathlib import Path
 
 from services.capture.camera_worker import CameraWorker
 from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
 from services.capture.sources import open_source
 from shared.errors import ConfigError
-from shared.health import HealthServer
-from shared.logs import configure_logging
 from shared.metrics import service_registry
-from shared.settings import load_settings
-from shared.site_config import ResolvedCamera, SiteConfig, load_site
+from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
+from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import HEALTH_STREAM, StreamBus
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, help="site file (default: HYBRIDCAM_SITE_FILE)")
-    parser.add_argument("--redis-url", help="Redis URL (default: HYBRIDCAM_REDIS_URL)")
+    add_common_arguments(parser)
     parser.add_argument("--camera", action="append", default=[], help="run only this camera id (repeatable)")
-    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until stopped)")
-    parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
 
 
 def select_cameras(site: SiteConfig, wanted: list[str]) -> list[ResolvedCamera]:
@@ -47,49 +38,35 @@ def select_cameras(site: SiteConfig, wanted: list[str]) -> list[ResolvedCamera]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(CaptureSettings, site_file=args.site, redis_url=args.redis_url, health_port=args.health_port)
-    log = configure_logging("capture", settings.log_level)
-    site = load_site(settings.site_file)
-    wanted = args.camera or [c for c in settings.capture_cameras.split(",") if c]
-    cameras = select_cameras(site, wanted)
-    scene = build_scene(site, cameras)
-    sources = {camera.id: open_source(camera, scene) for camera in cameras}
+    with ServiceLifecycle.start("capture", CaptureSettings, args) as service:
+        settings, site, log = service.settings, service.site, service.log
+        cameras = select_cameras(site, args.camera or [c for c in settings.capture_cameras.split(",") if c])
+        scene = build_scene(site, cameras)
+        sources = {camera.id: open_source(camera, scene) for camera in cameras}
+        bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+        quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
+        workers = [
+            CameraWorker(camera, sources[camera.id], bus, service.stop, settings.capture_ring_slots, quality,
+                         settings.capture_reconnect_max_s)
+            for camera in cameras
+        ]
+        log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), settings.redis_url)
+        for camera in cameras:
+            log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps,
+                     sources[camera.id].description)
 
-    bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
-    stop = threading.Event()
-    quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
-    workers = [
-        CameraWorker(camera, sources[camera.id], bus, stop, settings.capture_ring_slots, quality, settings.capture_reconnect_max_s)
-        for camera in cameras
-    ]
-    log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), settings.redis_url)
-    for camera, worker in zip(cameras, workers):
-        log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps, sources[camera.id].description)
+        def snapshot() -> dict:
+            states = [w.stats.state for w in workers]
+            state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
+            return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
 
-    def snapshot() -> dict:
-        states = [w.stats.state for w in workers]
-        state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
-        return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
-
-    metrics = service_registry(lambda: [w.health() for w in workers])
-    health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    for worker in workers:
-        worker.start()
-    started = time.monotonic()
-    try:
-        while not stop.wait(settings.capture_health_interval_s):
+        service.serve_health(snapshot, service_registry(lambda: [w.health() for w in workers]))
+        service.close_with(lambda: log.info("stopped after %.1f s: %d frames published", service.elapsed_s,
+                                            sum(w.stats.frames for w in workers)))
+        for worker in workers:
+            service.close_with(lambda worker=worker: worker.join(timeout=5))
+            worker.start()
+        while not service.stop.wait(settings.capture_health_interval_s):
             for worker in workers:
                 bus.publish(HEALTH_STREAM, worker.health(), maxlen=1000)
-            if args.duration and time.monotonic() - started >= args.duration:
-                stop.set()
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=5)
-        if health_server:
-            health_server.stop()
-        total = sum(w.stats.frames for w in workers)
-        log.info("stopped after %.1f s: %d frames published", time.monotonic() - started, total)
     return 0

@@ -9,31 +9,25 @@ that explains every cut. Settings: HYBRIDCAM_COMPOSITOR_* (see docs/compositor.m
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
 from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.program import Program
 from services.compositor.settings import CompositorSettings
-from shared.health import HealthServer
-from shared.logs import configure_logging
+from shared.errors import ConfigError
 from shared.metrics import service_registry
-from shared.settings import load_settings
-from shared.site_config import load_site
+from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
 from shared.stream_bus import StreamBus
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, help="site file (default: HYBRIDCAM_SITE_FILE)")
-    parser.add_argument("--redis-url", help="Redis URL (default: HYBRIDCAM_REDIS_URL)")
+    add_common_arguments(parser)
     parser.add_argument("--output-dir", type=Path, help="folder for recordings, HLS and the EDL (default: HYBRIDCAM_COMPOSITOR_OUTPUT_DIR)")
     parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
     parser.add_argument("--rtmp-url", help="rtmp://host/app/key for the rtmp output")
     parser.add_argument("--preview-port", type=int,
                         help="serve the MJPEG preview on this port (adds the mjpeg output; default: HYBRIDCAM_COMPOSITOR_MJPEG_PORT)")
     parser.add_argument("--fps", type=float, help="program frame rate (default: HYBRIDCAM_COMPOSITOR_FPS)")
-    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until stopped)")
-    parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
 
 
 def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
@@ -60,51 +54,39 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    settings = load_settings(
-        CompositorSettings,
-        site_file=args.site,
-        redis_url=args.redis_url,
+    with ServiceLifecycle.start(
+        "compositor", CompositorSettings, args,
         compositor_output_dir=args.output_dir,
         compositor_outputs=args.outputs,
         compositor_rtmp_url=args.rtmp_url,
         compositor_fps=args.fps,
-        health_port=args.health_port,
         compositor_mjpeg_port=args.preview_port,
-    )
-    if args.preview_port is not None and "mjpeg" not in settings.output_names:
-        settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
-    log = configure_logging("compositor", settings.log_level)
-    site = load_site(settings.site_file)
-    cameras = site.resolved()
-    bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
-    try:
-        outputs = build_outputs(settings)
-    except OSError as error:
-        from shared.errors import ConfigError
-
-        raise ConfigError(f"cannot open a program output: {error}") from None
-    program = Program(settings, cameras, bus, outputs)
-    log.info(
-        "site %s: %d camera(s) into a %dx%d program at %g fps from Redis at %s",
-        site.site, len(cameras), settings.compositor_width, settings.compositor_height, settings.compositor_fps, settings.redis_url,
-    )
-    log.info("  director: wide shot %s, min shot %.1f s, confirm %.1f s, cooldown %.1f s", program.director.wide,
-             settings.compositor_min_shot_s, settings.compositor_confirm_s, settings.compositor_cooldown_s)
-    for output in outputs:
-        log.info("  output %s", output.describe())
-    log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")
-    health = None
-    if settings.health_port:
-        health = HealthServer(settings.health_port, lambda: {"service": "compositor", "state": "ok", "on_air": program.director.current,
-                                                             "pictures": program.stats.pictures},
-                              metrics=service_registry(lambda: [program.health()])).start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: program.stop.set())
-    stats = program.run(args.duration)
-    log.info("program ended: %d pictures in %.1f s (%.1f fps), %d cuts, %d ticks skipped, %d frames lost",
-             stats.pictures, stats.ended - stats.started, stats.fps, stats.cuts, stats.skipped_ticks, stats.frame_drops)
-    if health is not None:
-        health.stop()
-    bus.close()
+    ) as service:
+        settings, site, log = service.settings, service.site, service.log
+        if args.preview_port is not None and "mjpeg" not in settings.output_names:
+            settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
+        cameras = site.resolved()
+        bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+        service.close_with(bus.close)
+        try:
+            outputs = build_outputs(settings)
+        except OSError as error:
+            raise ConfigError(f"cannot open a program output: {error}") from None
+        program = Program(settings, cameras, bus, outputs)
+        service.on_stop(program.stop.set)
+        log.info(
+            "site %s: %d camera(s) into a %dx%d program at %g fps from Redis at %s",
+            site.site, len(cameras), settings.compositor_width, settings.compositor_height, settings.compositor_fps, settings.redis_url,
+        )
+        log.info("  director: wide shot %s, min shot %.1f s, confirm %.1f s, cooldown %.1f s", program.director.wide,
+                 settings.compositor_min_shot_s, settings.compositor_confirm_s, settings.compositor_cooldown_s)
+        for output in outputs:
+            log.info("  output %s", output.describe())
+        log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")
+        service.serve_health(lambda: {"service": "compositor", "state": "ok", "on_air": program.director.current,
+                                      "pictures": program.stats.pictures},
+                             service_registry(lambda: [program.health()]))
+        stats = program.run(args.duration)
+        log.info("program ended: %d pictures in %.1f s (%.1f fps), %d cuts, %d ticks skipped, %d frames lost",
+                 stats.pictures, stats.ended - stats.started, stats.fps, stats.cuts, stats.skipped_ticks, stats.frame_drops)
     return 0

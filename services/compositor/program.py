@@ -28,7 +28,7 @@ from services.compositor.settings import CompositorSettings
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.schemas import DetectionSet, FrameRef, Health, SchemaError, decode
 from shared.site_config import ResolvedCamera
-from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD, StreamBus, frames_stream
+from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, frames_stream
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,11 @@ class StreamFollower(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            reply = self.bus.call(lambda: self.bus.redis.xread(self._last_ids, count=200, block=200), "follow streams")
+            entries = self.bus.follow(self._last_ids, count=200, block_ms=200)
             arrived = time.time()
-            for raw_stream, entries in reply or []:
-                stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
-                for raw_id, fields in entries:
-                    self._last_ids[stream] = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                    self._take(stream, fields.get(PAYLOAD_FIELD, b""), arrived)
+            for entry in entries:
+                self._last_ids[entry.stream] = entry.entry_id
+                self._take(entry.stream, entry.payload, arrived)
 
     def _take(self, stream: str, raw: bytes, arrived: float) -> None:
         try:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from services.dashboard.site_state import Event, SiteState
+from shared.backoff import Backoff
 from shared.metrics import LatencyHistograms
 from shared.schemas import Alert, DetectionSet, SchemaError, decode
 from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD
@@ -48,7 +49,7 @@ class LiveFeed:
     # -- following the streams -----------------------------------------------------------
 
     async def run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 5.0)
         while True:
             try:
                 if not self.last_ids:
@@ -62,8 +63,7 @@ class LiveFeed:
                     self._publish([{"type": "redis", "data": {"ok": False}}])
                 self.state.redis_ok = False
                 self.counters["redis_reconnects"] += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _read_history(self) -> None:
         for stream, count in HISTORY.items():

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridcam.cost.running import running_cost
+from cost_model.running_cost import running_cost
 from shared.schemas import Alert, DetectionSet, Envelope, Health
 from shared.site_config import ResolvedCamera
 

@@ -9,12 +9,12 @@ from collections import defaultdict
 
 from prometheus_client import CollectorRegistry
 
-from services.edge_infer.detectors.base import Detections, Detector, InvalidFrameError
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms
 from shared.schemas import Detection, DetectionSet, FrameRef, Health
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
+from vision.detectors.base import Detections, Detector, InvalidFrameError
 
 log = logging.getLogger(__name__)
 

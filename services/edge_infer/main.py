@@ -10,35 +10,25 @@ one Redis transaction, so a restart neither loses nor duplicates results.
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-import time
-from pathlib import Path
 
-from services.edge_infer.detectors.base import ModelLoadError
-from services.edge_infer.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
-from services.edge_infer.providers import choose_providers
 from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
-from shared.health import HealthServer
-from shared.logs import configure_logging
-from shared.metrics import StreamCollector, service_registry
-from shared.settings import load_settings
-from shared.site_config import load_site
+from shared.metrics import service_registry
+from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
 from shared.stream_bus import StreamBus, frames_stream
+from vision.detectors.base import Detector, ModelLoadError
+from vision.detectors.registry import load_detector
+from vision.providers import ProviderChoice, choose_providers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, help="site file (default: HYBRIDCAM_SITE_FILE)")
-    parser.add_argument("--redis-url", help="Redis URL (default: HYBRIDCAM_REDIS_URL)")
+    add_common_arguments(parser)
     parser.add_argument("--model", help="model name or .onnx path (default: HYBRIDCAM_EDGE_MODEL, nanodet)")
     parser.add_argument("--camera", action="append", default=[], help="analyse only this camera id (repeatable)")
-    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until stopped)")
-    parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
 
 
-def build_detector(settings: EdgeInferSettings):
+def build_detector(settings: EdgeInferSettings) -> tuple[Detector, ProviderChoice]:
     allowed = [p.strip() for p in settings.edge_providers.split(",") if p.strip()] or None
     try:
         choice = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
@@ -54,49 +44,28 @@ def build_detector(settings: EdgeInferSettings):
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(
-        EdgeInferSettings,
-        site_file=args.site,
-        redis_url=args.redis_url,
-        edge_model=args.model,
-        health_port=args.health_port,
-    )
-    log = configure_logging("edge_infer", settings.log_level)
-    site = load_site(settings.site_file)
-    wanted = args.camera or [c for c in settings.edge_cameras.split(",") if c]
-    cameras = [c for c in site.resolved() if not wanted or c.id in wanted]
-    if not cameras:
-        raise ConfigError(f"no camera of site {site.site!r} matches {', '.join(wanted)}")
-    detector, choice = build_detector(settings)
-    log.info("model %s; %s; running on %s", detector.name, choice.description, ", ".join(detector.providers))
-    log.info("analysing %d camera(s): %s (newest frame only, stale after %.0f ms)",
-             len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
+    with ServiceLifecycle.start("edge_infer", EdgeInferSettings, args, edge_model=args.model) as service:
+        settings, site, log = service.settings, service.site, service.log
+        wanted = args.camera or [c for c in settings.edge_cameras.split(",") if c]
+        cameras = [c for c in site.resolved() if not wanted or c.id in wanted]
+        if not cameras:
+            raise ConfigError(f"no camera of site {site.site!r} matches {', '.join(wanted)}")
+        detector, choice = build_detector(settings)
+        log.info("model %s; %s; running on %s", detector.name, choice.description, ", ".join(detector.providers))
+        log.info("analysing %d camera(s): %s (newest frame only, stale after %.0f ms)",
+                 len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
 
-    bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
-    streams = [frames_stream(c.id) for c in cameras]
-    metrics = service_registry(lambda: [loop.health()], StreamCollector(bus.redis, lambda: streams))
-    loop = InferenceLoop(
-        bus, detector, streams, settings.edge_group, settings.edge_consumer,
-        settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.duration:
-        threading.Timer(args.duration, stop.set).start()
-
-    def snapshot() -> dict:
-        return {"service": "edge_infer", **loop.health().model_dump()}
-
-    health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
-    started = time.monotonic()
-    try:
-        loop.run(stop)
-    finally:
-        loop.close()
-        if health_server:
-            health_server.stop()
-        analysed = sum(c.analysed for c in loop.counters.values())
-        skipped = sum(c.skipped for c in loop.counters.values())
-        log.info("stopped after %.1f s: %d frames analysed, %d skipped", time.monotonic() - started, analysed, skipped)
+        bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+        streams = [frames_stream(c.id) for c in cameras]
+        metrics = service_registry(lambda: [loop.health()], bus.stream_collector(lambda: streams))
+        loop = InferenceLoop(
+            bus, detector, streams, settings.edge_group, settings.edge_consumer,
+            settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,
+        )
+        service.close_with(lambda: log.info(
+            "stopped after %.1f s: %d frames analysed, %d skipped", service.elapsed_s,
+            sum(c.analysed for c in loop.counters.values()), sum(c.skipped for c in loop.counters.values())))
+        service.close_with(loop.close)
+        service.serve_health(lambda: {"service": "edge_infer", **loop.health().model_dump()}, metrics)
+        loop.run(service.stop)
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.backoff import Backoff
 from shared.schemas import CloudFrame, decode_as
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,6 @@ def batches(records: Sequence[OutgoingRecord], max_records: int, max_bytes: int)
         size += record.size
     if batch:
         yield batch
-
-
-def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
-    return random.uniform(0.0, min(cap_s, base_s * 2 ** (attempt - 1)))
 
 
 def error_code(error: ClientError) -> str:
@@ -193,10 +188,11 @@ class KinesisSender:
     async def _put_with_retries(self, batch: list[OutgoingRecord]) -> list[int]:
         """Put a batch; return the positions of records still not accepted after the last attempt."""
         pending = list(range(len(batch)))
+        backoff = Backoff(self.backoff_base_s, max(self.backoff_base_s, self.backoff_cap_s), jitter=True)
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
                 self.counters["retried_records"] += len(pending)
-                await self.sleep(backoff_delay(attempt - 1, self.backoff_base_s, self.backoff_cap_s))
+                await self.sleep(backoff.next_delay())
             self.counters["put_calls"] += 1
             try:
                 response = await _aws(lambda: self.kinesis.put_records(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import ModelLoadError
-from services.edge_infer.providers import ProviderChoice, ProviderSpec, choose_providers
+from vision.detectors.base import ModelLoadError
+from vision.providers import ProviderChoice, ProviderSpec, choose_providers
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from hybridcam.cost.prices import PriceItem, PriceSet, Tier
+from cost_model.price_sets import PriceItem, PriceSet, Tier
 
 PRICE_LIST_REGION = "us-east-1"  # the Price List API endpoint; it answers for every region
 

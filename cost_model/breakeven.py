@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hybridcam.cost.prices import PriceSet
-from hybridcam.cost.scenario import Scenario
+from cost_model.price_sets import PriceSet
+from cost_model.scenario import Scenario
 
 
 @dataclass(frozen=True)

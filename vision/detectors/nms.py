@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from services.edge_infer.detectors.base import Detections
+from vision.detectors.base import Detections
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:

@@ -6,19 +6,21 @@ Preprocessing matches the model's training: plain stretch to the input size, BGR
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import Detections
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import TensorSpec
+from vision.detectors.base import Detections
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import TensorSpec
+from vision.detectors.plugin import DetectorPlugin, OnnxModelConfig, register_detector
 
 BGR_MEAN = np.array([103.53, 116.28, 123.675], np.float32)
 BGR_STD = np.array([57.375, 57.12, 58.395], np.float32)
@@ -118,7 +120,7 @@ class NanoDetDetector(OnnxDetector):
     def _decode(self, outputs: list[np.ndarray], frame_width: int, frame_height: int) -> Detections:
         found = [
             self._decode_level(outputs, level, centres)
-            for level, centres in zip(self.layout.levels, self._cell_centres)
+            for level, centres in zip(self.layout.levels, self._cell_centres, strict=True)
         ]
         candidates = Detections.concatenate([part for part in found if part is not None])
         if len(candidates) > MAX_CANDIDATES:
@@ -152,3 +154,22 @@ class NanoDetDetector(OnnxDetector):
             scores=scores[cells, class_ids],
             class_ids=class_ids.astype(np.int32),
         )
+
+
+class NanoDetConfig(OnnxModelConfig):
+    """NanoDet-Plus: a square NCHW input and score/box-distribution output pairs per stride."""
+
+    type: Literal["nanodet"] = "nanodet"
+
+
+def _create_nanodet(session: ort.InferenceSession, path: Path, layout: NanoDetLayout, config: NanoDetConfig) -> NanoDetDetector:
+    return NanoDetDetector(session, path, layout, config.score_threshold, config.iou_threshold, config.max_detections,
+        config.labels or COCO_LABELS)
+
+
+def _match_nanodet(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], config: OnnxModelConfig) -> NanoDetLayout | None:
+    return match_nanodet_layout(inputs, outputs, config.num_classes or len(config.labels or COCO_LABELS))
+
+
+register_detector(DetectorPlugin("nanodet", NanoDetConfig, layout="NanoDet (NCHW input, [1,N,C] + [1,N,4*bins] per stride)",
+                                  match=_match_nanodet, create=_create_nanodet))

@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from shared.schemas import DetectionSet, Health
+from shared.schemas import DetectionSet, Health, SchemaError, decode
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
 
 
@@ -44,7 +44,9 @@ class SiteView:
         return self.cameras.setdefault(camera_id, CameraView())
 
 
-class Dashboard:
+class TerminalDashboard:
+    """The demo's live table in the terminal (the operator web page is services/dashboard)."""
+
     def __init__(self, bus: StreamBus, camera_roles: dict[str, str]) -> None:
         self.bus = bus
         self.view = SiteView()
@@ -57,13 +59,11 @@ class Dashboard:
         self._read_detections()
 
     def _read_health(self) -> None:
-        reply = self.bus.redis.xread({HEALTH_STREAM: self.view.last_health_id}, count=5000) or []
-        for _, items in reply:
-            for entry_id, fields in items:
-                self.view.last_health_id = entry_id.decode()
-                message = _decode(fields)
-                if isinstance(message, Health):
-                    self._apply_health(message)
+        for entry in self.bus.follow({HEALTH_STREAM: self.view.last_health_id}, count=5000):
+            self.view.last_health_id = entry.entry_id
+            message = _decode(entry.payload)
+            if isinstance(message, Health):
+                self._apply_health(message)
 
     def _apply_health(self, health: Health) -> None:
         key = f"{health.service}/{health.instance}"
@@ -86,13 +86,11 @@ class Dashboard:
                     camera.latency_ms = value
 
     def _read_detections(self) -> None:
-        reply = self.bus.redis.xread({DETECTIONS_STREAM: self.view.last_detection_id}, count=10000) or []
-        for _, items in reply:
-            for entry_id, fields in items:
-                self.view.last_detection_id = entry_id.decode()
-                message = _decode(fields)
-                if isinstance(message, DetectionSet):
-                    self._apply_detections(message)
+        for entry in self.bus.follow({DETECTIONS_STREAM: self.view.last_detection_id}, count=10000):
+            self.view.last_detection_id = entry.entry_id
+            message = _decode(entry.payload)
+            if isinstance(message, DetectionSet):
+                self._apply_detections(message)
 
     def _apply_detections(self, result: DetectionSet) -> None:
         camera = self.view.camera(result.camera_id)
@@ -148,11 +146,8 @@ class Dashboard:
         ]
 
 
-def _decode(fields: dict) -> object:
-    from shared.schemas import SchemaError, decode
-    from shared.stream_bus import PAYLOAD_FIELD
-
+def _decode(payload: bytes) -> object:
     try:
-        return decode(fields.get(PAYLOAD_FIELD, b""))
+        return decode(payload)
     except SchemaError:
         return None

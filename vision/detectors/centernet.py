@@ -6,19 +6,22 @@ The model already picks its top K peaks; we undo the letterbox, threshold and ad
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import Field
 
-from services.edge_infer.detectors.base import Detections
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.letterbox import Letterbox
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import TensorSpec
+from vision.detectors.base import Detections
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.letterbox import Letterbox
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import TensorSpec
+from vision.detectors.plugin import DetectorPlugin, OnnxModelConfig, register_detector
 
 DETECTION_FIELDS = 6  # x1, y1, x2, y2, score, class id
 
@@ -87,3 +90,23 @@ class CenterNetDetector(OnnxDetector):
             class_ids=rows[:, 5].astype(np.int32),
         )
         return class_wise_nms(candidates, self.iou_threshold, self.max_detections)
+
+
+class CenterNetConfig(OnnxModelConfig):
+    """CenterNet with its decoding inside the graph: an NHWC input and one [1,K,6] output."""
+
+    type: Literal["centernet"] = "centernet"
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+
+
+def _create_centernet(session: ort.InferenceSession, path: Path, layout: CenterNetLayout, config: CenterNetConfig) -> CenterNetDetector:
+    return CenterNetDetector(session, path, layout, config.score_threshold, config.iou_threshold, config.max_detections,
+        config.labels or COCO_LABELS)
+
+
+def _match_centernet(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], config: OnnxModelConfig) -> CenterNetLayout | None:
+    return match_centernet_layout(inputs, outputs)
+
+
+register_detector(DetectorPlugin("centernet", CenterNetConfig, layout="CenterNet (NHWC input, [1,K,6] detections)",
+                                  match=_match_centernet, create=_create_centernet))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hybridcam.cost.prices import PriceSet
-from hybridcam.cost.scenario import ARCHITECTURES, MIB, Scenario
+from cost_model.price_sets import PriceSet
+from cost_model.scenario import ARCHITECTURES, MIB, Scenario
 
 GB = 1e9
 KIB = 1024

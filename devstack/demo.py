@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hybridcam.dashboard import Dashboard
-from hybridcam.local_stack import LocalRedis, free_port
+from devstack.servers import LocalRedis, free_port
+from devstack.terminal_dashboard import TerminalDashboard
 from shared.settings import DEFAULT_SITE_FILE, load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     for service in services:
         service.start()
 
-    dashboard = Dashboard(StreamBus(redis_url), {c.id: c.role for c in site.resolved()})
+    dashboard = TerminalDashboard(StreamBus(redis_url), {c.id: c.role for c in site.resolved()})
     started = time.monotonic()
     stopped_early: list[ServiceProcess] = []
     try:
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if stopped_early else 0
 
 
-def _print_summary(dashboard: Dashboard, elapsed: float, run_dir: Path) -> None:
+def _print_summary(dashboard: TerminalDashboard, elapsed: float, run_dir: Path) -> None:
     console.print()
     table = Table(title=f"summary after {elapsed:.0f} s", title_justify="left", show_header=False)
     for name, value in dashboard.summary_rows():
@@ -207,10 +207,10 @@ def _dashboard_token() -> str:
 
 def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
                       watch: str, cooldown_s: int) -> object | None:
-    if not (_available("services.sampler.main") and _available("cloud.local_demo")):
+    if not (_available("services.sampler.main") and _available("devstack.local_cloud")):
         notes.append("[dim]cloud path not in this build[/]")
         return None
-    from cloud.local_demo import start_local_cloud
+    from devstack.local_cloud import start_local_cloud
 
     stack = start_local_cloud(run_dir, watch_labels=watch, alert_cooldown_s=cooldown_s)
     env.update(stack.environment())

@@ -9,18 +9,15 @@ neighbouring tile (overlap) or CenterNet sees them whole. Everything is merged w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from services.edge_infer.detectors.base import (
-    Detections,
-    Detector,
-    StageClock,
-    StageTiming,
-    validate_frame,
-)
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
+from vision.detectors.base import Detections, Detector, ModelLoadError, StageClock, StageTiming, validate_frame
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.plugin import AutoConfig, DetectorConfig, DetectorPlugin, DetectorRuntime, register_detector
 
 # A box edge this close (in tile pixels) to an inner tile border counts as cut by the border.
 EDGE_MARGIN_PX = 2.0
@@ -129,3 +126,30 @@ class TiledDetector(Detector):
             cut |= boxes[:, 3] >= tile.y1 - EDGE_MARGIN_PX
         kept = ~cut
         return Detections(boxes[kept], found.scores[kept], found.class_ids[kept])
+
+
+class TiledConfig(DetectorConfig):
+    """The cloud tier: CenterNet on the full frame (score_threshold) plus NanoDet on overlapping tiles."""
+
+    type: Literal["tiled"] = "tiled"
+    nanodet_model: str = "nanodet"
+    centernet_model: str = "centernet"
+    tile_grid: tuple[int, int] = (2, 2)
+    tile_overlap: float = 0.25
+    nanodet_score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    max_detections: int = Field(200, ge=1)
+
+
+def _build_tiled(config: TiledConfig, runtime: DetectorRuntime) -> TiledDetector:
+    full_frame = runtime.load(AutoConfig(model=config.centernet_model, score_threshold=config.score_threshold,
+                                         max_detections=config.max_detections))
+    tiles = runtime.load(AutoConfig(model=config.nanodet_model, score_threshold=config.nanodet_score_threshold,
+                                    max_detections=config.max_detections))
+    if not isinstance(full_frame, OnnxDetector) or not isinstance(tiles, OnnxDetector):
+        raise ModelLoadError("The tiled detector needs two single-model detectors, not another tiled one.")
+    return TiledDetector(full_frame, tiles, config.tile_grid, config.tile_overlap, config.iou_threshold, config.max_detections)
+
+
+register_detector(DetectorPlugin("tiled", TiledConfig, build=_build_tiled))

@@ -23,7 +23,7 @@ from typing import Any
 from cloud.deploy import deploy_stack
 from cloud.local.model_server import LocalModelServer, start_in_thread
 from cloud.packaging import build_lambda_zip
-from hybridcam.local_stack import LocalMoto
+from devstack.servers import LocalMoto
 
 log = logging.getLogger("hybridcam.cloud.local")
 

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import (
-    Detections,
-    Detector,
-    StageClock,
-    StageTiming,
-    validate_frame,
-)
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from vision.detectors.base import Detections, Detector, StageClock, StageTiming, validate_frame
+from vision.detectors.coco_labels import COCO_LABELS
 
 
 class OnnxDetector(Detector):

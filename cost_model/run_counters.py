@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hybridcam.cost.estimate import CloudLoad
-from hybridcam.cost.scenario import Scenario
+from cost_model.estimate import CloudLoad
+from cost_model.scenario import Scenario
 
 
 class RunCountersError(ValueError):

@@ -7,9 +7,9 @@ missing at run time), so callers log `session.get_providers()` to say what actua
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
 
 import onnxruntime as ort
 
@@ -18,7 +18,7 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PREFERENCE_ORDER: tuple[str, ...] = (TENSORRT, CUDA, CPU)
 
-ProviderSpec = Union[str, tuple[str, dict[str, object]]]
+ProviderSpec = str | tuple[str, dict[str, object]]
 
 
 def default_engine_cache_dir() -> Path:

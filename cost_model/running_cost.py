@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hybridcam.cost.estimate import ArchitectureEstimate, estimate_architecture
-from hybridcam.cost.prices import PriceSet, load_price_set
-from hybridcam.cost.run_counters import RunCounters, project_to_month
-from hybridcam.cost.scenario import Scenario
+from cost_model.estimate import ArchitectureEstimate, estimate_architecture
+from cost_model.price_sets import PriceSet, load_price_set
+from cost_model.run_counters import RunCounters, project_to_month
+from cost_model.scenario import Scenario
 
 EDGE_ITEM_KEY = "scenario"  # line items priced by the scenario (edge box, electricity), not by AWS
 

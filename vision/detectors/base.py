@@ -7,13 +7,13 @@ Boxes come back as float32 xyxy in the frame's own pixel coordinates.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Sequence
 
 import numpy as np
 
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
+from vision.detectors.coco_labels import COCO_LABELS
 
 
 class InvalidFrameError(ValueError):
@@ -72,10 +72,6 @@ class Detections:
 
     def labels(self, names: Sequence[str] = COCO_LABELS) -> list[str]:
         return [names[i] if 0 <= i < len(names) else str(int(i)) for i in self.class_ids]
-
-
-# Older name kept so callers can say `Detection` for the result of one frame.
-Detection = Detections
 
 
 @dataclass(slots=True)

@@ -7,19 +7,21 @@ NMS-included ("end2end", [1, K, 6]) exports are not this layout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
-from services.edge_infer.detectors.base import Detections
-from services.edge_infer.detectors.coco_labels import COCO_LABELS
-from services.edge_infer.detectors.letterbox import Letterbox
-from services.edge_infer.detectors.nms import class_wise_nms
-from services.edge_infer.detectors.onnx_detector import OnnxDetector
-from services.edge_infer.detectors.onnx_session import TensorSpec
+from vision.detectors.base import Detections
+from vision.detectors.coco_labels import COCO_LABELS
+from vision.detectors.letterbox import Letterbox
+from vision.detectors.nms import class_wise_nms
+from vision.detectors.onnx_detector import OnnxDetector
+from vision.detectors.onnx_session import TensorSpec
+from vision.detectors.plugin import DetectorPlugin, OnnxModelConfig, register_detector
 
 BOX_FIELDS = 4
 DEFAULT_INPUT_SIZE = 640
@@ -116,3 +118,22 @@ class YoloDetector(OnnxDetector):
             class_ids=class_ids.astype(np.int32),
         )
         return class_wise_nms(candidates, self.iou_threshold, self.max_detections)
+
+
+class YoloConfig(OnnxModelConfig):
+    """Ultralytics YOLOv8-11 exports: an NCHW RGB input and one [1,4+C,N] or [1,N,4+C] output."""
+
+    type: Literal["yolo"] = "yolo"
+
+
+def _create_yolo(session: ort.InferenceSession, path: Path, layout: YoloLayout, config: YoloConfig) -> YoloDetector:
+    return YoloDetector(session, path, layout, config.score_threshold, config.iou_threshold, config.max_detections,
+        config.labels or COCO_LABELS)
+
+
+def _match_yolo(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], config: OnnxModelConfig) -> YoloLayout | None:
+    return match_yolo_layout(inputs, outputs, config.input_size)
+
+
+register_detector(DetectorPlugin("yolo", YoloConfig, layout="YOLOv8-11 (NCHW input, one [1,4+C,N] or [1,N,4+C] output)",
+                                  match=_match_yolo, create=_create_yolo))

@@ -1,0 +1,1 @@
+"""The local development stack: Redis and moto servers, the local cloud, the demo and its terminal view."""
