@@ -141,7 +141,7 @@ def _stack_resources(settings, stack: str, region: str | None) -> dict[str, str]
 
 
 def _job_cost(price_set: str, minutes: float) -> float:
-    from hybridcam.cost.prices import load_price_set
+    from cost_model.price_sets import load_price_set
 
     item = load_price_set(price_set).get("rekognition.stored_video_labels_minute")
     return item.cost(minutes) if item else 0.0
