@@ -17,6 +17,7 @@ Protocols:
   "Top"}, "Confidence"}], "Parents", "Aliases", "Categories"}], "LabelModelVersion"}``. S3 objects are
   read with boto3 (so from moto when AWS_ENDPOINT_URL points there). Errors use the real codes:
   InvalidImageFormatException, ImageTooLargeException, InvalidS3ObjectException, InvalidParameterException.
+- Rekognition Video StartLabelDetection / GetLabelDetection for videos in S3: see cloud/local/video_jobs.py.
 - Test switch: ``POST /_control/throttle {"count": N, "code": "ThrottlingException"}`` (or
   ``.throttle()``) makes the next N model calls answer that error (HTTP 400), as AWS does under load.
 """
@@ -39,6 +40,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from cloud.local.rekognition_names import categories_of, parents_of, rekognition_name
+from cloud.local.video_jobs import GET_TARGET, START_TARGET, VideoJobError, VideoJobs
 
 log = logging.getLogger("hybridcam.cloud.models")
 
@@ -90,13 +92,16 @@ class LocalModels:
         frame = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
         if frame is None:
             raise ModelError(400, "InvalidImageFormatException", "Request has invalid image format")
+        return self.detect_picture(frame), int(frame.shape[1]), int(frame.shape[0])
+
+    def detect_picture(self, frame: np.ndarray) -> list[dict[str, Any]]:
+        """Detections of a decoded BGR picture, with Rekognition names, score 0-1 and pixel boxes."""
         with self._lock:
             found = self.detector.detect(frame)
-        detections = [
+        return [
             {"label": rekognition_name(name), "score": round(float(score), 4), "box": [round(float(v), 1) for v in box]}
             for name, score, box in zip(found.labels(), found.scores, found.boxes)
         ]
-        return detections, int(frame.shape[1]), int(frame.shape[0])
 
     def s3_image(self, s3_object: dict[str, Any]) -> bytes:
         if self._s3 is None:
@@ -139,6 +144,7 @@ class LocalModelServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, models: LocalModels) -> None:
         super().__init__((host, port), ModelRequestHandler)
         self.models = models
+        self.video_jobs = VideoJobs(models)
         self._thread: threading.Thread | None = None
 
     @property
@@ -209,6 +215,8 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             self._handle(lambda: self._invoke_endpoint(match.group("name"), body), json_protocol=False)
         elif self.path == "/" and target:
             self._handle(lambda: self._rekognition(target, body), json_protocol=True)
+        elif self.path == "/_control/video-jobs":
+            self._answer(200, self.server.video_jobs.control(json.loads(body or b"{}")))
         elif self.path == "/_control/throttle":
             request = json.loads(body or b"{}")
             self.server.throttle(int(request.get("count", 1)), str(request.get("code", "ThrottlingException")))
@@ -237,6 +245,8 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         return 200, {"model": models.model_name, "endpoint": endpoint, "detections": detections}, "application/json"
 
     def _rekognition(self, target: str, body: bytes) -> tuple[int, Any, str]:
+        if target in (START_TARGET, GET_TARGET):
+            return self._video_job(target, body)
         if target != DETECT_LABELS_TARGET:
             raise ModelError(400, "UnknownOperationException", f"{target} is not served locally")
         models = self.server.models
@@ -261,6 +271,18 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         labels = rekognition_labels(detections, width, height, int(request.get("MaxLabels") or 1000),
                                     float(request.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)))
         return 200, {"Labels": labels, "LabelModelVersion": LABEL_MODEL_VERSION}, "application/x-amz-json-1.1"
+
+
+    def _video_job(self, target: str, body: bytes) -> tuple[int, Any, str]:
+        try:
+            request = json.loads(body or b"{}")
+            jobs = self.server.video_jobs
+            answer = jobs.start(request) if target == START_TARGET else jobs.get(request)
+        except ValueError:
+            raise ModelError(400, "InvalidParameterException", "Request body is not JSON") from None
+        except VideoJobError as error:
+            raise ModelError(400, error.code, str(error)) from None
+        return 200, answer, "application/x-amz-json-1.1"
 
 
 def start_in_thread(port: int = 0, host: str = "127.0.0.1", detector: str = "tiled") -> LocalModelServer:

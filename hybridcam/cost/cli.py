@@ -103,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", action="store_true",
                         help="also print each architecture's quantities, units and price sources")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the estimates as JSON to FILE")
+    parser.add_argument("--event-hours", type=float, metavar="H",
+                        help="also price one event of H hours live (DetectLabels) against analysing its recordings "
+                        "afterwards (Rekognition Video per minute)")
     add_scenario_flags(parser)
     parser.set_defaults(handler=run_cost)
 
@@ -239,7 +242,22 @@ def run_cost(args: argparse.Namespace) -> int:
         console.print(f"estimates written to {args.json}")
     for line in closing:
         console.print(line, markup=False)
+    if args.event_hours:
+        _print_event_options(console, scenario, prices, args.event_hours)
     return 0
+
+
+def _print_event_options(console: Console, scenario: Scenario, prices: PriceSet, event_hours: float) -> None:
+    from rich.table import Table
+
+    from cost_model.after_event import event_options
+
+    table = Table(title=f"One {event_hours:g}-hour event: live frames against its recordings afterwards")
+    for column in ("how", "billed", "USD"):
+        table.add_column(column, justify="right" if column == "USD" else "left")
+    for option in event_options(scenario, prices, event_hours):
+        table.add_row(option.name, option.quantity, f"{option.usd:,.2f}" + (" (unsure)" if option.unsure else ""))
+    console.print(table)
 
 
 def run(args: argparse.Namespace) -> int:

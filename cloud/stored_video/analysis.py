@@ -1,0 +1,124 @@
+"""The stored-video analysis as a short pipeline of named steps (see the package's docstring)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloud.stored_video.annotated_copy import write_annotated_copy
+from cloud.stored_video.highlights import Segment, choose_segments, motion_per_second, write_reel, write_reel_edl
+from cloud.stored_video.rekognition_job import (
+    JobChannel,
+    JobFailed,
+    LabelResults,
+    fetch_results,
+    job_status,
+    start_label_detection,
+    wait_for_completion,
+)
+from cloud.stored_video.report import ReportFacts, render_report
+from cloud.stored_video.settings import VideoAnalysisSettings
+from cloud.stored_video.timeline import Timeline, timeline_from_labels, write_timeline
+from cloud.stored_video.upload import upload_video
+from cloud.stored_video.video_file import VideoInfo
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    s3: Any
+    sqs: Any
+    rekognition: Any
+
+
+@dataclass(frozen=True)
+class AnalysisOutputs:
+    folder: Path
+    job_id: str
+    timeline: Path
+    report: Path
+    annotated: Path
+    reel: Path
+    reel_edl: Path
+    segments: list[Segment]
+    sightings: int
+
+
+def job_file(folder: Path) -> Path:
+    return folder / "job.json"
+
+
+def upload_and_start(clients: AwsClients, video: VideoInfo, bucket: str, channel: JobChannel,
+                     settings: VideoAnalysisSettings, folder: Path,
+                     progress: Callable[[int], None] | None) -> str:
+    key = upload_video(clients.s3, video.path, bucket, folder / "upload-state.json", progress)
+    job_id = start_label_detection(clients.rekognition, bucket, key, channel, settings.min_confidence,
+                                   job_tag=video.path.stem)
+    job_file(folder).write_text(json.dumps({"job_id": job_id, "bucket": bucket, "key": key,
+                                            "video": str(video.path)}))
+    return job_id
+
+
+def await_results(clients: AwsClients, job_id: str, queue_url: str, timeout_s: float,
+                  tick: Callable[[float], None] | None) -> LabelResults:
+    """Results of a finished job; waits for its completion message when it is still running."""
+    status, message = job_status(clients.rekognition, job_id)
+    if status == "IN_PROGRESS":
+        notification = wait_for_completion(clients.sqs, queue_url, job_id, timeout_s, tick)
+        status = str(notification.get("Status"))
+        message = str(notification.get("Message", ""))
+    if status != "SUCCEEDED":
+        raise JobFailed(f"Rekognition could not analyse the video: job {job_id} {status.lower()}"
+                        f"{': ' + message if message else ''}.")
+    return fetch_results(clients.rekognition, job_id)
+
+
+def discard_upload(clients: AwsClients, folder: Path) -> None:
+    """A failed job's video has no further use: remove it from the bucket."""
+    path = job_file(folder)
+    if path.exists():
+        job = json.loads(path.read_text())
+        clients.s3.delete_object(Bucket=job["bucket"], Key=job["key"])
+        path.unlink()
+
+
+def highlight_series(video: VideoInfo, timeline: Timeline, settings: VideoAnalysisSettings):  # type: ignore[no-untyped-def]
+    if settings.metric == "motion":
+        return motion_per_second(video.path, video.duration_s)
+    return timeline.per_second(settings.metric, settings.watch_label_set())
+
+
+def write_outputs(video: VideoInfo, results: LabelResults, settings: VideoAnalysisSettings, folder: Path,
+                  cost_usd: float, say: Say) -> AnalysisOutputs:
+    timeline = timeline_from_labels(results.labels, video.duration_s)
+    tolerance_s = sample_spacing_s(timeline)
+    paths = {name: folder / file for name, file in (
+        ("timeline", "labels.jsonl"), ("report", "report.html"), ("annotated", f"{video.path.stem}-annotated.mp4"),
+        ("reel", f"{video.path.stem}-highlights.mp4"), ("reel_edl", "highlights-edl.jsonl"))}
+    write_timeline(timeline, paths["timeline"])
+    say(f"label timeline: {len(timeline.sightings)} sightings of {len(timeline.labels())} labels")
+    segments = choose_segments(highlight_series(video, timeline, settings), settings.highlights,
+                               settings.segment_s, video.duration_s)
+    reel_s = write_reel(video.path, segments, paths["reel"], settings.fade_s) if segments else 0.0
+    write_reel_edl(segments, video.path, settings.metric, paths["reel_edl"], settings.fade_s)
+    say(f"highlights: {len(segments)} segments by {settings.metric}, {reel_s:.1f} s")
+    write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s)
+    say("annotated copy written")
+    facts = ReportFacts(video, results.job_id, settings.metric, cost_usd,
+                        {name: path.name for name, path in paths.items() if name != "report"})
+    paths["report"].write_text(render_report(facts, timeline, segments, tolerance_s))
+    return AnalysisOutputs(folder, results.job_id, paths["timeline"], paths["report"], paths["annotated"],
+                           paths["reel"], paths["reel_edl"], segments, len(timeline.sightings))
+
+
+def sample_spacing_s(timeline: Timeline) -> float:
+    """Half the usual gap between analysed moments, so each frame shows the labels of the nearest one."""
+    times = sorted(timeline.by_time)
+    if len(times) < 2:
+        return 1.0
+    gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return max(0.1, sorted(gaps)[len(gaps) // 2] * 0.75) if gaps else 1.0

@@ -1,0 +1,171 @@
+"""Analyse a stored video (a file, or a program recording) with Rekognition Video after the event.
+
+  hybridcam analyze-video match.mp4              upload, analyse, write timeline, report, annotated copy, highlights
+  hybridcam analyze-video --recording last       the newest program recording of this site
+  hybridcam analyze-video match.mp4 --job-id ID  resume: fetch the results of a job already started
+
+Writes into OUTPUT/<name>/: labels.jsonl (label, confidence, time, boxes), report.html (self-contained),
+<name>-annotated.mp4, <name>-highlights.mp4 and highlights-edl.jsonl (where each piece came from).
+The stack's bucket, video-jobs topic, queue and role come from its outputs (`hybridcam cloud deploy`);
+settings: HYBRIDCAM_VIDEO_* (see cloud/stored_video/settings.py). An interrupted upload resumes when the
+same command runs again; a job whose completion message never came is resumed with --job-id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from shared.errors import ConfigError
+
+EXIT_REJECTED = 2
+EXIT_JOB_FAILED = 1
+EXIT_TIMEOUT = 3
+OUTPUT_NAMES = {"bucket": "FramesBucketName", "topic_arn": "VideoJobsTopicArn", "role_arn": "VideoJobsRoleArn",
+                "queue_url": "VideoJobsQueueUrl"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="the video file (H.264 in MP4/MOV/AVI)")
+    source.add_argument("--recording", metavar="last|NAME", help="a program recording (see HYBRIDCAM_VIDEO_RECORDINGS_DIR)")
+    parser.add_argument("--job-id", help="resume: the id of a job already started for this video")
+    parser.add_argument("--output", type=Path, help="output folder (default HYBRIDCAM_VIDEO_OUTPUT_DIR, runs/video-analysis)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for the completion message (default 3600)")
+    parser.add_argument("--highlights", type=int, help="segments in the highlights reel (default 5)")
+    parser.add_argument("--segment-s", type=float, help="length of a highlight segment in seconds (default 6)")
+    parser.add_argument("--metric", choices=["people", "watch", "motion"], help="what makes a stretch interesting")
+    parser.add_argument("--min-confidence", type=float, help="lowest label confidence kept, 0-100 (default 50)")
+    parser.add_argument("--stack-name", help="CloudFormation stack (default HYBRIDCAM_CLOUD_STACK_NAME or hybridcam)")
+    parser.add_argument("--region", help="AWS region (default HYBRIDCAM_CLOUD_REGION or the SDK's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import boto3
+    from rich.console import Console
+
+    from cloud.settings import load_cloud_settings
+    from cloud.stored_video.analysis import AwsClients
+    from cloud.stored_video.settings import load_video_settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(highlight=False, soft_wrap=True)
+    settings = load_video_settings(output_dir=args.output, timeout_s=args.timeout, highlights=args.highlights,
+                                   segment_s=args.segment_s, metric=args.metric, min_confidence=args.min_confidence)
+    cloud = load_cloud_settings()
+    region = args.region or cloud.region
+    session = boto3.session.Session(region_name=region)
+    clients = AwsClients(session.client("s3"), session.client("sqs"), session.client("rekognition"))
+    try:
+        return _analyse(args, settings, clients, args.stack_name or cloud.stack_name, region, console)
+    except NoCredentialsError:
+        raise ConfigError("no AWS credentials found: configure a profile, or set AWS_ENDPOINT_URL and keys for moto.") from None
+    except (BotoCoreError, ClientError) as error:
+        console.print(f"hybridcam analyze-video: AWS refused or could not be reached: {error}")
+        return EXIT_JOB_FAILED
+
+
+def _analyse(args, settings, clients, stack: str, region: str | None, console) -> int:  # type: ignore[no-untyped-def]
+    from cloud.stored_video.analysis import discard_upload, job_file, write_outputs
+    from cloud.stored_video.rekognition_job import JobChannel, JobFailed, JobTimeout
+    from cloud.stored_video.video_file import VideoRejected, check_rekognition_limits, probe_video
+
+    try:
+        path = _source_file(args, settings)
+        video = probe_video(path)
+        check_rekognition_limits(video)
+    except (VideoRejected, FileNotFoundError) as error:
+        console.print(f"hybridcam analyze-video: {error}")
+        return EXIT_REJECTED
+    folder = settings.output_dir / video.path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    resources = _stack_resources(settings, stack, region)
+    channel = JobChannel(resources["topic_arn"], resources["role_arn"], resources["queue_url"])
+    cost = _job_cost(settings.price_set, video.minutes)
+    console.print(f"[bold]{video.path.name}[/]: {video.duration_s:.1f} s, {video.width}x{video.height}, "
+                  f"{video.size_bytes / 1e6:.1f} MB; label detection costs about {cost:.2f} USD")
+    job_id = args.job_id
+    if job_id is None:
+        job_id = _upload_and_start(clients, video, resources["bucket"], channel, settings, folder, console)
+    console.print(f"job {job_id}: waiting for Rekognition's completion message (timeout {settings.timeout_s:.0f} s)")
+    try:
+        results = _await(clients, job_id, channel.queue_url, settings.timeout_s, console)
+    except JobTimeout as error:
+        resume = f"hybridcam analyze-video {video.path} --job-id {error.job_id}"
+        console.print(f"hybridcam analyze-video: no completion message came within {settings.timeout_s:.0f} s; "
+                      f"the job goes on in the cloud: resume with `{resume}`.")
+        return EXIT_TIMEOUT
+    except JobFailed as error:
+        discard_upload(clients, folder)
+        console.print(f"hybridcam analyze-video: {error}")
+        return EXIT_JOB_FAILED
+    console.print(f"{len(results.labels)} label sightings fetched")
+    outputs = write_outputs(video, results, settings, folder, cost, console.print)
+    job_file(folder).unlink(missing_ok=True)
+    reel = f"highlights {outputs.reel}" if outputs.segments else "no highlights (nothing scored above zero)"
+    console.print(f"[bold green]done[/]: report {outputs.report}, {reel}, annotated {outputs.annotated}, "
+                  f"timeline {outputs.timeline}")
+    return 0
+
+
+def _source_file(args: argparse.Namespace, settings) -> Path:  # type: ignore[no-untyped-def]
+    if args.file is not None:
+        return Path(args.file)
+    from cloud.stored_video.recordings import join_segments, resolve_recording
+
+    segments = resolve_recording(settings.recordings_dir, args.recording)
+    name = segments[0].name.rsplit("-", 1)[0]
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    return join_segments(segments, settings.output_dir / f"{name}.mp4")
+
+
+def _stack_resources(settings, stack: str, region: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    resources = {name: getattr(settings, name) for name in OUTPUT_NAMES}
+    if all(resources.values()):
+        return resources
+    from cloud.deploy import DeployError, stack_outputs
+
+    try:
+        outputs = stack_outputs(stack, region)
+    except DeployError as error:
+        raise ConfigError(f"the stack {stack!r} could not be read ({error}); deploy it with `hybridcam cloud deploy`.") from None
+    for name, output in OUTPUT_NAMES.items():
+        if not resources[name]:
+            if output not in outputs:
+                raise ConfigError(f"the stack {stack!r} has no {output} output: update it with `hybridcam cloud deploy`.")
+            resources[name] = outputs[output]
+    return resources
+
+
+def _job_cost(price_set: str, minutes: float) -> float:
+    from cost_model.price_sets import load_price_set
+
+    item = load_price_set(price_set).get("rekognition.stored_video_labels_minute")
+    return item.cost(minutes) if item else 0.0
+
+
+def _upload_and_start(clients, video, bucket, channel, settings, folder, console) -> str:  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from cloud.stored_video.analysis import upload_and_start
+
+    with Progress("uploading", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("upload", total=video.size_bytes)
+        job_id = upload_and_start(clients, video, bucket, channel, settings, folder,
+                                  lambda sent: progress.advance(task, sent))
+    console.print(f"uploaded to s3://{bucket}; label detection started (job {job_id})")
+    return job_id
+
+
+def _await(clients, job_id, queue_url, timeout_s, console):  # type: ignore[no-untyped-def]
+    from cloud.stored_video.analysis import await_results
+
+    with console.status("waiting for the job") as status:
+        return await_results(clients, job_id, queue_url, timeout_s,
+                             lambda waited: status.update(f"waiting for the job: {waited:.0f} s"))
+
+

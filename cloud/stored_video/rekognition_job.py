@@ -1,0 +1,121 @@
+"""A Rekognition Video label-detection job: start it, wait for its completion message, fetch every page.
+
+Completion arrives as Rekognition's notification (JobId, Status, API, JobTag, Timestamp, Video) published to
+the stack's video-jobs SNS topic and delivered, wrapped in SNS's envelope, to the SQS queue subscribed to it.
+Messages of other jobs on the same queue are handed back (visibility 0) for whoever waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+LABEL_DETECTION_API = "StartLabelDetection"
+FINISHED_STATES = ("SUCCEEDED", "FAILED", "ERROR")
+PAGE_SIZE = 1000
+
+
+class JobFailed(RuntimeError):
+    """Rekognition says the job failed; the message says why."""
+
+
+class JobTimeout(TimeoutError):
+    """No completion message came in time; the job can be resumed by its id."""
+
+    def __init__(self, job_id: str, waited_s: float) -> None:
+        super().__init__(f"no completion message for job {job_id} after {waited_s:.0f} s")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class JobChannel:
+    topic_arn: str
+    role_arn: str
+    queue_url: str
+
+
+@dataclass(frozen=True)
+class LabelResults:
+    job_id: str
+    video_metadata: dict[str, Any]
+    labels: list[dict[str, Any]]  # Rekognition's LabelDetection items: {"Timestamp": ms, "Label": {...}}
+
+
+def start_label_detection(rekognition: Any, bucket: str, key: str, channel: JobChannel, min_confidence: float,
+                          job_tag: str) -> str:
+    response = rekognition.start_label_detection(
+        Video={"S3Object": {"Bucket": bucket, "Name": key}},
+        MinConfidence=min_confidence,
+        NotificationChannel={"SNSTopicArn": channel.topic_arn, "RoleArn": channel.role_arn},
+        JobTag=job_tag[:256],
+    )
+    return str(response["JobId"])
+
+
+def job_status(rekognition: Any, job_id: str) -> tuple[str, str]:
+    """(JobStatus, StatusMessage) as GetLabelDetection reports them now."""
+    page = rekognition.get_label_detection(JobId=job_id, MaxResults=1)
+    return str(page["JobStatus"]), str(page.get("StatusMessage", ""))
+
+
+def completion_of(body: str) -> dict[str, Any] | None:
+    """The Rekognition notification inside an SQS body (SNS envelope or raw delivery), or None."""
+    try:
+        message = json.loads(body)
+        if isinstance(message, dict) and "Message" in message and "JobId" not in message:
+            message = json.loads(message["Message"])
+    except (ValueError, TypeError):
+        return None
+    return message if isinstance(message, dict) and "JobId" in message else None
+
+
+def wait_for_completion(sqs: Any, queue_url: str, job_id: str, timeout_s: float,
+                        tick: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Block until the job's completion message arrives (deleting it), or raise JobTimeout."""
+    started = time.monotonic()
+    while (waited := time.monotonic() - started) < timeout_s:
+        if tick:
+            tick(waited)
+        wait_s = int(max(1, min(20, timeout_s - waited)))
+        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
+        for message in answer.get("Messages", []):
+            notification = completion_of(message["Body"])
+            if notification is not None and notification["JobId"] == job_id:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                return notification
+            if notification is None:  # not a job notification at all: it can never be claimed
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+        if not answer.get("Messages"):
+            time.sleep(0.2)
+    raise JobTimeout(job_id, timeout_s)
+
+
+def result_pages(rekognition: Any, job_id: str) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        request: dict[str, Any] = {"JobId": job_id, "MaxResults": PAGE_SIZE, "SortBy": "TIMESTAMP"}
+        if token:
+            request["NextToken"] = token
+        page = rekognition.get_label_detection(**request)
+        yield page
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def fetch_results(rekognition: Any, job_id: str) -> LabelResults:
+    labels: list[dict[str, Any]] = []
+    metadata: dict[str, Any] = {}
+    for page in result_pages(rekognition, job_id):
+        status = page.get("JobStatus")
+        if status != "SUCCEEDED":
+            raise JobFailed(f"job {job_id} is {status}: {page.get('StatusMessage') or 'no reason given'}")
+        metadata = page.get("VideoMetadata") or metadata
+        labels.extend(page.get("Labels", []))
+    return LabelResults(job_id, metadata, labels)

@@ -1,0 +1,247 @@
+"""Stored-video analysis end to end on the local stack: moto (S3, SNS, SQS, CloudFormation), the local
+Rekognition Video stand-in running the real cloud-tier detector, and `hybridcam analyze-video`.
+
+The clip is a real one (tests/data/video/person-walks-in-40s.mp4, see tests/data/video/README.md): an
+person leaving the room, an empty room for about 6 s, then a person walks in, stays about 25 s and leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import numpy as np
+import pytest
+
+from cloud.deploy import deploy_stack
+from cloud.local.model_server import LocalModelServer, start_in_thread
+from cloud.stored_video.highlights import choose_segments
+from cloud.stored_video.timeline import read_timeline
+from cloud.stored_video.upload import video_key
+from hybridcam.cli import main as hybridcam_main
+
+CLIP = Path(__file__).parent / "data" / "video" / "person-walks-in-40s.mp4"
+STACK = "hc-video-test"
+
+
+@pytest.fixture(scope="module")
+def video_stack(moto_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], LocalModelServer]]:  # type: ignore[no-untyped-def]
+    environment = {**moto_server.environment(), "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        server = start_in_thread(0)
+        patch.setenv("AWS_ENDPOINT_URL_REKOGNITION", server.url)
+        try:
+            outputs = deploy_stack(STACK, {}, "us-east-1", zip_path=_code_zip(tmp_path_factory.mktemp("code")),
+                                   waiter_delay_s=1, say=lambda _: None)
+            yield outputs, server
+        finally:
+            server.stop()
+
+
+def _code_zip(folder: Path) -> Path:
+    from cloud.packaging import build_lambda_zip
+
+    return build_lambda_zip(folder / "code.zip", with_dependencies=False)
+
+
+def analyse(*args: str) -> int:
+    return hybridcam_main(["analyze-video", *args, "--stack-name", STACK, "--timeout", "120"])
+
+
+def test_a_clip_becomes_timeline_report_annotated_copy_and_highlights(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs, _ = video_stack
+    code = analyse(str(CLIP), "--output", str(tmp_path), "--highlights", "2", "--segment-s", "5")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    folder = tmp_path / CLIP.stem
+
+    timeline = read_timeline(folder / "labels.jsonl", 40.0)
+    people = timeline.per_second("people", frozenset({"Person"}))
+    assert people[3:9].sum() == 0, "the room is empty between the two people"
+    assert people[10:35].min() >= 1, "the person who walks in is seen while they stay"
+
+    # The reel holds the stretches where the reference sees the most people: each chosen piece of the EDL
+    # lies where the per-second people count is at its highest.
+    pieces = [json.loads(line) for line in (folder / "highlights-edl.jsonl").read_text().splitlines()]
+    assert len(pieces) == 2 and [p["source"] for p in pieces] == [CLIP.name] * 2
+    best = choose_segments(people, 2, 5.0, 40.0)
+    assert [(p["source_start_s"], p["source_end_s"]) for p in pieces] == [(s.start_s, s.end_s) for s in best]
+    for piece in pieces:
+        window = people[int(piece["source_start_s"]): int(piece["source_end_s"])]
+        assert window.mean() == np.convolve(people, np.ones(5) / 5, "valid").max()
+        assert piece["source_end_s"] <= 3 or piece["source_start_s"] >= 9, "no piece shows the empty room"
+
+    reel = ffprobe(folder / f"{CLIP.stem}-highlights.mp4")
+    assert reel["codec_name"] == "h264" and 8.0 <= float(reel["duration"]) <= 10.5  # 2 x 5 s less one 0.5 s fade
+    annotated = ffprobe(folder / f"{CLIP.stem}-annotated.mp4")
+    assert annotated["codec_name"] == "h264" and abs(float(annotated["duration"]) - 40.0) < 1.0
+
+    report = (folder / "report.html").read_text()
+    assert "data:image/png;base64," in report and "data:image/jpeg;base64," in report and "Person" in report
+    assert "http" not in report.split("<body>", 1)[1], "the report is self-contained"
+
+    # the upload is complete and nothing half-uploaded stays behind
+    s3 = boto3.client("s3")
+    bucket = outputs["FramesBucketName"]
+    assert s3.head_object(Bucket=bucket, Key=video_key(CLIP))["ContentLength"] == CLIP.stat().st_size
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert not (folder / "upload-state.json").exists() and not (folder / "job.json").exists()
+
+
+def test_a_program_recording_is_joined_and_analysed(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recordings = tmp_path / "program"
+    recordings.mkdir()
+    # Segments as the compositor writes them (FFmpeg's segment muxer, fragmented MP4, timestamps reset).
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(CLIP), "-t", "12", "-c", "copy", "-f", "segment",
+                    "-segment_time", "4", "-reset_timestamps", "1", "-segment_format", "mp4",
+                    "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof",
+                    str(recordings / "program-20261201-120000-%05d.mp4")], check=True)
+    monkeypatch.setenv("HYBRIDCAM_VIDEO_RECORDINGS_DIR", str(recordings))
+    code = analyse("--recording", "last", "--output", str(tmp_path / "out"), "--highlights", "1", "--segment-s", "3",
+                   "--metric", "motion")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    joined = ffprobe(tmp_path / "out" / "program-20261201-120000.mp4")
+    assert abs(float(joined["duration"]) - 12.0) < 1.5
+    assert (tmp_path / "out" / "program-20261201-120000" / "report.html").exists()
+
+
+def test_a_file_that_is_not_a_video_is_refused_before_upload(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video at all")
+    assert analyse(str(fake), "--output", str(tmp_path)) == 2
+    printed = capsys.readouterr().out.strip()
+    assert printed == "hybridcam analyze-video: notes.mp4 is not a video FFmpeg can read (Invalid data found when processing input)."
+    assert _uploaded_videos(video_stack[0]) == set() or video_key(fake) not in _uploaded_videos(video_stack[0])
+
+
+def test_a_video_rekognition_would_refuse_is_named_with_its_reason(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mpeg4 = tmp_path / "old-camera.mp4"  # MPEG-4 Part 2, not H.264
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(CLIP), "-t", "2", "-c:v", "mpeg4", str(mpeg4)], check=True)
+    assert analyse(str(mpeg4), "--output", str(tmp_path)) == 2
+    printed = capsys.readouterr().out
+    assert "old-camera.mp4 is encoded with mpeg4; Rekognition Video takes H.264 only" in printed
+    assert video_key(mpeg4) not in _uploaded_videos(video_stack[0])
+
+
+def test_a_failed_job_says_why_and_removes_its_upload(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs, server = video_stack
+    clip = tmp_path / "short.mp4"
+    shutil.copy(CLIP, clip)
+    httpx.post(f"{server.url}/_control/video-jobs", json={"fail_next": 1}).raise_for_status()
+    assert analyse(str(clip), "--output", str(tmp_path)) == 1
+    printed = capsys.readouterr().out
+    assert "Rekognition could not analyse the video: job" in printed and "failed: Internal server error." in printed
+    assert video_key(clip) not in _uploaded_videos(outputs)
+
+
+def test_a_lost_notification_times_out_and_the_job_resumes_by_id(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, server = video_stack
+    clip = tmp_path / "lost.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(CLIP), "-t", "6", "-c", "copy", str(clip)], check=True)
+    httpx.post(f"{server.url}/_control/video-jobs", json={"drop_notifications": 1}).raise_for_status()
+    code = hybridcam_main(["analyze-video", str(clip), "--output", str(tmp_path), "--stack-name", STACK,
+                           "--timeout", "15", "--highlights", "1", "--segment-s", "2"])
+    printed = capsys.readouterr().out
+    assert code == 3, printed
+    assert "no completion message came within 15 s; the job goes on in the cloud: resume with" in printed
+    job_id = printed.split("--job-id ", 1)[1].split("`", 1)[0]
+    assert analyse(str(clip), "--job-id", job_id, "--output", str(tmp_path), "--highlights", "1", "--segment-s", "2") == 0
+    assert (tmp_path / "lost" / "labels.jsonl").exists()
+
+
+def _uploaded_videos(outputs: dict[str, str]) -> set[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=outputs["FramesBucketName"], Prefix="videos/")
+    return {item["Key"] for item in listing.get("Contents", [])}
+
+
+def ffprobe(path: Path) -> dict[str, str]:
+    answer = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                             "stream=codec_name,width,height:format=duration", "-of", "json", str(path)],
+                            capture_output=True, text=True, check=True)
+    data = json.loads(answer.stdout)
+    return {**data["streams"][0], "duration": data["format"]["duration"]}
+
+
+class CountingS3:
+    """The real (moto) S3 client, counting the parts it is asked to upload."""
+
+    def __init__(self, interrupt_after_parts: int | None = None) -> None:
+        self.client = boto3.client("s3")
+        self.parts_sent: list[int] = []
+        self.interrupt_after_parts = interrupt_after_parts
+
+    def upload_part(self, **request):  # type: ignore[no-untyped-def]
+        if self.interrupt_after_parts is not None and len(self.parts_sent) >= self.interrupt_after_parts:
+            raise KeyboardInterrupt
+        self.parts_sent.append(request["PartNumber"])
+        return self.client.upload_part(**request)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.client, name)
+
+
+def test_an_interrupted_upload_resumes_with_the_missing_parts_only(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path
+) -> None:
+    from cloud.stored_video.upload import PART_BYTES, upload_video
+
+    bucket = video_stack[0]["FramesBucketName"]
+    big = tmp_path / "big.mp4"
+    big.write_bytes(np.random.default_rng(1).bytes(2 * PART_BYTES + 1000))  # three parts
+    state = tmp_path / "upload-state.json"
+    interrupted = CountingS3(interrupt_after_parts=1)
+    with pytest.raises(KeyboardInterrupt):
+        upload_video(interrupted, big, bucket, state)
+    assert interrupted.parts_sent == [1] and state.exists()
+
+    resumed = CountingS3()
+    key = upload_video(resumed, big, bucket, state)
+    assert resumed.parts_sent == [2, 3], "the part S3 already holds is not sent again"
+    assert boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == big.read_bytes()
+    assert not state.exists() and boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_the_video_permissions_are_least_privilege() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    resources = yaml.load((Path(__file__).parents[1] / "cloud" / "cfn" / "template.yaml").read_text(), Loader)["Resources"]
+    role = resources["VideoJobsRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "rekognition.amazonaws.com"} and "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+    [policy] = role["Policies"]
+    assert [s["Action"] for s in policy["PolicyDocument"]["Statement"]] == ["sns:Publish"]
+
+    operator = resources["VideoAnalysisOperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = {action for statement in operator for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])}
+    assert actions == {
+        "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+        "rekognition:StartLabelDetection", "rekognition:GetLabelDetection", "iam:PassRole",
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "cloudformation:DescribeStacks",
+    }
+    assert all("*" not in action for action in actions)
+    assert "KmsMasterKeyId" not in resources["VideoJobsTopic"]["Properties"], "Rekognition cannot publish to an aws/sns-encrypted topic"
