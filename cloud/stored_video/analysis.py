@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cloud.stored_video.annotated_copy import write_annotated_copy
 from cloud.stored_video.highlights import Segment, choose_segments, motion_per_second, write_reel, write_reel_edl
 from cloud.stored_video.rekognition_job import (
@@ -64,11 +66,15 @@ def upload_and_start(clients: AwsClients, video: VideoInfo, bucket: str, channel
 
 
 def await_results(clients: AwsClients, job_id: str, queue_url: str, timeout_s: float,
-                  tick: Callable[[float], None] | None) -> LabelResults:
-    """Results of a finished job; waits for its completion message when it is still running."""
+                  tick: Callable[[float], None] | None, resuming: bool = False) -> LabelResults:
+    """Results of a finished job; waits for its completion message when it is still running.
+
+    When resuming, the message may have been lost already, so the job's status is asked now and then too.
+    """
     status, message = job_status(clients.rekognition, job_id)
     if status == "IN_PROGRESS":
-        notification = wait_for_completion(clients.sqs, queue_url, job_id, timeout_s, tick)
+        status_check = (lambda: job_status(clients.rekognition, job_id)) if resuming else None
+        notification = wait_for_completion(clients.sqs, queue_url, job_id, timeout_s, tick, status_check)
         status = str(notification.get("Status"))
         message = str(notification.get("Message", ""))
     if status != "SUCCEEDED":
@@ -120,5 +126,5 @@ def sample_spacing_s(timeline: Timeline) -> float:
     times = sorted(timeline.by_time)
     if len(times) < 2:
         return 1.0
-    gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    gaps = [float(gap) for gap in np.diff(times) if gap > 0]
     return max(0.1, sorted(gaps)[len(gaps) // 2] * 0.75) if gaps else 1.0

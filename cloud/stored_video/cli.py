@@ -92,7 +92,7 @@ def _analyse(args, settings, clients, stack: str, region: str | None, console) -
         job_id = _upload_and_start(clients, video, resources["bucket"], channel, settings, folder, console)
     console.print(f"job {job_id}: waiting for Rekognition's completion message (timeout {settings.timeout_s:.0f} s)")
     try:
-        results = _await(clients, job_id, channel.queue_url, settings.timeout_s, console)
+        results = _await(clients, job_id, channel.queue_url, settings.timeout_s, console, resuming=args.job_id is not None)
     except JobTimeout as error:
         resume = f"hybridcam analyze-video {video.path} --job-id {error.job_id}"
         console.print(f"hybridcam analyze-video: no completion message came within {settings.timeout_s:.0f} s; "
@@ -161,11 +161,11 @@ def _upload_and_start(clients, video, bucket, channel, settings, folder, console
     return job_id
 
 
-def _await(clients, job_id, queue_url, timeout_s, console):  # type: ignore[no-untyped-def]
+def _await(clients, job_id, queue_url, timeout_s, console, resuming: bool):  # type: ignore[no-untyped-def]
     from cloud.stored_video.analysis import await_results
 
     with console.status("waiting for the job") as status:
         return await_results(clients, job_id, queue_url, timeout_s,
-                             lambda waited: status.update(f"waiting for the job: {waited:.0f} s"))
+                             lambda waited: status.update(f"waiting for the job: {waited:.0f} s"), resuming)
 
 

@@ -73,13 +73,25 @@ def completion_of(body: str) -> dict[str, Any] | None:
 
 
 def wait_for_completion(sqs: Any, queue_url: str, job_id: str, timeout_s: float,
-                        tick: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """Block until the job's completion message arrives (deleting it), or raise JobTimeout."""
+                        tick: Callable[[float], None] | None = None,
+                        status_check: Callable[[], tuple[str, str]] | None = None,
+                        status_every_s: float = 10.0) -> dict[str, Any]:
+    """Block until the job's completion message arrives (deleting it), or raise JobTimeout.
+
+    With `status_check` (used when resuming, where the message may already be lost), the job's status is
+    also asked every `status_every_s`, and a finished job ends the wait without its message.
+    """
     started = time.monotonic()
+    next_check = started + status_every_s
     while (waited := time.monotonic() - started) < timeout_s:
         if tick:
             tick(waited)
-        wait_s = int(max(1, min(20, timeout_s - waited)))
+        if status_check is not None and time.monotonic() >= next_check:
+            next_check = time.monotonic() + status_every_s
+            status, message = status_check()
+            if status in FINISHED_STATES:
+                return {"JobId": job_id, "Status": status, "Message": message}
+        wait_s = int(max(1, min(20 if status_check is None else status_every_s, timeout_s - waited)))
         answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
         for message in answer.get("Messages", []):
             notification = completion_of(message["Body"])
