@@ -96,7 +96,7 @@ def test_frame_is_stored_labelled_alerted_and_returned(harness: Harness) -> None
 
 
 def test_latest_frames_of_a_camera_come_from_the_gsi(harness: Harness) -> None:
-    for seq in (1, 2, 3):
+    for _ in (1, 2, 3):
         harness.expect_detect()
     harness.handle(event_of(*(make_frame(seq=seq, capture_ts=1767225600.0 + seq).encode() for seq in (1, 2, 3))))
     answer = boto3.client("dynamodb").query(

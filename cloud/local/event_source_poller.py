@@ -23,7 +23,7 @@ shard starts at TRIM_HORIZON.
 from __future__ import annotations
 
 import base64
-import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -60,7 +60,8 @@ def load_handler() -> Handler:
     module = importlib.util.module_from_spec(spec)
     sys.modules["handler"] = module
     spec.loader.exec_module(module)
-    return module.lambda_handler  # type: ignore[no-any-return]
+    handler: Handler = module.lambda_handler
+    return handler
 
 
 def _epoch(value: Any) -> float:
