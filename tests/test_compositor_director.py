@@ -46,7 +46,7 @@ def test_no_score_driven_cut_before_min_shot_with_random_scores(seed: int) -> No
         cut = machine.propose(now, scores, "score")
         if cut is not None:
             cuts.append(cut)
-    for _cut, duration, ended_by in shot_lengths(cuts, now)[:-1]:
+    for cut, duration, ended_by in shot_lengths(cuts, now)[:-1]:
         assert duration >= timing.min_shot_s - 1e-9, f"shot on {cut.camera} lasted {duration:.2f} s"
         assert ended_by is not None and ended_by.camera != cut.camera
     assert len(cuts) <= 1 + now / timing.min_shot_s
