@@ -36,7 +36,6 @@ log = logging.getLogger("sampler")
 COUNTER_NAMES = ("frames_seen", "frames_sampled", "records_sent", "bytes_sent", "spooled", "dropped")
 
 
-
 class Sampler:
     """The loop: frame entries -> policy -> JPEG -> Kinesis (or the spool) -> acknowledge."""
 
