@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devstack.servers import LocalRedis  # noqa: E402
-from vision.detectors.registry import load_detector  # noqa: E402
 from shared.frame_ring import FrameFetcher, FrameRingWriter, decode_jpeg, encode_jpeg  # noqa: E402
 from shared.schemas import DetectionSet, FrameRef, Health  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noqa: E402
+from vision.detectors.registry import load_detector  # noqa: E402
 
 console = Console()
 
@@ -87,7 +87,8 @@ def bench_hop(redis_url: str, iterations: int) -> None:
             for seq in range(iterations):
                 received: list[float] = []
 
-                def consume(after: str) -> None:
+                def consume(after: str, stream: str = stream, inline: bool = inline, copy: bool = copy,
+                            received: list[float] = received) -> None:
                     reply = bus.redis.xread({stream: after}, count=1, block=2000)
                     from shared.schemas import decode
 

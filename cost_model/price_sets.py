@@ -61,12 +61,12 @@ class PriceItem(BaseModel):
     def _tiers_ascend_and_end_open(cls, tiers: list[Tier]) -> list[Tier]:
         if not tiers:
             raise ValueError("needs at least one tier")
-        bounds = [t.up_to for t in tiers[:-1]]
-        if any(b is None for b in bounds):
+        bounds = [t.up_to for t in tiers[:-1] if t.up_to is not None]
+        if len(bounds) != len(tiers) - 1:
             raise ValueError("only the last tier may be open-ended")
         if tiers[-1].up_to is not None:
             raise ValueError("the last tier must be open-ended (up_to: null)")
-        if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):  # type: ignore[operator]
+        if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
             raise ValueError("tier bounds must increase")
         return tiers
 

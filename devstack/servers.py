@@ -69,7 +69,7 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> "LocalRedis":
+    def start(self, timeout_s: float = 10.0) -> LocalRedis:
         args = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -111,7 +111,7 @@ class LocalRedis:
         time.sleep(down_for_s)
         self.start()
 
-    def __enter__(self) -> "LocalRedis":
+    def __enter__(self) -> LocalRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +137,7 @@ class LocalMoto:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> "LocalMoto":
+    def start(self, timeout_s: float = 30.0) -> LocalMoto:
         try:
             from moto.server import ThreadedMotoServer
         except ImportError:
@@ -185,7 +185,7 @@ class LocalMoto:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def __enter__(self) -> "LocalMoto":
+    def __enter__(self) -> LocalMoto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

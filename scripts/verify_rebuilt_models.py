@@ -34,7 +34,7 @@ def raw_outputs(detector: OnnxDetector) -> dict[tuple[int, ...], list[np.ndarray
     names = [arg.name for arg in detector.session.get_outputs()]
     values = detector.session.run(names, {detector.input_name: detector.input_buffer})
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
-    for name, value in sorted(zip(names, values), key=lambda pair: pair[0]):
+    for _name, value in sorted(zip(names, values), key=lambda pair: pair[0]):
         by_shape.setdefault(value.shape, []).append(value)
     return by_shape
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
+from typing import Protocol
 
 import numpy as np
 
@@ -55,11 +56,18 @@ class _Layout:
         return _HEADER.size + slot * self.slot_stride
 
 
+def mapped(shm: shared_memory.SharedMemory) -> memoryview:
+    """The block's bytes; a closed block has none."""
+    if shm.buf is None:
+        raise ValueError(f"shared memory {shm.name!r} is closed")
+    return shm.buf
+
+
 class _Ring:
     def __init__(self, shm: shared_memory.SharedMemory, layout: _Layout) -> None:
         self.shm = shm
         self.layout = layout
-        buf = shm.buf
+        buf = mapped(shm)
         self._headers = [
             buf[layout.slot_offset(i) : layout.slot_offset(i) + _SLOT_HEADER.size] for i in range(layout.slots)
         ]
@@ -89,7 +97,7 @@ class FrameRingWriter(_Ring):
         size = ring_bytes(width, height, slots)
         shm = _create_or_replace(name, size)
         _CREATED_HERE.add(name)
-        _HEADER.pack_into(shm.buf, 0, _MAGIC, slots, height, width, 3)
+        _HEADER.pack_into(mapped(shm), 0, _MAGIC, slots, height, width, 3)
         super().__init__(shm, _Layout(slots, height, width))
         for header in self._headers:
             _SLOT_HEADER.pack_into(header, 0, _BUSY, 0.0)
@@ -142,7 +150,7 @@ class FrameRingReader(_Ring):
         # unlink capture's ring when this reader exits. Readers never own the block.
         if name not in _CREATED_HERE:
             resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        magic, slots, height, width, channels = _HEADER.unpack_from(shm.buf, 0)
+        magic, slots, height, width, channels = _HEADER.unpack_from(mapped(shm), 0)
         if magic != _MAGIC or channels != 3:
             shm.close()
             raise ValueError(f"shared memory {name!r} is not a hybridcam frame ring")
@@ -204,7 +212,7 @@ class FrameFetcher:
     def __init__(self) -> None:
         self._readers: dict[str, FrameRingReader] = {}
 
-    def fetch(self, ref: "FrameRefLike", out: np.ndarray | None = None) -> np.ndarray:
+    def fetch(self, ref: FrameRefLike, out: np.ndarray | None = None) -> np.ndarray:
         if ref.shm_name is not None and ref.slot is not None:
             try:
                 return self._read_shared(ref.shm_name, ref.slot, ref.seq, out)
@@ -215,7 +223,7 @@ class FrameFetcher:
             return decode_jpeg(ref.jpeg, (ref.height, ref.width))
         raise FrameGone("frame reference carries neither a ring slot nor a JPEG")
 
-    def borrow(self, ref: "FrameRefLike") -> "BorrowedFrame":
+    def borrow(self, ref: FrameRefLike) -> BorrowedFrame:
         """Pixels without a copy where the ring is on this host (a JPEG is decoded otherwise).
 
         The writer may lap the reader while the pixels are in use: call
@@ -276,13 +284,19 @@ class BorrowedFrame:
         return self.reader is None or self.reader.holds(self.slot, self.seq)
 
 
-class FrameRefLike:  # structural type of shared.schemas.FrameRef, kept import-free
-    shm_name: str | None
-    slot: int | None
-    seq: int
-    jpeg: bytes | None
-    width: int
-    height: int
+class FrameRefLike(Protocol):  # structural type of shared.schemas.FrameRef, kept import-free
+    @property
+    def shm_name(self) -> str | None: ...
+    @property
+    def slot(self) -> int | None: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def jpeg(self) -> bytes | None: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
 
 def decode_jpeg(data: bytes, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
 import msgpack
@@ -38,7 +38,7 @@ class Envelope(BaseModel):
 
 def utc_iso(ts: float) -> str:
     """UTC epoch seconds as ISO 8601 with milliseconds and a Z (how items and pages show capture times)."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def frame_id_of(camera_id: str, seq: int, capture_ts: float) -> str:
@@ -104,6 +104,9 @@ class DetectionSet(Envelope):
         return sum(1 for d in self.detections if d.label == label)
 
 
+HealthState = Literal["starting", "ok", "degraded", "reconnecting", "failed", "stopped"]
+
+
 class Health(Envelope):
     """A periodic report of a service's (or one camera's) state and counters."""
 
@@ -111,7 +114,7 @@ class Health(Envelope):
 
     service: str
     instance: str
-    state: Literal["starting", "ok", "degraded", "reconnecting", "failed", "stopped"]
+    state: HealthState
     ts: float = Field(default_factory=time.time)
     camera_id: str | None = None
     message: str = ""

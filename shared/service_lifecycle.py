@@ -61,6 +61,7 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
         self._on_stop: list[Callable[[], None]] = []
         self._timer: threading.Timer | None = None
         self._health: HealthServer | None = None
+        self._previous_handlers: dict[signal.Signals, Any] = {}
 
     @classmethod
     def start(cls, name: str, settings_model: type[ServiceSettingsT], args: argparse.Namespace,
@@ -110,7 +111,7 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
 
     def __enter__(self) -> ServiceLifecycle[ServiceSettingsT]:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._signalled)
+            self._previous_handlers[sig] = signal.signal(sig, self._signalled)
         if self.duration_s:
             self._timer = threading.Timer(self.duration_s, self.request_stop)
             self._timer.daemon = True
@@ -126,6 +127,8 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
         finally:
             if self._health is not None:
                 self._health.stop()
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
 
     def _signalled(self, *_: object) -> None:
         self.request_stop()

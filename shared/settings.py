@@ -8,7 +8,7 @@ HYBRIDCAM_CAPTURE_RING_SLOTS, ...), so one prefix and one .env file serve the wh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,7 +40,7 @@ def load_settings(model: type[SettingsT], **overrides: object) -> SettingsT:
     ``overrides`` are command-line values; a None (option not given) leaves the
     environment's or the default value in place.
     """
-    given = {name: value for name, value in overrides.items() if value is not None}
+    given: dict[str, Any] = {name: value for name, value in overrides.items() if value is not None}
     try:
         return model(**given)
     except ValidationError as error:

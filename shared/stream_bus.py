@@ -21,6 +21,7 @@ from typing import TypeVar
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from shared.backoff import Backoff
 from shared.metrics import StreamCollector
@@ -161,9 +162,9 @@ class StreamBus:
     ) -> list[StreamEntry]:
         """Read new entries for this consumer; undecodable ones go to the dead-letter stream."""
         stream_list = list(streams)
-        request = {s: ">" for s in stream_list}
+        request: dict[KeyT, StreamIdT] = {s: ">" for s in stream_list}
 
-        def read() -> list:
+        def read() -> object:
             try:
                 return self.redis.xreadgroup(group, consumer, request, count=count, block=block_ms) or []
             except redis.ResponseError as error:
@@ -182,7 +183,7 @@ class StreamBus:
     ) -> list[StreamEntry]:
         """Take over entries another consumer read but never acknowledged (it died)."""
 
-        def claim() -> list:
+        def claim() -> object:
             try:
                 return self.redis.xautoclaim(stream, group, consumer, min_idle_ms, "0-0", count=count)
             except redis.ResponseError as error:
@@ -193,7 +194,7 @@ class StreamBus:
         reply = self.call(claim, f"claim stale entries of {stream}")
         entries = parse_xautoclaim_entries(reply)
         self.counters["claimed"] += len(entries)
-        return self._decode_reply([[stream, entries]], group)
+        return self._decode_reply([(stream, entries)], group)
 
     def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> None:
         if entry_ids:
@@ -216,16 +217,14 @@ class StreamBus:
 
         self.call(move, "dead-letter")
 
-    def _decode_reply(self, reply: list, group: str) -> list[StreamEntry]:
+    def _decode_reply(self, reply: object, group: str) -> list[StreamEntry]:
         entries: list[StreamEntry] = []
-        for stream_name, items in reply:
-            stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
-            for raw_id, fields in items:
-                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        for stream, items in stream_reply(reply):
+            for entry_id, fields in items:
                 if fields is None:  # trimmed away while pending
                     self.ack(stream, group, [entry_id])
                     continue
-                raw = fields.get(PAYLOAD_FIELD, b"")
+                raw = payload_of(fields)
                 try:
                     entries.append(StreamEntry(stream, entry_id, decode(raw)))
                 except SchemaError as error:
@@ -237,23 +236,19 @@ class StreamBus:
     def read_all(self, stream: str, count: int | None = None) -> list[StreamEntry]:
         items = self.call(lambda: self.redis.xrange(stream, count=count), f"read {stream}")
         out = []
-        for raw_id, fields in items:
+        for entry_id, fields in stream_items(items):
             try:
-                out.append(StreamEntry(stream, raw_id.decode(), decode(fields.get(PAYLOAD_FIELD, b""))))
+                out.append(StreamEntry(stream, entry_id, decode(payload_of(fields))))
             except SchemaError:
                 self.counters["undecodable"] += 1
         return out
 
     def follow(self, last_ids: Mapping[str, str], count: int, block_ms: int | None = None) -> list[RawEntry]:
         """Entries after the given ids (no consumer group: every follower sees every entry; "$" = only new ones)."""
-        reply = self.call(lambda: self.redis.xread(dict(last_ids), count=count, block=block_ms), "follow streams")
-        entries: list[RawEntry] = []
-        for raw_stream, items in reply or []:
-            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
-            for raw_id, fields in items:
-                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                entries.append(RawEntry(stream, entry_id, fields.get(PAYLOAD_FIELD, b"")))
-        return entries
+        request: dict[KeyT, StreamIdT] = {stream: entry_id for stream, entry_id in last_ids.items()}
+        reply = self.call(lambda: self.redis.xread(request, count=count, block=block_ms), "follow streams")
+        return [RawEntry(stream, entry_id, payload_of(fields))
+                for stream, items in stream_reply(reply) for entry_id, fields in items]
 
     # -- keyed state beside the streams ---------------------------------------------------
 
@@ -293,7 +288,8 @@ class StreamBus:
     def dead_letter_external(self, source: str, entry_id: str, group: str, raw: bytes, reason: str) -> None:
         """Copy a malformed message that came from outside Redis (a queue, a file) to the dead-letter stream."""
         self.counters["dead_lettered"] += 1
-        fields = {b"stream": source, b"entry": entry_id, b"group": group, b"reason": reason, PAYLOAD_FIELD: raw}
+        fields: dict[FieldT, EncodableT] = {b"stream": source, b"entry": entry_id, b"group": group, b"reason": reason,
+                                            PAYLOAD_FIELD: raw}
         self.call(lambda: self.redis.xadd(DEADLETTER_STREAM, fields, maxlen=self.maxlen, approximate=True),
                   "dead-letter")
 
@@ -303,6 +299,36 @@ class StreamBus:
 
     def close(self) -> None:
         self.redis.close()
+
+
+Fields = dict[bytes, bytes]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def payload_of(fields: Fields | None) -> bytes:
+    payload = (fields or {}).get(PAYLOAD_FIELD, b"")
+    return payload if isinstance(payload, bytes) else b""
+
+
+def stream_items(items: object) -> list[tuple[str, Fields | None]]:
+    """(entry id, fields) of one stream's entries in a reply; fields are None for an entry trimmed while pending."""
+    if not isinstance(items, (list, tuple)):
+        return []
+    return [(_text(entry_id), fields if isinstance(fields, dict) else None) for entry_id, fields in items]
+
+
+def stream_reply(reply: object) -> list[tuple[str, list[tuple[str, Fields | None]]]]:
+    """(stream, entries) pairs of an XREAD or XREADGROUP reply (a list, or a mapping under RESP3)."""
+    if isinstance(reply, dict):
+        pairs = list(reply.items())
+    elif isinstance(reply, (list, tuple)):
+        pairs = list(reply)
+    else:
+        return []
+    return [(_text(stream), stream_items(items)) for stream, items in pairs]
 
 
 def parse_xautoclaim_entries(reply: object) -> list:

@@ -18,8 +18,8 @@ import boto3
 import pytest
 
 from cloud.local.event_source_poller import EventSourcePoller, load_handler
-from devstack.local_cloud import LocalCloud, start_local_cloud
 from cost_model.run_counters import load_run_counters
+from devstack.local_cloud import LocalCloud, start_local_cloud
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, DetectionSet
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus

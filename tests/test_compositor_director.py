@@ -64,7 +64,7 @@ def test_only_a_lost_camera_can_end_a_shot_early() -> None:
         cut = machine.propose(now, {c: rng.random() for c in "abc"}, "score")
         if cut is not None:
             cuts.append(cut)
-    for cut, duration, ended_by in shot_lengths(cuts, now)[:-1]:
+    for _cut, duration, ended_by in shot_lengths(cuts, now)[:-1]:
         if duration < TIMING.min_shot_s - 1e-9:
             assert ended_by is not None and ended_by.forced
 

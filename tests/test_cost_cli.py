@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cost_model.scenario import Scenario
 from hybridcam.cost.__main__ import main
 from hybridcam.cost.chart import CHART_HEIGHT_PX, CHART_WIDTH_PX, png_size
-from cost_model.scenario import Scenario
 
 
 def run_module(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

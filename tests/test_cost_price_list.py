@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from hybridcam.cost.aws_price_list import refresh_prices
 from cost_model.price_sets import PriceSet
+from hybridcam.cost.aws_price_list import refresh_prices
 
 
 def product(dimensions: list[tuple[str, str, str]]) -> str:

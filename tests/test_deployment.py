@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from prometheus_client.parser import text_string_to_metric_families
 
-from hybridcam.cli import COMMANDS
 from devstack.servers import LocalMoto, LocalRedis, free_port
+from hybridcam.cli import COMMANDS
 from tests.fixtures.pipeline import write_site
 
 REPO = Path(__file__).resolve().parents[1]

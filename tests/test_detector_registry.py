@@ -58,8 +58,11 @@ def test_tiled_builds_from_settings() -> None:
 class EveryFrameOneBox(Detector):
     def __init__(self, side: int) -> None:
         self.name, self.input_size, self.providers, self.labels = "fixed", (side, side), ["none"], ("thing",)
-        self.last_timing = StageTiming()
         self.side = side
+
+    @property
+    def last_timing(self) -> StageTiming:
+        return StageTiming()
 
     def detect(self, frame: np.ndarray) -> Detections:
         return Detections(np.array([[0, 0, self.side, self.side]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int32))
@@ -76,3 +79,17 @@ def test_a_detector_registered_from_outside_is_configured_and_built(monkeypatch:
     detector = build_detector(parse_detector_config({"type": "fixed", "side": 5}))
     found = detector.detect(np.zeros((10, 10, 3), np.uint8))
     assert found.boxes.tolist() == [[0.0, 0.0, 5.0, 5.0]]
+
+
+def test_the_edge_takes_typed_detector_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.edge_infer.main import build_edge_detector
+    from services.edge_infer.settings import EdgeInferSettings
+    from shared.errors import ConfigError
+    from shared.settings import load_settings
+
+    monkeypatch.setenv("HYBRIDCAM_EDGE_DETECTOR", '{"type": "nanodet", "model": "nanodet", "score_threshold": 0.6}')
+    detector, _ = build_edge_detector(load_settings(EdgeInferSettings))
+    assert isinstance(detector, NanoDetDetector) and detector.score_threshold == 0.6
+    monkeypatch.setenv("HYBRIDCAM_EDGE_DETECTOR", '{"type": "nanodet", "model": "nanodet", "tiles": 4}')
+    with pytest.raises(ConfigError, match=r"cannot load model .*Unknown detector option\(s\) \['tiles'\]"):
+        build_edge_detector(load_settings(EdgeInferSettings))

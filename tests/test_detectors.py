@@ -8,21 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.detectors import (
-    COCO_LABELS,
-    Detections,
-    Detector,
-    InvalidFrameError,
-    ModelLoadError,
-    load_detector,
-)
+from tests.fixtures.detector_models import CENTERNET_PATH, NANODET_PATH, TEST_IMAGES
+from vision.detectors import COCO_LABELS, Detections, Detector, InvalidFrameError, ModelLoadError, load_detector
 from vision.detectors.centernet import CenterNetDetector
 from vision.detectors.nanodet import NanoDetDetector
 from vision.detectors.nms import box_iou
 from vision.detectors.tiled import TiledDetector, make_tiles
 from vision.detectors.yolo import YoloDetector
 from vision.providers import CPU, CUDA, TENSORRT, choose_providers
-from tests.fixtures.detector_models import CENTERNET_PATH, NANODET_PATH, TEST_IMAGES
 
 PERSON = COCO_LABELS.index("person")
 # Hand-checked person boxes (x1, y1, x2, y2 in frame pixels): measured once with NanoDet and CenterNet,

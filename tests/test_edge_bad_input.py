@@ -5,19 +5,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
 import msgpack
 import numpy as np
 import pytest
 
-from vision.detectors.registry import load_detector
 from services.edge_infer.inference_loop import InferenceLoop
 from shared.frame_ring import FrameRingWriter, encode_jpeg
 from shared.schemas import FrameRef
 from shared.stream_bus import DEADLETTER_STREAM, DETECTIONS_STREAM, PAYLOAD_FIELD, StreamBus, frames_stream
 from tests.fixtures.pipeline import ServiceRunner, wait_until
 from tests.fixtures.servers import TEST_DATA
-
-import cv2
+from vision.detectors.registry import load_detector
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 
-
 from services.capture.scene_builder import build_scene
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus

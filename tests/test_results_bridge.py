@@ -9,9 +9,9 @@ import boto3
 import pytest
 import redis
 
-from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
 from services.results_bridge.service import ResultsBridge, detection_set_of
 from services.results_bridge.settings import BridgeSettings
+from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
 from shared.schemas import Alert, CloudResult, Detection, DetectionSet, encode_text, frame_id_of
 from shared.site_config import parse_site
 from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, StreamBus

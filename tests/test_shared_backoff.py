@@ -1,4 +1,4 @@
-"""The one backoff helper: doubling delays up to a cap, full jitter inside the ceiling, reset after success."""
+"""Backoff for every retry loop: doubling delays up to a cap, full jitter inside the ceiling, reset after success."""
 
 from __future__ import annotations
 

@@ -158,7 +158,7 @@ def test_people_look_smaller_further_away_and_stay_in_the_master_size_range() ->
                 feet_and_heights.append((person.box[3], person.box[3] - person.box[1]))
     feet, heights = np.array(feet_and_heights).T
     assert len(heights) > 50
-    assert 55 <= heights.min() and heights.max() <= 260
+    assert heights.min() >= 55 and heights.max() <= 260
     assert np.corrcoef(feet, heights)[0, 1] > 0.9  # lower in the frame (nearer) means taller
 
 

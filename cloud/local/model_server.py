@@ -150,7 +150,7 @@ class LocalModelServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def throttle(self, count: int, code: str = "ThrottlingException") -> None:
         self.models.throttle(count, code)
@@ -163,7 +163,7 @@ class LocalModelServer(ThreadingHTTPServer):
         else:
             super().handle_error(request, client_address)
 
-    def start(self) -> "LocalModelServer":
+    def start(self) -> LocalModelServer:
         self._thread = threading.Thread(target=self.serve_forever, name="local-model-server", daemon=True)
         self._thread.start()
         return self

@@ -1,1 +1,1 @@
-"""Cost estimator: prices a camera scenario on every architecture side by side."""
+"""The `hybridcam cost` command: tables, charts and the AWS price-list refresh (the cost model itself is in cost_model/)."""

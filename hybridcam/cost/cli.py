@@ -24,9 +24,9 @@ from rich.console import Console
 from cost_model.breakeven import rekognition_vs_endpoint
 from cost_model.estimate import REKOGNITION_STREAMING_CLOSED, ArchitectureEstimate, CloudLoad, estimate_all
 from cost_model.price_sets import PriceSet, PriceSetError, available_price_sets, load_price_set
-from hybridcam.cost.report import comparison_table, detail_table, unpriced_lines, what_this_means
 from cost_model.run_counters import RunCountersError, load_run_counters, project_to_month
 from cost_model.scenario import Scenario
+from hybridcam.cost.report import comparison_table, detail_table, unpriced_lines, what_this_means
 
 EXIT_USAGE = 2
 DESCRIPTION = (

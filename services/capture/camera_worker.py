@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from services.capture.sources import FrameSource, SourceError
 from shared.backoff import Backoff
 from shared.frame_ring import FrameRingWriter, encode_jpeg, ring_name
-from shared.schemas import FrameRef, Health
+from shared.schemas import FrameRef, Health, HealthState
 from shared.site_config import ResolvedCamera
 from shared.stream_bus import StreamBus, frames_stream
 
@@ -21,7 +21,7 @@ FRAME_STREAM_MAXLEN = 300  # references older than the ring are useless; keep a 
 
 @dataclass
 class CameraStats:
-    state: str = "starting"
+    state: HealthState = "starting"
     message: str = ""
     frames: int = 0
     reconnects: int = 0
@@ -88,7 +88,7 @@ class CameraWorker(threading.Thread):
             service="capture",
             instance=self.camera.id,
             camera_id=self.camera.id,
-            state=self.stats.state,  # type: ignore[arg-type]
+            state=self.stats.state,
             message=self.stats.message,
             counters=self.stats.as_counters(),
         )

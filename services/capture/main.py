@@ -10,6 +10,7 @@ one health report. Run one process per camera with --camera when isolation matte
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from services.capture.camera_worker import CameraWorker
 from services.capture.scene_builder import build_scene
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         service.close_with(lambda: log.info("stopped after %.1f s: %d frames published", service.elapsed_s,
                                             sum(w.stats.frames for w in workers)))
         for worker in workers:
-            service.close_with(lambda worker=worker: worker.join(timeout=5))
+            service.close_with(partial(worker.join, timeout=5))
             worker.start()
         while not service.stop.wait(settings.capture_health_interval_s):
             for worker in workers:

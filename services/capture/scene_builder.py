@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.capture.sources import SceneRenderer
 from shared.site_config import ResolvedCamera, SiteConfig
 
 
@@ -9,7 +10,7 @@ def is_synthetic(camera: ResolvedCamera) -> bool:
     return camera.source.strip().lower().startswith("synthetic")
 
 
-def build_scene(site: SiteConfig, cameras: list[ResolvedCamera]) -> object | None:
+def build_scene(site: SiteConfig, cameras: list[ResolvedCamera]) -> SceneRenderer | None:
     """A SyntheticScene whose virtual cameras have the site's geometry, or None if unused.
 
     ``cameras`` are the ones this process runs; the scene is always built from every

@@ -17,6 +17,11 @@ from shared.errors import ConfigError
 from shared.site_config import ResolvedCamera
 
 
+class SceneRenderer(Protocol):
+    """What a synthetic camera needs of the scene (services/capture/synthetic_scene.py, imported only when used)."""
+
+    def render(self, camera_id: str, t: float, out: np.ndarray | None = None) -> np.ndarray: ...
+
 class SourceError(Exception):
     """The source cannot deliver frames right now (closed, unreachable, end of file)."""
 
@@ -82,7 +87,7 @@ class SyntheticSource:
 
     paced_by_source = False
 
-    def __init__(self, scene: object, camera_id: str, fps: float) -> None:
+    def __init__(self, scene: SceneRenderer, camera_id: str, fps: float) -> None:
         self.scene = scene
         self.camera_id = camera_id
         self.fps = fps
@@ -92,13 +97,13 @@ class SyntheticSource:
         return None
 
     def read_into(self, out: np.ndarray, seq: int) -> None:
-        self.scene.render(self.camera_id, seq / self.fps, out=out)  # type: ignore[attr-defined]
+        self.scene.render(self.camera_id, seq / self.fps, out=out)
 
     def close(self) -> None:
         return None
 
 
-def open_source(camera: ResolvedCamera, scene: object | None) -> FrameSource:
+def open_source(camera: ResolvedCamera, scene: SceneRenderer | None) -> FrameSource:
     """Build the source a camera's URL names; an unusable URL is a ConfigError."""
     url = camera.source.strip()
     parsed = urlparse(url)

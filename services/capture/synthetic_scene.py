@@ -171,8 +171,9 @@ def load_assets(folder: Path = ASSET_DIR) -> tuple[np.ndarray, tuple[np.ndarray,
     background = cv2.imread(str(folder / "background.jpg"), cv2.IMREAD_COLOR)
     if background is None:
         raise FileNotFoundError(f"synthetic scene background missing: {folder / 'background.jpg'}")
-    sprites = tuple(cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in sorted(folder.glob("person_*.png")))
-    if not sprites or any(s is None or s.ndim != 3 or s.shape[2] != 4 for s in sprites):
+    loaded = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in sorted(folder.glob("person_*.png"))]
+    sprites = tuple(s for s in loaded if s is not None and s.ndim == 3 and s.shape[2] == 4)
+    if not sprites or len(sprites) != len(loaded):
         raise FileNotFoundError(f"synthetic scene person sprites (BGRA person_*.png) missing or unreadable in {folder}")
     return background, sprites
 

@@ -67,7 +67,11 @@ class H264Encoder:
         self._host.close()
 
     def _copy(self, packets: list[av.Packet]) -> list[EncodedPacket]:
-        return [
-            EncodedPacket(bytes(p), int(p.pts), int(p.dts if p.dts is not None else p.pts), bool(p.is_keyframe), p.time_base or self.time_base)
-            for p in packets
-        ]
+        return [self._packet(p) for p in packets]
+
+    def _packet(self, packet: av.Packet) -> EncodedPacket:
+        if packet.pts is None:
+            raise ValueError("the encoder returned a packet without a presentation time")
+        pts = int(packet.pts)
+        dts = int(packet.dts) if packet.dts is not None else pts
+        return EncodedPacket(bytes(packet), pts, dts, bool(packet.is_keyframe), packet.time_base or self.time_base)

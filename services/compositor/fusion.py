@@ -29,7 +29,7 @@ class Observation:
     sources: set[str]
     detections: list[Detection]
 
-    def __lt__(self, other: "Observation") -> bool:
+    def __lt__(self, other: Observation) -> bool:
         return self.capture_ts < other.capture_ts
 
 

@@ -26,7 +26,7 @@ from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
 from shared.frame_ring import FrameFetcher, FrameGone
-from shared.schemas import DetectionSet, FrameRef, Health, SchemaError, decode
+from shared.schemas import DetectionSet, FrameRef, Health, HealthState, SchemaError, decode
 from shared.site_config import ResolvedCamera
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, frames_stream
 
@@ -254,7 +254,7 @@ class Program:
 
     def health(self, now: float | None = None) -> Health:
         now = time.time() if now is None else now
-        state = "ok" if self.follower.latest else "starting"
+        state: HealthState = "ok" if self.follower.latest else "starting"
         counters = {
             "pictures": float(self.stats.pictures),
             "fps": self.stats.pictures / max(1e-6, now - self.stats.started),

@@ -57,7 +57,7 @@ class CompositorSettings(CommonSettings):
         return ",".join(names)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "CompositorSettings":
+    def _consistent(self) -> CompositorSettings:
         if self.compositor_width % 2 or self.compositor_height % 2:
             raise ValueError("compositor_width and compositor_height must be even (H.264 4:2:0)")
         if "rtmp" in self.output_names and not self.compositor_rtmp_url.startswith(("rtmp://", "rtmps://")):

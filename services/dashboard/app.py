@@ -32,7 +32,7 @@ from services.dashboard.live_feed import LiveFeed
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
 from shared.metrics import StreamCollector, service_registry
-from shared.schemas import Health
+from shared.schemas import Health, HealthState
 from shared.site_config import SiteConfig
 from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, frames_stream
 
@@ -54,10 +54,10 @@ class Dashboard:
     cloud_problem: str = ""
 
     def health(self) -> Health:
-        state = "ok" if self.state.redis_ok else "degraded"
+        state: HealthState = "ok" if self.state.redis_ok else "degraded"
         message = "" if self.state.redis_ok else "redis unreachable"
         return Health(service="dashboard", instance=f"{self.settings.dashboard_host}:{self.settings.dashboard_port}",
-                      state=state, message=message,  # type: ignore[arg-type]
+                      state=state, message=message,
                       counters={"pages": float(len(self.feed.subscribers)),
                                 **{k: float(v) for k, v in dict(self.feed.counters).items()}})
 
@@ -183,7 +183,7 @@ async def _event_stream(feed: LiveFeed) -> AsyncIterator[str]:
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield ": keepalive\n\n"
                 continue
             yield f"event: {event['type']}\ndata: {json.dumps(event['data'], default=str)}\n\n"

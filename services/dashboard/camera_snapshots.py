@@ -17,7 +17,7 @@ import redis
 
 from shared.frame_ring import FrameFetcher, FrameGone, encode_jpeg
 from shared.schemas import FrameRef, SchemaError, decode_as
-from shared.stream_bus import PAYLOAD_FIELD, frames_stream
+from shared.stream_bus import frames_stream, payload_of, stream_items
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ class CameraSnapshots:
 
     def _recent_refs(self, camera_id: str) -> list[FrameRef]:
         refs = []
-        for _entry_id, fields in self.client.xrevrange(frames_stream(camera_id), count=self.lookback):
+        for _entry_id, fields in stream_items(self.client.xrevrange(frames_stream(camera_id), count=self.lookback)):
             try:
-                refs.append(decode_as(fields.get(PAYLOAD_FIELD, b""), FrameRef))
+                refs.append(decode_as(payload_of(fields), FrameRef))
             except SchemaError:
                 continue
         return refs

@@ -19,12 +19,13 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
+from redis.typing import KeyT, StreamIdT
 
 from services.dashboard.site_state import Event, SiteState
 from shared.backoff import Backoff
 from shared.metrics import LatencyHistograms
 from shared.schemas import Alert, DetectionSet, SchemaError, decode
-from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD
+from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, Fields, payload_of, stream_items, stream_reply
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,22 @@ class LiveFeed:
 
     async def _read_history(self) -> None:
         for stream, count in HISTORY.items():
-            entries = await self.client.xrevrange(stream, count=count)
-            for entry_id, fields in reversed(entries):
+            entries = stream_items(await self.client.xrevrange(stream, count=count))
+            for _entry_id, fields in reversed(entries):
                 self._handle(fields, replay=True)
-            self.last_ids[stream] = entries[0][0].decode() if entries else "0-0"
+            self.last_ids[stream] = entries[0][0] if entries else "0-0"
         self._mark_redis_ok()
 
     async def _follow(self) -> None:
         while True:
-            reply = await self.client.xread(self.last_ids, count=500, block=self.block_ms)  # type: ignore[arg-type]
+            request: dict[KeyT, StreamIdT] = {stream: entry_id for stream, entry_id in self.last_ids.items()}
+            reply = await self.client.xread(request, count=500, block=self.block_ms)
             self._mark_redis_ok()
             events: list[Event] = []
-            for raw_stream, entries in reply or []:
-                stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+            for stream, entries in stream_reply(reply):
                 for entry_id, fields in entries:
                     events.extend(self._handle(fields))
-                    self.last_ids[stream] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    self.last_ids[stream] = entry_id
             self._publish(events)
 
     def _mark_redis_ok(self) -> None:
@@ -90,9 +91,9 @@ class LiveFeed:
             self.state.redis_ok = True
             self._publish([{"type": "redis", "data": {"ok": True}}])
 
-    def _handle(self, fields: dict[bytes, bytes], replay: bool = False) -> list[Event]:
+    def _handle(self, fields: Fields | None, replay: bool = False) -> list[Event]:
         try:
-            message = decode(fields.get(PAYLOAD_FIELD, b""))
+            message = decode(payload_of(fields))
         except SchemaError as error:
             self.counters["undecodable"] += 1
             log.debug("skipped an undecodable entry: %s", error)

@@ -40,7 +40,7 @@ class DashboardSettings(CommonSettings):
     dashboard_price_set: str = Field("us-east-1-2026", description="price set of the running cost estimate")
 
     @model_validator(mode="after")
-    def _token_off_loopback(self) -> "DashboardSettings":
+    def _token_off_loopback(self) -> DashboardSettings:
         if not is_loopback(self.dashboard_host) and not self.token:
             raise ValueError(
                 f"HYBRIDCAM_DASHBOARD_TOKEN is required when the dashboard binds to {self.dashboard_host} "

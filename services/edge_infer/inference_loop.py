@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms
-from shared.schemas import Detection, DetectionSet, FrameRef, Health
+from shared.schemas import Detection, DetectionSet, FrameRef, Health, HealthState
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
 from vision.detectors.base import Detections, Detector, InvalidFrameError
 
@@ -43,7 +43,7 @@ class InferenceLoop:
         self.fetcher = FrameFetcher()
         self.counters: dict[str, CameraCounters] = defaultdict(CameraCounters)
         self.provider = detector.providers[0] if detector.providers else "unknown"
-        self.state = "starting"
+        self.state: HealthState = "starting"
         self.latency = LatencyHistograms(metrics)
 
     def start(self) -> None:
@@ -73,7 +73,9 @@ class InferenceLoop:
             self._analyse(entry)
 
     def _analyse(self, entry: StreamEntry) -> None:
-        ref: FrameRef = entry.message  # type: ignore[assignment]
+        ref = entry.message
+        if not isinstance(ref, FrameRef):  # select_newest passes frame references only
+            return
         counters = self.counters[ref.camera_id]
         if is_stale(ref, self.max_frame_age_ms):
             counters.skipped_stale += 1
@@ -98,7 +100,7 @@ class InferenceLoop:
     def _detection_set(self, ref: FrameRef, detections: Detections) -> DetectionSet:
         labels = detections.labels(self.detector.labels)
         items = [
-            Detection(label=label, class_id=int(cid), score=float(score), box=tuple(float(v) for v in box))
+            Detection(label=label, class_id=int(cid), score=float(score), box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             for label, cid, score, box in zip(labels, detections.class_ids, detections.scores, detections.boxes)
         ]
         now = time.time()
@@ -140,7 +142,7 @@ class InferenceLoop:
         for camera_id, counters in self.counters.items():
             for key, value in counters.as_dict().items():
                 totals[f"{camera_id}.{key}"] = value
-        return Health(service="edge_infer", instance=self.consumer, state=self.state, counters=totals,  # type: ignore[arg-type]
+        return Health(service="edge_infer", instance=self.consumer, state=self.state, counters=totals,
                       message=f"{self.detector.name} on {self.provider}")
 
     def publish_health(self) -> None:

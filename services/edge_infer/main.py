@@ -18,7 +18,7 @@ from shared.metrics import service_registry
 from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
 from shared.stream_bus import StreamBus, frames_stream
 from vision.detectors.base import Detector, ModelLoadError
-from vision.detectors.registry import load_detector
+from vision.detectors.registry import build_detector, load_detector, parse_detector_config
 from vision.providers import ProviderChoice, choose_providers
 
 
@@ -28,18 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", action="append", default=[], help="analyse only this camera id (repeatable)")
 
 
-def build_detector(settings: EdgeInferSettings) -> tuple[Detector, ProviderChoice]:
+def build_edge_detector(settings: EdgeInferSettings) -> tuple[Detector, ProviderChoice]:
+    """The detector of HYBRIDCAM_EDGE_DETECTOR (typed settings) or else of HYBRIDCAM_EDGE_MODEL, on the best providers."""
     allowed = [p.strip() for p in settings.edge_providers.split(",") if p.strip()] or None
+    threads = settings.edge_threads or None
+    what = settings.edge_detector or settings.edge_model
     try:
         choice = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
-        detector = load_detector(
-            settings.edge_model,
-            choice,
-            intra_op_num_threads=settings.edge_threads or None,
-            score_threshold=settings.edge_score_threshold,
-        )
+        if settings.edge_detector:
+            detector = build_detector(parse_detector_config(settings.edge_detector), choice, intra_op_num_threads=threads)
+        else:
+            detector = load_detector(settings.edge_model, choice, intra_op_num_threads=threads,
+                                     score_threshold=settings.edge_score_threshold)
     except (ModelLoadError, ValueError, FileNotFoundError) as error:
-        raise ConfigError(f"cannot load model {settings.edge_model!r}: {error}") from None
+        raise ConfigError(f"cannot load model {what!r}: {error}") from None
     return detector, choice
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         cameras = [c for c in site.resolved() if not wanted or c.id in wanted]
         if not cameras:
             raise ConfigError(f"no camera of site {site.site!r} matches {', '.join(wanted)}")
-        detector, choice = build_detector(settings)
+        detector, choice = build_edge_detector(settings)
         log.info("model %s; %s; running on %s", detector.name, choice.description, ", ".join(detector.providers))
         log.info("analysing %d camera(s): %s (newest frame only, stale after %.0f ms)",
                  len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)

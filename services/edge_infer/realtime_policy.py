@@ -66,7 +66,7 @@ class Selection:
 
 def select_newest(entries: list[StreamEntry]) -> Selection:
     """Keep the newest frame per camera; everything else is backlog."""
-    newest: dict[str, StreamEntry] = {}
+    newest: dict[str, tuple[float, StreamEntry]] = {}
     skipped: list[StreamEntry] = []
     for entry in entries:
         ref = entry.message
@@ -75,13 +75,13 @@ def select_newest(entries: list[StreamEntry]) -> Selection:
             continue
         current = newest.get(ref.camera_id)
         if current is None:
-            newest[ref.camera_id] = entry
-        elif ref.capture_ts >= current.message.capture_ts:  # type: ignore[attr-defined]
-            skipped.append(current)
-            newest[ref.camera_id] = entry
+            newest[ref.camera_id] = (ref.capture_ts, entry)
+        elif ref.capture_ts >= current[0]:
+            skipped.append(current[1])
+            newest[ref.camera_id] = (ref.capture_ts, entry)
         else:
             skipped.append(entry)
-    ordered = sorted(newest.values(), key=lambda e: e.message.capture_ts)  # type: ignore[attr-defined]
+    ordered = [entry for _, entry in sorted(newest.values(), key=lambda pair: pair[0])]
     return Selection(ordered, skipped)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -14,6 +15,9 @@ from shared.settings import CommonSettings
 class EdgeInferSettings(CommonSettings):
     edge_model: str = Field("nanodet", description="model name in models/ (nanodet, centernet) or a path to an .onnx file")
     edge_score_threshold: float = Field(0.35, gt=0.0, lt=1.0)
+    edge_detector: dict[str, Any] | None = Field(
+        None, description='detector settings as JSON keyed by type, e.g. {"type": "yolo", "model": "/models/yolo11n.onnx"} '
+        "(types: auto, nanodet, yolo, centernet, tiled; see models/README.md); when set, EDGE_MODEL and EDGE_SCORE_THRESHOLD are not used")
     edge_providers: str = Field("", description="comma list limiting providers (TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider); empty = best available")
     edge_fp16: bool = Field(True, description="FP16 on TensorRT")
     edge_trt_cache_dir: Path | None = Field(None, description="TensorRT engine cache (keep on a volume)")

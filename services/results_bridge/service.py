@@ -24,7 +24,6 @@ from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREA
 log = logging.getLogger("results_bridge")
 
 
-
 class PollInterrupted(BaseException):  # not an Exception: no library may swallow it
     """A stop request arrived during a long poll; what was received comes back after its visibility timeout."""
 

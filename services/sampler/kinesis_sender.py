@@ -20,6 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -94,7 +95,7 @@ async def _aws(request: Callable[[], Awaitable[Any]]) -> Any:
             raise
         message = error.response.get("Error", {}).get("Message", "")
         raise _Unreachable(f"AWS refused: {error_code(error)}: {message}") from None
-    except (BotoCoreError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, BotoCoreError, OSError) as error:
         raise _Unreachable(f"{type(error).__name__}: {error}") from None
 
 
@@ -194,11 +195,9 @@ class KinesisSender:
                 self.counters["retried_records"] += len(pending)
                 await self.sleep(backoff.next_delay())
             self.counters["put_calls"] += 1
+            records = [{"Data": batch[i].data, "PartitionKey": batch[i].partition_key} for i in pending]
             try:
-                response = await _aws(lambda: self.kinesis.put_records(
-                    StreamName=self.stream_name,
-                    Records=[{"Data": batch[i].data, "PartitionKey": batch[i].partition_key} for i in pending],
-                ))
+                response = await _aws(partial(self.kinesis.put_records, StreamName=self.stream_name, Records=records))
             except ClientError as error:  # only retryable codes get here
                 self.counters["throttled_calls"] += 1
                 log.warning("PutRecords answered %s (attempt %d of %d)", error_code(error), attempt, self.max_attempts)

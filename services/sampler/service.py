@@ -27,14 +27,13 @@ from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
-from shared.schemas import CloudFrame, FrameRef, Health
+from shared.schemas import CloudFrame, FrameRef, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
 
 log = logging.getLogger("sampler")
 
 COUNTER_NAMES = ("frames_seen", "frames_sampled", "records_sent", "bytes_sent", "spooled", "dropped")
-
 
 
 class Sampler:
@@ -167,7 +166,7 @@ class Sampler:
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
 
-    def state(self) -> str:
+    def state(self) -> HealthState:
         return "degraded" if self.cloud_down_reason or len(self.spool) else "ok"
 
     def report(self, force: bool = False) -> None:
@@ -182,7 +181,7 @@ class Sampler:
 
     def health(self) -> Health:
         message = f"cloud unreachable: {self.cloud_down_reason}" if self.cloud_down_reason else ""
-        return Health(service="sampler", instance=self.settings.sampler_consumer, state=self.state(),  # type: ignore[arg-type]
+        return Health(service="sampler", instance=self.settings.sampler_consumer, state=self.state(),
                       message=message[:200], counters=self.snapshot())
 
     def run_counters(self, counters: dict[str, float]) -> dict[str, Any]:

@@ -131,7 +131,11 @@ class Detector(ABC):
     input_size: tuple[int, int]
     providers: list[str]
     labels: tuple[str, ...]
-    last_timing: StageTiming
+
+    @property
+    @abstractmethod
+    def last_timing(self) -> StageTiming:
+        """Milliseconds the last detect() spent on preprocessing, the model and decoding."""
 
     @abstractmethod
     def detect(self, frame: np.ndarray) -> Detections:

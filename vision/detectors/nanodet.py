@@ -57,7 +57,7 @@ def match_nanodet_layout(
     by_cells: dict[int, dict[int, int]] = {}
     for index, output in enumerate(outputs):
         dims = output.shape
-        if len(dims) != 3 or not all(isinstance(d, int) for d in dims[1:]):
+        if len(dims) != 3 or not isinstance(dims[1], int) or not isinstance(dims[2], int):
             return None
         by_cells.setdefault(dims[1], {})[dims[2]] = index
     box_widths = {width for pair in by_cells.values() for width in pair if width != num_classes}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import cv2
 import numpy as np
 
 from vision.detectors.base import Detections
+
+# OpenCV's stubs declare Python sequences, but the binding takes numpy arrays as they are: no
+# conversion to lists on the per-frame path.
+_nms_boxes_batched: Callable[..., Any] = cv2.dnn.NMSBoxesBatched
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
@@ -20,7 +27,7 @@ def class_wise_nms(
     """Keep the best box among same-class boxes overlapping more than iou_threshold; best first."""
     if len(detections) == 0:
         return detections
-    kept = cv2.dnn.NMSBoxesBatched(
+    found = _nms_boxes_batched(
         xyxy_to_xywh(detections.boxes),
         detections.scores,
         detections.class_ids,
@@ -28,7 +35,7 @@ def class_wise_nms(
         iou_threshold,
         top_k=max_detections,
     )
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+    kept = np.asarray(found, dtype=np.int64).reshape(-1)
     order = np.argsort(-detections.scores[kept], kind="stable")
     return detections.select(kept[order])
 

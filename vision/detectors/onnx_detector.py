@@ -47,7 +47,7 @@ class OnnxDetector(Detector):
         self._feed = {self.input_name: self.input_buffer}
 
     @property
-    def last_timing(self) -> StageTiming:  # type: ignore[override]
+    def last_timing(self) -> StageTiming:
         return self._clock.timing
 
     def detect(self, frame: np.ndarray) -> Detections:

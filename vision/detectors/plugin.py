@@ -56,13 +56,13 @@ class DetectorRuntime:
 
 @dataclass(frozen=True)
 class DetectorPlugin:
-    """A registered detector type.
+    """A registered detector type: ``name`` is the ``type`` its settings carry.
 
     Single-model detectors give ``match`` (tensor layout recogniser, None when the model is not
     theirs) and ``create`` (detector from an open session); composites give ``build`` instead.
     """
 
-    type: str
+    name: str
     config_model: type[DetectorConfig]
     layout: str = ""
     match: Callable[[Sequence[TensorSpec], Sequence[TensorSpec], Any], Any | None] | None = None
@@ -76,8 +76,8 @@ _PLUGINS: dict[str, DetectorPlugin] = {}
 def register_detector(plugin: DetectorPlugin) -> DetectorPlugin:
     """Make a detector type known; a second plugin of the same type replaces the first."""
     if (plugin.build is None) == (plugin.create is None or plugin.match is None):
-        raise ValueError(f"detector plugin {plugin.type!r} needs either match + create or build")
-    _PLUGINS[plugin.type] = plugin
+        raise ValueError(f"detector plugin {plugin.name!r} needs either match + create or build")
+    _PLUGINS[plugin.name] = plugin
     return plugin
 
 

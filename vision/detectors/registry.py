@@ -133,7 +133,7 @@ def _build_single_model(config: OnnxModelConfig, runtime: DetectorRuntime, candi
         layout = plugin.match(inputs, outputs, config)
         if layout is not None:
             own = config if isinstance(config, plugin.config_model) else plugin.config_model(
-                **{**config.model_dump(exclude_unset=True), "type": plugin.type})
+                **{**config.model_dump(exclude_unset=True), "type": plugin.name})
             return plugin.create(session, path, layout, own)
     expected = plugins[candidates[0]].layout if candidates else supported_layouts()
     raise ModelLoadError(

@@ -79,7 +79,7 @@ class TiledDetector(Detector):
         self._tiled_shape: tuple[int, int] = (0, 0)
 
     @property
-    def last_timing(self) -> StageTiming:  # type: ignore[override]
+    def last_timing(self) -> StageTiming:
         return self._clock.timing
 
     def tiles_for(self, width: int, height: int) -> list[Tile]:

@@ -60,7 +60,7 @@ def match_yolo_layout(
         return None
     features = rows if features_first else columns
     anchors = columns if features_first else rows
-    if features <= BOX_FIELDS or looks_like_end2end(features, anchors, size):
+    if not isinstance(features, int) or features <= BOX_FIELDS or looks_like_end2end(features, anchors, size):
         return None
     return YoloLayout(size, features - BOX_FIELDS, features_first)
 
