@@ -92,7 +92,7 @@ def discard_upload(clients: AwsClients, folder: Path) -> None:
         path.unlink()
 
 
-def highlight_series(video: VideoInfo, timeline: Timeline, settings: VideoAnalysisSettings):  # type: ignore[no-untyped-def]
+def highlight_series(video: VideoInfo, timeline: Timeline, settings: VideoAnalysisSettings) -> np.ndarray:
     if settings.metric == "motion":
         return motion_per_second(video.path, video.duration_s)
     return timeline.per_second(settings.metric, settings.watch_label_set())

@@ -16,10 +16,19 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cloud.stored_video.analysis import AwsClients
+    from cloud.stored_video.rekognition_job import JobChannel, LabelResults
+    from cloud.stored_video.settings import VideoAnalysisSettings
+    from cloud.stored_video.video_file import VideoInfo
 
 EXIT_REJECTED = 2
 EXIT_JOB_FAILED = 1
@@ -68,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_JOB_FAILED
 
 
-def _analyse(args, settings, clients, stack: str, region: str | None, console) -> int:  # type: ignore[no-untyped-def]
+def _analyse(args: argparse.Namespace, settings: VideoAnalysisSettings, clients: AwsClients, stack: str,
+             region: str | None, console: Console) -> int:
     from cloud.stored_video.analysis import discard_upload, job_file, write_outputs
     from cloud.stored_video.rekognition_job import JobChannel, JobFailed, JobTimeout
     from cloud.stored_video.video_file import VideoRejected, check_rekognition_limits, probe_video
@@ -111,7 +121,7 @@ def _analyse(args, settings, clients, stack: str, region: str | None, console) -
     return 0
 
 
-def _source_file(args: argparse.Namespace, settings) -> Path:  # type: ignore[no-untyped-def]
+def _source_file(args: argparse.Namespace, settings: VideoAnalysisSettings) -> Path:
     if args.file is not None:
         return Path(args.file)
     from cloud.stored_video.recordings import join_segments, resolve_recording
@@ -122,7 +132,7 @@ def _source_file(args: argparse.Namespace, settings) -> Path:  # type: ignore[no
     return join_segments(segments, settings.output_dir / f"{name}.mp4")
 
 
-def _stack_resources(settings, stack: str, region: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _stack_resources(settings: VideoAnalysisSettings, stack: str, region: str | None) -> dict[str, str]:
     resources = {name: getattr(settings, name) for name in OUTPUT_NAMES}
     if all(resources.values()):
         return resources
@@ -147,7 +157,8 @@ def _job_cost(price_set: str, minutes: float) -> float:
     return item.cost(minutes) if item else 0.0
 
 
-def _upload_and_start(clients, video, bucket, channel, settings, folder, console) -> str:  # type: ignore[no-untyped-def]
+def _upload_and_start(clients: AwsClients, video: VideoInfo, bucket: str, channel: JobChannel,
+                      settings: VideoAnalysisSettings, folder: Path, console: Console) -> str:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from cloud.stored_video.analysis import upload_and_start
@@ -161,7 +172,8 @@ def _upload_and_start(clients, video, bucket, channel, settings, folder, console
     return job_id
 
 
-def _await(clients, job_id, queue_url, timeout_s, console, resuming: bool):  # type: ignore[no-untyped-def]
+def _await(clients: AwsClients, job_id: str, queue_url: str, timeout_s: float, console: Console,
+           resuming: bool) -> LabelResults:
     from cloud.stored_video.analysis import await_results
 
     with console.status("waiting for the job") as status:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -104,7 +105,7 @@ def write_reel(source: Path, segments: list[Segment], output: Path, fade_s: floa
 
 
 def _segment_pictures(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                      segment: Segment, width: int, height: int):  # type: ignore[no-untyped-def]
+                      segment: Segment, width: int, height: int) -> Iterator[np.ndarray]:
     assert stream.time_base is not None
     container.seek(int(segment.start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
     for frame in container.decode(stream):

@@ -41,7 +41,8 @@ def labels_chart_png(timeline: Timeline) -> bytes:
     gaps = np.diff(sample_times) if len(sample_times) > 1 else np.array([1.0])
     break_after_s = 1.5 * float(np.median(gaps))
     for label in timeline.labels()[:LABELS_CHARTED]:
-        times, confidences = [], []
+        times: list[float] = []
+        confidences: list[float] = []
         for sighting in (s for s in timeline.sightings if s.label == label):
             if times and sighting.time_s - times[-1] > break_after_s:
                 times.append(float("nan"))  # not seen in between: no line across the gap
@@ -89,7 +90,7 @@ def thumbnails(source: Path, timeline: Timeline, times: list[float], tolerance_s
 
 def render_report(facts: ReportFacts, timeline: Timeline, segments: list[Segment], tolerance_s: float) -> str:
     chart = base64.b64encode(labels_chart_png(timeline)).decode()
-    first_seen = {}
+    first_seen: dict[str, float] = {}
     for sighting in timeline.sightings:
         first_seen.setdefault(sighting.label, sighting.time_s)
     label_rows = "".join(

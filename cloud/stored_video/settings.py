@@ -6,7 +6,7 @@ The stack's resources (bucket, video-jobs topic, queue and role) come from the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +39,9 @@ class VideoAnalysisSettings(BaseSettings):
 
 
 def load_video_settings(**overrides: object) -> VideoAnalysisSettings:
+    """Settings from the environment, with the command line's values (None = not given) on top."""
+    given: dict[str, Any] = {name: value for name, value in overrides.items() if value is not None}
     try:
-        return VideoAnalysisSettings(**{k: v for k, v in overrides.items() if v is not None})
+        return VideoAnalysisSettings(**given)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, ENV_PREFIX)) from None

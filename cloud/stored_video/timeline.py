@@ -98,5 +98,5 @@ def read_timeline(path: Path, duration_s: float) -> Timeline:
         if line.strip():
             row = json.loads(line)
             sightings.append(LabelSighting(row["time_s"], row["label"], row["confidence"],
-                                           tuple(tuple(box) for box in row["boxes"])))  # type: ignore[misc]
+                                           tuple((box[0], box[1], box[2], box[3]) for box in row["boxes"])))
     return Timeline(sightings, duration_s)

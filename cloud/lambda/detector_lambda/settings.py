@@ -77,7 +77,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> LambdaSettings:
     """The settings from ``environ`` (default: the process environment); ConfigError names the first bad variable."""
     try:
         if environ is None:
-            return LambdaSettings()  # type: ignore[call-arg]  # required fields come from the environment
+            return LambdaSettings()  # required fields come from the environment
         return LambdaSettings.model_validate({name.lower(): value for name, value in environ.items()})
     except ValidationError as error:
         first = error.errors()[0]
