@@ -113,17 +113,30 @@ def _near(a: Box, b: Box) -> bool:
     return b[0] < a[2] + grow and b[2] > a[0] - grow and b[1] < a[3] + grow and b[3] > a[1] - grow
 
 
-def densest_cluster(subjects: list[Subject], radius: float, aspect: float) -> list[Subject]:
-    """Subjects within ``radius`` (master widths) of the one with the most interest around it."""
+def densest_cluster(subjects: list[Subject], radius: float, aspect: float, previous: Box | None = None,
+                    switch_ratio: float = 1.5) -> list[Subject]:
+    """Subjects within ``radius`` (master widths) of the one with the most interest around it.
+
+    With a ``previous`` region, the cluster around the subject nearest to it is kept unless
+    another holds ``switch_ratio`` times its interest: in a crowd, two similar groups do not
+    make the action region flip between them.
+    """
     if not subjects:
         return []
 
-    def distance(a: Subject, b: Subject) -> float:
-        (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+    def distance(a: Box, b: Box) -> float:
+        (ax, ay), (bx, by) = _centre(a), _centre(b)
         return math.hypot(ax - bx, (ay - by) / aspect)
 
-    best = max(subjects, key=lambda s: (sum(o.interest for o in subjects if distance(s, o) <= radius), s.interest))
-    return [o for o in subjects if distance(best, o) <= radius]
+    def around(s: Subject) -> float:
+        return sum(o.interest for o in subjects if distance(s.box, o.box) <= radius)
+
+    best = max(subjects, key=lambda s: (around(s), s.interest))
+    if previous is not None:
+        incumbent = min(subjects, key=lambda s: distance(s.box, previous))
+        if distance(incumbent.box, previous) <= radius and around(best) < switch_ratio * around(incumbent):
+            best = incumbent
+    return [o for o in subjects if distance(best.box, o.box) <= radius]
 
 
 def bounding_box(subjects: list[Subject] | tuple[Subject, ...]) -> Box:
@@ -142,7 +155,7 @@ class ActionTracker:
         self._last: float | None = None
 
     def update(self, now: float, subjects: list[Subject]) -> ActionRegion | None:
-        cluster = densest_cluster(subjects, self.weights.cluster_radius, self.aspect)
+        cluster = densest_cluster(subjects, self.weights.cluster_radius, self.aspect, self._smoothed)
         if not cluster:
             self.region, self._smoothed, self._last = None, None, now
             return None

@@ -16,7 +16,7 @@ by how they frame the action region (:mod:`interest`) and cuts by these rules, i
    frames the action nearly as well; from ``max_shot_s`` on, to any shot that frames it.
 
 Variety: shots of another size get ``variety_bonus``; a shot left recently gets
-``repeat_penalty``. Every cut carries its reason and the candidates' scores.
+``repeat_penalty``; a shot unused for a while gains up to ``freshness_bonus``. Every cut carries its reason and the candidates' scores.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class ShotGrammar:
     jump_cut_iou: float = 0.7
     variety_bonus: float = 0.1
     repeat_penalty: float = 0.15
+    freshness_bonus: float = 0.1
+    freshness_s: float = 60.0
     frames_action: float = 0.8
     idle_after_s: float = 3.0
     detection_timeout_s: float = 3.0
@@ -197,7 +199,9 @@ class ActionDirector:
             if best.key != self.state.candidate:
                 self.state.candidate, self.state.candidate_since = best.key, now
             if now - self.state.candidate_since >= g.confirm_s:
-                return self._cut(now, best, f"{best.label()} frames the action better ({best.score:.2f} vs {current.score:.2f})",
+                bonus = adjusted[best.key] - best.score
+                extra = f" {bonus:+.2f} variety" if abs(bonus) >= 0.005 else ""
+                return self._cut(now, best, f"{best.label()} frames the action better ({best.score:.2f}{extra} vs {current.score:.2f})",
                                  False, scores)
             return None
         self.state.candidate = None
@@ -220,7 +224,11 @@ class ActionDirector:
         left = self.state.left_at.get(candidate.key)
         if left is not None and now - left < 2 * self.grammar.target_shot_s:
             score -= self.grammar.repeat_penalty
-        return score
+        unused_for = self.grammar.freshness_s if left is None else now - left
+        return score + self.grammar.freshness_bonus * min(1.0, unused_for / self.grammar.freshness_s)
+
+    def _jump_cut_free(self, a: Candidate, b: Candidate) -> bool:
+        return not self._jump_cut(a, b)
 
     def _jump_cut(self, current: Candidate, other: Candidate) -> bool:
         if current.view is None or other.view is None:
@@ -248,6 +256,11 @@ class ActionDirector:
             elif on_air:
                 view = self.pan_zoom.rect()
                 candidates[self._virtual_key()] = Candidate(self._virtual_key(), self.master.id, VIRTUAL, view, size_class(view))
+        virtual = candidates.get(self._virtual_key())
+        if virtual is not None and self.state.framing != VIRTUAL and any(
+            c.framing == FULL and c.key != self.wide and not self._jump_cut_free(c, virtual) for c in candidates.values()
+        ):
+            del candidates[virtual.key]  # a real camera already frames the same: prefer its pixels
         for candidate in candidates.values():
             candidate.fit = self._fit(candidate)
         self.last_scores = {k: round(c.score, 3) for k, c in candidates.items()}
