@@ -67,7 +67,7 @@ def test_live_program_follows_people_and_survives_a_lost_camera(redis_server: Lo
     lost = [e for e in entries if "north-west lost" in (e["reason"] or "")]
     assert lost and lost[0]["forced"] and lost[0]["camera"] == "wide", f"a lost camera must be cut away from, and said so: {entries}"
     assert not any(e["camera"] == "north-west" for e in entries if e["program_s"] > lost[0]["program_s"])
-    assert all(s.duration_s >= 3.0 - 0.01 for s in shots[:-1] if not any(e.get("forced") and e["program_s"] == s.end_s for e in entries))
+    assert all(s.duration_s >= 2.0 - 0.01 for s in shots[:-1] if not any(e.get("forced") and e["program_s"] == s.end_s for e in entries))
 
     segments = sorted((out / "recordings").glob("program-*.mp4"))
     assert segments

@@ -8,6 +8,7 @@ a tick that runs late is skipped (the next picture carries the wall-clock timest
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import socket
@@ -133,6 +134,7 @@ class Program:
         self.edl: EditDecisionList | None = None
         self.instance = socket.gethostname()
         self._shown_capture_ts = 0.0
+        self._shown_ref: FrameRef | None = None
         self.multiview: MultiviewRenderer | None = None
         self.multiview_encoder: H264Encoder | None = None
         self.multiview_outputs = multiview_outputs or []
@@ -144,6 +146,7 @@ class Program:
                 settings.compositor_crf, settings.compositor_keyframe_s,
             )
         self.encode_program = settings.compositor_layout != "multiview"
+        self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
         self.follower.start()
@@ -195,7 +198,10 @@ class Program:
             self.edl.record(cut)
             self.stats.last_reason = cut.reason
             log.info("cut to %s: %s", cut.camera, cut.reason)
-        canvas = self.renderer.compose(self._picture(self.director.current, available, shown_at), now)
+        picture = self._picture(self.director.current, available, shown_at)
+        canvas = self.renderer.compose(picture, now)
+        if self._overlay_log is not None:
+            self._log_overlay(picture, now)
         pts = max(last_pts + 1, round((now - start) * self.fps))
         if self.encode_program:
             self._send(self.encoder, canvas, pts, now, self.outputs)
@@ -207,6 +213,15 @@ class Program:
         if self._shown_capture_ts:
             self.stats.latencies.append(now - self._shown_capture_ts)
         return pts
+
+    def _log_overlay(self, picture: ShotPicture, now: float) -> None:
+        ref = self._shown_ref
+        if ref is None or self._overlay_log is None:
+            return
+        boxes = [[round(v, 1) for v in d.box] for d in picture.detections or []]
+        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "capture_ts": ref.capture_ts, "crop": picture.crop,
+                 "size": picture.detections_size, "predicted": picture.boxes_predicted, "boxes": boxes}
+        self._overlay_log.write(json.dumps(entry) + "\n")
 
     @staticmethod
     def _send(encoder: H264Encoder, canvas: np.ndarray, pts: int, now: float, outputs: list[ProgramOutput]) -> None:
@@ -234,6 +249,7 @@ class Program:
         if camera is None:
             return ShotPicture(None, "program", note="waiting for cameras")
         frame, ref = self._fetch(camera.id, shown_at)
+        self._shown_ref = ref
         note = "" if camera.id in available else "signal lost"
         picture = ShotPicture(frame, camera.name, capture_ts=ref.capture_ts if ref else 0.0, note=note, crop=self.director.crop())
         if ref is not None:
@@ -316,6 +332,8 @@ class Program:
         for output in [*self.outputs, *self.multiview_outputs]:
             output.close()
         self.encoder.close()
+        if self._overlay_log is not None:
+            self._overlay_log.close()
         if self.multiview_encoder is not None:
             self.multiview_encoder.close()
         if self.edl is not None:

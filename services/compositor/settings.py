@@ -58,6 +58,8 @@ class CompositorSettings(CommonSettings):
     compositor_pan_dead_zone: float = Field(0.12, ge=0.0, lt=1.0, description="share of the crop the action may drift before it pans")
     compositor_program_delay_s: float = Field(
         0.5, ge=0.0, le=5.0, description="the program shows frames this far behind capture, so boxes land on their own frame")
+    compositor_overlay_log: Path | None = Field(
+        None, description="write the boxes drawn on every program picture as JSON lines here (benchmarks; off by default)")
     compositor_layout: Literal["program", "multiview", "both"] = Field(
         "program", description="program: the cut; multiview: every camera in one picture; both: two outputs from the same frames")
     compositor_timecode: bool = Field(False, description="stamp the capture time as a binary code (latency bench)")

@@ -32,6 +32,7 @@ from services.compositor.interest import (
     Framing,
     InterestWeights,
     frame_score,
+    region_on_screen,
     subjects_of,
 )
 from services.compositor.tracker import Box, iou
@@ -69,6 +70,7 @@ class Candidate:
     view: Box | None
     size: str  # wide | medium | close
     fit: Framing | None = None
+    holds: bool = False  # the action region is on screen in this view
 
     @property
     def score(self) -> float:
@@ -193,8 +195,15 @@ class ActionDirector:
         adjusted = {c.key: self._adjusted(c, current, now) for c in options}
         best = max(options, key=lambda c: (adjusted[c.key], c.coverage))
         scores = {c.key: c.score for c in candidates.values()}
-        if current.coverage < 0.5 and best.coverage >= 0.5:
-            return self._cut(now, best, f"the action left {current.label()}: {best.label()} frames it", False, scores)
+        holding = [c for c in options if c.holds]
+        if not current.holds and holding:
+            rescue = max(holding, key=lambda c: (adjusted[c.key], c.coverage))
+            return self._cut(now, rescue, f"the action left {current.label()}: {rescue.label()} frames it", False, scores)
+        if current.holds:
+            options = holding
+            if not options:
+                return None
+            best = max(options, key=lambda c: (adjusted[c.key], c.coverage))
         if adjusted[best.key] >= current.score + g.switch_margin:
             if best.key != self.state.candidate:
                 self.state.candidate, self.state.candidate_since = best.key, now
@@ -263,6 +272,7 @@ class ActionDirector:
             del candidates[virtual.key]  # a real camera already frames the same: prefer its pixels
         for candidate in candidates.values():
             candidate.fit = self._fit(candidate)
+            candidate.holds = self.region is not None and candidate.view is not None and region_on_screen(candidate.view, self.region.box)
         self.last_scores = {k: round(c.score, 3) for k, c in candidates.items()}
         return candidates
 

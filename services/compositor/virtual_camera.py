@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from services.compositor.tracker import Box
 
 
+FOLLOW_GAIN = 1.5  # per second: the pan eases into the target instead of braking at full deceleration
+
+
 @dataclass(frozen=True)
 class PanZoomLimits:
     max_speed: float = 0.25  # master widths per second (pan and zoom)
@@ -45,7 +48,7 @@ class _Axis:
         wanted = 0.0
         if self.moving:
             braking = math.sqrt(2.0 * max_accel * max(0.0, abs(error) - settle / 2))  # stop on target, not past it
-            wanted = math.copysign(min(max_speed, braking), error)
+            wanted = math.copysign(min(max_speed, braking, FOLLOW_GAIN * abs(error)), error)
         change = max(-max_accel * dt, min(max_accel * dt, wanted - self.velocity))
         self.velocity += change
         self.position += self.velocity * dt
