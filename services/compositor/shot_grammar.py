@@ -12,8 +12,9 @@ by how they frame the action region (:mod:`interest`) and cuts by these rules, i
    is not a candidate; the virtual crop following the action is a pan, never a cut.
 4. The action left the current shot: cut to the best shot that frames it.
 5. A shot framing the action better by ``switch_margin`` for ``confirm_s``: cut.
-6. From ``target_shot_s`` on, cut to a shot of another size (wide / medium / close) that
-   frames the action nearly as well; from ``max_shot_s`` on, to any shot that frames it.
+6. From ``target_shot_s`` on, cut to the best other shot that frames the action nearly as
+   well (``rhythm_tolerance``): another size (wide / medium / close) or another camera; from
+   ``max_shot_s`` on, to any shot that frames it.
 
 Variety: shots of another size get ``variety_bonus``; a shot left recently gets
 ``repeat_penalty``; a shot unused for a while gains up to ``freshness_bonus``. Every cut carries its reason and the candidates' scores.
@@ -221,8 +222,12 @@ class ActionDirector:
         if age >= g.max_shot_s:
             return self._cut(now, pick, f"held {age:.0f} s (maximum {g.max_shot_s:g} s): {pick.size} shot on {pick.label()}",
                              False, scores)
-        if age >= g.target_shot_s and pick.size != current.size and adjusted[pick.key] >= current.score - g.rhythm_tolerance:
-            return self._cut(now, pick, f"{age:.1f} s on a {current.size} shot: {pick.size} shot on {pick.label()} for variety",
+        varied = [c for c in framing if c.size != current.size or c.camera != current.camera]
+        if varied:
+            pick = max(varied, key=lambda c: (adjusted[c.key], c.coverage))
+        if age >= g.target_shot_s and varied and adjusted[pick.key] >= current.score - g.rhythm_tolerance:
+            change = f"{pick.size} shot" if pick.size != current.size else f"another {pick.size} shot"
+            return self._cut(now, pick, f"{age:.1f} s on a {current.size} shot: {change} on {pick.label()} for variety",
                              False, scores)
         return None
 
@@ -231,8 +236,8 @@ class ActionDirector:
         if candidate.size != current.size:
             score += self.grammar.variety_bonus
         left = self.state.left_at.get(candidate.key)
-        if left is not None and now - left < 2 * self.grammar.target_shot_s:
-            score -= self.grammar.repeat_penalty
+        if left is not None and now - left < 2 * self.grammar.target_shot_s and candidate.key != self.wide:
+            score -= self.grammar.repeat_penalty  # the wide shot is the home base: going back to it is no repeat
         unused_for = self.grammar.freshness_s if left is None else now - left
         return score + self.grammar.freshness_bonus * min(1.0, unused_for / self.grammar.freshness_s)
 
