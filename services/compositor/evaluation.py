@@ -17,7 +17,7 @@ import numpy as np
 
 from services.compositor.director import Cut, Director
 from services.compositor.fusion import DetectionFusion
-from services.compositor.interest import FULL_VIEW, ActionTracker, InterestWeights, region_on_screen, subjects_of
+from services.compositor.interest import FULL_VIEW, ActionRegion, ActionTracker, InterestWeights, frame_score, region_on_screen, subjects_of
 from services.compositor.replay import TimedDetections
 from services.compositor.shot_grammar import VIRTUAL, ActionDirector
 from services.compositor.tracker import Box
@@ -142,6 +142,11 @@ class EvalReport:
         }
 
 
+def frames_whole(view: Box, region: ActionRegion, frames_action: float) -> bool:
+    """A view frames the action when it holds the region and shows its subjects whole (as the director judges it)."""
+    return region_on_screen(view, region.box) and frame_score(view, region).coverage >= frames_action
+
+
 def shot_key(cut: Cut) -> str:
     return f"{cut.camera}/{VIRTUAL}" if cut.framing == VIRTUAL else cut.camera
 
@@ -159,7 +164,7 @@ def _view_of(camera: ResolvedCamera | None, master: str) -> Box | None:
 
 def evaluate(name: str, cameras: list[ResolvedCamera], director: ActionDirector | Director, detections: Iterable[TimedDetections],
              start: float, end: float, fps: float = 10.0, labels: frozenset[str] = frozenset({"person"}),
-             weights: InterestWeights = InterestWeights(), frames_action: float = 0.8) -> EvalReport:
+             weights: InterestWeights = InterestWeights(), frames_action: float = 0.8, min_framing_s: float = 2.0) -> EvalReport:
     """Tick the director from ``start`` to ``end`` and record what the program shows."""
     fusion = DetectionFusion(labels=labels, track_max_age_s=1.5)
     masters = [c for c in cameras if c.is_master]
@@ -171,6 +176,7 @@ def evaluate(name: str, cameras: list[ResolvedCamera], director: ActionDirector 
     cuts: list[Cut] = []
     ticks: list[Tick] = []
     framing_shots: set[str] = set()
+    framing_since: dict[str, float] = {}
     index, tick_no = 0, 0
     while (now := start + tick_no / fps) <= end:
         while index < len(pending) and pending[index].arrival_ts <= now:
@@ -188,13 +194,16 @@ def evaluate(name: str, cameras: list[ResolvedCamera], director: ActionDirector 
         centre = None
         if crop is not None and isinstance(director, ActionDirector):
             centre = director.pan_zoom.centre_px
-        if region is not None:
-            for camera in cameras:
-                candidate_view = _view_of(camera, master.id)
-                if candidate_view is not None and region_on_screen(candidate_view, region.box, frames_action):
+        for camera in cameras:  # a shot "frames the action" once it held it whole for a minimum shot length
+            candidate_view = _view_of(camera, master.id)
+            if region is not None and candidate_view is not None and frames_whole(candidate_view, region, frames_action):
+                since = framing_since.setdefault(camera.id, now)
+                if now - since >= min_framing_s:
                     framing_shots.add(camera.id)
-            if isinstance(director, ActionDirector) and director.virtual_enabled:
-                framing_shots.add(f"{master.id}/{VIRTUAL}")
+            else:
+                framing_since.pop(camera.id, None)
+        if region is not None and isinstance(director, ActionDirector) and director.virtual_enabled:
+            framing_shots.add(f"{master.id}/{VIRTUAL}")
         ticks.append(Tick(now - start, key, view, region.box if region else None, bool(subjects), centre))
         tick_no += 1
     shots = [

@@ -11,7 +11,9 @@ by how they frame the action region (:mod:`interest`) and cuts by these rules, i
 3. Never a jump cut: a shot whose view overlaps the current one by ``jump_cut_iou`` or more
    is not a candidate; the virtual crop following the action is a pan, never a cut.
 4. The action left the current shot: cut to the best shot that frames it.
-5. A shot framing the action better by ``switch_margin`` for ``confirm_s``: cut.
+5. A shot framing the action better for ``confirm_s``: cut. It must lead by ``switch_margin``
+   times ``target_shot_s / age`` (at least once the margin), so a young shot is hard to
+   leave and shots settle around the target length unless the action leaves them.
 6. From ``target_shot_s`` on, cut to the best other shot that frames the action nearly as
    well (``rhythm_tolerance``): another size (wide / medium / close) or another camera; from
    ``max_shot_s`` on, to any shot that frames it.
@@ -205,7 +207,7 @@ class ActionDirector:
             if not options:
                 return None
             best = max(options, key=lambda c: (adjusted[c.key], c.coverage))
-        if adjusted[best.key] >= current.score + g.switch_margin:
+        if adjusted[best.key] >= current.score + g.switch_margin * max(1.0, g.target_shot_s / max(age, 1e-6)):
             if best.key != self.state.candidate:
                 self.state.candidate, self.state.candidate_since = best.key, now
             if now - self.state.candidate_since >= g.confirm_s:
