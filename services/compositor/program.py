@@ -80,6 +80,14 @@ class StreamFollower(threading.Thread):
             self.counters[f"detections_{message.source}"] += 1
 
 
+def frame_at(recent: deque[FrameRef], shown_at: float) -> FrameRef:
+    """The newest frame captured no later than ``shown_at`` (the oldest kept one if all are newer)."""
+    for ref in reversed(recent):
+        if ref.capture_ts <= shown_at:
+            return ref
+    return recent[0]
+
+
 @dataclass
 class ProgramStats:
     started: float = 0.0
@@ -261,15 +269,11 @@ class Program:
         return picture
 
     def _delayed_ref(self, camera_id: str, shown_at: float) -> FrameRef | None:
-        """The newest frame captured no later than ``shown_at`` (the oldest kept one if all are newer)."""
         recent = self.follower.recent.get(camera_id)
         if not recent:
             latest = self.follower.latest.get(camera_id)
             return latest[0] if latest else None
-        for ref in reversed(recent):
-            if ref.capture_ts <= shown_at:
-                return ref
-        return recent[0]
+        return frame_at(recent, shown_at)
 
     def _fetch(self, camera_id: str, shown_at: float) -> tuple[np.ndarray | None, FrameRef | None]:
         """The camera's frame of ``shown_at``; the last good one when nothing new (or it was lapped)."""
