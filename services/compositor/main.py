@@ -63,9 +63,12 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
 
 
 def multiview_settings(settings: CompositorSettings) -> CompositorSettings:
-    """With --layout both the multiview goes to <output dir>/multiview as MP4 and/or HLS (the preview and RTMP stay the program's)."""
-    names = ",".join(n for n in settings.output_names if n in ("mp4", "hls")) or "hls"
-    return settings.model_copy(update={"compositor_output_dir": settings.compositor_output_dir / "multiview", "compositor_outputs": names})
+    """With --layout both the multiview goes to <output dir>/multiview as MP4 and/or HLS, and to its own MJPEG preview on
+    the next port when the program has one (the dashboard shows whichever its DASHBOARD_PROGRAM_URL names); RTMP stays the program's."""
+    names = ",".join(n for n in settings.output_names if n in ("mp4", "hls", "mjpeg")) or "hls"
+    port = settings.compositor_mjpeg_port + 1 if settings.compositor_mjpeg_port else 0
+    return settings.model_copy(update={"compositor_output_dir": settings.compositor_output_dir / "multiview", "compositor_outputs": names,
+                                       "compositor_mjpeg_port": port})
 
 
 def run(args: argparse.Namespace) -> int:

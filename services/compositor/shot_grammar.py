@@ -19,7 +19,8 @@ by how they frame the action region (:mod:`interest`) and cuts by these rules, i
    ``max_shot_s`` on, to any shot that frames it.
 
 Variety: shots of another size get ``variety_bonus``; a shot left recently gets
-``repeat_penalty``; a shot unused for a while gains up to ``freshness_bonus``. Every cut carries its reason and the candidates' scores.
+``repeat_penalty``; a shot unused for a while gains up to ``freshness_bonus`` (a shot never
+used yet 1.5 times that). Every cut carries its reason and the candidates' scores.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ShotGrammar:
     jump_cut_iou: float = 0.7
     variety_bonus: float = 0.1
     repeat_penalty: float = 0.15
-    freshness_bonus: float = 0.1
+    freshness_bonus: float = 0.25
     freshness_s: float = 60.0
     frames_action: float = 0.8
     idle_after_s: float = 3.0
@@ -240,6 +241,8 @@ class ActionDirector:
         left = self.state.left_at.get(candidate.key)
         if left is not None and now - left < 2 * self.grammar.target_shot_s and candidate.key != self.wide:
             score -= self.grammar.repeat_penalty  # the wide shot is the home base: going back to it is no repeat
+        if left is None and candidate.key != self.state.key:
+            return score + 1.5 * self.grammar.freshness_bonus  # never on air yet: the freshest shot of all
         unused_for = self.grammar.freshness_s if left is None else now - left
         return score + self.grammar.freshness_bonus * min(1.0, unused_for / self.grammar.freshness_s)
 
