@@ -214,8 +214,8 @@ class ActionDirector:
             if now - self.state.candidate_since >= g.confirm_s:
                 bonus = adjusted[best.key] - best.score
                 extra = f" {bonus:+.2f} variety" if abs(bonus) >= 0.005 else ""
-                return self._cut(now, best, f"{best.label()} frames the action better ({best.score:.2f}{extra} vs {current.score:.2f})",
-                                 False, scores)
+                what = "frames the action better" if best.score > current.score else "gives a fresh view of the action"
+                return self._cut(now, best, f"{best.label()} {what} ({best.score:.2f}{extra} vs {current.score:.2f})", False, scores)
             return None
         self.state.candidate = None
         framing = [c for c in options if c.coverage >= g.frames_action]
