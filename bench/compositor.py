@@ -175,6 +175,40 @@ def run_once(args: argparse.Namespace, work: Path, layout: str) -> dict:
     return result
 
 
+def tick_costs(cameras: int, width: int, height: int, rounds: int = 3, ticks: int = 20) -> dict[str, float]:
+    """In-process cost of one program tick (fetch copy, render, encode) per layout, alternating the layouts so both see the
+    same machine load: a steadier figure than live fps on a shared machine."""
+    from services.capture.synthetic_scene import SyntheticScene
+    from services.compositor.encoder import H264Encoder
+    from services.compositor.multiview import MultiviewRenderer
+    from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
+
+    scene = SyntheticScene.default_site(num_cameras=cameras, width=width, height=height, scenario="walkthrough")
+    ids = list(scene.cameras)
+    sources = {c: scene.render(c, 5.0) for c in ids}
+    frames = {c: np.empty_like(f) for c, f in sources.items()}
+    shown = ids[1] if len(ids) > 1 else ids[0]
+    program, multiview = ProgramRenderer(1920, 1080, RenderOptions()), MultiviewRenderer(1920, 1080, ids, "wide")
+    encoders = {"program": H264Encoder(1920, 1080, 15), "multiview": H264Encoder(1920, 1080, 15)}
+    best: dict[str, float] = {"program": float("inf"), "both": float("inf")}
+    pts = 0
+    for _ in range(rounds):
+        for layout in ("program", "both"):
+            started = time.perf_counter()
+            for _ in range(ticks):
+                pts += 1
+                for camera in ((shown, "wide") if layout == "program" else ids):
+                    np.copyto(frames[camera], sources[camera])
+                canvas = program.compose(ShotPicture(frames[shown], shown, pip_frame=frames["wide"]), 0.0)
+                encoders["program"].encode(canvas, pts)
+                if layout == "both":
+                    encoders["multiview"].encode(multiview.compose(frames, shown, canvas), pts)
+            best[layout] = min(best[layout], (time.perf_counter() - started) / ticks)
+    for encoder in encoders.values():
+        encoder.close()
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -194,6 +228,10 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores; {args.cameras} synthetic cameras {args.width}x{args.height}@{args.fps:g}, "
           f"program {args.program_fps:g} fps 1920x1080, edge detection {'off' if args.no_edge else 'on'}, "
           f"program {args.delay:g} s behind capture")
+    costs = tick_costs(args.cameras, args.width, args.height)
+    print(f"tick cost in process (copy frames, render, encode; best of 3 alternating rounds): program {costs['program'] * 1000:.0f} ms, "
+          f"both {costs['both'] * 1000:.0f} ms = {costs['both'] / costs['program']:.2f} x; at {args.program_fps:g} fps a tick may take "
+          f"{1000 / args.program_fps:.0f} ms")
     baseline = results[0]
     for result in results:
         ratio = result["fps"] / baseline["fps"] if baseline["fps"] else 0.0

@@ -46,11 +46,16 @@ class MultiviewRenderer:
         self.names = names or {}
         self.canvas = np.zeros((height, width, 3), np.uint8)
         self._fits: dict[tuple[str, int, int], Rect] = {}
+        self._shapes: dict[str, tuple[int, ...] | None] = {}
 
     def compose(self, frames: dict[str, np.ndarray | None], on_air: str | None, program: np.ndarray | None = None) -> np.ndarray:
-        self.canvas[:] = 0
+        """Every picture resized straight into its cell; a cell is cleared only when its picture or its shape changes."""
         for slot, (x, y, w, h) in self.cells.items():
             picture = program if slot == PROGRAM_CELL else frames.get(slot)
+            shape = None if picture is None else picture.shape[:2]
+            if shape is None or self._shapes.get(slot) != shape:
+                self.canvas[y:y + h, x:x + w] = 0
+                self._shapes[slot] = shape
             if picture is not None:
                 fh, fw = picture.shape[:2]
                 key = (slot, fw, fh)
