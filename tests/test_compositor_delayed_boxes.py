@@ -71,5 +71,4 @@ def test_boxes_lie_on_their_people_when_the_program_runs_behind_capture() -> Non
     assert np.median(own + interpolated) <= 0.05, "at most 5 % of the person's height"
     live_own, live_interpolated = offsets(scene, delay_s=0.0)
     assert not live_own, "without the delay no frame's own detections have arrived when it is shown"
-    moving = [o for o in live_interpolated if o > 0.01]
-    assert moving and np.median(moving) > np.median([o for o in own + interpolated if o > 0.01] or [0.0])
+    assert len(live_interpolated) < len(own + interpolated) / 2, "and most pictures would get no box at all"

@@ -14,7 +14,7 @@ from services.compositor.fusion import DetectionFusion
 from services.compositor.tracker import Box, Track
 from shared.schemas import Detection
 
-MAX_EXTRAPOLATION_S = 0.5
+MAX_EXTRAPOLATION_S = 0.25
 
 
 @dataclass(frozen=True)
