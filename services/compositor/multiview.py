@@ -49,24 +49,36 @@ class MultiviewRenderer:
         self._shapes: dict[str, tuple[int, ...] | None] = {}
 
     def compose(self, frames: dict[str, np.ndarray | None], on_air: str | None, program: np.ndarray | None = None) -> np.ndarray:
-        """Every picture resized straight into its cell; a cell is cleared only when its picture or its shape changes."""
+        """Every camera and the program placed, then the borders and names: one whole picture."""
+        for slot in self.cells:
+            self.place(slot, program if slot == PROGRAM_CELL else frames.get(slot))
+        return self.finish(on_air)
+
+    def place(self, slot: str, picture: np.ndarray | None) -> None:
+        """Resize one picture straight into its cell (a cell not placed again keeps its last picture)."""
+        x, y, w, h = self.cells[slot]
+        shape = None if picture is None else picture.shape[:2]
+        if shape is None or self._shapes.get(slot) != shape:
+            self.canvas[y:y + h, x:x + w] = 0
+            self._shapes[slot] = shape
+        if picture is None:
+            return
+        fh, fw = picture.shape[:2]
+        key = (slot, fw, fh)
+        fit = self._fits.get(key)
+        if fit is None:
+            fit = self._fits[key] = letterbox_rect(fw, fh, w - 4, h - 4)
+        fx, fy, fw2, fh2 = fit
+        cv2.resize(picture, (fw2, fh2), dst=self.canvas[y + 2 + fy: y + 2 + fy + fh2, x + 2 + fx: x + 2 + fx + fw2],
+                   interpolation=cv2.INTER_LINEAR)
+
+    def finish(self, on_air: str | None) -> np.ndarray:
+        """Borders (the on-air camera's red) and names over the cells; returns the picture."""
         for slot, (x, y, w, h) in self.cells.items():
-            picture = program if slot == PROGRAM_CELL else frames.get(slot)
-            shape = None if picture is None else picture.shape[:2]
-            if shape is None or self._shapes.get(slot) != shape:
-                self.canvas[y:y + h, x:x + w] = 0
-                self._shapes[slot] = shape
-            if picture is not None:
-                fh, fw = picture.shape[:2]
-                key = (slot, fw, fh)
-                fit = self._fits.get(key)
-                if fit is None:
-                    fit = self._fits[key] = letterbox_rect(fw, fh, w - 4, h - 4)
-                fx, fy, fw2, fh2 = fit
-                cv2.resize(picture, (fw2, fh2), dst=self.canvas[y + 2 + fy: y + 2 + fy + fh2, x + 2 + fx: x + 2 + fx + fw2],
-                           interpolation=cv2.INTER_LINEAR)
             live = slot == on_air
-            cv2.rectangle(self.canvas, (x + 1, y + 1), (x + w - 2, y + h - 2), _ON_AIR if live else _FRAME, 6 if live else 2)
+            cv2.rectangle(self.canvas, (x + 1, y + 1), (x + w - 2, y + h - 2), _FRAME, 6)  # wipes a previous on-air border
+            if live:
+                cv2.rectangle(self.canvas, (x + 1, y + 1), (x + w - 2, y + h - 2), _ON_AIR, 6)
             label = "PGM" if slot == PROGRAM_CELL else self.names.get(slot, slot)
             self._label(label + ("  ON AIR" if live else ""), x + 10, y + h - 14, live)
         return self.canvas

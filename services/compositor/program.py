@@ -24,7 +24,7 @@ from services.compositor.edit_decision_list import EditDecisionList
 from services.compositor.encoder import H264Encoder
 from services.compositor.frame_boxes import boxes_for_frame
 from services.compositor.fusion import DetectionFusion
-from services.compositor.multiview import MultiviewRenderer
+from services.compositor.multiview import PROGRAM_CELL, MultiviewRenderer
 from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
@@ -154,6 +154,7 @@ class Program:
                 settings.compositor_crf, settings.compositor_keyframe_s,
             )
         self.encode_program = settings.compositor_layout != "multiview"
+        self._multiview_seq: dict[str, int] = {}
         self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
@@ -214,13 +215,36 @@ class Program:
         if self.encode_program:
             self._send(self.encoder, canvas, pts, now, self.outputs)
         if self.multiview is not None and self.multiview_encoder is not None:
-            frames = {cid: self._fetch(cid, shown_at)[0] for cid in self.cameras}
-            board = self.multiview.compose(frames, self.director.current, canvas if self.encode_program else None)
+            board = self._multiview(shown_at, canvas if self.encode_program else None)
             self._send(self.multiview_encoder, board, pts, now, self.outputs if not self.encode_program else self.multiview_outputs)
         self.stats.pictures += 1
         if self._shown_capture_ts:
             self.stats.latencies.append(now - self._shown_capture_ts)
         return pts
+
+    def _multiview(self, shown_at: float, program: np.ndarray | None) -> np.ndarray:
+        """Every camera's frame of ``shown_at`` into its cell: a frame the program already copied is reused, any other is
+        resized straight from the ring (no copy) and redone next tick if capture overwrote it meanwhile."""
+        assert self.multiview is not None
+        for camera_id in self.cameras:
+            ref = self._delayed_ref(camera_id, shown_at) if self.delay_s > 0 else (self.follower.latest.get(camera_id) or (None,))[0]
+            if ref is None or self._multiview_seq.get(camera_id) == ref.seq:
+                continue
+            if self.shown_seq.get(camera_id) == ref.seq and camera_id in self.frames:
+                self.multiview.place(camera_id, self.frames[camera_id])
+                self._multiview_seq[camera_id] = ref.seq
+                continue
+            try:
+                borrowed = self.fetcher.borrow(ref)
+                self.multiview.place(camera_id, borrowed.pixels)
+            except (FrameGone, ValueError):
+                self.stats.frame_drops += 1
+                continue
+            if borrowed.still_valid():
+                self._multiview_seq[camera_id] = ref.seq
+        if PROGRAM_CELL in self.multiview.cells:
+            self.multiview.place(PROGRAM_CELL, program)
+        return self.multiview.finish(self.director.current)
 
     def _log_overlay(self, picture: ShotPicture, now: float) -> None:
         ref = self._shown_ref
