@@ -39,16 +39,17 @@ from services.compositor.renderer import read_timecode  # noqa: E402
 REGIONS = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 0.5), (0.0, 0.5, 0.5, 1.0), (0.5, 0.5, 1.0, 1.0), (0.25, 0.25, 0.75, 0.75)]
 
 
-def site_yaml(cameras: int, width: int, height: int, fps: float) -> str:
+def site_yaml(cameras: int, width: int, height: int, fps: float, prefix: str = "") -> str:
+    """The bench site; ``prefix`` keeps its camera ids (and so its shared-memory ring names) apart from other stacks on the host."""
     lines = [
         "site: bench",
         f"defaults: {{width: {width}, height: {height}, fps: {fps}}}",
         "synthetic_scene: {seed: 7, people: 3, scenario: walkthrough}",
         "cameras:",
-        "  - {id: wide, role: master, source: synthetic}",
+        f"  - {{id: {prefix}wide, role: master, source: synthetic}}",
     ]
     for i, region in enumerate(REGIONS[: cameras - 1]):
-        lines.append(f"  - {{id: slave{i + 1}, source: synthetic, covers: {{master: wide, region: {list(region)}}}}}")
+        lines.append(f"  - {{id: {prefix}slave{i + 1}, source: synthetic, covers: {{master: {prefix}wide, region: {list(region)}}}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +143,7 @@ def probe(path: Path) -> str:
 
 def run_once(args: argparse.Namespace, work: Path, layout: str) -> dict:
     site = work / "site.yaml"
-    site.write_text(site_yaml(args.cameras, args.width, args.height, args.fps))
+    site.write_text(site_yaml(args.cameras, args.width, args.height, args.fps, prefix=f"b{os.getpid()}-"))
     out = work / f"program-{layout}"
     with LocalRedis(appendonly=False) as redis:
         env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis.url, "HYBRIDCAM_SITE_FILE": str(site), "HYBRIDCAM_COMPOSITOR_FPS": str(args.program_fps),
