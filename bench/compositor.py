@@ -223,7 +223,7 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=15.0, help="capture fps per camera")
     parser.add_argument("--program-fps", type=float, default=15.0)
     parser.add_argument("--layouts", default="program,both", help="layouts to run one after the other; the first is the baseline")
-    parser.add_argument("--delay", type=float, default=0.5, help="program delay behind capture, seconds")
+    parser.add_argument("--delay", type=float, default=0.4, help="program delay behind capture, seconds")
     parser.add_argument("--ring-slots", type=int, default=16, help="frames per camera ring (must cover the delay)")
     parser.add_argument("--no-edge", action="store_true", help="leave edge detection out")
     args = parser.parse_args()

@@ -155,6 +155,7 @@ class Program:
             )
         self.encode_program = settings.compositor_layout != "multiview"
         self._multiview_seq: dict[str, int] = {}
+        self._ring_warned: set[str] = set()
         self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
@@ -246,6 +247,18 @@ class Program:
             self.multiview.place(PROGRAM_CELL, program)
         return self.multiview.finish(self.director.current)
 
+    def _warn_if_ring_too_short(self, camera_id: str, ref: FrameRef) -> None:
+        """Once per camera: the ring lapped a frame the delayed program still wanted (ring shorter than the delay)."""
+        if self.delay_s <= 0 or camera_id in self._ring_warned:
+            return
+        latest = self.follower.latest.get(camera_id)
+        if latest is not None and latest[0].seq - ref.seq >= 2:
+            self._ring_warned.add(camera_id)
+            behind = latest[0].seq - ref.seq
+            log.warning("camera %s: the frame %d frames behind the newest was already overwritten: the program delay "
+                        "(%.2f s) needs a longer frame ring; raise HYBRIDCAM_CAPTURE_RING_SLOTS above %d", camera_id, behind,
+                        self.delay_s, behind + 4)
+
     def _log_overlay(self, picture: ShotPicture, now: float) -> None:
         ref = self._shown_ref
         if ref is None or self._overlay_log is None:
@@ -314,6 +327,7 @@ class Program:
         except (FrameGone, ValueError) as error:
             self.stats.frame_drops += 1
             log.debug("frame %s of %s not read: %s", ref.seq, camera_id, error)
+            self._warn_if_ring_too_short(camera_id, ref)
             return self.frames.get(camera_id), ref
         self.frames[camera_id] = frame
         self.shown_seq[camera_id] = ref.seq

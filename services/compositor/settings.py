@@ -57,7 +57,8 @@ class CompositorSettings(CommonSettings):
     compositor_pan_max_accel: float = Field(0.5, gt=0.0, description="virtual camera acceleration limit, master widths per second^2")
     compositor_pan_dead_zone: float = Field(0.12, ge=0.0, lt=1.0, description="share of the crop the action may drift before it pans")
     compositor_program_delay_s: float = Field(
-        0.5, ge=0.0, le=5.0, description="the program shows frames this far behind capture, so boxes land on their own frame")
+        0.4, ge=0.0, le=5.0,
+        description="the program shows frames this far behind capture, so boxes land on their own frame (ring must hold delay x fps + 2 frames)")
     compositor_overlay_log: Path | None = Field(
         None, description="write the boxes drawn on every program picture as JSON lines here (benchmarks; off by default)")
     compositor_layout: Literal["program", "multiview", "both"] = Field(
