@@ -71,3 +71,39 @@ def test_a_bad_recorded_source_is_one_clear_error(source: str) -> None:
 
     with pytest.raises(ConfigError):
         parse_file_source(source)
+
+
+def test_director_eval_replays_a_recorded_run_from_the_detection_stream(redis_server, tmp_path: Path) -> None:
+    """A live run leaves its detection sets on the stream; director-eval replays them at their publish times."""
+    from services.compositor.director_eval import EPOCH, synthetic_site
+    from shared.schemas import Detection, DetectionSet
+    from shared.stream_bus import DETECTIONS_STREAM, StreamBus
+
+    scene, cameras = synthetic_site("walkthrough", width=640, height=360)
+    site = tmp_path / "site.yaml"
+    lines = ["site: recorded", "synthetic_scene: {seed: 7, people: 3, scenario: walkthrough}", "cameras:"]
+    for camera in cameras:
+        covers = "" if camera.covers is None else (
+            f", covers: {{master: wide, region: [{camera.covers.region.x0}, {camera.covers.region.y0}, "
+            f"{camera.covers.region.x1}, {camera.covers.region.y1}]}}")
+        lines.append(f"  - {{id: {camera.id}, role: {camera.role}, source: synthetic, width: 640, height: 360{covers}}}")
+    site.write_text("\n".join(lines) + "\n")
+    bus = StreamBus(redis_server.url, maxlen=100_000)
+    seconds, fps = 40.0, 3.0
+    for camera in cameras:
+        for seq in range(int(seconds * fps)):
+            t = seq / fps
+            people = [Detection(label="person", score=0.9, box=p.box) for p in scene.ground_truth(camera.id, t) if p.visible_fraction >= 0.3]
+            bus.publish(DETECTIONS_STREAM, DetectionSet(
+                camera_id=camera.id, seq=seq, frame_id=f"{camera.id}-{seq}", capture_ts=EPOCH + t, width=640, height=360,
+                model="truth", provider="test", latency_ms=200.0, detections=people, published_ts=EPOCH + t + 0.2))
+    bus.redis.xadd(DETECTIONS_STREAM, {b"m": b"not a message"})
+    bus.close()
+    reply = subprocess.run([sys.executable, "-m", "hybridcam", "director-eval", "--run", redis_server.url, "--run-site", str(site),
+                            "--out", str(tmp_path / "eval"), "--json"], capture_output=True, text=True, timeout=120)
+    assert reply.returncode == 0, reply.stderr[-2000:]
+    assert "skipped 1 undecodable" in reply.stderr
+    report = json.loads(reply.stdout.strip().splitlines()[-1])
+    assert report["action"]["seconds"] == pytest.approx(seconds - 1 / fps + 0.2, abs=0.2)
+    assert report["action"]["shots"] >= 4 and report["action"]["short_unforced"] == 0
+    assert (tmp_path / "eval" / "run-recorded-contact-sheet.png").exists()

@@ -9,6 +9,8 @@ Sources:
   --site FILE        a site whose cameras are recorded files (file:PATH[?crop=x0,y0,x1,y1])
   --synthetic NAME   the synthetic scene (walkthrough or crowd); its ground truth stands in
                      for the detections
+  --run REDIS_URL    a recorded run: the detection sets a live run left on the Redis
+                     'detections' stream, replayed at their publish times (needs --site)
 
 For recorded files the edge model runs on every frame of every camera once; the results are
 cached (--cache-dir) and reused. Director settings come from HYBRIDCAM_COMPOSITOR_* as live.
@@ -49,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--clip", type=Path, help="a video file to build a real rig from (full frame = wide master, crops = slaves)")
     source.add_argument("--site", type=Path, help="a site file whose cameras are recorded files")
     source.add_argument("--synthetic", choices=["walkthrough", "crowd"], help="the synthetic scene, ground truth as detections")
+    source.add_argument("--run", metavar="REDIS_URL", help="replay the detections stream a live run left in Redis (with --run-site)")
+    parser.add_argument("--run-site", type=Path, help="the site file of the recorded run (default: HYBRIDCAM_SITE_FILE)")
     parser.add_argument("--slaves", type=int, default=3, choices=range(0, len(DEFAULT_SLAVE_REGIONS) + 1),
                         help="slaves of the rig built from --clip (default 3: left, right, centre)")
     parser.add_argument("--people", type=int, default=24, help="people in the synthetic crowd (default 24)")
@@ -64,12 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(CompositorSettings)
     labels = frozenset(n.strip() for n in (args.labels or settings.compositor_labels).split(",") if n.strip())
+    start = EPOCH
     if args.synthetic:
         name, cameras, timed, seconds, picture_at = _synthetic(args)
+    elif args.run:
+        name, cameras, timed, start, seconds, picture_at = _recorded_run(args, settings)
     else:
         name, cameras, timed, seconds, picture_at = _recorded(args, settings, labels)
-    new = evaluate(name, cameras, action_director(settings, cameras), timed, EPOCH, EPOCH + seconds, args.fps, labels)
-    old = evaluate(name, cameras, Director(cameras, timing_from(settings)), timed, EPOCH, EPOCH + seconds, args.fps, labels)
+    new = evaluate(name, cameras, action_director(settings, cameras), timed, start, start + seconds, args.fps, labels)
+    old = evaluate(name, cameras, Director(cameras, timing_from(settings)), timed, start, start + seconds, args.fps, labels)
     print(format_report(new, old))
     args.out.mkdir(parents=True, exist_ok=True)
     sheet = contact_sheet(new, picture_at, args.out / f"{name}-contact-sheet.png", f"{name} (action director)")
@@ -140,6 +147,64 @@ def _progress(total: int):
         if index:
             print(f"  {camera_id}: {index}/{total} frames, {index / max(elapsed, 1e-6):.1f} fps", flush=True)
     return report
+
+
+# -- a recorded run ----------------------------------------------------------------------------------------
+
+
+def read_detection_stream(redis_url: str, camera_ids: set[str], chunk: int = 2000) -> list[TimedDetections]:
+    """Every detection set of the site's cameras on the 'detections' stream, timed by when it was published."""
+    import redis
+
+    from shared.schemas import SchemaError, decode
+    from shared.stream_bus import DETECTIONS_STREAM, PAYLOAD_FIELD
+
+    client = redis.Redis.from_url(redis_url)
+    timed: list[TimedDetections] = []
+    skipped = 0
+    last = "-"
+    try:
+        while True:
+            entries = client.xrange(DETECTIONS_STREAM, min=last, max="+", count=chunk)
+            if last != "-":
+                entries = entries[1:]  # xrange is inclusive of the entry we resumed from
+            if not entries:
+                break
+            for raw_id, fields in entries:
+                last = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                try:
+                    message = decode(fields.get(PAYLOAD_FIELD, b""))
+                except SchemaError:
+                    skipped += 1
+                    continue
+                if isinstance(message, DetectionSet) and message.camera_id in camera_ids:
+                    timed.append(TimedDetections(message.published_ts, message))
+    except redis.RedisError as error:
+        raise ConfigError(f"cannot read the detections stream at {redis_url}: {error}") from None
+    finally:
+        client.close()
+    if skipped:
+        print(f"skipped {skipped} undecodable entries of the detections stream", file=sys.stderr)
+    return timed
+
+
+def _recorded_run(args: argparse.Namespace, settings: CompositorSettings):
+    site_file = args.run_site or settings.site_file
+    site = load_site(site_file)
+    cameras = site.resolved()
+    timed = read_detection_stream(args.run, {c.id for c in cameras})
+    if not timed:
+        raise ConfigError(f"no detection sets of site {site.site} on the detections stream at {args.run}")
+    start = min(t.detections.capture_ts for t in timed)
+    seconds = max(t.arrival_ts for t in timed) - start
+    if args.seconds:
+        seconds = min(seconds, args.seconds)
+    print(f"recorded run: {len(timed)} detection sets over {seconds:.0f} s from {args.run}", file=sys.stderr)
+
+    def picture_at(camera_id: str, t: float) -> np.ndarray | None:
+        return None  # the run's pictures are not kept; the contact sheet shows the cut and its reasons
+
+    return f"run-{site.site}", cameras, timed, start, seconds, picture_at
 
 
 # -- synthetic scene ---------------------------------------------------------------------------------------
