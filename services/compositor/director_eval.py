@@ -33,7 +33,7 @@ from services.compositor.contact_sheet import contact_sheet
 from services.compositor.detection_cache import DetectionCache, cache_path, detect_every_frame, detection_sets
 from services.compositor.director import Director
 from services.compositor.director_choice import action_director, timing_from
-from services.compositor.evaluation import EvalReport, evaluate, format_report
+from services.compositor.evaluation import evaluate, format_report
 from services.compositor.recorded_rig import DEFAULT_SLAVE_REGIONS, crop_pixels, parse_file_source, probe_clip, rig_cameras, rig_site_yaml
 from services.compositor.replay import TimedDetections
 from services.compositor.settings import CompositorSettings

@@ -116,7 +116,6 @@ class ActionDirector:
             raise ValueError("the director needs at least one camera")
         self.cameras = cameras
         self.grammar = grammar
-        self.timing = grammar
         self.weights = weights
         self.watch_labels = watch_labels
         masters = [c for c in cameras if c.is_master]
