@@ -82,10 +82,11 @@ class StreamFollower(threading.Thread):
 
 def frame_at(recent: deque[FrameRef], shown_at: float) -> FrameRef:
     """The newest frame captured no later than ``shown_at`` (the oldest kept one if all are newer)."""
-    for ref in reversed(recent):
+    kept = tuple(recent)  # one atomic copy: the stream thread appends meanwhile
+    for ref in reversed(kept):
         if ref.capture_ts <= shown_at:
             return ref
-    return recent[0]
+    return kept[0]
 
 
 @dataclass
@@ -216,7 +217,7 @@ class Program:
         if self.encode_program:
             self._send(self.encoder, canvas, pts, now, self.outputs)
         if self.multiview is not None and self.multiview_encoder is not None:
-            board = self._multiview(shown_at, canvas if self.encode_program else None)
+            board = self._multiview(shown_at, canvas)
             self._send(self.multiview_encoder, board, pts, now, self.outputs if not self.encode_program else self.multiview_outputs)
         self.stats.pictures += 1
         if self._shown_capture_ts:
