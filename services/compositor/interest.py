@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from services.compositor.frame_boxes import box_at
 from services.compositor.fusion import DetectionFusion
 from services.compositor.tracker import Box, iou
 from shared.site_config import ResolvedCamera
@@ -80,8 +81,9 @@ def subjects_of(master: ResolvedCamera, cameras: list[ResolvedCamera], fusion: D
     cloud_boxes = fusion.recent_boxes(master.id, now, weights.evidence_s, source="cloud")
     watch_boxes = fusion.recent_boxes(master.id, now, weights.evidence_s, labels=watch_labels) if watch_labels else []
     for track in fusion.tracks(master.id, now):
-        boxes.append(track.box)
-        subjects.append(_subject(track.box, track.speed, now - track.first_seen, cloud_boxes, watch_boxes, weights))
+        box = box_at(track, now) or track.box  # where the person is in the picture of ``now``, not in a newer one
+        boxes.append(box)
+        subjects.append(_subject(box, track.speed, now - track.first_seen, cloud_boxes, watch_boxes, weights))
     for camera in cameras:
         if camera.covers is None or camera.covers.master != master.id:
             continue
@@ -89,7 +91,7 @@ def subjects_of(master: ResolvedCamera, cameras: list[ResolvedCamera], fusion: D
         region = (r.x0, r.y0, r.x1, r.y1)
         scale = r.x1 - r.x0
         for track in fusion.tracks(camera.id, now):
-            box = map_to_master(track.box, region)
+            box = map_to_master(box_at(track, now) or track.box, region)
             if any(iou(box, seen) >= 0.3 for seen in boxes):
                 continue  # the master (or another slave) already has this person
             boxes.append(box)
