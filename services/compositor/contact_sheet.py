@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +45,8 @@ def _caption(shot: EvalShot, number: int) -> np.ndarray:
     caption = np.full((CAPTION_H, THUMB_W, 3), 24, np.uint8)
     head = f"#{number} {shot.start:.1f}s  {shot.shot}  {shot.duration:.1f}s" + ("  FORCED" if shot.forced else "")
     cv2.putText(caption, head, (6, 18), _FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    reason = shot.reason
-    for row, start in enumerate(range(0, min(len(reason), 2 * 58), 58)):
-        cv2.putText(caption, reason[start:start + 58], (6, 36 + row * 16), _FONT, 0.4, (190, 220, 255), 1, cv2.LINE_AA)
+    for row, line in enumerate(textwrap.wrap(shot.reason, 56, max_lines=2, placeholder=" ...")):
+        cv2.putText(caption, line, (6, 36 + row * 16), _FONT, 0.4, (190, 220, 255), 1, cv2.LINE_AA)
     return caption
 
 

@@ -8,8 +8,9 @@ by how they frame the action region (:mod:`interest`) and cuts by these rules, i
    (``force_away``, marked forced in the EDL).
 2. Nobody in view for ``idle_after_s`` (or no detections for ``detection_timeout_s``):
    the wide shot.
-3. Never a jump cut: a shot whose view overlaps the current one by ``jump_cut_iou`` or more
-   is not a candidate; the virtual crop following the action is a pan, never a cut.
+3. Never a jump cut: a shot whose view overlaps the current one by ``jump_cut_iou`` or more,
+   or has the same size (within 15 %) and overlaps it by half, is not a candidate; the
+   virtual crop following the action is a pan, never a cut.
 4. The action left the current shot: cut to the best shot that frames it.
 5. A shot framing the action better for ``confirm_s``: cut. It must lead by ``switch_margin``
    times ``target_shot_s / age`` (at least once the margin), so a young shot is hard to
@@ -249,9 +250,15 @@ class ActionDirector:
         return not self._jump_cut(a, b)
 
     def _jump_cut(self, current: Candidate, other: Candidate) -> bool:
+        """Almost the same framing: views that overlap by ``jump_cut_iou``, or the same size slid sideways (overlap 0.5)."""
         if current.view is None or other.view is None:
             return False
-        return iou(current.view, other.view) >= self.grammar.jump_cut_iou
+        overlap = iou(current.view, other.view)
+        if overlap >= self.grammar.jump_cut_iou:
+            return True
+        a, b = current.view[2] - current.view[0], other.view[2] - other.view[0]
+        same_size = max(a, b) / max(min(a, b), 1e-6) < 1.15
+        return same_size and overlap >= 0.5
 
     # -- candidates ---------------------------------------------------------------------------------------
     def _candidates(self, available: set[str], dt: float) -> dict[str, Candidate]:
