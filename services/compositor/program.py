@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -156,6 +157,7 @@ class Program:
             )
         self.encode_program = settings.compositor_layout != "multiview"
         self._multiview_seq: dict[str, int] = {}
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multiview")
         self._ring_warned: set[str] = set()
         self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
 
@@ -214,15 +216,23 @@ class Program:
         if self._overlay_log is not None:
             self._log_overlay(picture, now)
         pts = max(last_pts + 1, round((now - start) * self.fps))
+        multiview_done = None
+        if self.multiview is not None and self.multiview_encoder is not None:
+            # the multiview is built and encoded beside the program's encode (both release the GIL), joined below
+            multiview_done = self._beside.submit(self._multiview_tick, shown_at, canvas, pts, now)
         if self.encode_program:
             self._send(self.encoder, canvas, pts, now, self.outputs)
-        if self.multiview is not None and self.multiview_encoder is not None:
-            board = self._multiview(shown_at, canvas)
-            self._send(self.multiview_encoder, board, pts, now, self.outputs if not self.encode_program else self.multiview_outputs)
+        if multiview_done is not None:
+            multiview_done.result()
         self.stats.pictures += 1
         if self._shown_capture_ts:
             self.stats.latencies.append(now - self._shown_capture_ts)
         return pts
+
+    def _multiview_tick(self, shown_at: float, canvas: np.ndarray, pts: int, now: float) -> None:
+        assert self.multiview_encoder is not None
+        board = self._multiview(shown_at, canvas)
+        self._send(self.multiview_encoder, board, pts, now, self.outputs if not self.encode_program else self.multiview_outputs)
 
     def _multiview(self, shown_at: float, program: np.ndarray | None) -> np.ndarray:
         """Every camera's frame of ``shown_at`` into its cell: a frame the program already copied is reused, any other is
@@ -379,6 +389,7 @@ class Program:
             self._overlay_log.close()
         if self.multiview_encoder is not None:
             self.multiview_encoder.close()
+        self._beside.shutdown(wait=True)
         if self.edl is not None:
             self.edl.close(end)
         self.fetcher.close()
