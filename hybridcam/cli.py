@@ -30,6 +30,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("sampler", "services.sampler.main", "forward every Nth master frame to the cloud path (Kinesis)"),
     Command("results-bridge", "services.results_bridge.main", "bring cloud detections back from SQS onto the detection stream"),
     Command("compositor", "services.compositor.main", "cut one FullHD program from all cameras, directed by detections"),
+    Command("director-eval", "devstack.director_eval", "run the director offline on recorded files or a synthetic scene and measure its cut"),
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),
     Command("cloud", "cloud.commands", "deploy or destroy the AWS stack, run the local cloud stand-ins"),
     Command("analyze-video", "cloud.stored_video.cli", "after the event: label timeline, report and highlights of a stored video (Rekognition Video)"),

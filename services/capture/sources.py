@@ -51,10 +51,12 @@ def fit_into(frame: np.ndarray, out: np.ndarray) -> None:
 class OpenCVSource:
     """RTSP, HTTP(S), USB or a video file, decoded by OpenCV's FFmpeg backend."""
 
-    def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True) -> None:
+    def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True,
+                 crop: tuple[float, float, float, float] | None = None) -> None:
         self.target = target
         self.description = description
         self.loop = loop
+        self.crop = crop  # normalised part of the picture this camera shows (a slave cut from a recording)
         self.paced_by_source = live
         self.capture: cv2.VideoCapture | None = None
 
@@ -74,6 +76,10 @@ class OpenCVSource:
             ok, frame = self.capture.read()
         if not ok or frame is None:
             raise SourceError(f"{self.description} delivered no frame")
+        if self.crop is not None:
+            h, w = frame.shape[:2]
+            x0, y0, x1, y1 = self.crop
+            frame = frame[int(y0 * h): max(int(y0 * h) + 2, int(y1 * h)), int(x0 * w): max(int(x0 * w) + 2, int(x1 * w))]
         fit_into(frame, out)
 
     def close(self) -> None:
@@ -120,11 +126,26 @@ def open_source(camera: ResolvedCamera, scene: SceneRenderer | None) -> FrameSou
             raise ConfigError(f"camera {camera.id}: usb source must be usb://<index>, got {url!r}")
         return OpenCVSource(int(index), f"USB camera {camera.id} (/dev/video{index})")
     if scheme in ("file", ""):
-        path = Path(parsed.path if scheme == "file" else url)
+        path = Path(parsed.netloc + parsed.path if scheme == "file" and parsed.netloc not in ("", "localhost") else parsed.path)
         if not path.exists():
             raise ConfigError(f"camera {camera.id}: video file {path} does not exist")
-        loop = parse_qs(parsed.query).get("loop", ["1"])[0] not in ("0", "false", "no")
-        return OpenCVSource(str(path), f"file {path.name} for camera {camera.id}", loop=loop, live=False)
+        query = parse_qs(parsed.query)
+        loop = query.get("loop", ["1"])[0] not in ("0", "false", "no")
+        return OpenCVSource(str(path), f"file {path.name} for camera {camera.id}", loop=loop, live=False,
+                            crop=_crop(camera.id, query.get("crop", [""])[0]))
     raise ConfigError(
         f"camera {camera.id}: unsupported source {url!r} (use synthetic, file://, rtsp://, http(s):// or usb://N)"
     )
+
+
+def _crop(camera_id: str, text: str) -> tuple[float, float, float, float] | None:
+    """``?crop=x0,y0,x1,y1`` (fractions of the picture): the camera shows only that part, scaled to its size."""
+    if not text:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"camera {camera_id}: crop must be four fractions x0,y0,x1,y1, got {text!r}") from None
+    if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+        raise ConfigError(f"camera {camera_id}: crop {text!r} is not a rectangle inside 0..1")
+    return x0, y0, x1, y1

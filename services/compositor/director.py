@@ -30,6 +30,7 @@ class Cut:
     reason: str
     forced: bool = False
     scores: dict[str, float] = field(default_factory=dict)
+    framing: str = "full"  # "virtual": a moving 16:9 crop of the camera (a master)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,10 @@ class Director:
     @property
     def current(self) -> str | None:
         return self.machine.current
+
+    def crop(self) -> None:
+        """This director always shows whole frames."""
+        return None
 
     def start(self, now: float) -> Cut:
         self._people_last_seen = None

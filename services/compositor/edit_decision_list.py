@@ -19,6 +19,7 @@ class Shot:
     end_s: float
     reason: str
     forced: bool
+    framing: str = "full"
 
     @property
     def duration_s(self) -> float:
@@ -43,6 +44,7 @@ class EditDecisionList:
                 "reason": cut.reason,
                 "forced": cut.forced,
                 "scores": cut.scores,
+                "framing": cut.framing,
             }
         )
 
@@ -72,5 +74,6 @@ def shots_of(entries: list[dict], end_s: float | None = None) -> list[Shot]:
         stop = following["program_s"] if following is not None else end_s
         if stop is None:
             break
-        shots.append(Shot(entry["camera"], entry["program_s"], stop, entry["reason"], bool(entry.get("forced"))))
+        shots.append(Shot(entry["camera"], entry["program_s"], stop, entry["reason"], bool(entry.get("forced")),
+                          entry.get("framing", "full")))
     return shots

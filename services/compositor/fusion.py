@@ -14,7 +14,7 @@ from bisect import insort
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.compositor.tracker import Box, IouTracker, iou
+from services.compositor.tracker import Box, IouTracker, Track, iou
 from shared.schemas import Detection, DetectionSet
 
 
@@ -130,6 +130,31 @@ class DetectionFusion:
         if not tracks:
             return CameraActivity()
         return CameraActivity(tuple(t.box for t in tracks), max(t.speed for t in tracks))
+
+    def tracks(self, camera_id: str, now: float) -> list[Track]:
+        """The camera's live tracks as of ``now`` (normalised boxes, speed, first seen)."""
+        state = self.cameras.get(camera_id)
+        if state is None:
+            return []
+        return [t for t in state.tracker.active(now) if t.first_seen <= now]
+
+    def recent_boxes(self, camera_id: str, now: float, within_s: float, source: str | None = None,
+                     labels: frozenset[str] | None = None) -> list[Box]:
+        """Normalised boxes of observations captured in (now - within_s, now], filtered by source and/or label."""
+        state = self.cameras.get(camera_id)
+        boxes: list[Box] = []
+        if state is None:
+            return boxes
+        for observation in reversed(state.observations):
+            if observation.capture_ts > now:
+                continue
+            if observation.capture_ts < now - within_s:
+                break
+            if source is not None and source not in observation.sources:
+                continue
+            boxes.extend(_normalised(d, observation.width, observation.height) for d in observation.detections
+                         if (labels is None and d.label in self.labels) or (labels is not None and d.label in labels))
+        return boxes
 
     def detections_for_frame(self, camera_id: str, capture_ts: float, max_gap_s: float = 0.5) -> Observation | None:
         """The observation to draw over a frame: the same frame, else the latest before it."""

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-port", type=int,
                         help="serve the MJPEG preview on this port (adds the mjpeg output; default: HYBRIDCAM_COMPOSITOR_MJPEG_PORT)")
     parser.add_argument("--fps", type=float, help="program frame rate (default: HYBRIDCAM_COMPOSITOR_FPS)")
+    parser.add_argument("--layout", choices=["program", "multiview", "both"],
+                        help="program (the cut), multiview (every camera, the on-air one marked) or both from the same frames "
+                             "(the multiview then goes to OUTPUT_DIR/multiview; default: HYBRIDCAM_COMPOSITOR_LAYOUT)")
 
 
 def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
@@ -53,6 +56,15 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
     return outputs
 
 
+def multiview_settings(settings: CompositorSettings) -> CompositorSettings:
+    """With --layout both the multiview goes to <output dir>/multiview as MP4 and/or HLS, and to its own MJPEG preview on
+    the next port when the program has one (the dashboard shows whichever its DASHBOARD_PROGRAM_URL names); RTMP stays the program's."""
+    names = ",".join(n for n in settings.output_names if n in ("mp4", "hls", "mjpeg")) or "hls"
+    port = settings.compositor_mjpeg_port + 1 if settings.compositor_mjpeg_port else 0
+    return settings.model_copy(update={"compositor_output_dir": settings.compositor_output_dir / "multiview", "compositor_outputs": names,
+                                       "compositor_mjpeg_port": port})
+
+
 def run(args: argparse.Namespace) -> int:
     with ServiceLifecycle.start(
         "compositor", CompositorSettings, args,
@@ -61,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         compositor_rtmp_url=args.rtmp_url,
         compositor_fps=args.fps,
         compositor_mjpeg_port=args.preview_port,
+        compositor_layout=args.layout,
     ) as service:
         settings, site, log = service.settings, service.site, service.log
         if args.preview_port is not None and "mjpeg" not in settings.output_names:
@@ -70,16 +83,20 @@ def run(args: argparse.Namespace) -> int:
         service.close_with(bus.close)
         try:
             outputs = build_outputs(settings)
+            multiview_outputs = build_outputs(multiview_settings(settings)) if settings.compositor_layout == "both" else []
         except OSError as error:
             raise ConfigError(f"cannot open a program output: {error}") from None
-        program = Program(settings, cameras, bus, outputs)
+        program = Program(settings, cameras, bus, outputs, multiview_outputs)
         service.on_stop(program.stop.set)
         log.info(
             "site %s: %d camera(s) into a %dx%d program at %g fps from Redis at %s",
             site.site, len(cameras), settings.compositor_width, settings.compositor_height, settings.compositor_fps, settings.redis_url,
         )
-        log.info("  director: wide shot %s, min shot %.1f s, confirm %.1f s, cooldown %.1f s", program.director.wide,
-                 settings.compositor_min_shot_s, settings.compositor_confirm_s, settings.compositor_cooldown_s)
+        log.info("  director: %s, wide shot %s, shots %.0f-%.0f s (target %.0f s), program %.2f s behind capture, layout %s",
+                 settings.compositor_director, program.director.wide, settings.compositor_min_shot_s, settings.compositor_max_shot_s,
+                 settings.compositor_target_shot_s, settings.compositor_program_delay_s, settings.compositor_layout)
+        for output in multiview_outputs:
+            log.info("  multiview output %s", output.describe())
         for output in outputs:
             log.info("  output %s", output.describe())
         log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")

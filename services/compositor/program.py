@@ -8,20 +8,24 @@ a tick that runs late is skipped (the next picture carries the wall-clock timest
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import socket
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from services.compositor.director import Director, DirectorTiming
+from services.compositor.director_choice import build_director
 from services.compositor.edit_decision_list import EditDecisionList
 from services.compositor.encoder import H264Encoder
+from services.compositor.frame_boxes import boxes_for_frame
 from services.compositor.fusion import DetectionFusion
+from services.compositor.multiview import PROGRAM_CELL, MultiviewRenderer
 from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
@@ -40,12 +44,13 @@ class StreamFollower(threading.Thread):
     detection sets for the program thread, which owns the fusion state.
     """
 
-    def __init__(self, bus: StreamBus, camera_ids: list[str], stop: threading.Event) -> None:
+    def __init__(self, bus: StreamBus, camera_ids: list[str], stop: threading.Event, history: int = 64) -> None:
         super().__init__(name="compositor-streams", daemon=True)
         self.bus = bus
         self.stop = stop
         self.camera_of = {frames_stream(c): c for c in camera_ids}
         self.latest: dict[str, tuple[FrameRef, float]] = {}
+        self.recent: dict[str, deque[FrameRef]] = {c: deque(maxlen=history) for c in camera_ids}  # for the delayed program
         self.detections: queue.SimpleQueue[tuple[DetectionSet, float]] = queue.SimpleQueue()
         self.counters: Counter[str] = Counter()
         self._last_ids = {stream: "$" for stream in [*self.camera_of, DETECTIONS_STREAM]}
@@ -67,10 +72,20 @@ class StreamFollower(threading.Thread):
             return
         if isinstance(message, FrameRef) and stream in self.camera_of:
             self.latest[message.camera_id] = (message, arrived)
+            self.recent[message.camera_id].append(message)
             self.counters["frames"] += 1
         elif isinstance(message, DetectionSet):
             self.detections.put((message, arrived))
             self.counters[f"detections_{message.source}"] += 1
+
+
+def frame_at(recent: deque[FrameRef], shown_at: float) -> FrameRef:
+    """The newest frame captured no later than ``shown_at`` (the oldest kept one if all are newer)."""
+    kept = tuple(recent)  # one atomic copy: the stream thread appends meanwhile
+    for ref in reversed(kept):
+        if ref.capture_ts <= shown_at:
+            return ref
+    return kept[0]
 
 
 @dataclass
@@ -90,30 +105,19 @@ class ProgramStats:
         return self.pictures / (self.ended - self.started) if self.ended > self.started else 0.0
 
 
-def timing_from(settings: CompositorSettings) -> DirectorTiming:
-    return DirectorTiming(
-        min_shot_s=settings.compositor_min_shot_s,
-        confirm_s=settings.compositor_confirm_s,
-        cooldown_s=settings.compositor_cooldown_s,
-        switch_margin=settings.compositor_switch_margin,
-        idle_after_s=settings.compositor_idle_after_s,
-        detection_timeout_s=settings.compositor_detection_timeout_s,
-    )
-
-
 def render_options_from(settings: CompositorSettings) -> RenderOptions:
     return RenderOptions(
         boxes=settings.compositor_overlay_boxes,
         camera_name=settings.compositor_overlay_camera_name,
         clock=settings.compositor_overlay_clock,
         pip=settings.compositor_pip,
-        virtual_camera=settings.compositor_virtual_camera,
         timecode=settings.compositor_timecode,
     )
 
 
 class Program:
-    def __init__(self, settings: CompositorSettings, cameras: list[ResolvedCamera], bus: StreamBus, outputs: list[ProgramOutput]) -> None:
+    def __init__(self, settings: CompositorSettings, cameras: list[ResolvedCamera], bus: StreamBus, outputs: list[ProgramOutput],
+                 multiview_outputs: list[ProgramOutput] | None = None) -> None:
         self.settings = settings
         self.cameras = {c.id: c for c in cameras}
         self.bus = bus
@@ -124,7 +128,8 @@ class Program:
         self.fusion = DetectionFusion(
             labels=settings.label_set, min_score=settings.compositor_min_score, track_max_age_s=settings.compositor_track_max_age_s
         )
-        self.director = Director(cameras, timing_from(settings))
+        self.director = build_director(settings, cameras)
+        self.delay_s = settings.compositor_program_delay_s
         self.renderer = ProgramRenderer(settings.compositor_width, settings.compositor_height, render_options_from(settings))
         self.encoder = H264Encoder(
             settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
@@ -137,11 +142,30 @@ class Program:
         self.edl: EditDecisionList | None = None
         self.instance = socket.gethostname()
         self._shown_capture_ts = 0.0
+        self._shown_ref: FrameRef | None = None
+        self.multiview: MultiviewRenderer | None = None
+        self.multiview_encoder: H264Encoder | None = None
+        self.multiview_outputs = multiview_outputs or []
+        if settings.compositor_layout in ("multiview", "both"):
+            self.multiview = MultiviewRenderer(settings.compositor_width, settings.compositor_height, list(self.cameras),
+                                               self.director.wide, {c.id: c.name for c in cameras})
+            self.multiview_encoder = H264Encoder(
+                settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
+                settings.compositor_crf, settings.compositor_keyframe_s,
+            )
+        self.encode_program = settings.compositor_layout != "multiview"
+        self._multiview_seq: dict[str, int] = {}
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multiview")
+        self._ring_warned: set[str] = set()
+        self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
         self.follower.start()
         for output in self.outputs:
-            output.start(self.encoder.stream)
+            output.start(self.encoder.stream if self.encode_program or self.multiview_encoder is None else self.multiview_encoder.stream)
+        if self.multiview_encoder is not None:
+            for output in self.multiview_outputs:
+                output.start(self.multiview_encoder.stream)
         start = time.time()
         self.stats.started = start
         self.edl = EditDecisionList(self.settings.compositor_output_dir / "edit-decision-list.jsonl", start)
@@ -176,26 +200,92 @@ class Program:
                 break
             self.fusion.add(detection_set, arrived)
         available, lost_reason = self._available(now)
-        cut = self.director.decide(now, self.fusion, available, lost_reason)
+        shown_at = now - self.delay_s  # the program shows (and directs) what was captured this long ago
+        cut = self.director.decide(shown_at, self.fusion, available, lost_reason)
         if cut is not None:
+            cut = replace(cut, time=now)
             self.stats.cuts += 1
             assert self.edl is not None
             self.edl.record(cut)
             self.stats.last_reason = cut.reason
             log.info("cut to %s: %s", cut.camera, cut.reason)
-        canvas = self.renderer.compose(self._picture(self.director.current, available), now)
+        picture = self._picture(self.director.current, available, shown_at)
+        canvas = self.renderer.compose(picture, now)
+        if self._overlay_log is not None:
+            self._log_overlay(picture, now)
         pts = max(last_pts + 1, round((now - start) * self.fps))
-        for packet in self.encoder.encode(canvas, pts):
-            for output in self.outputs:
-                if output.wants_packets:
-                    output.send_packet(packet)
-        for output in self.outputs:
-            if output.wants_pictures:
-                output.send_picture(canvas, now)
+        multiview_done = None
+        if self.multiview is not None and self.multiview_encoder is not None:
+            # the multiview is built and encoded beside the program's encode (both release the GIL), joined below
+            multiview_done = self._beside.submit(self._multiview_tick, shown_at, canvas, pts, now)
+        if self.encode_program:
+            self._send(self.encoder, canvas, pts, now, self.outputs)
+        if multiview_done is not None:
+            multiview_done.result()
         self.stats.pictures += 1
         if self._shown_capture_ts:
             self.stats.latencies.append(now - self._shown_capture_ts)
         return pts
+
+    def _multiview_tick(self, shown_at: float, canvas: np.ndarray, pts: int, now: float) -> None:
+        assert self.multiview_encoder is not None
+        board = self._multiview(shown_at, canvas)
+        self._send(self.multiview_encoder, board, pts, now, self.outputs if not self.encode_program else self.multiview_outputs)
+
+    def _multiview(self, shown_at: float, program: np.ndarray | None) -> np.ndarray:
+        """Every camera's frame of ``shown_at`` into its cell: a frame the program already copied is reused, any other is
+        resized straight from the ring (no copy) and redone next tick if capture overwrote it meanwhile."""
+        assert self.multiview is not None
+        for camera_id in self.cameras:
+            ref = self._delayed_ref(camera_id, shown_at) if self.delay_s > 0 else (self.follower.latest.get(camera_id) or (None,))[0]
+            if ref is None or self._multiview_seq.get(camera_id) == ref.seq:
+                continue
+            if self.shown_seq.get(camera_id) == ref.seq and camera_id in self.frames:
+                self.multiview.place(camera_id, self.frames[camera_id])
+                self._multiview_seq[camera_id] = ref.seq
+                continue
+            try:
+                borrowed = self.fetcher.borrow(ref)
+                self.multiview.place(camera_id, borrowed.pixels)
+            except (FrameGone, ValueError):
+                self.stats.frame_drops += 1
+                continue
+            if borrowed.still_valid():
+                self._multiview_seq[camera_id] = ref.seq
+        if PROGRAM_CELL in self.multiview.cells:
+            self.multiview.place(PROGRAM_CELL, program)
+        return self.multiview.finish(self.director.current)
+
+    def _warn_if_ring_too_short(self, camera_id: str, ref: FrameRef) -> None:
+        """Once per camera: the ring lapped a frame the delayed program still wanted (ring shorter than the delay)."""
+        if self.delay_s <= 0 or camera_id in self._ring_warned:
+            return
+        latest = self.follower.latest.get(camera_id)
+        if latest is not None and latest[0].seq - ref.seq >= 2:
+            self._ring_warned.add(camera_id)
+            behind = latest[0].seq - ref.seq
+            log.warning("camera %s: the frame %d frames behind the newest was already overwritten: the program delay "
+                        "(%.2f s) needs a longer frame ring; raise HYBRIDCAM_CAPTURE_RING_SLOTS above %d", camera_id, behind,
+                        self.delay_s, behind + 4)
+
+    def _log_overlay(self, picture: ShotPicture, now: float) -> None:
+        ref = self._shown_ref
+        if ref is None or self._overlay_log is None:
+            return
+        boxes = [[round(v, 1) for v in d.box] for d in picture.detections or []]
+        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "capture_ts": ref.capture_ts, "crop": picture.crop,
+                 "size": picture.detections_size, "predicted": picture.boxes_predicted, "boxes": boxes}
+        self._overlay_log.write(json.dumps(entry) + "\n")
+
+    @staticmethod
+    def _send(encoder: H264Encoder, canvas: np.ndarray, pts: int, now: float, outputs: list[ProgramOutput]) -> None:
+        for packet in encoder.encode(canvas, pts):
+            for output in outputs:
+                if output.wants_packets:
+                    output.send_packet(packet)
+        for output in outputs:
+            if output.wants_pictures:
+                output.send_picture(canvas, now)
 
     def _available(self, now: float) -> tuple[set[str], str]:
         timeout = self.settings.compositor_frame_timeout_s
@@ -208,28 +298,35 @@ class Program:
         reason = f"no frames for {now - latest[1]:.1f} s" if latest else "no frames received"
         return available, reason
 
-    def _picture(self, camera_id: str | None, available: set[str]) -> ShotPicture:
+    def _picture(self, camera_id: str | None, available: set[str], shown_at: float) -> ShotPicture:
         camera = self.cameras.get(camera_id or "")
         if camera is None:
             return ShotPicture(None, "program", note="waiting for cameras")
-        frame, ref = self._fetch(camera.id)
+        frame, ref = self._fetch(camera.id, shown_at)
+        self._shown_ref = ref
         note = "" if camera.id in available else "signal lost"
-        picture = ShotPicture(frame, camera.name, capture_ts=ref.capture_ts if ref else 0.0, note=note)
+        picture = ShotPicture(frame, camera.name, capture_ts=ref.capture_ts if ref else 0.0, note=note, crop=self.director.crop())
         if ref is not None:
-            observation = self.fusion.detections_for_frame(camera.id, ref.capture_ts)
-            if observation is not None:
-                picture.detections, picture.detections_size = observation.detections, (observation.width, observation.height)
+            boxes = boxes_for_frame(self.fusion, camera.id, ref.capture_ts, ref.width, ref.height)
+            if boxes is not None:
+                picture.detections, picture.detections_size, picture.boxes_predicted = boxes.detections, boxes.size, boxes.predicted
         if self.renderer.options.pip and not camera.is_master and self.director.wide in available:
-            picture.pip_frame, _ = self._fetch(self.director.wide)
+            picture.pip_frame, _ = self._fetch(self.director.wide, shown_at)
         return picture
 
-    def _fetch(self, camera_id: str) -> tuple[np.ndarray | None, FrameRef | None]:
-        """Newest frame of a camera; the last good one when nothing new (or it was lapped)."""
-        latest = self.follower.latest.get(camera_id)
+    def _delayed_ref(self, camera_id: str, shown_at: float) -> FrameRef | None:
+        recent = self.follower.recent.get(camera_id)
+        if not recent:
+            latest = self.follower.latest.get(camera_id)
+            return latest[0] if latest else None
+        return frame_at(recent, shown_at)
+
+    def _fetch(self, camera_id: str, shown_at: float) -> tuple[np.ndarray | None, FrameRef | None]:
+        """The camera's frame of ``shown_at``; the last good one when nothing new (or it was lapped)."""
         frame = self.frames.get(camera_id)
-        if latest is None:
+        ref = self._delayed_ref(camera_id, shown_at) if self.delay_s > 0 else (self.follower.latest.get(camera_id) or (None,))[0]
+        if ref is None:
             return frame, None
-        ref = latest[0]
         if self.shown_seq.get(camera_id) == ref.seq and frame is not None:
             self.stats.repeated += 1
             return frame, ref
@@ -239,6 +336,7 @@ class Program:
         except (FrameGone, ValueError) as error:
             self.stats.frame_drops += 1
             log.debug("frame %s of %s not read: %s", ref.seq, camera_id, error)
+            self._warn_if_ring_too_short(camera_id, ref)
             return self.frames.get(camera_id), ref
         self.frames[camera_id] = frame
         self.shown_seq[camera_id] = ref.seq
@@ -277,9 +375,19 @@ class Program:
             for output in self.outputs:
                 if output.wants_packets:
                     output.send_packet(packet)
-        for output in self.outputs:
+        if self.multiview_encoder is not None:
+            for packet in self.multiview_encoder.flush():
+                for output in (self.outputs if not self.encode_program else self.multiview_outputs):
+                    if output.wants_packets:
+                        output.send_packet(packet)
+        for output in [*self.outputs, *self.multiview_outputs]:
             output.close()
         self.encoder.close()
+        if self._overlay_log is not None:
+            self._overlay_log.close()
+        if self.multiview_encoder is not None:
+            self.multiview_encoder.close()
+        self._beside.shutdown(wait=True)
         if self.edl is not None:
             self.edl.close(end)
         self.fetcher.close()

@@ -1,6 +1,6 @@
-"""Draws one program picture: the chosen camera letterboxed into a preallocated canvas,
-an optional virtual camera (smooth pan/zoom onto the people), picture-in-picture of the
-master, overlays (boxes, labels, camera name, clock) and an optional binary timecode.
+"""Draws one program picture: the chosen camera (or the director's virtual crop of it)
+letterboxed into a preallocated canvas, picture-in-picture of the master, overlays (boxes,
+labels, camera name, clock) and an optional binary timecode.
 
 Per frame, pixels move once: ``cv2.resize`` writes straight into the canvas's region.
 """
@@ -38,7 +38,6 @@ class RenderOptions:
     camera_name: bool = True
     clock: bool = True
     pip: bool = True
-    virtual_camera: bool = False
     timecode: bool = False
 
 
@@ -53,52 +52,8 @@ class ShotPicture:
     detections_size: tuple[int, int] = (0, 0)  # width, height the boxes refer to
     pip_frame: np.ndarray | None = None
     note: str = ""
-
-
-class VirtualCamera:
-    """A crop window that glides toward the people, at the program's aspect ratio."""
-
-    def __init__(self, aspect: float, smoothing: float = 0.08, min_zoom: float = 0.5, margin: float = 0.35) -> None:
-        self.aspect = aspect
-        self.smoothing = smoothing
-        self.min_zoom = min_zoom
-        self.margin = margin
-        self._window: np.ndarray | None = None  # cx, cy, width (normalised to frame width)
-
-    def reset(self) -> None:
-        self._window = None
-
-    def crop(self, frame_w: int, frame_h: int, people: list[tuple[float, float, float, float]]) -> tuple[int, int, int, int]:
-        """Source rectangle (x0, y0, x1, y1) in pixels for this frame."""
-        target = self._target(frame_w, frame_h, people)
-        if self._window is None:
-            self._window = target
-        else:
-            self._window += self.smoothing * (target - self._window)
-        cx, cy, width = self._window
-        w = int(round(width * frame_w))
-        h = int(round(w / self.aspect))
-        if h > frame_h:
-            h = frame_h
-            w = int(round(h * self.aspect))
-        x0 = int(round(cx * frame_w - w / 2))
-        y0 = int(round(cy * frame_h - h / 2))
-        x0 = min(max(0, x0), frame_w - w)
-        y0 = min(max(0, y0), frame_h - h)
-        return x0, y0, x0 + w, y0 + h
-
-    def _target(self, frame_w: int, frame_h: int, people: list[tuple[float, float, float, float]]) -> np.ndarray:
-        full_width = min(1.0, frame_h * self.aspect / frame_w)
-        if not people:
-            return np.array([0.5, 0.5, full_width])
-        x0 = min(p[0] for p in people)
-        y0 = min(p[1] for p in people)
-        x1 = max(p[2] for p in people)
-        y1 = max(p[3] for p in people)
-        need_w = (x1 - x0) * (1 + 2 * self.margin)
-        need_h = (y1 - y0) * (1 + 2 * self.margin) * frame_h * self.aspect / frame_w
-        width = min(full_width, max(need_w, need_h, self.min_zoom * full_width))
-        return np.array([(x0 + x1) / 2, (y0 + y1) / 2, width])
+    crop: tuple[float, float, float, float] | None = None  # normalised part of the frame to show (virtual camera)
+    boxes_predicted: bool = False  # boxes come from tracks, not from a detector run on this frame
 
 
 class ProgramRenderer:
@@ -106,15 +61,10 @@ class ProgramRenderer:
         self.width, self.height = width, height
         self.options = options
         self.canvas = np.zeros((height, width, 3), dtype=np.uint8)
-        self.virtual_camera = VirtualCamera(width / height)
         self._rect_cache: dict[tuple[int, int], Rect] = {}
         self._pip_box = self._pip_rect()
-        self._last_camera = ""
 
     def compose(self, shot: ShotPicture, now: float | None = None) -> np.ndarray:
-        if shot.camera_name != self._last_camera:
-            self.virtual_camera.reset()
-            self._last_camera = shot.camera_name
         if shot.frame is None:
             self.canvas[:] = 0
             self._text(shot.note or f"{shot.camera_name}: no picture", (self.width // 2 - 300, self.height // 2), 1.2)
@@ -136,8 +86,10 @@ class ProgramRenderer:
         assert frame is not None
         fh, fw = frame.shape[:2]
         x0, y0, x1, y1 = 0, 0, fw, fh
-        if self.options.virtual_camera:
-            x0, y0, x1, y1 = self.virtual_camera.crop(fw, fh, self._people(shot, fw, fh))
+        if shot.crop is not None:
+            cx0, cy0, cx1, cy1 = shot.crop
+            x0, y0 = int(round(cx0 * fw)), int(round(cy0 * fh))
+            x1, y1 = max(x0 + 2, min(fw, int(round(cx1 * fw)))), max(y0 + 2, min(fh, int(round(cy1 * fh))))
         source = frame[y0:y1, x0:x1]
         rect = self._letterbox(x1 - x0, y1 - y0)
         self._clear_bars(rect)
@@ -145,12 +97,6 @@ class ProgramRenderer:
         cv2.resize(source, (w, h), dst=self.canvas[y : y + h, x : x + w], interpolation=cv2.INTER_LINEAR)
         if self.options.boxes and shot.detections:
             self._draw_boxes(shot, (x0, y0, x1, y1), rect)
-
-    def _people(self, shot: ShotPicture, fw: int, fh: int) -> list[tuple[float, float, float, float]]:
-        dw, dh = shot.detections_size
-        if not shot.detections or not dw or not dh:
-            return []
-        return [(d.box[0] / dw, d.box[1] / dh, d.box[2] / dw, d.box[3] / dh) for d in shot.detections if d.label == "person"]
 
     def _draw_boxes(self, shot: ShotPicture, crop: tuple[int, int, int, int], rect: Rect) -> None:
         fh, fw = shot.frame.shape[:2]  # type: ignore[union-attr]
@@ -164,7 +110,8 @@ class ProgramRenderer:
             p0 = (int(x + (bx0 * sx_frame - cx0) * scale_x), int(y + (by0 * sy_frame - cy0) * scale_y))
             p1 = (int(x + (bx1 * sx_frame - cx0) * scale_x), int(y + (by1 * sy_frame - cy0) * scale_y))
             cv2.rectangle(self.canvas, p0, p1, _BOX_COLOUR, 2)
-            cv2.putText(self.canvas, f"{detection.label} {detection.score:.2f}", (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
+            text = detection.label if shot.boxes_predicted else f"{detection.label} {detection.score:.2f}"
+            cv2.putText(self.canvas, text, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
 
     def _place_pip(self, pip_frame: np.ndarray) -> None:
         px, py, pw, ph = self._pip_box

@@ -31,10 +31,13 @@ def replay(
     fps: float = 10.0,
     available: Callable[[float], set[str]] | None = None,
     fusion: DetectionFusion | None = None,
+    director: Director | None = None,
 ) -> list[Cut]:
-    """All cuts of a program from ``start`` to ``end`` (the first is the opening shot)."""
+    """All cuts of a program from ``start`` to ``end`` (the first is the opening shot).
+
+    ``director`` replaces the default one (the "everyone visible" :class:`Director`)."""
     fusion = fusion or DetectionFusion(track_max_age_s=1.5)
-    director = Director(cameras, timing)
+    director = director or Director(cameras, timing)
     pending = sorted(detections, key=lambda item: item.arrival_ts)
     all_cameras = {c.id for c in cameras}
     cuts: list[Cut] = []

@@ -29,7 +29,14 @@ class CompositorSettings(CommonSettings):
     compositor_crf: int = Field(26, ge=0, le=51, description="x264 constant rate factor (lower = better, bigger)")
     compositor_keyframe_s: float = Field(1.0, gt=0.0, description="seconds between key frames (segments cut on them)")
     # -- director -----------------------------------------------------------------------
-    compositor_min_shot_s: float = Field(3.0, gt=0.0, description="no score-driven cut before a shot lasted this long")
+    compositor_director: Literal["action", "everyone"] = Field(
+        "action", description="action: follow the action with shot grammar; everyone: the old 'show everyone' rule")
+    compositor_min_shot_s: float = Field(2.0, gt=0.0, description="no score-driven cut before a shot lasted this long")
+    compositor_target_shot_s: float = Field(6.0, gt=0.0, description="from this shot length on, cut for variety (action director)")
+    compositor_max_shot_s: float = Field(20.0, gt=0.0, description="from this shot length on, any other shot framing the action wins")
+    compositor_jump_cut_iou: float = Field(0.7, gt=0.0, le=1.0, description="never cut between shots whose views overlap this much")
+    compositor_variety_bonus: float = Field(0.1, ge=0.0, description="score bonus for a change of shot size")
+    compositor_watch_labels: str = Field("", description="comma-separated labels that raise a region's interest (e.g. dog,knife)")
     compositor_confirm_s: float = Field(0.7, ge=0.0, description="a challenger must lead this long before the cut")
     compositor_cooldown_s: float = Field(8.0, ge=0.0, description="no cut back to the camera just left within this time")
     compositor_switch_margin: float = Field(0.1, ge=0.0, description="score lead a challenger needs over the current shot")
@@ -44,7 +51,18 @@ class CompositorSettings(CommonSettings):
     compositor_overlay_camera_name: bool = Field(True, description="write the camera's name")
     compositor_overlay_clock: bool = Field(True, description="write the UTC time")
     compositor_pip: bool = Field(True, description="show the master camera as a picture-in-picture on slave shots")
-    compositor_virtual_camera: bool = Field(False, description="smooth digital pan/zoom onto the people inside a shot")
+    compositor_virtual_camera: bool = Field(True, description="offer a moving 16:9 crop of the master as a shot")
+    compositor_virtual_max_upscale: float = Field(2.0, ge=1.0, le=8.0, description="the crop never enlarges a source pixel more than this")
+    compositor_pan_max_speed: float = Field(0.25, gt=0.0, description="virtual camera speed limit, master widths per second")
+    compositor_pan_max_accel: float = Field(0.5, gt=0.0, description="virtual camera acceleration limit, master widths per second^2")
+    compositor_pan_dead_zone: float = Field(0.12, ge=0.0, lt=1.0, description="share of the crop the action may drift before it pans")
+    compositor_program_delay_s: float = Field(
+        0.4, ge=0.0, le=5.0,
+        description="the program shows frames this far behind capture, so boxes land on their own frame (ring must hold delay x fps + 2 frames)")
+    compositor_overlay_log: Path | None = Field(
+        None, description="write the boxes drawn on every program picture as JSON lines here (benchmarks; off by default)")
+    compositor_layout: Literal["program", "multiview", "both"] = Field(
+        "program", description="program: the cut; multiview: every camera in one picture; both: two outputs from the same frames")
     compositor_timecode: bool = Field(False, description="stamp the capture time as a binary code (latency bench)")
 
     @field_validator("compositor_outputs")
@@ -67,6 +85,10 @@ class CompositorSettings(CommonSettings):
     @property
     def output_names(self) -> list[str]:
         return [n for n in self.compositor_outputs.split(",") if n]
+
+    @property
+    def watch_label_set(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.compositor_watch_labels.split(",") if n.strip())
 
     @property
     def label_set(self) -> frozenset[str]:
