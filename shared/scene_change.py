@@ -90,6 +90,15 @@ class ChangeFeatures:
                 "edge_difference": self.edge_difference}
 
 
+@dataclass(frozen=True, slots=True)
+class KeptFrame:
+    """A small copy of a measured frame (downscaled grey and edges) to make the reference later."""
+
+    source_shape: tuple[int, ...]
+    grey: np.ndarray
+    edges: np.ndarray
+
+
 class SceneChangeDetector:
     """One camera's reference frame and the buffers its comparisons reuse."""
 
@@ -117,8 +126,18 @@ class SceneChangeDetector:
         return ChangeFeatures(changed / self._pixels, self._largest_region(changed) / self._pixels,
                               edge_changes / self._pixels)
 
-    def set_reference(self, frame: np.ndarray | None = None) -> None:
-        """Make `frame` the reference; without an argument, the frame last given to features()."""
+    def set_reference(self, frame: np.ndarray | KeptFrame | None = None) -> None:
+        """Make `frame` the reference; without an argument, the frame last given to features().
+
+        A KeptFrame (from keep()) of another frame size is ignored: the camera changed size.
+        """
+        if isinstance(frame, KeptFrame):
+            if frame.source_shape != self._source_shape:
+                return
+            np.copyto(self._reference_grey, frame.grey)
+            np.copyto(self._reference_edges, frame.edges)
+            self._has_reference = True
+            return
         if frame is not None:
             self._load(frame)
         elif not self._has_current:
@@ -126,6 +145,12 @@ class SceneChangeDetector:
         np.copyto(self._reference_grey, self._grey)
         np.copyto(self._reference_edges, self._edges)
         self._has_reference = True
+
+    def keep(self) -> KeptFrame:
+        """A copy of the frame last given to features(), for a set_reference() decided later."""
+        if not self._has_current or self._source_shape is None:
+            raise ValueError("no frame measured yet")
+        return KeptFrame(self._source_shape, self._grey.copy(), self._edges.copy())
 
     def clear_reference(self) -> None:
         self._has_reference = False

@@ -124,3 +124,17 @@ def test_frames_of_the_wrong_kind_are_refused(frame: np.ndarray) -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SceneChangeSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_kept_frame_becomes_the_reference_later() -> None:
+    scene, moved = street(), with_person(street())
+    detector = SceneChangeDetector()
+    detector.set_reference(scene)
+    detector.features(moved)
+    kept = detector.keep()
+    detector.features(scene)  # another frame measured meanwhile
+    detector.set_reference(kept)
+    assert detector.features(moved) == ChangeFeatures(0.0, 0.0, 0.0)
+    detector.features(street(720, 1280))  # the camera changed size: an old kept frame no longer applies
+    detector.set_reference(kept)
+    assert not detector.has_reference
