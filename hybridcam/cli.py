@@ -27,11 +27,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("demo", "hybridcam.demo", "run the whole site locally (Redis, cameras, detection, cloud path, program) and show it live"),
     Command("capture", "services.capture.main", "read cameras and publish timestamped frames on Redis Streams"),
     Command("edge-infer", "services.edge_infer.main", "detect objects in the newest frame of each camera with ONNX Runtime"),
-    Command("sampler", "services.sampler.main", "forward every Nth master frame to the cloud path (Kinesis)"),
+    Command("sampler", "services.sampler.main", "send the master frames that change what we know to the cloud path (Kinesis)"),
     Command("results-bridge", "services.results_bridge.main", "bring cloud detections back from SQS onto the detection stream"),
     Command("compositor", "services.compositor.main", "cut one FullHD program from all cameras, directed by detections"),
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),
     Command("cloud", "cloud.commands", "deploy or destroy the AWS stack, run the local cloud stand-ins"),
+    Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),
     Command("cost", "hybridcam.cost.cli", "compare monthly cost of cloud-only, hybrid and edge-only for a site"),
     Command("healthcheck", "hybridcam.healthcheck", "probe a service's /health endpoint (for container health checks)"),
 )

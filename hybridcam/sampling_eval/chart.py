@@ -1,0 +1,80 @@
+"""The sampling trade-off: event recall against frames sent, one curve per policy family (PNG + HTML)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from hybridcam.sampling_eval.replay import Score  # noqa: E402
+
+CHART_WIDTH_PX = 1000
+CHART_HEIGHT_PX = 600
+CHART_DPI = 100
+
+
+def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
+    clips = list(scores_by_clip)
+    fig, axes = plt.subplots(1, len(clips), figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
+                             dpi=CHART_DPI, squeeze=False, sharey=True)
+    try:
+        for ax, clip in zip(axes[0], clips):
+            families: dict[str, list[Score]] = defaultdict(list)
+            for score in scores_by_clip[clip]:
+                families[score.family].append(score)
+            for family, scores in families.items():
+                scores.sort(key=lambda s: s.sent_fraction)
+                marker = "o-" if len(scores) > 1 else "*"
+                ax.plot([100 * s.sent_fraction for s in scores], [100 * s.event_recall for s in scores], marker,
+                        label=family, markersize=7 if len(scores) > 1 else 12)
+            ax.axvline(5, color="grey", linestyle="--", linewidth=1)
+            ax.axhline(95, color="grey", linestyle=":", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_xlabel("frames sent to the cloud (% of master frames)")
+            ax.set_title(clip, fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].set_ylabel("event recall (%)")
+        axes[0][0].legend(fontsize=8, loc="lower right", framealpha=0.9)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=CHART_DPI)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def render_html(png_path: Path, tables: dict[str, list[list[str]]], header: list[str], notes: list[str],
+                path: Path) -> Path:
+    """One file with the chart inlined as base64: opens with no network access."""
+    encoded = base64.b64encode(png_path.read_bytes()).decode("ascii")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    sections = []
+    for clip, rows in tables.items():
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        sections.append(f"<h2>{html.escape(clip)}</h2><table><tr>{head}</tr>{body}</table>")
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in notes)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>hybridcam sampling evaluation</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+</style></head>
+<body>
+<h1>hybridcam sampling evaluation</h1>
+<img alt="Event recall against frames sent, one curve per policy" width="{CHART_WIDTH_PX}" height="{CHART_HEIGHT_PX}"
+ src="data:image/png;base64,{encoded}">
+{''.join(sections)}
+{paragraphs}
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
