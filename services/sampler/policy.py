@@ -39,7 +39,7 @@ class EdgeSummary:
     """What the edge detector said about one frame, reduced to what the policy uses."""
 
     watch_count: int
-    """watch-label detections at or above the unsure band's lower end"""
+    """confident watch-label detections (score above the unsure band)"""
     unsure: float
     """0 when no watch-label score lies in the unsure band, else how close the closest one is to
     the band's middle (1 = exactly in the middle)"""
@@ -53,8 +53,9 @@ class EdgeSummary:
         for label, score in detections:
             if label not in watch_labels or score < low:
                 continue
-            count += 1
-            if score <= high:  # in the band: at least a little unsure, most at its middle
+            if score > high:
+                count += 1
+            else:  # in the band: at least a little unsure, most at its middle
                 unsure = max(unsure, 1.0 - abs(score - middle) / half, 1e-3)
         return cls(count, unsure)
 
