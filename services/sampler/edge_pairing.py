@@ -40,7 +40,7 @@ class EdgePairing:
         self.counters: Counter[str] = Counter()
         self.last_id = "$"
 
-    def read(self, bus: StreamBus, count: int = 500) -> None:
+    def read(self, bus: StreamBus, now: float | None = None, count: int = 500) -> None:
         """Take new detection sets from the stream (non-blocking); undecodable ones are counted."""
         def xread() -> list:
             return bus.redis.xread({DETECTIONS_STREAM: self.last_id}, count=count) or []
@@ -54,7 +54,7 @@ class EdgePairing:
                     self.counters["edge_malformed"] += 1
                     continue
                 if isinstance(message, DetectionSet):
-                    self.add(message)
+                    self.add(message, now)
 
     def add(self, result: DetectionSet, now: float | None = None) -> None:
         if result.source != "edge" or result.camera_id not in self.masters:

@@ -159,7 +159,7 @@ class Sampler:
                 self.counters["not_frames"] += 1
                 finished[entry.stream].append(entry.entry_id)
         if self.policy.needs_edge:
-            self.pairing.read(self.bus)
+            self.pairing.read(self.bus, now)
             self.pairing.expire(now)
             self._watch_edge(now)
         outgoing: list[OutgoingRecord] = []
