@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary, scores = evaluate(video, args, console, price)
         except FootageError as error:
-            console.print(f"[red]hybridcam sampling-eval: {error}[/red]", highlight=False)
+            print(f"hybridcam sampling-eval: {error}", file=sys.stderr)
             failed += 1
             continue
         results.append({**summary, "policies": [asdict(s) for s in scores]})

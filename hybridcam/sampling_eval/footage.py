@@ -64,19 +64,29 @@ def open_footage(source: str) -> Footage:
     path = Path(source)
     if not path.is_file():
         raise FootageError(f"{source}: no such file")
-    capture = cv2.VideoCapture(str(path))
+    fps, count, width, height = _probe(path)
+    return Footage(str(path), path.stem, fps, count, width, height, _file_fingerprint(path))
+
+
+def _probe(path: Path) -> tuple[float, int, int, int]:
+    """Frame rate, frame count and size from the container (PyAV: no FFmpeg chatter on stderr)."""
+    import av
+
     try:
-        ok, first = capture.read() if capture.isOpened() else (False, None)
-        if not ok or first is None:
-            raise FootageError(f"{source}: not a video file OpenCV/FFmpeg can decode")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    finally:
-        capture.release()
-    if fps <= 0 or count <= 0:
-        raise FootageError(f"{source}: the video does not say its frame rate or length")
-    return Footage(str(path), path.stem, float(fps), count, int(first.shape[1]), int(first.shape[0]),
-                   _file_fingerprint(path))
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FootageError(f"{path}: the file has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            count = int(stream.frames or 0)
+            if count <= 0 and stream.duration and stream.time_base:
+                count = int(round(float(stream.duration * stream.time_base) * fps))
+            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    except av.FFmpegError:
+        raise FootageError(f"{path}: not a video file OpenCV/FFmpeg can decode") from None
+    if fps <= 0 or count <= 0 or width <= 0:
+        raise FootageError(f"{path}: the video does not say its frame rate, length or size")
+    return fps, count, width, height
 
 
 def _file_fingerprint(path: Path) -> str:

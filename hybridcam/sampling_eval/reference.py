@@ -2,7 +2,8 @@
 
 Running the reference (CenterNet + NanoDet tiles) on every frame takes a few hundred milliseconds a
 frame on a CPU, so results are written as they are computed (a stopped run resumes) to
-``<video stem>.detections.json.gz`` beside the video (or in a cache folder). Replaying policies
+``<video stem>.detections.json.gz`` beside the video (in ``.hybridcam/sampling-cache/`` when that
+folder is read-only, or in the folder given). Replaying policies
 then only decodes the video for the change features.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from hybridcam.sampling_eval.footage import Footage
 
 CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = Path(".hybridcam/sampling-cache")
 CHECKPOINT_FRAMES = 50
 # One detection as stored: label, score, x1, y1, x2, y2 (frame pixels).
 StoredDetection = tuple[str, float, float, float, float, float]
@@ -58,9 +60,10 @@ def cache_path(footage: Footage, cache_dir: Path | None) -> Path:
     name = f"{footage.name}.detections.json.gz"
     if cache_dir is not None:
         return cache_dir / name
-    if footage.synthetic:
-        return Path(".hybridcam/sampling-cache") / name
-    return Path(footage.source).with_name(name)
+    beside = Path(footage.source).with_name(name)
+    if footage.synthetic or not os.access(beside.parent, os.W_OK):
+        return DEFAULT_CACHE_DIR / name
+    return beside
 
 
 def footage_key(footage: Footage) -> dict[str, Any]:
