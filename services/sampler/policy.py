@@ -147,6 +147,8 @@ class AdaptiveSettings:
     """an edge watch-label score in this band makes the frame a candidate (the edge is not sure)"""
     count_changes: bool = True
     """send when the number of watch-label objects differs from the last sent frame's"""
+    count_confirm_frames: int = 2
+    """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
     max_fps: float = 1.0
     """per camera"""
     max_interval_s: float = 30.0
@@ -162,6 +164,8 @@ class AdaptiveSettings:
             raise ValueError("the unsure band must be two scores 0 <= low < high <= 1")
         if self.max_fps <= 0 or self.max_interval_s <= 0:
             raise ValueError("max_fps and max_interval_s must be positive")
+        if self.count_confirm_frames < 1:
+            raise ValueError("count_confirm_frames must be at least 1")
         if self.budget_images_per_hour < 0 or self.budget_burst < 1:
             raise ValueError("the budget must be >= 0 images per hour with a burst of at least 1")
 
@@ -194,6 +198,8 @@ class CameraState:
     detector: SceneChangeDetector
     last_sent_ts: float | None = None
     last_sent_count: int | None = None
+    count_streak: int = 0
+    """frames in a row whose watch-label count differs from the last sent frame's"""
 
 
 @dataclass
@@ -259,8 +265,11 @@ class AdaptivePolicy:
     def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
         s = self.settings
         edge = facts.edge
-        if edge is not None and s.count_changes and state.last_sent_count is not None \
-                and edge.watch_count != state.last_sent_count:
+        if edge is not None:  # a frame without an edge result neither confirms nor breaks a streak
+            differs = state.last_sent_count is not None and edge.watch_count != state.last_sent_count
+            state.count_streak = state.count_streak + 1 if differs else 0
+        if edge is not None and state.last_sent_count is not None and s.count_changes \
+                and state.count_streak >= s.count_confirm_frames:
             appeared = edge.watch_count > state.last_sent_count
             return ("appeared" if appeared else "left"), REASON_RANK["appeared" if appeared else "left"] + \
                 min(abs(edge.watch_count - state.last_sent_count), 9) / 10
@@ -278,6 +287,7 @@ class AdaptivePolicy:
         state.last_sent_ts = facts.ts
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
+            state.count_streak = 0
         if candidate.kept is not None:
             state.detector.set_reference(candidate.kept)
         return Verdict(facts.token, "send", candidate.reason, facts.camera_id, facts.ts)
