@@ -73,7 +73,7 @@ def test_a_change_is_measured_against_the_last_sent_frame_not_the_previous_one()
 
 
 def test_appeared_and_left_follow_the_edge_count_and_unsure_follows_the_band() -> None:
-    replay = Replay(AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, unsure_band=BAND)))
+    replay = Replay(AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, unsure_band=BAND, max_fps=1.0)))
     replay.offer(room(), edge(0))
     for _ in range(15):
         replay.offer(room(), edge(0))

@@ -149,7 +149,7 @@ class AdaptiveSettings:
     """send when the number of watch-label objects differs from the last sent frame's"""
     count_confirm_frames: int = 2
     """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
-    max_fps: float = 1.0
+    max_fps: float = 0.5
     """per camera"""
     max_interval_s: float = 30.0
     """heartbeat: send at least this often per camera"""

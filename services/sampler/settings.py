@@ -53,7 +53,7 @@ class SamplerSettings(CommonSettings):
     sampler_change_area: float = Field(0.004, gt=0.0, le=1.0, description="changed: share of the frame covered by the largest changed region")
     sampler_change_edges: float = Field(0.02, gt=0.0, le=1.0, description="changed: share of the frame whose edges appeared or vanished")
     sampler_change_pixel_delta: int = Field(18, ge=1, le=255, description="grey-level difference from which a pixel counts as changed")
-    sampler_max_fps: float = Field(1.0, gt=0.0, description="adaptive: at most this many frames per second per camera")
+    sampler_max_fps: float = Field(0.5, gt=0.0, description="adaptive: at most this many frames per second per camera")
     sampler_max_interval_s: float = Field(30.0, gt=0.0, description="adaptive heartbeat: send a frame at least this often per camera")
     sampler_budget_images_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in images per hour (token bucket); 0 = none")
     sampler_budget_usd_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in USD per hour at the price set's Rekognition price; 0 = none")
