@@ -86,10 +86,14 @@ def test_appeared_and_left_follow_the_edge_count_and_unsure_follows_the_band() -
     assert replay.offer(room(), edge(0))[0].reason == "left"
     for _ in range(25):
         replay.offer(room(), edge(0))
-    unsure = replay.offer(room(), EdgeSummary.of([("person", 0.42)], WATCH, BAND))
+    # Unsure about a picture the cloud has already seen (nothing changed since the last sent frame): not sent.
+    assert replay.offer(room(), EdgeSummary.of([("person", 0.42)], WATCH, BAND))[0].reason == "unchanged"
+    unsure = replay.offer(room(300), EdgeSummary.of([("person", 0.42)], WATCH, BAND))
     assert unsure[0].verb == "send" and unsure[0].reason == "unsure"
-    # A confident non-watch label changes nothing.
-    assert replay.offer(room(), EdgeSummary.of([("dog", 0.42)], WATCH, BAND))[0].reason == "unchanged"
+    # A non-watch label in the band changes nothing.
+    for _ in range(25):
+        replay.offer(room(300), edge(0))
+    assert replay.offer(room(300), EdgeSummary.of([("dog", 0.42)], WATCH, BAND))[0].reason == "unchanged"
 
 
 def test_max_fps_skips_candidates_as_rate() -> None:

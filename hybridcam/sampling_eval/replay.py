@@ -76,7 +76,7 @@ def default_specs(fps: float, budgets: Sequence[float] = (0.01, 0.02)) -> list[P
     base = AdaptiveSettings()
     specs += [
         PolicySpec("adaptive", "adaptive", adaptive=base),
-        PolicySpec("adaptive max 0.25 fps", "adaptive", adaptive=replace(base, max_fps=0.25)),
+        PolicySpec("adaptive max 0.5 fps", "adaptive", adaptive=replace(base, max_fps=0.5)),
         PolicySpec("adaptive max 1 fps", "adaptive", adaptive=replace(base, max_fps=1.0)),
         PolicySpec("adaptive change+heartbeat", "adaptive (no edge)",
                    adaptive=replace(base, unsure_band=(0.99, 1.0), count_changes=False)),

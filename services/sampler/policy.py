@@ -145,11 +145,14 @@ class AdaptiveSettings:
     watch_labels: frozenset[str] = frozenset({"person", "car", "truck", "bus", "motorcycle", "bicycle"})
     unsure_band: tuple[float, float] = (0.35, 0.5)
     """an edge watch-label score in this band makes the frame a candidate (the edge is not sure)"""
+    unsure_min_change: float = 0.5
+    """an unsure frame counts only if the scene changed at least this much (share of the change
+    threshold) since the last sent frame: the cloud has already seen a near-identical picture"""
     count_changes: bool = True
     """send when the number of watch-label objects differs from the last sent frame's"""
     count_confirm_frames: int = 2
     """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
-    max_fps: float = 0.5
+    max_fps: float = 0.75
     """per camera"""
     max_interval_s: float = 30.0
     """heartbeat: send at least this often per camera"""
@@ -273,10 +276,11 @@ class AdaptivePolicy:
             appeared = edge.watch_count > state.last_sent_count
             return ("appeared" if appeared else "left"), REASON_RANK["appeared" if appeared else "left"] + \
                 min(abs(edge.watch_count - state.last_sent_count), 9) / 10
-        if edge is not None and edge.unsure > 0:
+        strength = s.change.strength(change) if change is not None else None
+        if edge is not None and edge.unsure > 0 and (strength is None or strength >= s.unsure_min_change):
             return "unsure", REASON_RANK["unsure"] + min(edge.unsure, 0.99)
-        if change is not None and s.change.changed(change):
-            return "changed", REASON_RANK["changed"] + min(s.change.strength(change), 99.0) / 100
+        if change is not None and strength is not None and s.change.changed(change):
+            return "changed", REASON_RANK["changed"] + min(strength, 99.0) / 100
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
         return None, 0.0
@@ -326,6 +330,7 @@ def adaptive_settings_of(settings: SamplerSettings, usd_per_image: float | None 
                                  edge_difference=settings.sampler_change_edges)
     return AdaptiveSettings(change=change, watch_labels=watch_labels_of(settings.sampler_watch_labels),
                             unsure_band=(settings.sampler_unsure_low, settings.sampler_unsure_high),
+                            unsure_min_change=settings.sampler_unsure_min_change,
                             count_changes=settings.sampler_count_changes, max_fps=settings.sampler_max_fps,
                             max_interval_s=settings.sampler_max_interval_s, budget_images_per_hour=budget,
                             budget_burst=settings.sampler_budget_burst)
