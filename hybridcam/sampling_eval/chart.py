@@ -1,4 +1,4 @@
-"""The sampling trade-off: event recall against frames sent, one curve per policy family (PNG + HTML)."""
+"""The sampling trade-off: event recall and first-send delay against frames sent, one curve per policy family (PNG + HTML)."""
 
 from __future__ import annotations
 
@@ -20,26 +20,36 @@ CHART_DPI = 100
 
 
 def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
+    """Top row: event recall against frames sent; bottom row: median first-send delay. One column per clip."""
     clips = list(scores_by_clip)
-    fig, axes = plt.subplots(1, len(clips), figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
-                             dpi=CHART_DPI, squeeze=False, sharey=True)
+    fig, axes = plt.subplots(2, len(clips), figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
+                             dpi=CHART_DPI, squeeze=False, sharex="col")
     try:
-        for ax, clip in zip(axes[0], clips):
+        for column, clip in enumerate(clips):
             families: dict[str, list[Score]] = defaultdict(list)
             for score in scores_by_clip[clip]:
                 families[score.family].append(score)
+            recall_ax, delay_ax = axes[0][column], axes[1][column]
             for family, scores in families.items():
                 scores.sort(key=lambda s: s.sent_fraction)
                 marker = "o-" if len(scores) > 1 else "*"
-                ax.plot([100 * s.sent_fraction for s in scores], [100 * s.event_recall for s in scores], marker,
-                        label=family, markersize=7 if len(scores) > 1 else 12)
-            ax.axvline(5, color="grey", linestyle="--", linewidth=1)
-            ax.axhline(95, color="grey", linestyle=":", linewidth=1)
-            ax.set_xscale("log")
-            ax.set_xlabel("frames sent to the cloud (% of master frames)")
-            ax.set_title(clip, fontsize=9)
-            ax.grid(True, which="both", alpha=0.3)
+                size = 7 if len(scores) > 1 else 12
+                sent = [100 * s.sent_fraction for s in scores]
+                recall_ax.plot(sent, [100 * s.event_recall for s in scores], marker, label=family, markersize=size)
+                delays = [(x, s.delay_median_s) for x, s in zip(sent, scores) if s.delay_median_s is not None]
+                delay_ax.plot([x for x, _ in delays], [d for _, d in delays], marker, label=family, markersize=size)
+            recall_ax.axhline(95, color="grey", linestyle=":", linewidth=1)
+            delay_ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+            for ax in (recall_ax, delay_ax):
+                ax.axvline(5, color="grey", linestyle="--", linewidth=1)
+                ax.set_xscale("log")
+                ax.grid(True, which="both", alpha=0.3)
+            recall_ax.set_ylim(-2, 102)
+            delay_ax.set_yscale("symlog", linthresh=1.0)
+            recall_ax.set_title(clip, fontsize=9)
+            delay_ax.set_xlabel("frames sent to the cloud (% of master frames)")
         axes[0][0].set_ylabel("event recall (%)")
+        axes[1][0].set_ylabel("median first-send delay (s)")
         axes[0][0].legend(fontsize=8, loc="lower right", framealpha=0.9)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,7 @@ def verdict_line(name: str, scores: list[Score]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    out = Console()
+    out = Console(width=220 if not sys.stdout.isatty() else None)
     price = usd_per_image(args.prices)
     results: list[dict[str, Any]] = []
     scores_by_clip: dict[str, list[Score]] = {}
