@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridcam.cost.event_study import SendFractionError, event_cost, fraction_from_file
+from hybridcam.cost.event_study import SendFractionError, event_cost, fraction_from_file, rate_sentence
 from hybridcam.cost.prices import load_price_set
 
 
@@ -29,15 +29,17 @@ def test_a_measured_fraction_scales_the_rekognition_bill(prices_2019) -> None:
     assert "within the 10 USD goal" in cost.sentence("test")
     with pytest.raises(SendFractionError):
         event_cost(1.5, prices_2019)
+    # 0.4 frames/s per camera at 15 fps cameras: 2 x 0.4 x 7,200 = 5,760 images
+    assert "5,760 images, 5.76 USD" in rate_sentence(0.4, prices_2019)
 
 
 def test_the_fraction_comes_from_an_evaluator_json_or_a_run_file(tmp_path: Path) -> None:
     evaluation = {"clips": [
         {"name": "a", "policies": [{"label": "adaptive", "sent_fraction": 0.03}, {"label": "every_nth N=5", "sent_fraction": 0.2}]},
-        {"name": "b", "policies": [{"label": "adaptive", "sent_fraction": 0.04}]}]}
+        {"name": "b", "fps": 10.0, "policies": [{"label": "adaptive", "sent_fraction": 0.04}]}]}
     (tmp_path / "eval.json").write_text(json.dumps(evaluation))
     measured = fraction_from_file(tmp_path / "eval.json")
-    assert measured.fraction == 0.04 and "b" in measured.source
+    assert measured.fraction == 0.04 and "b" in measured.source and measured.sent_per_s == 0.4
     (tmp_path / "run.json").write_text(json.dumps({"send_fraction": 0.01, "policy": "adaptive"}))
     assert fraction_from_file(tmp_path / "run.json").fraction == 0.01
     (tmp_path / "other.json").write_text("{}")

@@ -250,7 +250,14 @@ def run_cost(args: argparse.Namespace) -> int:
 
 def _print_event_study(args: argparse.Namespace, console: Console) -> int:
     """The 2019 study's event with a measured send fraction, when one was given (flag, file or run)."""
-    from hybridcam.cost.event_study import STUDY_PRICE_SET, MeasuredFraction, SendFractionError, event_cost, fraction_from_file
+    from hybridcam.cost.event_study import (
+        STUDY_PRICE_SET,
+        MeasuredFraction,
+        SendFractionError,
+        event_cost,
+        fraction_from_file,
+        rate_sentence,
+    )
 
     try:
         if args.send_fraction is not None:
@@ -268,6 +275,8 @@ def _print_event_study(args: argparse.Namespace, console: Console) -> int:
         print(f"error: {str(exc).rstrip('.')}.", file=sys.stderr)
         return EXIT_USAGE
     console.print(cost.sentence(measured.source), markup=False)
+    if measured.sent_per_s is not None:
+        console.print(rate_sentence(measured.sent_per_s, load_price_set(STUDY_PRICE_SET)), markup=False)
     return 0
 
 

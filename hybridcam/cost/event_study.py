@@ -34,6 +34,9 @@ class SendFractionError(ValueError):
 class MeasuredFraction:
     fraction: float
     source: str
+    sent_per_s: float | None = None
+    """frames sent per second per camera where the source says (the adaptive policy's limits are per
+    second, so this rate carries over to a camera of another frame rate better than the fraction)"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,14 @@ class EventCost:
                 f"with the measured send fraction {self.send_fraction:.2%} ({source}): {self.images:,.0f} images, "
                 f"{self.rekognition_usd:,.2f} USD of Rekognition, {verdict} the {GOAL_USD:g} USD goal "
                 f"(the study paid {self.every_frame_usd:,.2f} USD sending every master frame).")
+
+
+def rate_sentence(sent_per_s: float, prices: PriceSet) -> str:
+    """The same event priced by the measured send rate instead of the fraction."""
+    cost = event_cost(min(1.0, sent_per_s / STUDY_FPS), prices)
+    return (f"By the measured send rate instead ({sent_per_s:.2f} frames/s per camera; the policy's limits are per "
+            f"second, so the rate, not the fraction, carries over to {STUDY_FPS:g} fps cameras): {cost.images:,.0f} "
+            f"images, {cost.rekognition_usd:,.2f} USD of Rekognition.")
 
 
 def study_scenario(send_fraction: float) -> Scenario:
@@ -78,12 +89,12 @@ def fraction_from_file(path: Path, policy: str = "adaptive") -> MeasuredFraction
     except json.JSONDecodeError as error:
         raise SendFractionError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("clips"), list):
-        found = [(p["sent_fraction"], clip.get("name", "?")) for clip in data["clips"]
-                 for p in clip.get("policies", []) if p.get("label") == policy]
+        found = [(p["sent_fraction"], clip.get("name", "?"), p["sent_fraction"] * clip["fps"] if clip.get("fps") else None)
+                 for clip in data["clips"] for p in clip.get("policies", []) if p.get("label") == policy]
         if not found:
             raise SendFractionError(f"{path} has no results for the {policy!r} policy")
-        fraction, clip = max(found)
-        return MeasuredFraction(fraction, f"policy {policy}, the largest over {len(found)} clip(s): {clip}")
+        fraction, clip, rate = max(found, key=lambda item: item[0])
+        return MeasuredFraction(fraction, f"policy {policy}, the largest over {len(found)} clip(s): {clip}", rate)
     if isinstance(data, dict) and data.get("send_fraction") is not None:
         return MeasuredFraction(float(data["send_fraction"]), f"run of policy {data.get('policy', '?')}")
     raise SendFractionError(f"{path} is neither a sampling-eval --json file nor a run counters file with send_fraction")
