@@ -38,7 +38,8 @@ class EdgePairing:
         self.decided: OrderedDict[str, None] = OrderedDict()
         self.last_result: dict[str, float] = {}
         self.counters: Counter[str] = Counter()
-        self.last_id = "$"
+        # Start at "now" (an explicit id: XREAD with "$" and no BLOCK would never return anything).
+        self.last_id = f"{int(time.time() * 1000)}-0"
 
     def read(self, bus: StreamBus, now: float | None = None, count: int = 500) -> None:
         """Take new detection sets from the stream (non-blocking); undecodable ones are counted."""
