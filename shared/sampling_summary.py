@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 SENT_PREFIX = "sent_"
 SKIPPED_PREFIX = "skipped_"
-NOT_SAVED = ("unreadable",)  # skipped because the frame could not be read, not to save money
+NOT_SAVED = ("unreadable", "gone")  # skipped because the frame could not be read, not to save money
 
 
 @dataclass(frozen=True)

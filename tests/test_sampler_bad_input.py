@@ -173,3 +173,22 @@ def test_undecodable_frames_and_foreign_messages_are_counted_and_the_sampler_goe
                 master.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sampler_that_fell_behind_the_ring_skips_the_lapped_frames_counted(redis_server, stream_name, tmp_path) -> None:
+    async def scenario() -> None:
+        async with adaptive_sampler(redis_server.url, stream_name, tmp_path, sampler_edge_silence_s=0.01) as sampler:
+            master = FramePublisher(sampler.bus, "wide", slots=4)
+            try:
+                master.publish(range(0, 10))  # a 4-slot ring: frames 0-5 are overwritten before the sampler looks
+                await step(sampler, time.monotonic() + 5)
+                lost = sampler.counters["skipped_gone"] + sampler.counters["skipped_unreadable"]
+                assert lost == 6 and sampler.counters["skipped_gone"] >= 5
+                assert sampler.counters["frames_sampled"] + sampler.counters["skipped_unchanged"] \
+                    + sampler.counters["skipped_rate"] == 4
+                assert sampler.snapshot()["frames_saved"] == sampler.counters["skipped_unchanged"] + sampler.counters["skipped_rate"]
+                assert pending_count(sampler.bus, frames_stream("wide"), GROUP) == 0
+            finally:
+                master.close()
+
+    asyncio.run(scenario())

@@ -195,6 +195,8 @@ class Sampler:
         edge = self.pairing.take(ref.frame_id) if self.policy.needs_edge else None
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
+            if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
+                return [Verdict(token, "skip", "gone", ref.camera_id, ref.capture_ts)]
             try:
                 borrowed = self.fetcher.borrow(ref)
             except (FrameGone, ValueError) as error:
@@ -303,7 +305,8 @@ class Sampler:
             "spooled": self.spool.spooled, "dropped": self.spool.dropped + sender["dropped_oversized"],
             "spool_depth": len(self.spool), "spool_bytes": self.spool.bytes,
             "uptime_s": round(time.time() - self.started, 3), "master_cameras": len(self.cameras),
-            "frames_saved": sum(v for k, v in self.counters.items() if k.startswith("skipped_") and k != "skipped_unreadable"),
+            "frames_saved": sum(v for k, v in self.counters.items()
+                                if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
             "edge_silent_cameras": len(self.edge_silent),
             **{k: v for k, v in self.pairing.counters.items()},
