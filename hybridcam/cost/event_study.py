@@ -63,10 +63,11 @@ def rate_sentence(sent_per_s: float, prices: PriceSet) -> str:
 
 
 def study_scenario(send_fraction: float) -> Scenario:
-    return Scenario(cameras=STUDY_CAMERAS, fps=STUDY_FPS, masters=list(range(1, STUDY_MASTERS + 1)),
-                    sample_fps=max(STUDY_FPS * send_fraction, 1e-9), hours_per_day=STUDY_HOURS, days_per_month=1,
-                    provisioned_hours="active", alert_channel="none", api_reads_per_day=0,
-                    architectures=["hybrid"], price_set=STUDY_PRICE_SET)
+    return Scenario.model_validate({
+        "cameras": STUDY_CAMERAS, "fps": STUDY_FPS, "masters": list(range(1, STUDY_MASTERS + 1)),
+        "sample_fps": max(STUDY_FPS * send_fraction, 1e-9), "hours_per_day": STUDY_HOURS, "days_per_month": 1,
+        "provisioned_hours": "active", "alert_channel": "none", "api_reads_per_day": 0,
+        "architectures": ["hybrid"], "price_set": STUDY_PRICE_SET})
 
 
 def event_cost(send_fraction: float, prices: PriceSet) -> EventCost:

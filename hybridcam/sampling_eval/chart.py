@@ -36,7 +36,7 @@ def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
                 size = 7 if len(scores) > 1 else 12
                 sent = [100 * s.sent_fraction for s in scores]
                 recall_ax.plot(sent, [100 * s.event_recall for s in scores], marker, label=family, markersize=size)
-                delays = [(x, s.delay_median_s) for x, s in zip(sent, scores) if s.delay_median_s is not None]
+                delays = [(x, s.delay_median_s) for x, s in zip(sent, scores, strict=True) if s.delay_median_s is not None]
                 delay_ax.plot([x for x, _ in delays], [d for _, d in delays], marker, label=family, markersize=size)
             recall_ax.axhline(95, color="grey", linestyle=":", linewidth=1)
             delay_ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)

@@ -97,7 +97,7 @@ def save(path: Path, results: FrameResults) -> None:
 
 def stored(found: Any, decimals: int = 1) -> list[StoredDetection]:
     return [(label, round(float(score), 3), *(round(float(v), decimals) for v in box))
-            for label, score, box in zip(found.labels(), found.scores, found.boxes)]
+            for label, score, box in zip(found.labels(), found.scores, found.boxes, strict=True)]
 
 
 def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | None = None,

@@ -24,7 +24,7 @@ import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from services.results_bridge.counters import CLOUD_RESULT_COUNTERS_KEY
 from services.sampler.encoding import FrameEncoder
@@ -208,17 +208,18 @@ class Sampler:
 
     def _apply(self, verdicts: list[Verdict], outgoing: list[OutgoingRecord], finished: dict[str, list[str]]) -> None:
         for verdict in verdicts:
-            stream, entry_id = verdict.token  # type: ignore[misc]
+            token = cast(Token, verdict.token)
+            stream, entry_id = token
             if verdict.verb == "skip":
-                self.held.pop(verdict.token, None)  # type: ignore[arg-type]
+                self.held.pop(token, None)
                 self.counters[f"skipped_{verdict.reason}"] += 1
                 finished[stream].append(entry_id)
                 continue
-            record = self.held.pop(verdict.token, None) or self._record(verdict.token)  # type: ignore[arg-type]
+            record = self.held.pop(token, None) or self._record(token)
             if record is None:
                 finished[stream].append(entry_id)
             elif verdict.verb == "hold":
-                self.held[verdict.token] = record  # type: ignore[index]
+                self.held[token] = record
             else:
                 self.counters[f"sent_{verdict.reason}"] += 1
                 self.counters["frames_sampled"] += 1
