@@ -192,3 +192,52 @@ def test_a_sampler_that_fell_behind_the_ring_skips_the_lapped_frames_counted(red
                 master.close()
 
     asyncio.run(scenario())
+
+
+def test_the_sampler_process_reports_its_decisions_on_health_metrics_and_the_counters_file(redis_server, stream_name, tmp_path) -> None:
+    import json
+    import os
+    import urllib.request
+
+    from hybridcam.local_stack import free_port
+    from tests.fixtures.pipeline import ServiceRunner, wait_until
+
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_server.url,
+           "HYBRIDCAM_SITE_FILE": str(write_cloud_site(tmp_path / "site.yaml")), "HYBRIDCAM_SAMPLER_STREAM_NAME": stream_name,
+           "HYBRIDCAM_SAMPLER_SPOOL_DIR": str(tmp_path / "spool"), "HYBRIDCAM_SAMPLER_COUNTERS_FILE": str(tmp_path / "run.json"),
+           "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "HYBRIDCAM_SAMPLER_EDGE_SILENCE_S": "1", "PYTHONUNBUFFERED": "1"}
+    runner = ServiceRunner(env, logs)
+    bus = StreamBus(redis_server.url)
+    master = FramePublisher(bus, "wide")
+    try:
+        runner.start("sampler", "--health-port", str(port))  # the default policy: adaptive
+        assert wait_until(lambda: pending_count(bus, frames_stream("wide"), GROUP) == 0, 30), runner.logs()
+        for seq in range(0, 20):
+            master.publish(range(seq, seq + 1))
+            time.sleep(0.05)
+
+        def health() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+                return json.loads(reply.read())
+
+        assert wait_until(lambda: health()["counters"].get("frames_seen") == 20 and not health()["counters"]["frames_waiting"], 30), \
+            runner.logs()
+        report = health()
+        counters = report["counters"]
+        assert report["policy"].startswith("adaptive") and "change + heartbeat" in report["message"]  # no edge_infer here
+        assert counters["sent_changed"] == 1 and counters["skipped_unchanged"] == 19 and counters["frames_saved"] == 19
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        assert "hybridcam_sampler_sent_changed" in metrics and "hybridcam_sampler_skipped_unchanged" in metrics
+        assert pending_count(bus, frames_stream("wide"), GROUP) == 0
+        assert wait_until(lambda: (tmp_path / "run.json").exists()
+                          and json.loads((tmp_path / "run.json").read_text()).get("skipped_unchanged") == 19, 10)
+        run = json.loads((tmp_path / "run.json").read_text())
+        assert run["policy"] == "adaptive" and run["send_fraction"] == 0.05
+    finally:
+        runner.stop_all()
+        master.close()
+        bus.close()

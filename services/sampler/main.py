@@ -397,7 +397,8 @@ async def run_sampler(settings: SamplerSettings, site: SiteConfig, stop: threadi
         health_server = None
         if settings.health_port:
             health_server = HealthServer(settings.health_port, lambda: {
-                "service": "sampler", "state": sampler.state(), "counters": sampler.snapshot()},
+                "service": "sampler", "state": sampler.state(), "message": sampler.message(),
+                "policy": sampler.policy.describe(), "counters": sampler.snapshot()},
                 metrics=service_registry(lambda: [sampler.health()])).start()
         try:
             await sampler.run(stop)
