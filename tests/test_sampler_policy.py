@@ -152,3 +152,17 @@ def test_cameras_are_independent() -> None:
 def test_bad_adaptive_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         replace(AdaptiveSettings(), **kwargs)
+
+
+def test_a_usd_budget_becomes_images_per_hour_at_the_price_sets_rekognition_price(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.sampler.main import build_policy
+    from services.sampler.settings import SamplerSettings
+    from shared.errors import ConfigError
+    from shared.site_config import parse_site
+
+    site = parse_site({"site": "s", "cameras": [{"id": "wide", "role": "master", "source": "synthetic"}]})
+    policy = build_policy(SamplerSettings(sampler_budget_usd_per_hour=0.36, sampler_price_set="2019-eu-west-1"), site)
+    assert isinstance(policy, AdaptivePolicy) and policy.settings.budget_images_per_hour == pytest.approx(360.0)
+    assert isinstance(build_policy(SamplerSettings(sampler_policy="every_nth"), site), EveryNthFrame)
+    with pytest.raises(ConfigError, match="not found"):
+        build_policy(SamplerSettings(sampler_budget_usd_per_hour=1.0, sampler_price_set="no-such-set"), site)
