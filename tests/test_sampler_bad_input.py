@@ -241,3 +241,25 @@ def test_the_sampler_process_reports_its_decisions_on_health_metrics_and_the_cou
         runner.stop_all()
         master.close()
         bus.close()
+
+
+def test_under_a_budget_the_held_frame_waits_unacknowledged_and_is_skipped_at_shutdown(redis_server, stream_name, tmp_path) -> None:
+    async def scenario() -> None:
+        async with adaptive_sampler(redis_server.url, stream_name, tmp_path, sampler_budget_images_per_hour=1.0,
+                                    sampler_budget_burst=1.0, sampler_max_fps=100.0) as sampler:
+            bus = sampler.bus
+            master = FramePublisher(bus, "wide")
+            try:
+                for ref in master.publish(range(0, 10)):
+                    bus.publish(DETECTIONS_STREAM, edge_result(ref, people=0 if ref.seq < 3 else 1))
+                await step(sampler, time.monotonic())
+                assert sampler.counters["frames_sampled"] == 1  # frame 0 took the only token
+                assert sampler.snapshot()["frames_held"] == 1  # the confirmed arrival waits for a token
+                assert sampler.counters["skipped_budget"] == 5  # as informative as the held one, later: skipped
+                assert pending_count(bus, frames_stream("wide"), GROUP) == 1  # the held frame is not acknowledged
+                await sampler.finish()
+                assert sampler.counters["skipped_budget"] == 6 and pending_count(bus, frames_stream("wide"), GROUP) == 0
+            finally:
+                master.close()
+
+    asyncio.run(scenario())

@@ -193,6 +193,7 @@ class Sampler:
         ref = frame.ref
         token: Token = (frame.entry.stream, frame.entry.entry_id)
         edge = self.pairing.take(ref.frame_id) if self.policy.needs_edge else None
+        self._current[token] = (ref, None)
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
             if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
@@ -210,12 +211,14 @@ class Sampler:
         for verdict in verdicts:
             token = cast(Token, verdict.token)
             stream, entry_id = token
+            if token not in self.held and token not in self._current:
+                continue  # held earlier, but its pixels were gone by then: already counted and acknowledged
             if verdict.verb == "skip":
                 self.held.pop(token, None)
                 self.counters[f"skipped_{verdict.reason}"] += 1
                 finished[stream].append(entry_id)
                 continue
-            record = self.held.pop(token, None) or self._record(token)
+            record = self.held.pop(token) if token in self.held else self._record(token)
             if record is None:
                 finished[stream].append(entry_id)
             elif verdict.verb == "hold":
