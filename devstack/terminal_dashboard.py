@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from shared.sampling_summary import SamplingSummary, summarize
 from shared.schemas import DetectionSet, Health, SchemaError, decode
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
 
@@ -124,7 +125,17 @@ class TerminalDashboard:
         program = self.program_line()
         if program:
             lines.append(Text(program, style="cyan"))
+        sampling = self.sampling_summary()
+        if sampling:
+            lines.append(Text(sampling.line(), style="magenta"))
         return Group(*lines)
+
+    def sampling_summary(self) -> SamplingSummary | None:
+        """Frames sent and saved and the reason mix, from the sampler's latest health report."""
+        for key, health in self.view.services.items():
+            if key.startswith("sampler/"):
+                return summarize(health.counters)
+        return None
 
     def program_line(self) -> str:
         for key, health in self.view.services.items():
@@ -143,6 +154,17 @@ class TerminalDashboard:
             ("results from the cloud path", str(cloud)),
             ("most people seen by one camera", str(people_max)),
             ("frames skipped to stay real-time", str(sum(c.skipped for c in cams))),
+            *self._sampling_rows(),
+        ]
+
+    def _sampling_rows(self) -> list[tuple[str, str]]:
+        sampling = self.sampling_summary()
+        if sampling is None:
+            return []
+        return [
+            (f"master frames sent to the cloud ({sampling.policy})", str(sampling.sent)),
+            ("master frames saved (not sent)", f"{sampling.saved} ({sampling.saved_share:.1%})"),
+            ("sent for", ", ".join(f"{k} {v}" for k, v in sampling.sent_reasons.items()) or "-"),
         ]
 
 

@@ -182,6 +182,10 @@ class FrameRingReader(_Ring):
     def holds(self, slot: int, seq: int) -> bool:
         return bool(_SLOT_HEADER.unpack_from(self._headers[slot], 0)[0] == seq)
 
+    def slot_seq(self, slot: int) -> int:
+        """Sequence number of the frame the slot holds now."""
+        return int(_SLOT_HEADER.unpack_from(self._headers[slot], 0)[0])
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.layout.height, self.layout.width, 3)
@@ -241,6 +245,14 @@ class FrameFetcher:
                 if ref.jpeg is None:
                     raise FrameGone(f"frame ring {ref.shm_name!r} does not exist on this host") from None
         return BorrowedFrame(self.fetch(ref), None, 0, 0)
+
+    def lapped(self, ref: FrameRefLike) -> bool:
+        """True when an attached ring's slot already holds a newer frame than ``ref``: the frame is
+        gone, and a reader that fell behind can skip it without touching (or re-attaching) the ring."""
+        reader = self._readers.get(ref.shm_name) if ref.shm_name is not None else None
+        if reader is None or ref.slot is None or not 0 <= ref.slot < reader.layout.slots:
+            return False
+        return reader.slot_seq(ref.slot) > ref.seq
 
     def _reader(self, name: str) -> FrameRingReader:
         reader = self._readers.get(name)

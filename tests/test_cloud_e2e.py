@@ -73,7 +73,8 @@ def test_sampled_frames_make_the_round_trip_exactly_once_despite_a_poison_record
     alert_copy = subscribe_alert_copy(outputs["AlertTopicArn"])
     env = {**os.environ, **cloud_env, "HYBRIDCAM_REDIS_URL": redis_server.url,
            "HYBRIDCAM_SITE_FILE": str(write_cloud_site(tmp_path / "site.yaml")), "HYBRIDCAM_BRIDGE_WAIT_TIME_S": "1",
-           "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "PYTHONUNBUFFERED": "1"}
+           "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "PYTHONUNBUFFERED": "1",
+           "HYBRIDCAM_SAMPLER_POLICY": "every_nth"}  # this test counts exact frames
     logs = tmp_path / "logs"
     logs.mkdir()
     runner = ServiceRunner(env, logs)

@@ -38,6 +38,7 @@ def sampler_env(redis_url: str, tmp_path: Path, stream_name: str, aws_url: str) 
         "HYBRIDCAM_SAMPLER_COUNTERS_FILE": str(tmp_path / "sampler-run.json"),
         "HYBRIDCAM_SAMPLER_CLOUD_RETRY_S": "0.5", "HYBRIDCAM_SAMPLER_CONNECT_TIMEOUT_S": "1",
         "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "HYBRIDCAM_SAMPLER_MAX_ATTEMPTS": "2", "PYTHONUNBUFFERED": "1",
+        "HYBRIDCAM_SAMPLER_POLICY": "every_nth",
     }
 
 

@@ -106,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event-hours", type=float, metavar="H",
                         help="also price one event of H hours live (DetectLabels) against analysing its recordings "
                         "afterwards (Rekognition Video per minute)")
+    parser.add_argument("--send-fraction", type=float, metavar="F",
+                        help="a sampling policy's measured share of master frames sent (0-1): also price the 2019 "
+                        "study's 2-hour event with it")
+    parser.add_argument("--send-fraction-from", type=Path, metavar="FILE",
+                        help="read that share from `hybridcam sampling-eval --json` output (adaptive policy, largest "
+                        "over the clips) or from a run counters file")
     add_scenario_flags(parser)
     parser.set_defaults(handler=run_cost)
 
@@ -244,6 +250,31 @@ def run_cost(args: argparse.Namespace) -> int:
         console.print(line, markup=False)
     if args.event_hours:
         _print_event_options(console, scenario, prices, args.event_hours)
+    return _print_event_study(args, console)
+
+
+def _print_event_study(args: argparse.Namespace, console: Console) -> int:
+    """The 2019 study's event with a measured send fraction, when one was given (flag, file or run)."""
+    from cost_model.event_study import STUDY_PRICE_SET, MeasuredFraction, SendFractionError, event_cost, fraction_from_file, rate_sentence
+
+    try:
+        if args.send_fraction is not None:
+            measured = MeasuredFraction(args.send_fraction, "given with --send-fraction")
+        elif args.send_fraction_from is not None:
+            measured = fraction_from_file(args.send_fraction_from)
+        elif args.from_run is not None:
+            measured = fraction_from_file(args.from_run)
+        else:
+            return 0
+        cost = event_cost(measured.fraction, load_price_set(STUDY_PRICE_SET))
+    except SendFractionError as exc:
+        if args.send_fraction is None and args.send_fraction_from is None:
+            return 0  # a run file from a sampler without a send fraction: nothing more to say
+        print(f"error: {str(exc).rstrip('.')}.", file=sys.stderr)
+        return EXIT_USAGE
+    console.print(cost.sentence(measured.source), markup=False)
+    if measured.sent_per_s is not None:
+        console.print(rate_sentence(measured.sent_per_s, load_price_set(STUDY_PRICE_SET)), markup=False)
     return 0
 
 

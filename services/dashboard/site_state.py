@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cost_model.running_cost import running_cost
+from shared.sampling_summary import summarize
 from shared.schemas import Alert, DetectionSet, Envelope, Health
 from shared.site_config import ResolvedCamera
 
@@ -124,6 +125,7 @@ class SiteState:
             "frames_sampled": counters.get("frames_sampled", 0.0), "records_sent": counters.get("records_sent", 0.0),
             "bytes_sent": counters.get("bytes_sent", 0.0), "spool_depth": counters.get("spool_depth", 0.0),
             "cost": cost.as_dict() if cost else None,
+            "sampling": sampling.as_dict() if (sampling := summarize(counters)) else None,
         }
         return self.uplink
 

@@ -1,10 +1,13 @@
-"""Forward every Nth frame of each master camera to the cloud path (Kinesis).
+"""Send the master frames that change what we know to the cloud path (Kinesis).
 
-Reads the master cameras' frame streams through consumer group "sampler", encodes the sampled
-frames as JPEG and puts them on Kinesis as CloudFrame records (aiobotocore, batched, retried).
-A frame entry is acknowledged only after its record was accepted by Kinesis or written to the
-on-disk spool; the spool is replayed in order when the cloud answers again. Counters go to the
-health stream and, when configured, to a JSON file for `hybridcam cost --from-run`.
+Reads the master cameras' frame streams through consumer group "sampler", pairs each frame with
+the edge detector's result for it (by frame id, waiting a bounded time), lets the sampling policy
+decide (HYBRIDCAM_SAMPLER_POLICY: adaptive by default, or every_nth), encodes the chosen frames as
+JPEG and puts them on Kinesis as CloudFrame records (aiobotocore, batched, retried). A frame entry
+is acknowledged only after its record was accepted by Kinesis or written to the on-disk spool, or
+once it was counted as deliberately skipped (by reason); the spool is replayed in order when the
+cloud answers again. Counters go to the health stream and, when configured, to a JSON file for
+`hybridcam cost --from-run`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from services.sampler.service import Sampler, open_sampler
+from services.sampler.policy import EveryNthFrame, SamplingPolicy
+from services.sampler.service import Sampler, build_policy, open_sampler
 from services.sampler.settings import SamplerSettings
 from shared.errors import ConfigError
 from shared.metrics import service_registry
@@ -26,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--counters-file", type=Path, help="write run counters JSON here (default: HYBRIDCAM_SAMPLER_COUNTERS_FILE)")
 
 
-async def sample_until_stopped(service: ServiceLifecycle[SamplerSettings]) -> Sampler:
-    async with open_sampler(service.settings, service.site) as sampler:
-        service.serve_health(lambda: {"service": "sampler", "state": sampler.state(), "counters": sampler.snapshot()},
+async def sample_until_stopped(service: ServiceLifecycle[SamplerSettings], policy: SamplingPolicy) -> Sampler:
+    async with open_sampler(service.settings, service.site, policy) as sampler:
+        service.serve_health(lambda: {"service": "sampler", "state": sampler.state(), "message": sampler.message(),
+                                      "policy": sampler.policy.describe(), "counters": sampler.snapshot()},
                              service_registry(lambda: [sampler.health()]))
         await sampler.run(service.stop)
     return sampler
@@ -43,16 +48,20 @@ def run(args: argparse.Namespace) -> int:
         masters = site.masters()
         if not masters:
             raise ConfigError(f"site {site.site!r} has no master camera, so there is nothing to sample")
+        policy = build_policy(settings, site)
+        what = (", ".join(f"{c.id} every {c.cloud_sample_every}th frame" for c in masters) if isinstance(policy, EveryNthFrame)
+                else f"{', '.join(c.id for c in masters)} by policy {policy.describe()}")
         log.info("sampling %s to Kinesis stream %s (JPEG quality %d%s); spool %s (at most %d records)",
-                 ", ".join(f"{c.id} every {c.cloud_sample_every}th frame" for c in masters), settings.sampler_stream_name,
+                 what, settings.sampler_stream_name,
                  settings.sampler_jpeg_quality, f", longer side <= {settings.sampler_max_side}" if settings.sampler_max_side else "",
                  settings.sampler_spool_dir, settings.sampler_spool_max_records)
         if settings.sampler_claim_check_bucket:
             log.info("frames over %d bytes go by claim check to s3://%s/%s", settings.sampler_record_limit_bytes,
                      settings.sampler_claim_check_bucket, settings.sampler_claim_check_prefix)
-        sampler = asyncio.run(sample_until_stopped(service))
+        sampler = asyncio.run(sample_until_stopped(service, policy))
         counters = sampler.snapshot()
-        log.info("stopped: %d frames seen, %d sampled, %d records sent (%.1f MB), %d spooled, %d dropped, %d still in the spool",
-                 counters["frames_seen"], counters["frames_sampled"], counters["records_sent"], counters["bytes_sent"] / 1e6,
+        log.info("stopped: %d frames seen, %d sampled, %d saved, %d records sent (%.1f MB), %d spooled, %d dropped, "
+                 "%d still in the spool", counters["frames_seen"], counters["frames_sampled"], counters["frames_saved"],
+                 counters["records_sent"], counters["bytes_sent"] / 1e6,
                  counters["spooled"], counters["dropped"], counters["spool_depth"])
     return 0

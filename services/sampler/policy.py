@@ -1,20 +1,104 @@
-"""Which frames go to the cloud: a pluggable policy.
+"""Which master frames go to the cloud: the sampling policies behind one small interface.
 
-A policy answers one question per frame reference, cheaply (it runs for every frame of
-every master camera, before any pixels are read). EveryNthFrame is the first one; later
-policies (motion, edge confidence, scene change) implement the same Protocol.
+The sampler offers every master frame to the policy, in capture order per camera, with what is
+known about it: the frame (for change features, when the policy looks at pixels) and a summary
+of the edge detector's result for that frame (None when none arrived in time). The policy answers
+with verdicts: send, skip (with the reason, so every decision is counted) or hold. A held frame
+waits for the site-wide budget; a later verdict sends it or skips it. Time is the frames' capture
+time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exactly as live.
+
+- ``every_nth``: frames whose sequence number is a multiple of N (the baseline).
+- ``adaptive``: send when the scene changed since the last frame *sent* for that camera, when the
+  edge is unsure about a watch label, when the number of watch-label objects changed (appeared /
+  left), or as a heartbeat; at most ``max_fps`` per camera and, optionally, within a site-wide
+  budget (token bucket) where the most informative candidate of the window wins.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
+import numpy as np
+
+from services.sampler.settings import SamplerSettings
+from shared.scene_change import ChangeFeatures, KeptFrame, SceneChangeDetector, SceneChangeSettings
 from shared.schemas import FrameRef
 from shared.site_config import ResolvedCamera
 
+SEND_REASONS = ("changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
+SKIP_REASONS = ("unchanged", "rate", "budget", "not_nth")
+POLICY_NAMES = ("adaptive", "every_nth")
+
+Verb = Literal["send", "skip", "hold"]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSummary:
+    """What the edge detector said about one frame, reduced to what the policy uses."""
+
+    watch_count: int
+    """confident watch-label detections (score above the unsure band)"""
+    unsure: float
+    """0 when no watch-label score lies in the unsure band, else how close the closest one is to
+    the band's middle (1 = exactly in the middle)"""
+
+    @classmethod
+    def of(cls, detections: Iterable[tuple[str, float]], watch_labels: frozenset[str],
+           unsure_band: tuple[float, float]) -> EdgeSummary:
+        low, high = unsure_band
+        middle, half = (low + high) / 2, max((high - low) / 2, 1e-6)
+        count, unsure = 0, 0.0
+        for label, score in detections:
+            if label not in watch_labels or score < low:
+                continue
+            if score > high:
+                count += 1
+            else:  # in the band: at least a little unsure, most at its middle
+                unsure = max(unsure, 1.0 - abs(score - middle) / half, 1e-3)
+        return cls(count, unsure)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFacts:
+    """One master frame offered to a policy."""
+
+    token: object
+    """the caller's handle for the frame (the sampler's stream entry, the evaluator's frame index)"""
+    camera_id: str
+    seq: int
+    ts: float
+    """capture time, epoch seconds (or seconds into a recording)"""
+    edge: EdgeSummary | None = None
+    """the edge detector's result for this frame; None when none arrived in time"""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    token: object
+    verb: Verb
+    reason: str
+    """a SEND_REASONS entry for send, SKIP_REASONS for skip, the candidate's reason for hold"""
+    camera_id: str = ""
+    ts: float = 0.0
+    """capture time of the frame this verdict is about"""
+
 
 class SamplingPolicy(Protocol):
-    def should_send(self, camera: ResolvedCamera, ref: FrameRef) -> bool: ...
+    name: str
+    needs_pixels: bool
+    """offer() wants the frame's pixels (change features)"""
+    needs_edge: bool
+    """offer() uses the edge result, so the sampler waits a bounded time for it"""
+
+    def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:
+        """Verdicts now due: usually one for this frame; with a budget, maybe one for a held frame."""
+        ...
+
+    def poll(self, now: float) -> list[Verdict]:
+        """Verdicts due without a new frame (a held frame the budget now lets through)."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -26,10 +110,15 @@ class EveryNthFrame:
     sampler restart or a replay of the stream.
     """
 
-    def __init__(self, every: int | None = None) -> None:
+    name = "every_nth"
+    needs_pixels = False
+    needs_edge = False
+
+    def __init__(self, every: int | None = None, per_camera: Mapping[str, int] | None = None) -> None:
         if every is not None and every < 1:
             raise ValueError("every must be at least 1")
         self.every = every
+        self.per_camera = dict(per_camera or {})
 
     def interval(self, camera: ResolvedCamera) -> int:
         return self.every or camera.cloud_sample_every
@@ -37,5 +126,212 @@ class EveryNthFrame:
     def should_send(self, camera: ResolvedCamera, ref: FrameRef) -> bool:
         return ref.seq % self.interval(camera) == 0
 
+    def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:
+        every = self.every or self.per_camera.get(facts.camera_id, 1)
+        if facts.seq % every == 0:
+            return [Verdict(facts.token, "send", "every_nth", facts.camera_id, facts.ts)]
+        return [Verdict(facts.token, "skip", "not_nth", facts.camera_id, facts.ts)]
+
+    def poll(self, now: float) -> list[Verdict]:
+        return []
+
     def describe(self) -> str:
         return f"every {self.every}th frame" if self.every else "every Nth frame (each camera's cloud_sample_every)"
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveSettings:
+    change: SceneChangeSettings = field(default_factory=SceneChangeSettings)
+    watch_labels: frozenset[str] = frozenset({"person", "car", "truck", "bus", "motorcycle", "bicycle"})
+    unsure_band: tuple[float, float] = (0.35, 0.5)
+    """an edge watch-label score in this band makes the frame a candidate (the edge is not sure)"""
+    unsure_min_change: float = 0.5
+    """an unsure frame counts only if the scene changed at least this much (share of the change
+    threshold) since the last sent frame: the cloud has already seen a near-identical picture"""
+    count_changes: bool = True
+    """send when the number of watch-label objects differs from the last sent frame's"""
+    count_confirm_frames: int = 2
+    """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
+    max_fps: float = 0.75
+    """per camera"""
+    max_interval_s: float = 30.0
+    """heartbeat: send at least this often per camera"""
+    budget_images_per_hour: float = 0.0
+    """site-wide; 0 = no budget"""
+    budget_burst: float = 10.0
+    """images the budget lets through at once after a quiet spell"""
+
+    def __post_init__(self) -> None:
+        low, high = self.unsure_band
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError("the unsure band must be two scores 0 <= low < high <= 1")
+        if self.max_fps <= 0 or self.max_interval_s <= 0:
+            raise ValueError("max_fps and max_interval_s must be positive")
+        if self.count_confirm_frames < 1:
+            raise ValueError("count_confirm_frames must be at least 1")
+        if self.budget_images_per_hour < 0 or self.budget_burst < 1:
+            raise ValueError("the budget must be >= 0 images per hour with a burst of at least 1")
+
+
+class TokenBucket:
+    """Images the budget allows: `rate` per second, at most `burst` saved up."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.updated: float | None = None
+
+    def refill(self, now: float) -> None:
+        if self.updated is not None and now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        if self.updated is None or now > self.updated:
+            self.updated = now
+
+    def take(self, now: float) -> bool:
+        self.refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class CameraState:
+    detector: SceneChangeDetector
+    last_sent_ts: float | None = None
+    last_sent_count: int | None = None
+    count_streak: int = 0
+    """frames in a row whose watch-label count differs from the last sent frame's"""
+
+
+@dataclass
+class Candidate:
+    facts: FrameFacts
+    reason: str
+    value: float
+    kept: KeptFrame | None
+
+
+# Candidates compete for the budget by reason first, then by how strong the reason is.
+REASON_RANK = {"appeared": 4.0, "left": 3.0, "unsure": 2.0, "changed": 1.0, "heartbeat": 0.0}
+
+
+class AdaptivePolicy:
+    """Send what changes what we know; see the module docstring for the rules."""
+
+    name = "adaptive"
+    needs_pixels = True
+    needs_edge = True
+
+    def __init__(self, settings: AdaptiveSettings | None = None) -> None:
+        self.settings = settings or AdaptiveSettings()
+        self.cameras: dict[str, CameraState] = {}
+        budget = self.settings.budget_images_per_hour
+        self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
+        self.held: Candidate | None = None
+
+    def describe(self) -> str:
+        s = self.settings
+        budget = f", site budget {s.budget_images_per_hour:g} images/h" if self.bucket else ""
+        return (f"adaptive (change, unsure {s.unsure_band[0]:g}-{s.unsure_band[1]:g}, appeared/left of "
+                f"{', '.join(sorted(s.watch_labels))}; at most {s.max_fps:g} fps, heartbeat {s.max_interval_s:g} s{budget})")
+
+    def camera(self, camera_id: str) -> CameraState:
+        state = self.cameras.get(camera_id)
+        if state is None:
+            state = self.cameras[camera_id] = CameraState(SceneChangeDetector(self.settings.change))
+        return state
+
+    def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:
+        state = self.camera(facts.camera_id)
+        change = state.detector.features(pixels) if pixels is not None else None
+        reason, value = self._reason(state, facts, change)
+        verdicts = self.poll(facts.ts)
+        if reason is None:
+            return verdicts + [Verdict(facts.token, "skip", "unchanged", facts.camera_id, facts.ts)]
+        if state.last_sent_ts is not None and facts.ts - state.last_sent_ts < 1.0 / self.settings.max_fps:
+            return verdicts + [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
+        kept = state.detector.keep() if change is not None else None
+        candidate = Candidate(facts, reason, value, kept)
+        if self.bucket is None or (self.held is None and self.bucket.take(facts.ts)):
+            return verdicts + [self._send(candidate)]
+        return verdicts + self._compete(candidate)
+
+    def poll(self, now: float) -> list[Verdict]:
+        if self.held is None or self.bucket is None or not self.bucket.take(now):
+            return []
+        held, self.held = self.held, None
+        return [self._send(held)]
+
+    # -- internals ---------------------------------------------------------------------------
+    def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
+        s = self.settings
+        edge = facts.edge
+        if edge is not None:  # a frame without an edge result neither confirms nor breaks a streak
+            differs = state.last_sent_count is not None and edge.watch_count != state.last_sent_count
+            state.count_streak = state.count_streak + 1 if differs else 0
+        if edge is not None and state.last_sent_count is not None and s.count_changes \
+                and state.count_streak >= s.count_confirm_frames:
+            appeared = edge.watch_count > state.last_sent_count
+            return ("appeared" if appeared else "left"), REASON_RANK["appeared" if appeared else "left"] + \
+                min(abs(edge.watch_count - state.last_sent_count), 9) / 10
+        strength = s.change.strength(change) if change is not None else None
+        if edge is not None and edge.unsure > 0 and (strength is None or strength >= s.unsure_min_change):
+            return "unsure", REASON_RANK["unsure"] + min(edge.unsure, 0.99)
+        if change is not None and strength is not None and s.change.changed(change):
+            return "changed", REASON_RANK["changed"] + min(strength, 99.0) / 100
+        if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
+            return "heartbeat", REASON_RANK["heartbeat"]
+        return None, 0.0
+
+    def _send(self, candidate: Candidate) -> Verdict:
+        facts = candidate.facts
+        state = self.camera(facts.camera_id)
+        state.last_sent_ts = facts.ts
+        if facts.edge is not None:
+            state.last_sent_count = facts.edge.watch_count
+            state.count_streak = 0
+        if candidate.kept is not None:
+            state.detector.set_reference(candidate.kept)
+        return Verdict(facts.token, "send", candidate.reason, facts.camera_id, facts.ts)
+
+    def _compete(self, candidate: Candidate) -> list[Verdict]:
+        """The budget binds: keep the more informative of this candidate and the held one."""
+        if self.held is None:
+            self.held = candidate
+            return [Verdict(candidate.facts.token, "hold", candidate.reason, candidate.facts.camera_id, candidate.facts.ts)]
+        if candidate.value > self.held.value:
+            loser, self.held = self.held, candidate
+            return [Verdict(loser.facts.token, "skip", "budget", loser.facts.camera_id, loser.facts.ts),
+                    Verdict(candidate.facts.token, "hold", candidate.reason, candidate.facts.camera_id, candidate.facts.ts)]
+        return [Verdict(candidate.facts.token, "skip", "budget", candidate.facts.camera_id, candidate.facts.ts)]
+
+    def release(self) -> list[Verdict]:
+        """At shutdown: the held frame is skipped (budget), so it is acknowledged and counted."""
+        if self.held is None:
+            return []
+        held, self.held = self.held, None
+        return [Verdict(held.facts.token, "skip", "budget", held.facts.camera_id, held.facts.ts)]
+
+
+def watch_labels_of(text: str) -> frozenset[str]:
+    return frozenset(label.strip() for label in text.split(",") if label.strip())
+
+
+def adaptive_settings_of(settings: SamplerSettings, usd_per_image: float | None = None) -> AdaptiveSettings:
+    """The adaptive policy's settings from the sampler's (a USD budget needs the price per image)."""
+    budget = settings.sampler_budget_images_per_hour
+    if settings.sampler_budget_usd_per_hour and usd_per_image:
+        budget = settings.sampler_budget_usd_per_hour / usd_per_image
+    change = SceneChangeSettings(pixel_delta=settings.sampler_change_pixel_delta,
+                                 changed_fraction=settings.sampler_change_fraction,
+                                 largest_area=settings.sampler_change_area,
+                                 edge_difference=settings.sampler_change_edges)
+    return AdaptiveSettings(change=change, watch_labels=watch_labels_of(settings.sampler_watch_labels),
+                            unsure_band=(settings.sampler_unsure_low, settings.sampler_unsure_high),
+                            unsure_min_change=settings.sampler_unsure_min_change,
+                            count_changes=settings.sampler_count_changes, max_fps=settings.sampler_max_fps,
+                            max_interval_s=settings.sampler_max_interval_s, budget_images_per_hour=budget,
+                            budget_burst=settings.sampler_budget_burst)
+

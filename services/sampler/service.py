@@ -1,8 +1,11 @@
-"""The sampler service: frame entries -> sampling policy -> JPEG -> Kinesis (or the spool) -> acknowledge.
+"""The sampler service: frame entries -> (edge result) -> sampling policy -> JPEG -> Kinesis (or the spool).
 
-A frame entry is acknowledged only after its record was accepted by Kinesis or written to the
-on-disk spool; the spool is replayed in order when the cloud answers again. Counters go to the
-health stream and, when configured, to a JSON file for `hybridcam cost --from-run`.
+Each master frame is paired with the edge detector's result for it (by frame id, waiting a bounded
+time), then the sampling policy decides (HYBRIDCAM_SAMPLER_POLICY: adaptive by default, or
+every_nth). A frame entry is acknowledged only after its record was accepted by Kinesis or written
+to the on-disk spool, or once it was counted as deliberately skipped (by reason); the spool is
+replayed in order when the cloud answers again. Counters go to the health stream and, when
+configured, to a JSON file for `hybridcam cost --from-run`.
 """
 
 from __future__ import annotations
@@ -14,18 +17,29 @@ import math
 import os
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
-from services.sampler.policy import EveryNthFrame, SamplingPolicy
+from services.sampler.policy import (
+    AdaptivePolicy,
+    EveryNthFrame,
+    FrameFacts,
+    SamplingPolicy,
+    Verdict,
+    adaptive_settings_of,
+    watch_labels_of,
+)
 from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
-from shared.frame_ring import FrameFetcher, FrameGone
+from shared.errors import ConfigError
+from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, FrameRef, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
@@ -33,14 +47,42 @@ from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stre
 
 log = logging.getLogger("sampler")
 
-COUNTER_NAMES = ("frames_seen", "frames_sampled", "records_sent", "bytes_sent", "spooled", "dropped")
+COUNTER_NAMES = ("frames_seen", "frames_sampled", "frames_saved", "records_sent", "bytes_sent", "spooled", "dropped")
+Token = tuple[str, str]  # (stream, entry id) of a frame entry
+
+
+def build_policy(settings: SamplerSettings, site: SiteConfig) -> SamplingPolicy:
+    """The configured policy; a USD budget is turned into images with the price set's Rekognition price."""
+    if settings.sampler_policy == "every_nth":
+        return EveryNthFrame(per_camera={c.id: c.cloud_sample_every for c in site.masters()})
+    usd_per_image = None
+    if settings.sampler_budget_usd_per_hour:
+        from cost_model.price_sets import PriceSetError, load_price_set
+
+        try:
+            item = load_price_set(settings.sampler_price_set).get("rekognition.detect_labels")
+        except PriceSetError as error:
+            raise ConfigError(str(error)) from None
+        if item is None:
+            raise ConfigError(f"price set {settings.sampler_price_set!r} has no Rekognition price for a USD budget")
+        usd_per_image = item.first_rate
+    return AdaptivePolicy(adaptive_settings_of(settings, usd_per_image))
+
+
+@dataclass
+class WaitingFrame:
+    """A master frame read from its stream, waiting (a bounded time) for its edge result."""
+
+    entry: StreamEntry
+    ref: FrameRef
+    arrived: float
 
 
 class Sampler:
-    """The loop: frame entries -> policy -> JPEG -> Kinesis (or the spool) -> acknowledge."""
+    """The loop: frame entries -> (edge result) -> policy -> JPEG -> Kinesis (or the spool) -> acknowledge."""
 
     def __init__(self, settings: SamplerSettings, site: SiteConfig, bus: StreamBus, sender: KinesisSender,
-                 spool: Spool, policy: SamplingPolicy, encoder: FrameEncoder) -> None:
+                 spool: Spool, policy: SamplingPolicy, encoder: FrameEncoder, pairing: EdgePairing | None = None) -> None:
         self.settings = settings
         self.site = site
         self.bus = bus
@@ -50,12 +92,19 @@ class Sampler:
         self.encoder = encoder
         self.fetcher = FrameFetcher()
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
+        self.pairing = pairing or EdgePairing([c.id for c in site.masters()], watch_labels_of(settings.sampler_watch_labels),
+                                              (settings.sampler_unsure_low, settings.sampler_unsure_high))
         self.counters: Counter[str] = Counter()
+        self.waiting: dict[str, deque[WaitingFrame]] = {stream: deque() for stream in self.cameras}
+        self.held: dict[Token, OutgoingRecord] = {}
+        self.edge_silent: list[str] = []
         self.cloud_retry_at = 0.0
         self.cloud_down_reason = ""
         self.started = time.time()
+        self._started_monotonic = time.monotonic()
         self._last_report = 0.0
         self._last_claim = 0.0
+        self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: threading.Event) -> None:
@@ -63,12 +112,14 @@ class Sampler:
         for stream in self.cameras:
             self.bus.ensure_group(stream, group, "0")
         while not stop.is_set():
+            block_ms = 250 if not any(self.waiting.values()) else max(10, int(self.settings.sampler_edge_wait_s * 250))
             entries = await asyncio.to_thread(
-                self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, 250, "0")
+                self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, block_ms, "0")
             entries += self._claim_stale()
             await self.handle(entries)
             await self.replay_spool()
             self.report()
+        await self.finish()
         self.report(force=True)
 
     def _claim_stale(self) -> list[StreamEntry]:
@@ -82,16 +133,26 @@ class Sampler:
                                             self.settings.sampler_claim_idle_ms)
         return claimed
 
-    async def handle(self, entries: list[StreamEntry]) -> None:
-        outgoing: list[OutgoingRecord] = []
+    async def handle(self, entries: list[StreamEntry], now: float | None = None) -> None:
+        """Queue new frames, decide those whose edge result came (or whose wait ran out), send, acknowledge."""
+        now = time.monotonic() if now is None else now
         finished: dict[str, list[str]] = defaultdict(list)
         for entry in entries:
             self.counters["frames_seen"] += 1
-            record = self.record_of(entry)
-            if record is None:
-                finished[entry.stream].append(entry.entry_id)
+            if entry.stream in self.waiting and isinstance(entry.message, FrameRef):
+                self.waiting[entry.stream].append(WaitingFrame(entry, entry.message, now))
             else:
-                outgoing.append(record)
+                self.counters["not_frames"] += 1
+                finished[entry.stream].append(entry.entry_id)
+        if self.policy.needs_edge:
+            self.pairing.read(self.bus, now)
+            self.pairing.expire(now)
+            self._watch_edge(now)
+        outgoing: list[OutgoingRecord] = []
+        for frame in self._ready(now):
+            self._apply(self._decide(frame), outgoing, finished)
+        self._apply(self.policy.poll(time.time()), outgoing, finished)
+        self._current.clear()
         if outgoing:
             await self.forward(outgoing)
             for record in outgoing:
@@ -100,23 +161,94 @@ class Sampler:
         for stream, entry_ids in finished.items():
             self.bus.ack(stream, self.settings.sampler_group, entry_ids)
 
-    def record_of(self, entry: StreamEntry) -> OutgoingRecord | None:
-        """The Kinesis record for a sampled frame; None for frames not sampled (or gone)."""
-        camera = self.cameras.get(entry.stream)
-        ref = entry.message
-        if camera is None or not isinstance(ref, FrameRef) or not self.policy.should_send(camera, ref):
-            return None
+    def _ready(self, now: float) -> list[WaitingFrame]:
+        """Frames to decide now, in capture order per camera: the edge result is here or the wait is over."""
+        ready: list[WaitingFrame] = []
+        wait = self.settings.sampler_edge_wait_s
+        for stream, queue in self.waiting.items():
+            camera_id = self.cameras[stream].id
+            patient = self.policy.needs_edge and camera_id not in self.edge_silent
+            while queue:
+                frame = queue[0]
+                if patient and not self.pairing.has(frame.ref.frame_id) and now - frame.arrived < wait:
+                    break
+                ready.append(queue.popleft())
+        return ready
+
+    def _decide(self, frame: WaitingFrame) -> list[Verdict]:
+        ref = frame.ref
+        token: Token = (frame.entry.stream, frame.entry.entry_id)
+        edge = self.pairing.take(ref.frame_id) if self.policy.needs_edge else None
+        self._current[token] = (ref, None)
+        borrowed: BorrowedFrame | None = None
+        if self.policy.needs_pixels:
+            if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
+                return [Verdict(token, "skip", "gone", ref.camera_id, ref.capture_ts)]
+            try:
+                borrowed = self.fetcher.borrow(ref)
+            except (FrameGone, ValueError) as error:
+                log.debug("frame %s cannot be read: %s", ref.frame_id, error)
+                return [Verdict(token, "skip", "unreadable", ref.camera_id, ref.capture_ts)]
+        self._current[token] = (ref, borrowed)
+        facts = FrameFacts(token, ref.camera_id, ref.seq, ref.capture_ts, edge)
+        return self.policy.offer(facts, borrowed.pixels if borrowed else None)
+
+    def _apply(self, verdicts: list[Verdict], outgoing: list[OutgoingRecord], finished: dict[str, list[str]]) -> None:
+        for verdict in verdicts:
+            token = cast(Token, verdict.token)
+            stream, entry_id = token
+            if token not in self.held and token not in self._current:
+                continue  # held earlier, but its pixels were gone by then: already counted and acknowledged
+            if verdict.verb == "skip":
+                self.held.pop(token, None)
+                self.counters[f"skipped_{verdict.reason}"] += 1
+                finished[stream].append(entry_id)
+                continue
+            record = self.held.pop(token) if token in self.held else self._record(token)
+            if record is None:
+                finished[stream].append(entry_id)
+            elif verdict.verb == "hold":
+                self.held[token] = record
+            else:
+                self.counters[f"sent_{verdict.reason}"] += 1
+                self.counters["frames_sampled"] += 1
+                outgoing.append(record)
+
+    def _record(self, token: Token) -> OutgoingRecord | None:
+        """The Kinesis record for a frame being decided; None (counted) when its pixels are gone."""
+        ref, borrowed = self._current[token]
         try:
-            pixels = self.fetcher.fetch(ref)
+            pixels = borrowed.pixels if borrowed is not None else self.fetcher.fetch(ref)
+            encoded = self.encoder.encode(pixels)
+            if borrowed is not None and not borrowed.still_valid():
+                raise FrameGone("overwritten in the ring while it was encoded")
         except (FrameGone, ValueError) as error:
             self.counters["frames_gone"] += 1
             log.debug("sampled frame %s is gone: %s", ref.frame_id, error)
             return None
-        encoded = self.encoder.encode(pixels)
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
                            capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg)
-        self.counters["frames_sampled"] += 1
-        return OutgoingRecord(ref.camera_id, frame.encode(), token=(entry.stream, entry.entry_id))
+        return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
+
+    def _watch_edge(self, now: float) -> None:
+        silent = self.pairing.silent_cameras(now, self.settings.sampler_edge_silence_s, self._started_monotonic)
+        if silent != self.edge_silent:
+            if silent:
+                log.warning("no edge results for %s for %.0f s: sampling them on change + heartbeat",
+                            ", ".join(silent), self.settings.sampler_edge_silence_s)
+            else:
+                log.info("edge results arrive again for every master camera")
+            self.edge_silent = silent
+
+    async def finish(self) -> None:
+        """At stop: a frame held for the budget is skipped (counted, acknowledged); waiting ones stay pending."""
+        release = getattr(self.policy, "release", None)
+        if release is None:
+            return
+        finished: dict[str, list[str]] = defaultdict(list)
+        self._apply(release(), [], finished)
+        for stream, entry_ids in finished.items():
+            self.bus.ack(stream, self.settings.sampler_group, entry_ids)
 
     async def forward(self, records: list[OutgoingRecord]) -> None:
         """Send now, or spool behind what is already waiting (so order is kept)."""
@@ -163,11 +295,24 @@ class Sampler:
             "spooled": self.spool.spooled, "dropped": self.spool.dropped + sender["dropped_oversized"],
             "spool_depth": len(self.spool), "spool_bytes": self.spool.bytes,
             "uptime_s": round(time.time() - self.started, 3), "master_cameras": len(self.cameras),
+            "frames_saved": sum(v for k, v in self.counters.items()
+                                if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
+            "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
+            "edge_silent_cameras": len(self.edge_silent),
+            **{k: v for k, v in self.pairing.counters.items()},
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
 
     def state(self) -> HealthState:
-        return "degraded" if self.cloud_down_reason or len(self.spool) else "ok"
+        return "degraded" if self.cloud_down_reason or len(self.spool) or self.edge_silent else "ok"
+
+    def message(self) -> str:
+        parts = []
+        if self.cloud_down_reason:
+            parts.append(f"cloud unreachable: {self.cloud_down_reason}")
+        if self.edge_silent:
+            parts.append(f"no edge results for {', '.join(self.edge_silent)}: sampling on change + heartbeat")
+        return "; ".join(parts)
 
     def report(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -180,9 +325,8 @@ class Sampler:
             write_run_counters(self.settings.sampler_counters_file, self.run_counters(health.counters))
 
     def health(self) -> Health:
-        message = f"cloud unreachable: {self.cloud_down_reason}" if self.cloud_down_reason else ""
         return Health(service="sampler", instance=self.settings.sampler_consumer, state=self.state(),
-                      message=message[:200], counters=self.snapshot())
+                      message=self.message()[:200], counters=self.snapshot())
 
     def run_counters(self, counters: dict[str, float]) -> dict[str, Any]:
         """The `hybridcam cost --from-run` format (docs/cost.md), plus the sampler's own counters."""
@@ -197,12 +341,19 @@ class Sampler:
             "alerts": alerts,
             "duration_s": max(time.time() - self.started, 0.001),
             "cameras": max(1, len(self.cameras)),
+            "policy": self.policy.name,
+            "send_fraction": round(counters["frames_sampled"] / decided, 6) if (decided := decided_frames(counters)) else None,
             **{name: int(value) for name, value in counters.items()
                if name not in ("records_sent", "bytes_sent", "frames_sampled", "uptime_s", "master_cameras")},
         }
 
     def close(self) -> None:
         self.fetcher.close()
+
+
+def decided_frames(counters: dict[str, float]) -> float:
+    """Frames the policy decided about: sent plus deliberately skipped."""
+    return counters.get("frames_sampled", 0) + sum(v for k, v in counters.items() if k.startswith("skipped_"))
 
 
 def write_run_counters(path: Path, counters: dict[str, Any]) -> None:
@@ -213,7 +364,8 @@ def write_run_counters(path: Path, counters: dict[str, Any]) -> None:
 
 
 @asynccontextmanager
-async def open_sampler(settings: SamplerSettings, site: SiteConfig) -> AsyncIterator[Sampler]:
+async def open_sampler(settings: SamplerSettings, site: SiteConfig,
+                       policy: SamplingPolicy | None = None) -> AsyncIterator[Sampler]:
     """The sampler with its Kinesis and S3 clients, spool, bus and encoder; all closed on leaving."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
@@ -233,7 +385,7 @@ async def open_sampler(settings: SamplerSettings, site: SiteConfig) -> AsyncIter
             log.info("spool holds %d records from an earlier run; they go first", len(spool))
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         encoder = FrameEncoder(settings.sampler_jpeg_quality, settings.sampler_max_side, settings.sampler_max_jpeg_bytes)
-        sampler = Sampler(settings, site, bus, sender, spool, EveryNthFrame(), encoder)
+        sampler = Sampler(settings, site, bus, sender, spool, policy or build_policy(settings, site), encoder)
         try:
             yield sampler
         finally:

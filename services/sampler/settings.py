@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.settings import CommonSettings
 
@@ -41,3 +42,31 @@ class SamplerSettings(CommonSettings):
     sampler_group: str = Field("sampler", description="consumer group on the frame streams")
     sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="consumer name in the group (host-pid by default)")
     sampler_claim_idle_ms: int = Field(10_000, ge=100, description="take over a dead sampler's unacknowledged frames after this idle time")
+
+    # -- which frames go (services/sampler/policy.py, docs/sampling.md) -----------------------
+    sampler_policy: Literal["adaptive", "every_nth"] = Field("adaptive", description="adaptive: send what changes what we know; every_nth: every camera's cloud_sample_every-th frame")
+    sampler_watch_labels: str = Field("person,car,truck,bus,motorcycle,bicycle", description="edge labels whose count and scores the adaptive policy watches (comma list)")
+    sampler_unsure_low: float = Field(0.35, ge=0.0, le=1.0, description="an edge watch-label score from here ...")
+    sampler_unsure_high: float = Field(0.5, ge=0.0, le=1.0, description="... up to here makes the frame a candidate (reason unsure)")
+    sampler_unsure_min_change: float = Field(0.5, ge=0.0, description="... but only if the scene changed at least this share of the change threshold since the last sent frame")
+    sampler_count_changes: bool = Field(True, description="send when the number of watch-label objects changed since the last sent frame (appeared / left)")
+    sampler_change_fraction: float = Field(0.02, gt=0.0, le=1.0, description="changed: share of pixels that changed since the last sent frame")
+    sampler_change_area: float = Field(0.004, gt=0.0, le=1.0, description="changed: share of the frame covered by the largest changed region")
+    sampler_change_edges: float = Field(0.02, gt=0.0, le=1.0, description="changed: share of the frame whose edges appeared or vanished")
+    sampler_change_pixel_delta: int = Field(18, ge=1, le=255, description="grey-level difference from which a pixel counts as changed")
+    sampler_max_fps: float = Field(0.75, gt=0.0, description="adaptive: at most this many frames per second per camera")
+    sampler_max_interval_s: float = Field(30.0, gt=0.0, description="adaptive heartbeat: send a frame at least this often per camera")
+    sampler_budget_images_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in images per hour (token bucket); 0 = none")
+    sampler_budget_usd_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in USD per hour at the price set's Rekognition price; 0 = none")
+    sampler_budget_burst: float = Field(10.0, ge=1.0, description="images the budget lets through at once after a quiet spell")
+    sampler_price_set: str = Field("us-east-1-2026", description="price set for a USD budget (hybridcam cost --list-price-sets)")
+    sampler_edge_wait_s: float = Field(0.3, ge=0.0, le=5.0, description="how long a frame waits for its edge detection set")
+    sampler_edge_silence_s: float = Field(5.0, gt=0.0, description="no edge result for this long: fall back to change + heartbeat (health says so)")
+
+    @model_validator(mode="after")
+    def _unsure_band_ascends(self) -> SamplerSettings:
+        if self.sampler_unsure_low >= self.sampler_unsure_high:
+            raise ValueError("HYBRIDCAM_SAMPLER_UNSURE_LOW must be below HYBRIDCAM_SAMPLER_UNSURE_HIGH")
+        if self.sampler_budget_images_per_hour and self.sampler_budget_usd_per_hour:
+            raise ValueError("set a budget in images per hour or in USD per hour, not both")
+        return self

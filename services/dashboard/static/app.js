@@ -103,6 +103,17 @@ function showUplink(uplink) {
     $("#cost-month").textContent = money(uplink.cost.cloud_month_usd);
     $("#cost-month").title = `hybrid total incl. edge box: ${money(uplink.cost.hybrid_month_usd)} / month (${uplink.cost.price_set})`;
   }
+  showSampling(uplink.sampling);
+}
+
+function showSampling(sampling) {
+  if (!sampling) return;
+  const mix = (reasons) => Object.entries(reasons).map(([reason, count]) => `${reason} ${count}`).join(", ") || "-";
+  const saved = $("#frames-saved");
+  saved.textContent = `${Math.round(sampling.saved).toLocaleString()} (${(100 * sampling.saved_share).toFixed(1)}%)`;
+  saved.title = `policy ${sampling.policy}; sent for: ${mix(sampling.sent_reasons)}; skipped as: ${mix(sampling.skipped_reasons)}`;
+  $("#sent-reasons").textContent = mix(sampling.sent_reasons);
+  $("#sent-reasons").title = `policy ${sampling.policy}; skipped as: ${mix(sampling.skipped_reasons)}`;
 }
 
 function showProgram(program) { $("#program-line").textContent = program.message || ""; }

@@ -1,0 +1,128 @@
+"""Per-frame detections of the edge detector and the cloud-tier reference detector, cached on disk.
+
+Running the reference (CenterNet + NanoDet tiles) on every frame takes a few hundred milliseconds a
+frame on a CPU, so results are written as they are computed (a stopped run resumes) to
+``<video stem>.detections.json.gz`` beside the video (in ``.hybridcam/sampling-cache/`` when that
+folder is read-only, or in the folder given). Replaying policies
+then only decodes the video for the change features.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybridcam.sampling_eval.footage import Footage
+
+CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = Path(".hybridcam/sampling-cache")
+CHECKPOINT_FRAMES = 50
+# One detection as stored: label, score, x1, y1, x2, y2 (frame pixels).
+StoredDetection = tuple[str, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    edge_model: str = "nanodet"
+    edge_score_threshold: float = 0.35
+    reference_model: str = "tiled"
+    threads: int = 0
+
+    def key(self) -> dict[str, Any]:
+        return {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
+                "reference_model": self.reference_model}
+
+
+@dataclass
+class FrameResults:
+    """Both detectors' findings on every frame of one piece of footage."""
+
+    footage: dict[str, Any]
+    detectors: dict[str, Any]
+    edge: list[list[StoredDetection]] = field(default_factory=list)
+    reference: list[list[StoredDetection]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.reference) >= int(self.footage["frame_count"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, "footage": self.footage, "detectors": self.detectors,
+                "edge": self.edge, "reference": self.reference}
+
+
+def cache_path(footage: Footage, cache_dir: Path | None) -> Path:
+    name = f"{footage.name}.detections.json.gz"
+    if cache_dir is not None:
+        return cache_dir / name
+    beside = Path(footage.source).with_name(name)
+    if footage.synthetic or not os.access(beside.parent, os.W_OK):
+        return DEFAULT_CACHE_DIR / name
+    return beside
+
+
+def footage_key(footage: Footage) -> dict[str, Any]:
+    return {"name": footage.name, "fingerprint": footage.fingerprint, "fps": footage.fps,
+            "frame_count": footage.frame_count, "width": footage.width, "height": footage.height}
+
+
+def load_cached(path: Path, footage: Footage, choice: DetectorChoice) -> FrameResults | None:
+    """The cached results if they belong to this footage and these detectors (possibly partial)."""
+    try:
+        with gzip.open(path, "rt") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError, EOFError):
+        return None
+    if data.get("version") != CACHE_VERSION or data.get("detectors") != choice.key():
+        return None
+    if data.get("footage", {}).get("fingerprint") != footage.fingerprint:
+        return None
+    edge = [[tuple(d) for d in frame] for frame in data["edge"]]
+    reference = [[tuple(d) for d in frame] for frame in data["reference"]]
+    return FrameResults(footage_key(footage), choice.key(), edge, reference)  # type: ignore[arg-type]
+
+
+def save(path: Path, results: FrameResults) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with gzip.open(temporary, "wt", compresslevel=9) as stream:
+        json.dump(results.to_json(), stream, separators=(",", ":"))
+    os.replace(temporary, path)
+
+
+def stored(found: Any, decimals: int = 1) -> list[StoredDetection]:
+    return [(label, round(float(score), 3), *(round(float(v), decimals) for v in box))
+            for label, score, box in zip(found.labels(), found.scores, found.boxes, strict=True)]
+
+
+def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> FrameResults:
+    """Load, resume or compute both detectors' results on every frame of the footage."""
+    path = cache_path(footage, cache_dir)
+    results = load_cached(path, footage, choice) or FrameResults(footage_key(footage), choice.key())
+    if results.complete:
+        return results
+    from vision.detectors import load_detector
+
+    threads = choice.threads or None
+    edge = load_detector(choice.edge_model, ["CPUExecutionProvider"], intra_op_num_threads=threads,
+                         score_threshold=choice.edge_score_threshold)
+    reference = load_detector(choice.reference_model, ["CPUExecutionProvider"], intra_op_num_threads=threads)
+    done = len(results.reference)
+    results.edge = results.edge[:done]
+    for index, frame in enumerate(footage.frames()):
+        if index < done:
+            continue
+        results.edge.append(stored(edge.detect(frame)))
+        results.reference.append(stored(reference.detect(frame)))
+        if progress:
+            progress(index + 1, footage.frame_count)
+        if (index + 1) % CHECKPOINT_FRAMES == 0:
+            save(path, results)
+    save(path, results)
+    return results

@@ -1,0 +1,203 @@
+"""Replay sampling policies over recorded footage and score them against the reference detector.
+
+Events are the intervals in which the reference sees a watch label (gaps under ``merge_gap_s``
+merged). A policy catches an event when one of its sent frames falls inside it; its delay is the
+time from the event's start to the moment the first such frame was sent (a frame held for the
+budget is sent late). Label recall over time is the share of reference-positive (frame, label)
+pairs for which the newest frame sent by then, captured at most ``fresh_s`` earlier, also shows
+that label.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from hybridcam.sampling_eval.footage import Footage
+from hybridcam.sampling_eval.reference import FrameResults, StoredDetection
+from services.sampler.policy import AdaptivePolicy, AdaptiveSettings, EdgeSummary, FrameFacts, SamplingPolicy
+
+CAMERA = "master"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy setting to replay: a label for the table and the curve it belongs to."""
+
+    label: str
+    family: str
+    every: int = 0
+    """every_nth when > 0"""
+    adaptive: AdaptiveSettings | None = None
+    same_frames_as: str = ""
+    """every_nth with N chosen to send as many frames as the policy with this label"""
+
+
+@dataclass
+class PolicyRun:
+    spec: PolicySpec
+    sent: list[tuple[int, float]] = field(default_factory=list)
+    """(frame index, time the frame was sent in seconds from the start)"""
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Event:
+    first: int
+    last: int
+    """frame indices, inclusive"""
+    labels: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Score:
+    label: str
+    family: str
+    frames: int
+    sent: int
+    sent_fraction: float
+    events: int
+    caught: int
+    event_recall: float
+    delay_median_s: float | None
+    delay_p95_s: float | None
+    label_recall: float
+    usd_per_camera_hour: float
+    reasons: dict[str, int]
+
+
+def default_specs(fps: float, budgets: Sequence[float] = (0.01, 0.02)) -> list[PolicySpec]:
+    """every_nth at several N, adaptive at several settings, with and without a site budget."""
+    specs = [PolicySpec(f"every_nth N={n}", "every_nth", every=n) for n in (5, 10, 20, 40, 80, 160)]
+    base = AdaptiveSettings()
+    specs += [
+        PolicySpec("adaptive", "adaptive", adaptive=base),
+        PolicySpec("adaptive max 0.5 fps", "adaptive", adaptive=replace(base, max_fps=0.5)),
+        PolicySpec("adaptive max 1 fps", "adaptive", adaptive=replace(base, max_fps=1.0)),
+        PolicySpec("adaptive change+heartbeat", "adaptive (no edge)",
+                   adaptive=replace(base, unsure_band=(0.99, 1.0), count_changes=False)),
+    ]
+    specs += [PolicySpec(f"adaptive budget {share:.0%}", "adaptive + budget",
+                         adaptive=replace(base, budget_images_per_hour=share * fps * 3600, budget_burst=3.0))
+              for share in budgets]
+    specs.append(PolicySpec("every_nth, same frames as adaptive", "every_nth (matched)", same_frames_as="adaptive"))
+    return specs
+
+
+def reference_positive(detections: list[StoredDetection], watch_labels: frozenset[str], min_score: float) -> frozenset[str]:
+    return frozenset(d[0] for d in detections if d[0] in watch_labels and d[1] >= min_score)
+
+
+def find_events(positives: Sequence[frozenset[str]], fps: float, merge_gap_s: float = 1.0) -> list[Event]:
+    events: list[Event] = []
+    first = last = -1
+    labels: set[str] = set()
+    max_gap = merge_gap_s * fps
+    for index, present in enumerate(positives):
+        if not present:
+            continue
+        if first >= 0 and index - last < max_gap:
+            last, labels = index, labels | present
+            continue
+        if first >= 0:
+            events.append(Event(first, last, frozenset(labels)))
+        first = last = index
+        labels = set(present)
+    if first >= 0:
+        events.append(Event(first, last, frozenset(labels)))
+    return events
+
+
+def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec], watch_labels: frozenset[str],
+           progress: Callable[[int, int], None] | None = None) -> list[PolicyRun]:
+    """Run every policy over the footage; adaptive ones see the frames and the cached edge results."""
+    fps = footage.fps
+    total = min(footage.frame_count, len(results.reference))
+    runs = {spec.label: PolicyRun(spec) for spec in specs}
+    live: list[tuple[PolicyRun, SamplingPolicy]] = []
+    for spec in specs:
+        if spec.every:
+            runs[spec.label].sent = [(i, i / fps) for i in range(0, total, spec.every)]
+            runs[spec.label].reasons.update(every_nth=len(runs[spec.label].sent),
+                                            not_nth=total - len(runs[spec.label].sent))
+        elif spec.adaptive is not None:
+            live.append((runs[spec.label], AdaptivePolicy(spec.adaptive)))
+    if live:
+        for index, frame in enumerate(footage.frames()):
+            if index >= total:
+                break
+            ts = index / fps
+            for run, policy in live:
+                settings = run.spec.adaptive
+                assert settings is not None
+                edge = EdgeSummary.of(((d[0], d[1]) for d in results.edge[index]), settings.watch_labels,
+                                      settings.unsure_band)
+                verdicts = policy.offer(FrameFacts(index, CAMERA, index, ts, edge), frame)
+                record(run, verdicts, ts)
+            if progress:
+                progress(index + 1, total)
+        for run, policy in live:
+            if isinstance(policy, AdaptivePolicy):
+                record(run, policy.release(), total / fps)
+    for spec in specs:
+        if spec.same_frames_as and spec.same_frames_as in runs:
+            count = max(1, len(runs[spec.same_frames_as].sent))
+            every = max(1, round(total / count))
+            run = runs[spec.label]
+            run.spec = replace(spec, every=every, label=f"every_nth N={every} (as many frames as {spec.same_frames_as})")
+            run.sent = [(i, i / fps) for i in range(0, total, every)]
+            run.reasons.update(every_nth=len(run.sent), not_nth=total - len(run.sent))
+    return list(runs.values())
+
+
+def record(run: PolicyRun, verdicts: Iterable, now: float) -> None:
+    for verdict in verdicts:
+        if verdict.verb == "hold":
+            continue
+        run.reasons[verdict.reason] += 1
+        if verdict.verb == "send":
+            run.sent.append((int(verdict.token), now))
+
+
+def score(run: PolicyRun, events: Sequence[Event], positives: Sequence[frozenset[str]],
+          results: FrameResults, fps: float, watch_labels: frozenset[str], min_score: float,
+          usd_per_image: float, fresh_s: float = 1.0) -> Score:
+    total = len(positives)
+    sent_indices = sorted(index for index, _ in run.sent)
+    sent_at = {index: at for index, at in run.sent}
+    delays: list[float] = []
+    caught = 0
+    for event in events:
+        inside = [i for i in sent_indices if event.first <= i <= event.last]
+        if inside:
+            caught += 1
+            delays.append(max(0.0, min(sent_at[i] for i in inside) - event.first / fps))
+    label_hits = label_total = 0
+    sent_by_time = sorted(run.sent, key=lambda item: item[1])
+    newest = -1
+    cursor = 0
+    for index, present in enumerate(positives):
+        now = index / fps
+        while cursor < len(sent_by_time) and sent_by_time[cursor][1] <= now + 1e-9:
+            newest = max(newest, sent_by_time[cursor][0])
+            cursor += 1
+        if not present:
+            continue
+        label_total += len(present)
+        if newest >= 0 and now - newest / fps <= fresh_s + 1e-9:
+            seen = reference_positive(results.reference[newest], watch_labels, min_score)
+            label_hits += len(present & seen)
+    fraction = len(sent_indices) / total if total else 0.0
+    return Score(
+        label=run.spec.label, family=run.spec.family, frames=total, sent=len(sent_indices), sent_fraction=fraction,
+        events=len(events), caught=caught, event_recall=caught / len(events) if events else 1.0,
+        delay_median_s=statistics.median(delays) if delays else None,
+        delay_p95_s=float(np.percentile(delays, 95)) if delays else None,
+        label_recall=label_hits / label_total if label_total else 1.0,
+        usd_per_camera_hour=fraction * fps * 3600 * usd_per_image,
+        reasons=dict(sorted(run.reasons.items())),
+    )
