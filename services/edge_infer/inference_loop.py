@@ -70,7 +70,18 @@ class InferenceLoop:
         selection = select_newest(entries)
         self._ack_skipped(selection.skipped)
         for entry in selection.newest:
+            self._analyse_guarded(entry)
+
+    def _analyse_guarded(self, entry: StreamEntry) -> None:
+        """An entry that breaks the analysis stays pending: it is re-delivered by the claim and,
+        after the bus's delivery limit, dead-lettered; the loop and the other cameras go on."""
+        try:
             self._analyse(entry)
+        except Exception as error:  # noqa: BLE001 (one bad entry must not stop the service)
+            camera_id = getattr(entry.message, "camera_id", "?")
+            self.counters[camera_id].dropped["failed"] += 1
+            log.error("camera %s entry %s failed (%s: %s); left pending for re-delivery",
+                      camera_id, entry.entry_id, type(error).__name__, error)
 
     def _analyse(self, entry: StreamEntry) -> None:
         ref: FrameRef = entry.message  # type: ignore[assignment]
