@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from services.capture.sources import FrameSource, SourceError
@@ -16,6 +17,7 @@ from shared.stream_bus import StreamBus, frames_stream
 log = logging.getLogger(__name__)
 
 FRAME_STREAM_MAXLEN = 300  # references older than the ring are useless; keep a short window
+FPS_WINDOW_S = 2.0
 
 
 @dataclass
@@ -25,25 +27,41 @@ class CameraStats:
     frames: int = 0
     reconnects: int = 0
     read_errors: int = 0
-    fps: float = 0.0
+    restarts: int = 0  # the loop failed unexpectedly and was restarted by its supervisor
     last_capture_ts: float = 0.0
-    _window: list[float] = field(default_factory=list)
+    _window: deque[float] = field(default_factory=lambda: deque(maxlen=512))  # bounded: 2 s at up to 256 fps
 
     def frame_published(self, capture_ts: float) -> None:
         self.frames += 1
         self.last_capture_ts = capture_ts
         self._window.append(capture_ts)
-        while self._window and capture_ts - self._window[0] > 2.0:
-            self._window.pop(0)
-        if len(self._window) > 1:
-            self.fps = (len(self._window) - 1) / max(self._window[-1] - self._window[0], 1e-6)
 
-    def as_counters(self) -> dict[str, float]:
+    def fps_at(self, now: float) -> float:
+        """Frames per second over the last two seconds up to ``now``: a source that stopped delivering reads 0,
+        not the rate it had when it last published."""
+        recent = [ts for ts in tuple(self._window) if now - ts <= FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(now - recent[0], recent[-1] - recent[0], 1e-6)
+
+    @property
+    def fps(self) -> float:
+        return self.fps_at(time.time())
+
+    def progress_state(self, now: float, stall_after_s: float) -> tuple[str, str]:
+        """The state health reports: a camera that is "ok" but has not delivered for ``stall_after_s`` is degraded."""
+        if self.state == "ok" and self.last_capture_ts and now - self.last_capture_ts > stall_after_s:
+            return "degraded", f"no frame for {now - self.last_capture_ts:.1f} s"
+        return self.state, self.message
+
+    def as_counters(self, now: float | None = None) -> dict[str, float]:
+        now = time.time() if now is None else now
         return {
             "frames": self.frames,
-            "fps": round(self.fps, 2),
+            "fps": round(self.fps_at(now), 2),
             "reconnects": self.reconnects,
             "read_errors": self.read_errors,
+            "restarts": self.restarts,
             "last_capture_ts": self.last_capture_ts,
         }
 
@@ -73,23 +91,47 @@ class CameraWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stop_event.is_set():
-                if not self._connect():
-                    break
-                self._capture_until_lost()
+            self._supervise()
         finally:
             self.source.close()
             self.stats.state = "stopped"
             self.ring.close()
 
+    def _supervise(self) -> None:
+        """Run the capture loop; an unexpected failure restarts it after a backoff instead of
+        ending the thread (which would leave the camera dead while the process looks alive)."""
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                while not self.stop_event.is_set():
+                    if not self._connect():
+                        return
+                    self._capture_until_lost()
+                    delay = 0.5
+            except Exception as error:  # noqa: BLE001 (supervision: anything the loop did not expect)
+                self.stats.restarts += 1
+                self.stats.state, self.stats.message = "degraded", f"capture loop restarted after {type(error).__name__}: {error}"[:200]
+                log.exception("camera %s: capture loop failed; restarting in %.1f s", self.camera.id, delay)
+                self.source.close()
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, self.reconnect_max_s)
+
+    @property
+    def stall_after_s(self) -> float:
+        return max(2.0, 5.0 / self.camera.fps)
+
     def health(self) -> Health:
+        now = time.time()
+        state, message = self.stats.progress_state(now, self.stall_after_s)
+        if not self.is_alive() and not self.stop_event.is_set() and self.stats.state != "starting":
+            state, message = "failed", "capture thread is not running"
         return Health(
             service="capture",
             instance=self.camera.id,
             camera_id=self.camera.id,
-            state=self.stats.state,  # type: ignore[arg-type]
-            message=self.stats.message,
-            counters=self.stats.as_counters(),
+            state=state,  # type: ignore[arg-type]
+            message=message,
+            counters=self.stats.as_counters(now),
         )
 
     def _connect(self) -> bool:

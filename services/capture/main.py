@@ -46,6 +46,16 @@ def select_cameras(site: SiteConfig, wanted: list[str]) -> list[ResolvedCamera]:
     return [c for c in cameras if c.id in wanted]
 
 
+def overall_state(states: list[str]) -> str:
+    """The process's state from its cameras': failed when a camera thread is gone for good (a restart
+    of the process is the cure), ok when all are ok, degraded while at least one delivers."""
+    if "failed" in states:
+        return "failed"
+    if states and all(s == "ok" for s in states):
+        return "ok"
+    return "degraded" if any(s in ("ok", "degraded") for s in states) else "starting"
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(CaptureSettings, site_file=args.site, redis_url=args.redis_url, health_port=args.health_port)
     log = configure_logging("capture", settings.log_level)
@@ -67,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps, sources[camera.id].description)
 
     def snapshot() -> dict:
-        states = [w.stats.state for w in workers]
-        state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
-        return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
+        healths = [w.health() for w in workers]
+        return {"service": "capture", "state": overall_state([h.state for h in healths]),
+                "cameras": {h.camera_id: h.model_dump() for h in healths}}
 
     metrics = service_registry(lambda: [w.health() for w in workers])
     health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
