@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from botocore.exceptions import BotoCoreError, ClientError
 
 from services.results_bridge.counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
 from services.results_bridge.settings import BridgeSettings
@@ -76,15 +77,40 @@ class ResultsBridge:
         self.counters: Counter[str] = Counter()
         self.polling = False
         self._last_report = 0.0
+        self.outage = ""  # why the queue cannot be reached right now ("" while it answers)
+        self.last_progress = time.monotonic()  # when a poll last completed (progress, for health)
+        self.max_backoff_s = 30.0
 
     def run(self, stop: threading.Event) -> None:
+        delay = 1.0
         while not stop.is_set():
             try:
                 self.poll_once()
+                self.cloud_back()
+                delay = 1.0
             except PollInterrupted:
                 break
+            except (BotoCoreError, ClientError, OSError) as error:
+                self.cloud_lost(error, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, self.max_backoff_s)
             self.report()
         self.report(force=True)
+
+    def cloud_lost(self, error: Exception, retry_in_s: float) -> None:
+        """The queue cannot be reached (an internet outage, throttling, expired credentials): report
+        degraded and keep trying; what was received but not deleted comes back after its visibility timeout."""
+        self.counters["poll_errors"] += 1
+        reason = f"{type(error).__name__}: {error}"[:200]
+        if not self.outage:
+            log.warning("results queue unreachable (%s); retrying with backoff (next in %.0f s)", reason, retry_in_s)
+        self.outage = reason
+
+    def cloud_back(self) -> None:
+        self.last_progress = time.monotonic()
+        if self.outage:
+            log.info("results queue reachable again after %d failed polls", self.counters["poll_errors"])
+            self.outage = ""
 
     def poll_once(self) -> int:
         """One long poll; returns the messages received."""
@@ -175,11 +201,31 @@ class ResultsBridge:
         self.bus.publish(HEALTH_STREAM, self.health())
 
     def health(self) -> Health:
-        return Health(service="results_bridge", instance=self.settings.bridge_instance, state="ok", counters=self.snapshot())
+        state, message = self.state()
+        return Health(service="results_bridge", instance=self.settings.bridge_instance, state=state,  # type: ignore[arg-type]
+                      message=message, counters=self.snapshot())
+
+    def state(self) -> tuple[str, str]:
+        """Degraded while the queue or Redis cannot be reached; failed when no poll finished for far longer
+        than a long poll takes (the loop is stuck: the process should be restarted)."""
+        stalled_s = time.monotonic() - self.last_progress
+        if stalled_s > self.stall_after_s and not self.outage:
+            return "failed", f"no poll finished for {stalled_s:.0f} s"
+        if self.outage:
+            return "degraded", f"results queue unreachable: {self.outage}"
+        if self.bus.refusing:
+            return "degraded", self.bus.refusing
+        return "ok", ""
+
+    @property
+    def stall_after_s(self) -> float:
+        return 3.0 * (self.settings.bridge_wait_time_s + 10) + 30.0
 
     def snapshot(self) -> dict[str, float]:
-        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures")
-        return {name: float(self.counters.get(name, 0)) for name in names}
+        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures", "poll_errors")
+        values = {name: float(self.counters.get(name, 0)) for name in names}
+        values["progress_age_s"] = round(time.monotonic() - self.last_progress, 1)
+        return values
 
 
 def sqs_client(settings: BridgeSettings) -> Any:
@@ -223,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     health_server = None
     if settings.health_port:
         health_server = HealthServer(settings.health_port, lambda: {
-            "service": "results_bridge", "state": "ok", "counters": bridge.snapshot()},
+            "service": "results_bridge", "state": bridge.state()[0], "message": bridge.state()[1], "counters": bridge.snapshot()},
             metrics=service_registry(lambda: [bridge.health()])).start()
     try:
         bridge.run(stop)
