@@ -29,6 +29,8 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stream_maxlen: int = Field(2000, ge=10, description="approximate length bound of every stream")
     health_port: int = Field(0, ge=0, le=65535, description="HTTP port of /health; 0 = no HTTP endpoint")
+    stall_exit_s: float = Field(120.0, ge=0, description="exit (code 70) when the main loop made no progress this long, "
+                                "so the restart policy restarts the service; 0 = never")
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

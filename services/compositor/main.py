@@ -18,6 +18,7 @@ from services.compositor.settings import CompositorSettings
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
+from shared.progress import exit_on_stall
 from shared.settings import load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus
@@ -96,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
     log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")
     health = None
     if settings.health_port:
-        health = HealthServer(settings.health_port, lambda: {"service": "compositor", "state": "ok", "on_air": program.director.current,
-                                                             "pictures": program.stats.pictures},
+        health = HealthServer(settings.health_port, lambda: {"service": "compositor", "state": program.health_state()[0],
+                                                             "message": program.health_state()[1],
+                                                             "on_air": program.director.current, "pictures": program.stats.pictures},
                               metrics=service_registry(lambda: [program.health()])).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: program.stop.set())
+    exit_on_stall(program.progress, settings.stall_exit_s, "compositor")
     stats = program.run(args.duration)
     log.info("program ended: %d pictures in %.1f s (%.1f fps), %d cuts, %d ticks skipped, %d frames lost",
              stats.pictures, stats.ended - stats.started, stats.fps, stats.cuts, stats.skipped_ticks, stats.frame_drops)

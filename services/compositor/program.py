@@ -26,6 +26,7 @@ from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
 from shared.frame_ring import FrameFetcher, FrameGone
+from shared.progress import Progress
 from shared.schemas import DetectionSet, FrameRef, Health, SchemaError, decode
 from shared.site_config import ResolvedCamera
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD, StreamBus, frames_stream
@@ -85,7 +86,7 @@ class ProgramStats:
     cuts: int = 0
     last_reason: str = ""
     frame_drops: int = 0
-    latencies: list[float] = field(default_factory=list)  # program time - capture time of the shown frame
+    shown_latency_s: float = 0.0  # program time - capture time of the frame on air (the last one; nothing grows per tick)
 
     @property
     def fps(self) -> float:
@@ -139,6 +140,7 @@ class Program:
         self.edl: EditDecisionList | None = None
         self.instance = socket.gethostname()
         self._shown_capture_ts = 0.0
+        self.progress = Progress(stall_after_s=max(2.0, 10.0 / self.fps), fail_after_s=max(10.0, 30.0 / self.fps))
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
         self.follower.start()
@@ -196,7 +198,8 @@ class Program:
                 output.send_picture(canvas, now)
         self.stats.pictures += 1
         if self._shown_capture_ts:
-            self.stats.latencies.append(now - self._shown_capture_ts)
+            self.stats.shown_latency_s = now - self._shown_capture_ts
+        self.progress.beat()
         return pts
 
     def _available(self, now: float) -> tuple[set[str], str]:
@@ -256,17 +259,27 @@ class Program:
 
     def health(self, now: float | None = None) -> Health:
         now = time.time() if now is None else now
-        state = "ok" if self.follower.latest else "starting"
+        state, message = self.health_state()
         counters = {
             "pictures": float(self.stats.pictures),
             "fps": self.stats.pictures / max(1e-6, now - self.stats.started),
             "skipped_ticks": float(self.stats.skipped_ticks),
             "cuts": float(self.stats.cuts),
             "frame_drops": float(self.stats.frame_drops),
+            "progress_age_s": round(self.progress.age_s(), 1),
+            "shown_latency_s": round(self.stats.shown_latency_s, 3),
             **{k: float(v) for k, v in self.follower.counters.items()},
         }
-        return Health(service="compositor", instance=self.instance, state=state, counters=counters,
-                      message=self._on_air_line(counters["fps"]))
+        return Health(service="compositor", instance=self.instance, state=state,  # type: ignore[arg-type]
+                      counters=counters, message=message or self._on_air_line(counters["fps"]))
+
+    def health_state(self) -> tuple[str, str]:
+        """From the age of the last picture: a program that stopped cutting is not "ok"."""
+        if not self.follower.latest and self.progress.age_s() <= self.progress.stall_after_s:
+            return "starting", ""
+        if not self.follower.is_alive() and self.stats.started and not self.stop.is_set():
+            return "failed", "the stream follower stopped"
+        return self.progress.state()
 
     def _on_air_line(self, fps: float) -> str:
         reason = f" ({self.stats.last_reason})" if self.stats.last_reason else ""

@@ -13,6 +13,7 @@ from services.edge_infer.detectors.base import Detections, Detector, InvalidFram
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms
+from shared.progress import Progress
 from shared.schemas import Detection, DetectionSet, FrameRef, Health
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
 
@@ -45,6 +46,7 @@ class InferenceLoop:
         self.provider = detector.providers[0] if detector.providers else "unknown"
         self.state = "starting"
         self.latency = LatencyHistograms(metrics)
+        self.progress = Progress(stall_after_s=5.0, fail_after_s=30.0)  # a loop turn takes at most a read block + a batch
 
     def start(self) -> None:
         for stream in self.streams:
@@ -58,6 +60,7 @@ class InferenceLoop:
         while not stop.is_set():
             entries = self.bus.read_group(self.streams, self.group, self.consumer, count=200, block_ms=200)
             self.process(entries)
+            self.progress.beat()
             now = time.monotonic()
             if now >= next_claim:
                 self._claim_orphans()
@@ -151,8 +154,16 @@ class InferenceLoop:
         for camera_id, counters in self.counters.items():
             for key, value in counters.as_dict().items():
                 totals[f"{camera_id}.{key}"] = value
-        return Health(service="edge_infer", instance=self.consumer, state=self.state, counters=totals,  # type: ignore[arg-type]
-                      message=f"{self.detector.name} on {self.provider}")
+        totals["progress_age_s"] = round(self.progress.age_s(), 1)
+        state, message = self.health_state()
+        return Health(service="edge_infer", instance=self.consumer, state=state, counters=totals,  # type: ignore[arg-type]
+                      message=message or f"{self.detector.name} on {self.provider}")
+
+    def health_state(self) -> tuple[str, str]:
+        """From the age of the last loop turn; degraded while Redis refuses or is away."""
+        if self.state != "ok":
+            return self.state, ""
+        return self.progress.state("degraded" if self.bus.refusing else "ok", self.bus.refusing)
 
     def publish_health(self) -> None:
         self.bus.publish(HEALTH_STREAM, self.health(), maxlen=1000)

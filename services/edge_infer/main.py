@@ -24,6 +24,7 @@ from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import StreamCollector, service_registry
+from shared.progress import exit_on_stall
 from shared.settings import load_settings
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus, frames_stream
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
     started = time.monotonic()
+    exit_on_stall(loop.progress, settings.stall_exit_s, "edge_infer")
     try:
         loop.run(stop)
     finally:

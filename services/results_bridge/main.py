@@ -27,6 +27,7 @@ from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
+from shared.progress import Progress, exit_on_stall
 from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Health, SchemaError, alerts_of, decode_text
 from shared.settings import load_settings
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
@@ -78,7 +79,9 @@ class ResultsBridge:
         self.polling = False
         self._last_report = 0.0
         self.outage = ""  # why the queue cannot be reached right now ("" while it answers)
-        self.last_progress = time.monotonic()  # when a poll last completed (progress, for health)
+        # a poll finishes within the long poll plus the read timeout; an outage still counts as progress
+        self.progress = Progress(stall_after_s=settings.bridge_wait_time_s + 15.0,
+                                 fail_after_s=3.0 * (settings.bridge_wait_time_s + 10) + 30.0)
         self.max_backoff_s = 30.0
 
     def run(self, stop: threading.Event) -> None:
@@ -91,6 +94,7 @@ class ResultsBridge:
             except PollInterrupted:
                 break
             except (BotoCoreError, ClientError, OSError) as error:
+                self.progress.beat()  # the loop turns; the outage is reported on its own
                 self.cloud_lost(error, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, self.max_backoff_s)
@@ -107,7 +111,7 @@ class ResultsBridge:
         self.outage = reason
 
     def cloud_back(self) -> None:
-        self.last_progress = time.monotonic()
+        self.progress.beat()
         if self.outage:
             log.info("results queue reachable again after %d failed polls", self.counters["poll_errors"])
             self.outage = ""
@@ -208,23 +212,16 @@ class ResultsBridge:
     def state(self) -> tuple[str, str]:
         """Degraded while the queue or Redis cannot be reached; failed when no poll finished for far longer
         than a long poll takes (the loop is stuck: the process should be restarted)."""
-        stalled_s = time.monotonic() - self.last_progress
-        if stalled_s > self.stall_after_s and not self.outage:
-            return "failed", f"no poll finished for {stalled_s:.0f} s"
         if self.outage:
-            return "degraded", f"results queue unreachable: {self.outage}"
+            return self.progress.state("degraded", f"results queue unreachable: {self.outage}")
         if self.bus.refusing:
-            return "degraded", self.bus.refusing
-        return "ok", ""
-
-    @property
-    def stall_after_s(self) -> float:
-        return 3.0 * (self.settings.bridge_wait_time_s + 10) + 30.0
+            return self.progress.state("degraded", self.bus.refusing)
+        return self.progress.state()
 
     def snapshot(self) -> dict[str, float]:
         names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures", "poll_errors")
         values = {name: float(self.counters.get(name, 0)) for name in names}
-        values["progress_age_s"] = round(time.monotonic() - self.last_progress, 1)
+        values["progress_age_s"] = round(self.progress.age_s(), 1)
         return values
 
 
@@ -271,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
         health_server = HealthServer(settings.health_port, lambda: {
             "service": "results_bridge", "state": bridge.state()[0], "message": bridge.state()[1], "counters": bridge.snapshot()},
             metrics=service_registry(lambda: [bridge.health()])).start()
+    exit_on_stall(bridge.progress, settings.stall_exit_s, "results_bridge")
     try:
         bridge.run(stop)
     finally:
