@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
 
 
+def retention_of(settings: CompositorSettings):
+    from services.compositor.outputs.recording_retention import GB, RetentionPolicy
+
+    return RetentionPolicy(max_age_s=settings.compositor_retention_hours * 3600.0,
+                           max_bytes=int(settings.compositor_retention_gb * GB),
+                           min_free_bytes=int(settings.compositor_min_free_gb * GB))
+
+
 def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
     outputs: list[ProgramOutput] = []
     folder = settings.compositor_output_dir
@@ -44,7 +52,7 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
         if name == "mp4":
             from services.compositor.outputs.mp4_segments import Mp4Segments
 
-            outputs.append(Mp4Segments(folder / "recordings", settings.compositor_segment_s))
+            outputs.append(Mp4Segments(folder / "recordings", settings.compositor_segment_s, retention_of(settings)))
         elif name == "hls":
             from services.compositor.outputs.hls import HlsOutput
 

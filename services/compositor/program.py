@@ -279,7 +279,8 @@ class Program:
             return "starting", ""
         if not self.follower.is_alive() and self.stats.started and not self.stop.is_set():
             return "failed", "the stream follower stopped"
-        return self.progress.state()
+        warnings = [w for w in (output.warning() for output in self.outputs) if w]
+        return self.progress.state("degraded" if warnings else "ok", "; ".join(warnings))
 
     def _on_air_line(self, fps: float) -> str:
         reason = f" ({self.stats.last_reason})" if self.stats.last_reason else ""
