@@ -80,6 +80,7 @@ class StreamBus:
         self.max_backoff_s = max_backoff_s
         self.give_up_after_s = give_up_after_s
         self.max_deliveries = max_deliveries
+        self.consumer_idle_limit_ms = 120_000  # a consumer silent this long with nothing pending is gone
         self.counters: Counter[str] = Counter()
         self.refusing = ""  # why Redis is refusing or unreachable right now ("" while it answers)
         self.redis = redis.Redis.from_url(
@@ -210,7 +211,32 @@ class StreamBus:
         reply = self.call(claim, f"claim stale entries of {stream}")
         entries = self._drop_poison(stream, group, parse_xautoclaim_entries(reply))
         self.counters["claimed"] += len(entries)
-        return self._decode_reply([[stream, entries]], group)
+        decoded = self._decode_reply([[stream, entries]], group)
+        self.remove_gone_consumers(stream, group, keep=consumer)
+        return decoded
+
+    def remove_gone_consumers(self, stream: str, group: str, keep: str) -> list[str]:
+        """Delete consumers of a restarted or stopped instance: nothing pending (claim_stale took it
+        over) and silent for ``consumer_idle_limit_ms``. Otherwise every restart leaves one behind."""
+
+        def consumers() -> list:
+            try:
+                return self.redis.xinfo_consumers(stream, group)
+            except redis.ResponseError as error:
+                if "NOGROUP" in str(error) or "no such key" in str(error).lower():
+                    return []
+                raise
+
+        removed = []
+        for info in self.call(consumers, f"list consumers of {stream}"):
+            name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
+            if name != keep and int(info["pending"]) == 0 and int(info["idle"]) > self.consumer_idle_limit_ms:
+                self.call(lambda: self.redis.xgroup_delconsumer(stream, group, name), f"remove consumer {name}")
+                removed.append(name)
+        if removed:
+            self.counters["consumers_removed"] += len(removed)
+            log.info("removed %d gone consumer(s) from group %s of %s: %s", len(removed), group, stream, ", ".join(removed))
+        return removed
 
     def delivery_counts(self, stream: str, group: str, entry_ids: Sequence[str]) -> dict[str, int]:
         """How often each pending entry was delivered (XPENDING's delivery counter)."""
