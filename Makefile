@@ -41,9 +41,11 @@ cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 
 COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gpu.yml) $(if $(LOCAL_CLOUD),--profile local-cloud)
 
-.env:  ## a first .env from config/example.env, with a random dashboard token
+.env:  ## a first .env from config/example.env, with a random dashboard token and Redis password
 	cp config/example.env .env
 	printf '\n# written by make .env: the dashboard token (open http://HOST:8088/?token=...)\nHYBRIDCAM_DASHBOARD_TOKEN=%s\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
+	printf '# written by make .env: the password of the site'"'"'s Redis (requirepass; every service reads it)\nHYBRIDCAM_REDIS_PASSWORD=%s\n' \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
 
 images: .env  ## build the edge images (GPU=1: TensorRT edge_infer; LOCAL_CLOUD=1: local cloud too)

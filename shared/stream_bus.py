@@ -29,6 +29,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.schemas import Envelope, SchemaError, decode
+from shared.settings import redacted_url
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class StreamBus:
             try:
                 result = operation()
                 if warned:
-                    log.info("redis at %s is back; %s resumed", self.url, what)
+                    log.info("redis at %s is back; %s resumed", redacted_url(self.url), what)
                     self.refusing = ""
                 return result
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as error:
@@ -113,7 +114,7 @@ class StreamBus:
                     raise
                 if not warned:
                     verb = "refused" if refused else "unreachable during"
-                    log.warning("redis at %s %s %s (%s); retrying with backoff", self.url, verb, what, error)
+                    log.warning("redis at %s %s %s (%s); retrying with backoff", redacted_url(self.url), verb, what, error)
                     warned = True
                 self.refusing = f"redis {'refuses' if refused else 'unreachable'}: {str(error)[:120]}"
                 time.sleep(delay)

@@ -124,3 +124,52 @@ def test_source_errors_still_reconnect_rather_than_restart(redis_server) -> None
     finally:
         stop.set()
         worker.join(5)
+
+
+class _AlwaysFailingSource(_ScriptedSource):
+    """Opens fine, then every read fails (a camera that accepts and hangs up at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+
+    def read_into(self, out: np.ndarray, seq: int) -> None:
+        raise SourceError("connection closed by the camera")
+
+
+def test_a_source_failing_right_after_open_backs_off_instead_of_spinning(redis_server, caplog) -> None:
+    bus = StreamBus(redis_server.url)
+    stop = threading.Event()
+    source = _AlwaysFailingSource()
+    worker = CameraWorker(_camera(), source, bus, stop, ring_slots=2, reconnect_max_s=10.0)
+    with caplog.at_level("INFO", logger="services.capture.camera_worker"):
+        worker.start()
+        time.sleep(6.0)
+        stop.set()
+        worker.join(5)
+    assert 2 <= source.opens <= 6  # 0.5 + 1 + 2 + 4 s of backoff: a spinning loop opens thousands of times
+    assert worker.stats.reconnects <= source.opens
+    assert len([r for r in caplog.records if r.levelno >= 30]) <= 2  # one line for the outage, not one per attempt
+
+
+def test_the_redis_password_setting_reaches_the_url_and_never_the_logs(tmp_path) -> None:
+    from hybridcam.local_stack import LocalRedis
+    from shared.settings import CommonSettings, redacted_url
+
+    server = LocalRedis(data_dir=tmp_path)
+    server.start()
+    try:
+        redis.Redis.from_url(server.url).config_set("requirepass", "s3cret/pw")
+        settings = CommonSettings(redis_url=server.url, redis_password="s3cret/pw")
+        bus = StreamBus(settings.redis_url)
+        bus.publish("frames:cam", FrameRef(camera_id="cam", seq=1, capture_ts=time.time(), width=4, height=4))
+        assert bus.redis.xlen("frames:cam") == 1
+        assert "s3cret" not in redacted_url(settings.redis_url) and "***" in redacted_url(settings.redis_url)
+        with __import__("pytest").raises(redis.AuthenticationError):
+            redis.Redis.from_url(server.url).ping()
+    finally:
+        redis.Redis.from_url(settings.redis_url).config_set("requirepass", "")
+        server.stop()

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FRAME_STREAM_MAXLEN = 300  # references older than the ring are useless; keep a short window
 FPS_WINDOW_S = 2.0
+STABLE_CONNECTION_S = 5.0  # a connection that lasted this long was not a flap
 
 
 @dataclass
@@ -88,6 +89,8 @@ class CameraWorker(threading.Thread):
         self.ring = FrameRingWriter(ring_name(camera.id), camera.width, camera.height, ring_slots)
         self.stream = frames_stream(camera.id)
         self.seq = 0
+        self._connected_at = 0.0
+        self._flap_delay = 0.0
 
     def run(self) -> None:
         try:
@@ -107,6 +110,7 @@ class CameraWorker(threading.Thread):
                     if not self._connect():
                         return
                     self._capture_until_lost()
+                    self._back_off_if_flapping()
                     delay = 0.5
             except Exception as error:  # noqa: BLE001 (supervision: anything the loop did not expect)
                 self.stats.restarts += 1
@@ -115,6 +119,16 @@ class CameraWorker(threading.Thread):
                 self.source.close()
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, self.reconnect_max_s)
+
+    def _back_off_if_flapping(self) -> None:
+        """A source that opens but fails its first reads (a camera that accepts and hangs up, a corrupt
+        stream) would be reopened at once, forever: wait longer after each short-lived connection."""
+        lasted = time.monotonic() - self._connected_at
+        if lasted >= STABLE_CONNECTION_S:
+            self._flap_delay = 0.0
+            return
+        self._flap_delay = min(max(0.5, self._flap_delay * 2), self.reconnect_max_s)
+        self.stop_event.wait(self._flap_delay)
 
     @property
     def stall_after_s(self) -> float:
@@ -138,13 +152,15 @@ class CameraWorker(threading.Thread):
         delay = 0.5
         while not self.stop_event.is_set():
             try:
-                self.source.open()
                 if self.stats.state == "reconnecting":
+                    self.stats.reconnects += 1
+                self.source.open()
+                self._connected_at = time.monotonic()
+                if self.stats.state == "reconnecting" and not self._flap_delay:
                     log.info("camera %s is back (%s)", self.camera.id, self.source.description)
                 self.stats.state, self.stats.message = "ok", ""
                 return True
             except SourceError as error:
-                self.stats.reconnects += 1
                 if self.stats.state != "reconnecting":
                     log.warning("camera %s: %s; retrying with backoff", self.camera.id, error)
                 self.stats.state, self.stats.message = "reconnecting", str(error)
@@ -167,7 +183,8 @@ class CameraWorker(threading.Thread):
             except SourceError as error:
                 self.stats.read_errors += 1
                 self.stats.state, self.stats.message = "reconnecting", str(error)
-                log.warning("camera %s lost: %s", self.camera.id, error)
+                if not self._flap_delay:  # one line per outage, not one per failed attempt
+                    log.warning("camera %s lost: %s", self.camera.id, error)
                 self.source.close()
                 return
             capture_ts = time.time()

@@ -23,7 +23,7 @@ from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
-from shared.settings import load_settings
+from shared.settings import load_settings, redacted_url
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
 from shared.stream_bus import HEALTH_STREAM, StreamBus
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         CameraWorker(camera, sources[camera.id], bus, stop, settings.capture_ring_slots, quality, settings.capture_reconnect_max_s)
         for camera in cameras
     ]
-    log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), settings.redis_url)
+    log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), redacted_url(settings.redis_url))
     for camera, worker in zip(cameras, workers):
         log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps, sources[camera.id].description)
 

@@ -46,15 +46,25 @@ def fit_into(frame: np.ndarray, out: np.ndarray) -> None:
 class OpenCVSource:
     """RTSP, HTTP(S), USB or a video file, decoded by OpenCV's FFmpeg backend."""
 
-    def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True) -> None:
+    def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True,
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
         self.target = target
         self.description = description
         self.loop = loop
         self.paced_by_source = live
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
         self.capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str) and "://" in self.target:
+            # a network camera that accepts and then goes silent must not hang the thread for ever
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000),
+            ])
+        else:
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open {self.description}")
