@@ -268,9 +268,22 @@ class StreamBus:
                 kept.append((raw_id, fields))
         return kept
 
-    def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
+    def ack(self, stream: str, group: str, entry_ids: Sequence[str], tally: tuple[str, str] | None = None) -> None:
+        """Acknowledge entries; with ``tally`` = (hash key, field), count them there in the same
+        transaction, so a skip is counted exactly once even if the consumer dies right after."""
+        if not entry_ids:
+            return
+        if tally is None:
             self.call(lambda: self.redis.xack(stream, group, *entry_ids), f"ack {stream}")
+            return
+
+        def ack_and_count() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xack(stream, group, *entry_ids)
+            pipe.hincrby(tally[0], tally[1], len(entry_ids))
+            pipe.execute()
+
+        self.call(ack_and_count, f"ack {stream}")
 
     def dead_letter(self, stream: str, group: str, entry_id: str, raw: bytes, reason: str) -> None:
         self.counters["dead_lettered"] += 1

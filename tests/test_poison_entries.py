@@ -109,3 +109,22 @@ def test_edge_infer_survives_an_entry_that_raises_and_dead_letters_it(redis_serv
         assert bus.redis.xpending(frames_stream("cam"), "edge_infer")["pending"] == 0
     finally:
         loop.close()
+
+
+def test_skips_are_tallied_in_redis_with_their_acknowledgement(redis_server) -> None:
+    from services.edge_infer.inference_loop import SKIP_TALLY_KEY
+
+    bus = StreamBus(redis_server.url)
+    loop = InferenceLoop(bus, load_detector("nanodet", intra_op_num_threads=1), [frames_stream("cam")],
+                         "edge_infer", "test", max_frame_age_ms=1000)
+    loop.start()
+    try:
+        jpeg = encode_jpeg(np.zeros((48, 64, 3), np.uint8))
+        bus.publish(frames_stream("cam"), FrameRef(camera_id="cam", seq=1, capture_ts=time.time() - 60, width=64, height=48, jpeg=jpeg))
+        for seq in range(2, 5):
+            bus.publish(frames_stream("cam"), FrameRef(camera_id="cam", seq=seq, capture_ts=time.time(), width=64, height=48, jpeg=jpeg))
+        loop.process(bus.read_group(loop.streams, loop.group, loop.consumer, block_ms=200))
+        tally = {k.decode(): int(v) for k, v in bus.redis.hgetall(SKIP_TALLY_KEY).items()}
+        assert tally == {"cam.stale": 1, "cam.backlog": 2}
+    finally:
+        loop.close()

@@ -20,6 +20,7 @@ from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, Strea
 log = logging.getLogger(__name__)
 
 PERSON = "person"
+SKIP_TALLY_KEY = "tally:edge_infer"  # hash: "<camera>.<reason>" -> frames acknowledged without detections
 
 
 class InferenceLoop:
@@ -91,7 +92,7 @@ class InferenceLoop:
         counters = self.counters[ref.camera_id]
         if is_stale(ref, self.max_frame_age_ms):
             counters.skipped_stale += 1
-            self.bus.ack(entry.stream, self.group, [entry.entry_id])
+            self.bus.ack(entry.stream, self.group, [entry.entry_id], tally=(SKIP_TALLY_KEY, f"{ref.camera_id}.stale"))
             return
         try:
             frame = self.fetcher.borrow(ref)
@@ -102,7 +103,7 @@ class InferenceLoop:
             reason = type(error).__name__
             counters.dropped[reason] += 1
             log.warning("camera %s frame %d dropped: %s", ref.camera_id, ref.seq, error)
-            self.bus.ack(entry.stream, self.group, [entry.entry_id])
+            self.bus.ack(entry.stream, self.group, [entry.entry_id], tally=(SKIP_TALLY_KEY, f"{ref.camera_id}.{reason}"))
             return
         result = self._detection_set(ref, detections)
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
@@ -134,12 +135,14 @@ class InferenceLoop:
 
     def _ack_skipped(self, skipped: list[StreamEntry]) -> None:
         by_stream: dict[str, list[str]] = defaultdict(list)
+        camera_of: dict[str, str] = {}
         for entry in skipped:
             by_stream[entry.stream].append(entry.entry_id)
             if isinstance(entry.message, FrameRef):
                 self.counters[entry.message.camera_id].skipped_backlog += 1
+                camera_of[entry.stream] = entry.message.camera_id
         for stream, ids in by_stream.items():
-            self.bus.ack(stream, self.group, ids)
+            self.bus.ack(stream, self.group, ids, tally=(SKIP_TALLY_KEY, f"{camera_of.get(stream, '?')}.backlog"))
 
     def _claim_orphans(self) -> None:
         """Entries a dead instance read but never answered: handle them under the same rules."""
