@@ -121,6 +121,7 @@ def test_skips_are_tallied_in_redis_with_their_acknowledgement(redis_server) -> 
     try:
         jpeg = encode_jpeg(np.zeros((48, 64, 3), np.uint8))
         bus.publish(frames_stream("cam"), FrameRef(camera_id="cam", seq=1, capture_ts=time.time() - 60, width=64, height=48, jpeg=jpeg))
+        loop.process(bus.read_group(loop.streams, loop.group, loop.consumer, block_ms=200))
         for seq in range(2, 5):
             bus.publish(frames_stream("cam"), FrameRef(camera_id="cam", seq=seq, capture_ts=time.time(), width=64, height=48, jpeg=jpeg))
         loop.process(bus.read_group(loop.streams, loop.group, loop.consumer, block_ms=200))
