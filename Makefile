@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not faults_slow"
+FAULTS_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo test bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -27,9 +28,14 @@ system-packages:  ## Debian packages for the tests (redis-server, ffmpeg/ffprobe
 demo: install  ## run the 6-camera site locally for 60 s and show it live (DURATION=0 runs until Ctrl-C)
 	$(PY) -m hybridcam demo --duration $(or $(DURATION),60)
 
-test: install system-packages  ## run the whole test suite (fails if no test ran)
+test: install system-packages  ## run the test suite with the fast fault scenarios (fails if no test ran)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
+
+faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak)
+	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
+		--timeout $(if $(FULL),7200,900) $(FAULTS_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
 bench: install  ## print the benchmark figures (edge, cloud path, compositor)
 	$(PY) bench/edge.py
