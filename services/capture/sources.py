@@ -6,6 +6,7 @@ worker handles pacing, reconnection and publishing, so a new kind of camera is o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
@@ -15,6 +16,12 @@ import numpy as np
 
 from shared.errors import ConfigError
 from shared.site_config import ResolvedCamera
+
+# A corrupt stream makes FFmpeg log every broken macroblock (hundreds of lines a second); the camera
+# worker reports what matters itself. OPENCV_FFMPEG_LOGLEVEL set by the user wins (8 = fatal only).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
+if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own warnings repeat what the worker logs once per outage
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 class SourceError(Exception):

@@ -161,3 +161,73 @@ def rss_mb(process: subprocess.Popen) -> float:
 def exits(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
     """Processes that ended on their own, with their exit codes."""
     return {name: p.returncode for name, p in processes.items() if p.poll() is not None}
+
+
+class MjpegCamera:
+    """An HTTP MJPEG camera on a loopback port that misbehaves on purpose.
+
+    ``stall``: streams ``fps`` frames for ``stall_after_s`` on its first connection, then sends nothing
+    more (the socket stays open); later connections are accepted and never answered.
+    ``hang_up``: answers every connection with a few frames and closes it (it opens, then its reads fail).
+    """
+
+    def __init__(self, mode: str, jpeg: bytes, fps: float = 5.0, stall_after_s: float = 6.0) -> None:
+        import socket
+
+        self.mode = mode
+        self.jpeg = jpeg
+        self.fps = fps
+        self.stall_after_s = stall_after_s
+        self.connections = 0
+        self._sockets: list = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, name=f"mjpeg-{mode}", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._sockets.append(connection)
+            threading.Thread(target=self._serve, args=(connection, self.connections), daemon=True).start()
+
+    def _part(self) -> bytes:
+        return (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(self.jpeg)).encode() + b"\r\n\r\n"
+                + self.jpeg + b"\r\n")
+
+    def _serve(self, connection, number: int) -> None:
+        try:
+            connection.recv(65536)  # the request
+            if self.mode == "stall" and number > 1:
+                self._stop.wait()  # accepted, never answered
+                return
+            connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+            if self.mode == "hang_up":
+                for _ in range(3):  # enough for the open to succeed; every read after that fails
+                    connection.sendall(self._part())
+                connection.close()
+                return
+            started = time.monotonic()
+            while not self._stop.is_set() and time.monotonic() - started < self.stall_after_s:
+                connection.sendall(self._part())
+                time.sleep(1.0 / self.fps)
+            self._stop.wait()  # stalled: the connection stays open and silent
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for connection in self._sockets:
+            try:
+                connection.close()
+            except OSError:
+                pass

@@ -244,3 +244,113 @@ def _latest_capture_health(bus: StreamBus) -> dict[str, object]:
         if isinstance(entry.message, Health) and entry.message.service == "capture":
             latest[entry.message.instance] = entry
     return latest
+
+
+# -- 10 --------------------------------------------------------------------------------------------------
+
+
+def _corrupt_h264(path: Path) -> Path:
+    """A short H.264 stream with every 20th byte of its later part overwritten: decodes partly, then fails."""
+    import random
+    import subprocess
+
+    clean = path.with_suffix(".clean.h264")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=10", "-t", "3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "h264", str(clean)], check=True, timeout=60)
+    data = bytearray(clean.read_bytes())
+    rng = random.Random(1)
+    for index in range(len(data) // 3, len(data), 20):
+        data[index] = rng.randrange(256)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _frame_times(bus: StreamBus, camera_id: str) -> list[float]:
+    return [int(raw_id.split(b"-")[0]) / 1000 for raw_id, _ in bus.redis.xrange(frames_stream(camera_id))]
+
+
+def _capture_reports(bus: StreamBus, camera_id: str) -> list:
+    from shared.schemas import Health
+
+    return [e.message for e in bus.read_all("health")
+            if isinstance(e.message, Health) and e.message.service == "capture" and e.message.camera_id == camera_id]
+
+
+def _fps_of(times: list[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
+def _leave_ok_latency(bus: StreamBus, camera_id: str) -> float | None:
+    """From the last frame before the camera's first non-ok report after it delivered, to that report
+    (0 for a camera never reported ok: it never looked healthy)."""
+    frames = _frame_times(bus, camera_id)
+    if not any(r.state == "ok" for r in _capture_reports(bus, camera_id)):
+        return 0.0
+    if not frames:
+        return None
+    for report in _capture_reports(bus, camera_id):
+        if report.ts > frames[0] and report.state != "ok":
+            last_frame = max((t for t in frames if t <= report.ts), default=frames[0])
+            return report.ts - last_frame
+    return None
+
+
+@pytest.mark.faults_slow
+def test_10_camera_faults(redis_server, runner: ServiceRunner, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from tests.faults.edge_stack import MjpegCamera
+
+    good = [{"id": "wide", "role": "master", "source": "synthetic"},
+            {"id": "cam1", "role": "slave", "source": "synthetic", "covers": {"master": "wide", "region": [0, 0, 0.5, 1]}}]
+    bus = StreamBus(redis_server.url)
+    runner.env.update({"HYBRIDCAM_SITE_FILE": str(write_fault_site(tmp_path / "good.yaml", good, fps=5, width=320, height=180))})
+    baseline_s = 12.0
+    runner.start("capture", "--duration", str(baseline_s), name="capture-baseline").wait(timeout=60)
+    baseline = {c["id"]: _fps_of(_frame_times(bus, c["id"])) for c in good}
+    for stream in [frames_stream(c["id"]) for c in good] + ["health"]:
+        bus.redis.delete(stream)
+
+    jpeg = cv2.imencode(".jpg", np.full((180, 320, 3), 90, np.uint8))[1].tobytes()
+    stalled, hanging = MjpegCamera("stall", jpeg, fps=5, stall_after_s=6), MjpegCamera("hang_up", jpeg, fps=5)
+    faulty = [{"id": "stalled", "role": "slave", "source": stalled.url},
+              {"id": "hangup", "role": "slave", "source": hanging.url},
+              {"id": "corrupt", "role": "slave", "source": f"file://{_corrupt_h264(tmp_path / 'corrupt.h264')}"}]
+    runner.env.update({"HYBRIDCAM_SITE_FILE": str(write_fault_site(tmp_path / "faulty.yaml", good + faulty, fps=5,
+                                                                   width=320, height=180))})
+    minute = 120.0 if full_run() else 60.0
+    started = time.time()
+    capture = runner.start("capture", "--duration", str(minute), name="capture-faults")
+    capture.wait(timeout=minute + 60)
+    elapsed = time.time() - started
+    stalled.close()
+    hanging.close()
+
+    log = next(p for p in runner.log_dir.glob("capture-faults*.log")).read_text(errors="replace").splitlines()
+    frames_of = {c["id"]: len(_frame_times(bus, c["id"])) for c in faulty}
+    per_minute = 60.0 / elapsed
+    rows = {}
+    for camera in (c["id"] for c in faulty):
+        final = _capture_reports(bus, camera)[-1]
+        rows[camera] = {
+            "leave_ok_s": _leave_ok_latency(bus, camera),
+            "reconnects_per_min": final.counters.get("reconnects", 0) * per_minute,
+            "log_lines_per_min": sum(1 for line in log if camera in line) * per_minute,
+        }
+    unattributed = [line for line in log if not any(c["id"] in line for c in good + faulty)
+                    and "capture INFO" not in line]
+    fps_ratio = {c["id"]: _fps_of(_frame_times(bus, c["id"])) / baseline[c["id"]] for c in good}
+    ok = [c for c, r in rows.items() if r["leave_ok_s"] is not None and r["leave_ok_s"] <= 5.0
+          and r["reconnects_per_min"] <= 12 and r["log_lines_per_min"] <= 20]
+    record_fault(FaultResult(
+        "10 camera faults", "stalled HTTP camera, camera hanging up after each open, corrupt H.264",
+        max(99.0 if r["leave_ok_s"] is None else r["leave_ok_s"] for r in rows.values()), len(rows), len(ok), 0, 0, restarts=int(capture.returncode != 0),
+        notes="; ".join(f"{c}: left ok in {r['leave_ok_s'] if r['leave_ok_s'] is None else round(r['leave_ok_s'], 1)} s, "
+                        f"{r['reconnects_per_min']:.1f} reconnects/min, {r['log_lines_per_min']:.0f} log lines/min"
+                        for c, r in rows.items())
+              + f"; frames from the faulty cameras {frames_of}; other cameras at " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in fps_ratio.items()) + " of baseline fps"))
+    assert capture.returncode == 0, runner.logs()
+    assert len(ok) == len(rows), rows
+    assert len(unattributed) <= 20 * elapsed / 60, unattributed[:20]
+    assert all(ratio >= 0.95 for ratio in fps_ratio.values()), fps_ratio
