@@ -50,7 +50,7 @@ class AwsEndpoint:
 
     def start(self) -> "AwsEndpoint":
         handler = _proxy_handler(self)
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        server = _QuietServer(("127.0.0.1", self.port), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="aws-endpoint", daemon=True).start()
         self._server = server
@@ -77,6 +77,13 @@ class AwsEndpoint:
             slow = self.counters["puts"] % 2 == 1
             self.counters["slowed_down"] += int(slow)
             return slow
+
+
+class _QuietServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:  # a client gone mid-answer is expected here
+        return
 
 
 def _proxy_handler(endpoint: AwsEndpoint) -> type[BaseHTTPRequestHandler]:
@@ -109,6 +116,8 @@ def _proxy_handler(endpoint: AwsEndpoint) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")  # one request per connection: a cut is felt at once
+            self.close_connection = True
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

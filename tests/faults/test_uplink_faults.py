@@ -162,3 +162,132 @@ def test_9_kill_results_bridge_between_its_write_and_the_delete(redis_server, ed
         notes=f"{written_before_kill} results written before the kill came back from SQS and were dropped as duplicates"))
     assert duplicated == 0 and len(ids) == len(results)
     assert second.poll() is None, edge_runner.logs()
+
+
+# -- 5 ---------------------------------------------------------------------------------------------------
+
+
+class _Publisher:
+    """Publishes the master camera's frames at a steady rate on a thread, while allowed to."""
+
+    def __init__(self, bus: StreamBus, fps: float = 5.0) -> None:
+        import threading
+
+        self.frames = FramePublisher(bus, "wide")
+        self.fps = fps
+        self.seq = 0
+        self.running = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if self.running.wait(0.1):
+                self.frames.publish(range(self.seq, self.seq + 1))
+                self.seq += 1
+                time.sleep(1.0 / self.fps)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.frames.close()
+
+
+def _health_states(bus: StreamBus, service: str) -> list[str]:
+    from shared.schemas import Health
+
+    return [e.message.state for e in bus.read_all("health") if isinstance(e.message, Health) and e.message.service == service]
+
+
+@pytest.mark.faults_slow
+def test_5_aws_unreachable_then_back(redis_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from cloud.local.event_source_poller import EventSourcePoller, load_handler
+    from cloud.local_demo import start_local_cloud
+
+    outage_s = 600.0 if full_run() else float(os.environ.get("HYBRIDCAM_FAULTS_OUTAGE_S", 60))
+    cloud = start_local_cloud(tmp_path / "run", f"hc-faults-{uuid.uuid4().hex[:6]}", detector="nanodet", alert_cooldown_s=0)
+    endpoint = AwsEndpoint(cloud.moto.url).start()
+    cloud_env = cloud.environment()
+    for name, value in cloud_env.items():  # the in-process poller runs the handler with the Lambda's configuration
+        if not name.startswith("HYBRIDCAM_"):
+            monkeypatch.setenv(name, value)
+    counters_file = Path(cloud_env["HYBRIDCAM_SAMPLER_COUNTERS_FILE"])
+    env = {**os.environ, **cloud_env, "AWS_ENDPOINT_URL": endpoint.url, "HYBRIDCAM_REDIS_URL": redis_server.url,
+           "HYBRIDCAM_SITE_FILE": str(write_cloud_site(tmp_path / "site.yaml", every=5)), "PYTHONUNBUFFERED": "1",
+           "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "HYBRIDCAM_BRIDGE_HEALTH_INTERVAL_S": "0.5",
+           "HYBRIDCAM_SAMPLER_CLOUD_RETRY_S": "2", "HYBRIDCAM_SAMPLER_CONNECT_TIMEOUT_S": "1",
+           "HYBRIDCAM_BRIDGE_WAIT_TIME_S": "1"}
+    (tmp_path / "logs").mkdir()
+    runner = ServiceRunner(env, tmp_path / "logs")
+    bus = StreamBus(redis_server.url)
+    stream, table = cloud.outputs["StreamName"], cloud.outputs["FramesTableName"]
+    poller_stop = threading.Event()
+    poller = EventSourcePoller(stream, load_handler(), 10, tmp_path / "checkpoints.json", max_retries=2, retry_delay_s=0.0)
+    poller_thread = threading.Thread(target=poller.run_forever, args=(poller_stop, 0.3), daemon=True)
+    publisher = _Publisher(bus)
+    processes = {"sampler": runner.start("sampler"), "results_bridge": runner.start("results-bridge")}
+    try:
+        poller_thread.start()
+        publisher.running.set()
+        assert wait_until(lambda: counters_of(counters_file).get("records_sent", 0) >= 3, 60), runner.logs()
+        publisher.running.clear()
+        time.sleep(1.5)
+        before = counters_of(counters_file)
+
+        endpoint.cut()
+        publisher.running.set()
+        time.sleep(outage_s)
+        publisher.running.clear()
+        time.sleep(1.5)
+        during = counters_of(counters_file)
+        sampled_in_outage = during["frames_sampled"] - before["frames_sampled"]
+        drops_in_outage = during["dropped"] - before["dropped"]
+        spool_expected = before["spool_depth"] + sampled_in_outage - drops_in_outage
+        bridge_degraded = "degraded" in _health_states(bus, "results_bridge")
+
+        endpoint.restore()
+        restored = time.monotonic()
+        publisher.running.set()
+        time.sleep(3)
+        publisher.running.clear()
+        drained = wait_until(lambda: counters_of(counters_file).get("spool_depth", 1) == 0
+                             and counters_of(counters_file).get("frames_sampled") == counters_of(counters_file).get("records_sent"), 120)
+        recovery_s = time.monotonic() - restored
+        assert drained, runner.logs()
+        final = counters_of(counters_file)
+
+        def frame_items() -> set[str]:
+            items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+            return {i["pk"]["S"].removeprefix("frame#") for i in items if i["pk"]["S"].startswith("frame#")}
+
+        def kinesis_ids() -> list[str]:
+            return [f.frame_id for f in kinesis_frames(stream) if isinstance(f, CloudFrame)]
+
+        assert wait_until(lambda: len(frame_items()) >= len(set(kinesis_ids())), 240), runner.logs()
+        assert wait_until(lambda: len(set(cloud_frame_ids(bus))) >= len(frame_items()), 120), runner.logs()
+        ended = exits(processes)
+        on_stream, items, at_edge = kinesis_ids(), frame_items(), Counter(cloud_frame_ids(bus))
+    finally:
+        publisher.close()
+        poller_stop.set()
+        poller_thread.join(10)
+        runner.stop_all()
+        endpoint.stop()
+        cloud.stop()
+    duplicated = sum(n - 1 for n in at_edge.values())
+    record_fault(FaultResult(
+        "5 AWS unreachable", f"AWS endpoint on a closed port for {outage_s:.0f} s, then back", recovery_s,
+        int(final["frames_sampled"]), len(items), max(0, int(final["frames_sampled"]) - len(items)), duplicated,
+        restarts=len(ended),
+        notes=f"spool depth at the end of the outage {during['spool_depth']:.0f} = {sampled_in_outage:.0f} sampled - "
+              f"{drops_in_outage:.0f} dropped; drained {recovery_s:.1f} s after the endpoint came back; "
+              f"{len(on_stream)} Kinesis records for {len(set(on_stream))} frames; results bridge "
+              f"{'reported degraded' if bridge_degraded else 'never reported degraded'} and never exited"))
+    assert not ended, f"services exited: {ended}"
+    assert during["spool_depth"] == spool_expected and sampled_in_outage > 0
+    assert items == set(on_stream) and len(items) == int(final["frames_sampled"])
+    assert set(at_edge) == items and duplicated == 0
+    assert bridge_degraded
