@@ -32,9 +32,9 @@ test: install system-packages  ## run the test suite with the fast fault scenari
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
 
-faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak)
-	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
-		--timeout $(if $(FULL),7200,900) $(FAULTS_ARGS); rc=$$?; \
+faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak; HOURS=N soak)
+	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(if $(HOURS),HYBRIDCAM_FAULTS_SOAK_HOURS=$(HOURS)) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
+		--timeout $(if $(or $(FULL),$(HOURS)),$(shell echo $$(( ($(or $(HOURS),1) + 1) * 3600 ))),900) $(FAULTS_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
 bench: install  ## print the benchmark figures (edge, cloud path, compositor)
