@@ -270,6 +270,7 @@ def test_5_aws_unreachable_then_back(redis_server, tmp_path: Path, monkeypatch: 
         assert wait_until(lambda: len(set(cloud_frame_ids(bus))) >= len(frame_items()), 120), runner.logs()
         ended = exits(processes)
         on_stream, items, at_edge = kinesis_ids(), frame_items(), Counter(cloud_frame_ids(bus))
+        final = counters_of(counters_file)  # now that every frame went through
     finally:
         publisher.close()
         poller_stop.set()
