@@ -84,6 +84,8 @@ class StreamBus:
         self.consumer_idle_limit_ms = 120_000  # a consumer silent this long with nothing pending is gone
         self.counters: Counter[str] = Counter()
         self.refusing = ""  # why Redis is refusing or unreachable right now ("" while it answers)
+        # called on every retry: a loop waiting for Redis is alive (its health says degraded), not stalled
+        self.on_retry: Callable[[], None] | None = None
         self.redis = redis.Redis.from_url(
             url,
             socket_connect_timeout=2.0,
@@ -117,6 +119,8 @@ class StreamBus:
                     log.warning("redis at %s %s %s (%s); retrying with backoff", redacted_url(self.url), verb, what, error)
                     warned = True
                 self.refusing = f"redis {'refuses' if refused else 'unreachable'}: {str(error)[:120]}"
+                if self.on_retry is not None:
+                    self.on_retry()
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 

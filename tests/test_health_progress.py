@@ -95,3 +95,26 @@ def test_compositor_memory_does_not_grow_per_tick(redis_server, tmp_path: Path) 
     tracemalloc.stop()
     program.encoder.close()
     assert grown < 20_000, f"compositor code kept {grown} more bytes after 2000 ticks"
+
+
+def test_waiting_for_redis_is_degraded_not_a_stall(tmp_path: Path) -> None:
+    import threading
+
+    from hybridcam.local_stack import free_port
+
+    bus = StreamBus(f"redis://127.0.0.1:{free_port()}/0", max_backoff_s=0.1, give_up_after_s=1.5)
+    progress = Progress(stall_after_s=0.5, fail_after_s=1.0)
+    beats: list[float] = []
+    bus.on_retry = lambda: (beats.append(time.monotonic()), progress.beat())
+    progress.last -= 10
+    def wait_for_redis() -> None:
+        try:
+            bus.call(lambda: bus.redis.ping(), "ping")
+        except Exception:  # noqa: BLE001 (gives up after 1.5 s: nothing listens there)
+            pass
+
+    waiting = threading.Thread(target=wait_for_redis, daemon=True)
+    waiting.start()
+    waiting.join(10)
+    assert len(beats) >= 2 and progress.age_s() < 5  # beaten on every retry while Redis was away
+    assert bus.refusing.startswith("redis unreachable")

@@ -48,6 +48,7 @@ class InferenceLoop:
         self.state = "starting"
         self.latency = LatencyHistograms(metrics)
         self.progress = Progress(stall_after_s=5.0, fail_after_s=30.0)  # a loop turn takes at most a read block + a batch
+        bus.on_retry = self.progress.beat
 
     def start(self) -> None:
         for stream in self.streams:

@@ -82,6 +82,7 @@ class ResultsBridge:
         # a poll finishes within the long poll plus the read timeout; an outage still counts as progress
         self.progress = Progress(stall_after_s=settings.bridge_wait_time_s + 15.0,
                                  fail_after_s=3.0 * (settings.bridge_wait_time_s + 10) + 30.0)
+        bus.on_retry = self.progress.beat
         self.max_backoff_s = 30.0
 
     def run(self, stop: threading.Event) -> None:

@@ -284,13 +284,16 @@ def _fps_of(times: list[float]) -> float:
 
 def _leave_ok_latency(bus: StreamBus, camera_id: str) -> float | None:
     """From the last frame before the camera's first non-ok report after it delivered, to that report
-    (0 for a camera never reported ok: it never looked healthy)."""
+    (from its first ok report for a camera that opened but never delivered; 0 for one never reported ok)."""
     frames = _frame_times(bus, camera_id)
-    if not any(r.state == "ok" for r in _capture_reports(bus, camera_id)):
+    reports = _capture_reports(bus, camera_id)
+    first_ok = next((r for r in reports if r.state == "ok"), None)
+    if first_ok is None:
         return 0.0
-    if not frames:
-        return None
-    for report in _capture_reports(bus, camera_id):
+    if not frames:  # opened (reported ok) but never delivered: the fault starts at that report
+        later = next((r for r in reports if r.ts > first_ok.ts and r.state != "ok"), None)
+        return None if later is None else later.ts - first_ok.ts
+    for report in reports:
         if report.ts > frames[0] and report.state != "ok":
             last_frame = max((t for t in frames if t <= report.ts), default=frames[0])
             return report.ts - last_frame
