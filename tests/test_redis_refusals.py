@@ -111,6 +111,7 @@ def test_fps_reads_zero_and_state_degrades_when_frames_stop() -> None:
     assert stats.fps_at(110.0) == 0.0  # a hung read shows no progress, not the old rate
     state, message = stats.progress_state(110.0, stall_after_s=2.0)
     assert state == "degraded" and "no frame for" in message
+    assert stats.progress_state(200.0, stall_after_s=2.0)[0] == "failed"  # stuck, not a camera outage: restart it
 
 
 def test_source_errors_still_reconnect_rather_than_restart(redis_server) -> None:

@@ -49,10 +49,12 @@ class CameraStats:
     def fps(self) -> float:
         return self.fps_at(time.time())
 
-    def progress_state(self, now: float, stall_after_s: float) -> tuple[str, str]:
-        """The state health reports: a camera that is "ok" but has not delivered for ``stall_after_s`` is degraded."""
+    def progress_state(self, now: float, stall_after_s: float, fail_after_s: float = 60.0) -> tuple[str, str]:
+        """The state health reports: a camera that is "ok" but has not delivered for ``stall_after_s`` is
+        degraded; for ``fail_after_s`` (reads time out long before: the loop itself is stuck) it has failed."""
         if self.state == "ok" and self.last_capture_ts and now - self.last_capture_ts > stall_after_s:
-            return "degraded", f"no frame for {now - self.last_capture_ts:.1f} s"
+            silent = now - self.last_capture_ts
+            return ("failed" if silent > fail_after_s else "degraded"), f"no frame for {silent:.1f} s"
         return self.state, self.message
 
     def as_counters(self, now: float | None = None) -> dict[str, float]:
