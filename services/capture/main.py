@@ -23,6 +23,7 @@ from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
+from shared.progress import Progress, exit_on_stall
 from shared.settings import load_settings, redacted_url
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
 from shared.stream_bus import HEALTH_STREAM, StreamBus
@@ -88,10 +89,15 @@ def run(args: argparse.Namespace) -> int:
     for worker in workers:
         worker.start()
     started = time.monotonic()
+    alive = Progress(stall_after_s=10.0, fail_after_s=30.0)  # beaten while no camera thread is stuck or gone
+    exit_on_stall(alive, settings.stall_exit_s, "capture")
     try:
         while not stop.wait(settings.capture_health_interval_s):
-            for worker in workers:
-                bus.publish(HEALTH_STREAM, worker.health(), maxlen=1000)
+            healths = [worker.health() for worker in workers]
+            if overall_state([h.state for h in healths]) != "failed":
+                alive.beat()
+            for health in healths:
+                bus.publish(HEALTH_STREAM, health, maxlen=1000)
             if args.duration and time.monotonic() - started >= args.duration:
                 stop.set()
     finally:
