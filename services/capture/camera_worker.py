@@ -139,6 +139,8 @@ class CameraWorker(threading.Thread):
     def health(self) -> Health:
         now = time.time()
         state, message = self.stats.progress_state(now, self.stall_after_s)
+        if state in ("degraded", "failed") and self.bus.refusing:  # silent because Redis is away, not stuck
+            state, message = "degraded", self.bus.refusing
         if not self.is_alive() and not self.stop_event.is_set() and self.stats.state != "starting":
             state, message = "failed", "capture thread is not running"
         return Health(

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         worker.start()
     started = time.monotonic()
     alive = Progress(stall_after_s=10.0, fail_after_s=30.0)  # beaten while no camera thread is stuck or gone
+    bus.on_retry = alive.beat  # waiting for Redis is not being stuck
     exit_on_stall(alive, settings.stall_exit_s, "capture")
     try:
         while not stop.wait(settings.capture_health_interval_s):
