@@ -18,7 +18,7 @@ import redis
 from shared.stream_bus import StreamBus, frames_stream
 from tests.faults.edge_stack import exits, rss_mb, synthetic_cameras, write_fault_site
 from tests.faults.report import FaultResult, full_run, record_fault
-from tests.fixtures.pipeline import ServiceRunner, wait_until
+from tests.fixtures.pipeline import ServiceRunner
 
 SERVICES = {  # name -> hybridcam command
     "capture": ("capture",),
