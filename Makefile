@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not faults_slow"
+FAULTS_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo lint test bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo lint test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -32,9 +33,14 @@ lint: install  ## ruff, mypy and the layer contracts (import-linter); `make test
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-test: install lint system-packages  ## lint, then run the whole test suite (fails if no test ran)
+test: install lint system-packages  ## lint, then run the test suite with the fast fault scenarios (fails if no test ran)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
+
+faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak; HOURS=N soak)
+	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(if $(HOURS),HYBRIDCAM_FAULTS_SOAK_HOURS=$(HOURS)) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
+		--timeout $(if $(or $(FULL),$(HOURS)),$(shell echo $$(( ($(or $(HOURS),1) + 1) * 3600 ))),900) $(FAULTS_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
 bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler)
 	$(PY) bench/edge.py
@@ -47,9 +53,11 @@ cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 
 COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gpu.yml) $(if $(LOCAL_CLOUD),--profile local-cloud)
 
-.env:  ## a first .env from config/example.env, with a random dashboard token
+.env:  ## a first .env from config/example.env, with a random dashboard token and Redis password
 	cp config/example.env .env
 	printf '\n# written by make .env: the dashboard token (open http://HOST:8088/?token=...)\nHYBRIDCAM_DASHBOARD_TOKEN=%s\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
+	printf '# written by make .env: the password of the site'"'"'s Redis (requirepass; every service reads it)\nHYBRIDCAM_REDIS_PASSWORD=%s\n' \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
 
 images: .env  ## build the edge images (GPU=1: TensorRT edge_infer; LOCAL_CLOUD=1: local cloud too)

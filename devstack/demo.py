@@ -25,7 +25,7 @@ from rich.table import Table
 
 from devstack.servers import LocalRedis, free_port
 from devstack.terminal_dashboard import TerminalDashboard
-from shared.settings import DEFAULT_SITE_FILE, load_settings
+from shared.settings import DEFAULT_SITE_FILE, load_settings, redacted_url
 from shared.site_config import load_site
 from shared.stream_bus import StreamBus
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         _add_dashboard(env, run_dir, services, notes, program_url, args.dashboard_port)
 
     console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
-    console.print(f"redis {redis_url}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
+    console.print(f"redis {redacted_url(redis_url)}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
     for note in notes:
         console.print(note)
     for service in services:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +21,25 @@ from shared.errors import describe_validation_error
 
 class SchemaError(ValueError):
     """A message that cannot be decoded into a known schema."""
+
+
+# Ranges every decoded message must respect. A value outside them (inf, NaN, a timestamp in
+# the year 5000, a box a million pixels wide) would crash or mislead a consumer further on,
+# so it is refused at decode and the entry is dead-lettered instead.
+MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01
+MAX_PIXELS_SIDE = 16_384
+MAX_COORDINATE = 1_000_000.0
+MAX_SEQ = 2**62
+MAX_RING_SLOTS = 4096
+MAX_NESTING = 16  # deeper msgpack is not a message of ours
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 4K JPEG fits many times over; bigger is not a message of ours
+
+Timestamp = Annotated[float, Field(ge=0.0, le=MAX_EPOCH_S, allow_inf_nan=False)]
+Side = Annotated[int, Field(gt=0, le=MAX_PIXELS_SIDE)]
+SeqNumber = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0.0, le=MAX_EPOCH_S * 1000.0, allow_inf_nan=False)]
 
 
 class Envelope(BaseModel):
@@ -56,12 +75,12 @@ class FrameRef(Envelope):
     schema_name: ClassVar[str] = "frame_ref"
 
     camera_id: str
-    seq: int = Field(ge=0)
-    capture_ts: float = Field(description="UTC epoch seconds when the frame was captured")
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    seq: SeqNumber
+    capture_ts: Timestamp = Field(description="UTC epoch seconds when the frame was captured")
+    width: Side
+    height: Side
     shm_name: str | None = None
-    slot: int | None = Field(None, ge=0)
+    slot: int | None = Field(None, ge=0, lt=MAX_RING_SLOTS)
     jpeg: bytes | None = None
 
     @property
@@ -74,8 +93,8 @@ class Detection(BaseModel):
 
     label: str
     class_id: int = -1
-    score: float = Field(ge=0.0, le=1.0)
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+    score: Score
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 in frame pixels")
 
 
 DetectionSource = Literal["edge", "cloud"]
@@ -87,18 +106,18 @@ class DetectionSet(Envelope):
     schema_name: ClassVar[str] = "detection_set"
 
     camera_id: str
-    seq: int = Field(ge=0)
+    seq: SeqNumber
     frame_id: str
-    capture_ts: float
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    capture_ts: Timestamp
+    width: Side
+    height: Side
     source: DetectionSource = "edge"
     model: str
     provider: str
-    latency_ms: float = Field(ge=0.0, description="capture to detections published")
-    inference_ms: float = Field(0.0, ge=0.0)
+    latency_ms: Milliseconds = Field(description="capture to detections published")
+    inference_ms: Milliseconds = 0.0
     detections: list[Detection] = Field(default_factory=list)
-    published_ts: float = Field(default_factory=time.time)
+    published_ts: Timestamp = Field(default_factory=time.time)
 
     def count(self, label: str) -> int:
         return sum(1 for d in self.detections if d.label == label)
@@ -115,7 +134,7 @@ class Health(Envelope):
     service: str
     instance: str
     state: HealthState
-    ts: float = Field(default_factory=time.time)
+    ts: Timestamp = Field(default_factory=time.time)
     camera_id: str | None = None
     message: str = ""
     counters: dict[str, float] = Field(default_factory=dict)
@@ -133,11 +152,11 @@ class CloudFrame(Envelope):
     site: str
     frame_id: str
     camera_id: str
-    seq: int = Field(ge=0)
-    capture_ts: float
-    sampled_ts: float = Field(default_factory=time.time)
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    seq: SeqNumber
+    capture_ts: Timestamp
+    sampled_ts: Timestamp = Field(default_factory=time.time)
+    width: Side
+    height: Side
     jpeg: bytes | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
@@ -151,11 +170,11 @@ class CloudResult(Envelope):
     site: str
     frame_id: str
     camera_id: str
-    seq: int = Field(ge=0)
-    capture_ts: float
-    processed_ts: float
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    seq: SeqNumber
+    capture_ts: Timestamp
+    processed_ts: Timestamp
+    width: Side
+    height: Side
     backend: Literal["rekognition", "sagemaker"]
     model: str
     detections: list[Detection] = Field(default_factory=list)
@@ -172,9 +191,9 @@ class Alert(Envelope):
     camera_id: str
     frame_id: str
     label: str
-    score: float = Field(ge=0.0, le=1.0, description="best confidence of the label in the frame")
-    capture_ts: float
-    raised_ts: float = Field(description="UTC epoch seconds when the cloud processed the frame")
+    score: Score = Field(description="best confidence of the label in the frame")
+    capture_ts: Timestamp
+    raised_ts: Timestamp = Field(description="UTC epoch seconds when the cloud processed the frame")
     s3_key: str = ""
 
 
@@ -206,12 +225,16 @@ for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert):
 
 def decode(raw: bytes) -> Envelope:
     """Decode any registered envelope; raise SchemaError with a one-line reason otherwise."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise SchemaError(f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES} byte limit")
     try:
         body: Any = msgpack.unpackb(raw, raw=False)
     except Exception as error:  # msgpack raises several unrelated types for garbage
         raise SchemaError(f"not a msgpack message ({type(error).__name__})") from None
     if not isinstance(body, dict):
         raise SchemaError("message is not a map")
+    if _nesting_depth(body) > MAX_NESTING:
+        raise SchemaError(f"message nests deeper than {MAX_NESTING} levels")
     name, version = body.pop("schema", None), body.pop("v", None)
     model = _REGISTRY.get((name, version)) if isinstance(name, str) and isinstance(version, int) else None
     if model is None:
@@ -220,6 +243,17 @@ def decode(raw: bytes) -> Envelope:
         return model.model_validate(body)
     except ValidationError as error:
         raise SchemaError(f"malformed {name} v{version}: {describe_validation_error(error)}") from None
+
+
+def _nesting_depth(value: Any, limit: int = MAX_NESTING + 1) -> int:
+    """How deeply maps and lists nest (counting stops just past the limit)."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        depth += 1
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+    return depth
 
 
 def decode_as(raw: bytes, model: type[MessageT]) -> MessageT:

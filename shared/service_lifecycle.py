@@ -10,6 +10,8 @@ the end of the block; the lifecycle does the rest, the same way for every servic
 - SIGTERM and SIGINT (and ``--duration``) set :attr:`ServiceLifecycle.stop`, which the
   service's loop watches;
 - GET /health and /metrics when a health port is set;
+- a stall watchdog (:meth:`ServiceLifecycle.watch_progress`): the process exits (code 70) when
+  the service's loop made no progress for HYBRIDCAM_STALL_EXIT_S, so the restart policy restarts it;
 - an orderly close: what the service registered with :meth:`ServiceLifecycle.close_with`
   is closed in reverse order, then the health server, even when the service failed.
 """
@@ -30,6 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.health import HealthServer, Snapshot
 from shared.logs import configure_logging
+from shared.progress import Progress, exit_on_stall
 from shared.settings import CommonSettings, load_settings
 from shared.site_config import SiteConfig, load_site
 
@@ -101,6 +104,10 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
         """GET /health (``snapshot``) and /metrics on the health port, if one is set."""
         if self.settings.health_port:
             self._health = HealthServer(self.settings.health_port, snapshot, metrics=metrics).start()
+
+    def watch_progress(self, progress: Progress) -> None:
+        """Exit (code 70) once ``progress`` is older than HYBRIDCAM_STALL_EXIT_S (0 = never): a hung loop gets restarted."""
+        exit_on_stall(progress, self.settings.stall_exit_s, self.name)
 
     def request_stop(self) -> None:
         self.stop.set()

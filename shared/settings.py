@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError, describe_validation_error
@@ -24,11 +25,40 @@ class CommonSettings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams "
+                           "(redis://:PASSWORD@host:6379/0 when it has a password)")
     site_file: Path = Field(DEFAULT_SITE_FILE, description="YAML file describing the site's cameras")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stream_maxlen: int = Field(2000, ge=10, description="approximate length bound of every stream")
     health_port: int = Field(0, ge=0, le=65535, description="HTTP port of /health; 0 = no HTTP endpoint")
+    redis_password: SecretStr | None = Field(None, description="password of the site's Redis (compose passes it to "
+                                             "redis-server as requirepass); added to redis_url when that has none")
+    stall_exit_s: float = Field(120.0, ge=0, description="exit (code 70) when the main loop made no progress this long, "
+                                "so the restart policy restarts the service; 0 = never")
+
+    @model_validator(mode="after")
+    def _password_in_url(self) -> CommonSettings:
+        password = self.redis_password.get_secret_value() if self.redis_password else ""
+        if password and not urlsplit(self.redis_url).password:
+            self.redis_url = with_password(self.redis_url, password)
+        return self
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redacted_url(url: str) -> str:
+    """A URL fit for logs: any password replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

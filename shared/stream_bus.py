@@ -6,7 +6,13 @@
   over with XAUTOCLAIM (Redis 6.2 replies with 2 elements, 7.x with 3).
 - A message that cannot be decoded is counted, logged, copied to the dead-letter stream
   and acknowledged: it never crashes a consumer and never blocks the group.
-- Connection loss (Redis restarting) is retried with capped exponential backoff.
+- An entry that keeps failing (its consumer raised, or crashed, on it) is re-delivered by
+  :meth:`StreamBus.claim_stale`; once XPENDING counts ``max_deliveries`` deliveries it is
+  dead-lettered instead of being handed out again, so one poison entry cannot crash-loop a
+  service or block its group.
+- Connection loss (Redis restarting) and refusals that pass (out of memory under
+  ``noeviction``, a replica in read-only mode, a failed background save, loading) are retried
+  with capped exponential backoff; :attr:`StreamBus.refusing` says so meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import redis
@@ -26,6 +33,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 from shared.backoff import Backoff
 from shared.metrics import StreamCollector
 from shared.schemas import Envelope, SchemaError, decode
+from shared.settings import redacted_url
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +42,24 @@ HEALTH_STREAM = "health"
 ALERTS_STREAM = "alerts"
 DEADLETTER_STREAM = "deadletter"
 PAYLOAD_FIELD = b"m"
+DEADLETTER_BODY_LIMIT = 1024 * 1024  # longer bodies are kept truncated: the dead-letter stream must stay small
+TRANSIENT_REFUSALS = ("OOM", "MISCONF", "BUSY", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "NOREPLICAS")
 
 T = TypeVar("T")
 
 
 def frames_stream(camera_id: str) -> str:
     return f"frames:{camera_id}"
+
+
+def is_transient_refusal(error: redis.ResponseError) -> bool:
+    """A refusal that passes by itself (memory freed, save fixed, failover done), unlike a bad command."""
+    if isinstance(error, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)):
+        return True
+    text = str(error)
+    if text.startswith("Command # "):  # redis-py prefixes errors of a pipeline's command
+        text = text.split(": ", 1)[-1]
+    return text.startswith(TRANSIENT_REFUSALS) or "used memory > 'maxmemory'" in text
 
 
 @dataclass(frozen=True)
@@ -67,12 +87,18 @@ class StreamBus:
         maxlen: int = 2000,
         max_backoff_s: float = 5.0,
         give_up_after_s: float | None = None,
+        max_deliveries: int = 5,
     ) -> None:
         self.url = url
         self.maxlen = maxlen
         self.max_backoff_s = max_backoff_s
         self.give_up_after_s = give_up_after_s
+        self.max_deliveries = max_deliveries
+        self.consumer_idle_limit_ms = 120_000  # a consumer silent this long with nothing pending is gone
         self.counters: Counter[str] = Counter()
+        self.refusing = ""  # why Redis is refusing or unreachable right now ("" while it answers)
+        # called on every retry: a loop waiting for Redis is alive (its health says degraded), not stalled
+        self.on_retry: Callable[[], None] | None = None
         self.redis = redis.Redis.from_url(
             url,
             socket_connect_timeout=2.0,
@@ -85,21 +111,29 @@ class StreamBus:
     # -- resilience ---------------------------------------------------------------------
 
     def call(self, operation: Callable[[], T], what: str) -> T:
-        """Run a Redis operation, waiting out connection loss with capped backoff."""
+        """Run a Redis operation, waiting out connection loss and passing refusals with capped backoff."""
         backoff, started, warned = Backoff(0.1, self.max_backoff_s), time.monotonic(), False
         while True:
             try:
                 result = operation()
                 if warned:
-                    log.info("redis at %s is back; %s resumed", self.url, what)
+                    log.info("redis at %s is back; %s resumed", redacted_url(self.url), what)
+                    self.refusing = ""
                 return result
-            except (redis.ConnectionError, redis.TimeoutError) as error:
-                self.counters["redis_reconnects"] += 1
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as error:
+                if isinstance(error, redis.ResponseError) and not is_transient_refusal(error):
+                    raise
+                refused = isinstance(error, redis.ResponseError)
+                self.counters["redis_refusals" if refused else "redis_reconnects"] += 1
                 if self.give_up_after_s is not None and time.monotonic() - started > self.give_up_after_s:
                     raise
                 if not warned:
-                    log.warning("redis at %s unreachable during %s (%s); retrying", self.url, what, error)
+                    verb = "refused" if refused else "unreachable during"
+                    log.warning("redis at %s %s %s (%s); retrying with backoff", redacted_url(self.url), verb, what, error)
                     warned = True
+                self.refusing = f"redis {'refuses' if refused else 'unreachable'}: {str(error)[:120]}"
+                if self.on_retry is not None:
+                    self.on_retry()
                 time.sleep(backoff.next_delay())
 
     def ping(self) -> bool:
@@ -192,23 +226,92 @@ class StreamBus:
                 raise
 
         reply = self.call(claim, f"claim stale entries of {stream}")
-        entries = parse_xautoclaim_entries(reply)
+        entries = self._drop_poison(stream, group, parse_xautoclaim_entries(reply))
         self.counters["claimed"] += len(entries)
-        return self._decode_reply([(stream, entries)], group)
+        decoded = self._decode_reply([(stream, entries)], group)
+        self.remove_gone_consumers(stream, group, keep=consumer)
+        return decoded
 
-    def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
+    def remove_gone_consumers(self, stream: str, group: str, keep: str) -> list[str]:
+        """Delete consumers of a restarted or stopped instance: nothing pending (claim_stale took it
+        over) and silent for ``consumer_idle_limit_ms``. Otherwise every restart leaves one behind."""
+
+        def consumers() -> list:
+            try:
+                return self.redis.xinfo_consumers(stream, group)
+            except redis.ResponseError as error:
+                if "NOGROUP" in str(error) or "no such key" in str(error).lower():
+                    return []
+                raise
+
+        removed = []
+        for info in self.call(consumers, f"list consumers of {stream}"):
+            name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
+            if name != keep and int(info["pending"]) == 0 and int(info["idle"]) > self.consumer_idle_limit_ms:
+                self.call(partial(self.redis.xgroup_delconsumer, stream, group, name), f"remove consumer {name}")
+                removed.append(name)
+        if removed:
+            self.counters["consumers_removed"] += len(removed)
+            log.info("removed %d gone consumer(s) from group %s of %s: %s", len(removed), group, stream, ", ".join(removed))
+        return removed
+
+    def delivery_counts(self, stream: str, group: str, entry_ids: Sequence[str]) -> dict[str, int]:
+        """How often each pending entry was delivered (XPENDING's delivery counter)."""
+        if not entry_ids:
+            return {}
+        ordered = sorted(entry_ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+        rows = self.call(lambda: self.redis.xpending_range(stream, group, min=ordered[0], max=ordered[-1],
+                                                            count=len(ordered) + 100), f"inspect pending of {stream}")
+        counts: dict[str, int] = {}
+        for row in rows:
+            message_id = row["message_id"]
+            counts[message_id.decode() if isinstance(message_id, bytes) else str(message_id)] = int(row["times_delivered"])
+        return counts
+
+    def _drop_poison(self, stream: str, group: str, entries: list) -> list:
+        """Dead-letter claimed entries delivered ``max_deliveries`` times or more; return the rest."""
+        ids = [(raw_id.decode() if isinstance(raw_id, bytes) else raw_id) for raw_id, fields in entries if fields is not None]
+        counts = self.delivery_counts(stream, group, ids)
+        kept = []
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            delivered = counts.get(entry_id, 0)
+            if fields is not None and delivered >= self.max_deliveries:
+                self.counters["poison"] += 1
+                self.dead_letter(stream, group, entry_id, fields.get(PAYLOAD_FIELD, b""),
+                                 f"failed {delivered} deliveries (limit {self.max_deliveries})")
+            else:
+                kept.append((raw_id, fields))
+        return kept
+
+    def ack(self, stream: str, group: str, entry_ids: Sequence[str], tally: tuple[str, str] | None = None) -> None:
+        """Acknowledge entries; with ``tally`` = (hash key, field), count them there in the same
+        transaction, so a skip is counted exactly once even if the consumer dies right after."""
+        if not entry_ids:
+            return
+        if tally is None:
             self.call(lambda: self.redis.xack(stream, group, *entry_ids), f"ack {stream}")
+            return
+
+        def ack_and_count() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xack(stream, group, *entry_ids)
+            pipe.hincrby(tally[0], tally[1], len(entry_ids))
+            pipe.execute()
+
+        self.call(ack_and_count, f"ack {stream}")
 
     def dead_letter(self, stream: str, group: str, entry_id: str, raw: bytes, reason: str) -> None:
         self.counters["dead_lettered"] += 1
-        log.warning("dropped entry %s of %s: %s (moved to %s)", entry_id, stream, reason, DEADLETTER_STREAM)
+        log.warning("dropped entry %s of %s: %s (moved to %s)", entry_id, stream, reason[:200], DEADLETTER_STREAM)
+        fields: dict[FieldT, EncodableT] = {b"stream": stream, b"entry": entry_id, b"group": group, b"reason": reason[:500],
+                  b"size": len(raw), PAYLOAD_FIELD: raw[:DEADLETTER_BODY_LIMIT]}
 
         def move() -> None:
             pipe = self.redis.pipeline(transaction=True)
             pipe.xadd(
                 DEADLETTER_STREAM,
-                {b"stream": stream, b"entry": entry_id, b"group": group, b"reason": reason, PAYLOAD_FIELD: raw},
+                fields,
                 maxlen=self.maxlen,
                 approximate=True,
             )

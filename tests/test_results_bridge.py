@@ -111,3 +111,32 @@ def test_the_command_refuses_to_start_without_a_queue(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "HYBRIDCAM_BRIDGE_QUEUE_URL" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_an_unreachable_queue_degrades_the_bridge_which_goes_on_when_it_is_back(redis_server, queue_url) -> None:
+    import threading
+
+    from botocore.config import Config
+
+    from devstack.servers import free_port
+    from tests.fixtures.pipeline import wait_until
+
+    bridge = make_bridge(redis_server.url, queue_url)
+    bridge.max_backoff_s = 0.3
+    bridge.sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                              config=Config(connect_timeout=0.5, retries={"total_max_attempts": 1}))
+    stop = threading.Event()
+    runner = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: bridge.counters["poll_errors"] >= 2, 15)
+        assert runner.is_alive()
+        state, message = bridge.state()
+        assert state == "degraded" and "unreachable" in message
+        boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=encode_text(result(3)))
+        bridge.sqs = boto3.client("sqs")  # the network is back
+        assert wait_until(lambda: bridge.counters["published"] == 1, 15)
+        assert bridge.state() == ("ok", "")
+    finally:
+        stop.set()
+        runner.join(10)

@@ -234,3 +234,40 @@ def test_a_closed_port_is_reported_as_unavailable_with_every_record(aws_env: dic
     with pytest.raises(CloudUnavailable) as raised:
         asyncio.run(send_with_aiobotocore(f"http://127.0.0.1:{free_port()}", "any-stream", "any-bucket", given))
     assert raised.value.unsent == given and raised.value.accepted == []
+
+
+class ThrottlingS3(FakeS3):
+    """Answers SlowDown to the puts ``throttled`` names (by call number), like S3 under a request-rate spike."""
+
+    def __init__(self, throttled: Callable[[int], bool]) -> None:
+        super().__init__()
+        self.throttled = throttled
+        self.calls = 0
+
+    async def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:  # noqa: N803
+        call = self.calls
+        self.calls += 1
+        if self.throttled(call):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+        return await super().put_object(Bucket, Key, Body, ContentType)
+
+
+def _oversized(count: int) -> list[OutgoingRecord]:
+    return [OutgoingRecord("cam1", make_frame(seq=i, jpeg=bytes(2000)).encode(), token=i) for i in range(count)]
+
+
+def test_a_throttled_claim_check_put_is_retried() -> None:
+    s3 = ThrottlingS3(lambda call: call % 2 == 0)  # every other put answers SlowDown
+    kinesis = FakeKinesis()
+    sent = asyncio.run(sender_for(kinesis, s3, record_limit=1000).send(_oversized(4)))
+    assert [r.token for r in sent] == [0, 1, 2, 3]
+    assert len(s3.objects) == 4 and sum(len(call) for call in kinesis.calls) == 4
+
+
+def test_claim_check_throttled_beyond_the_attempts_is_unavailable_not_a_crash() -> None:
+    s3 = ThrottlingS3(lambda call: True)
+    with pytest.raises(CloudUnavailable) as caught:
+        asyncio.run(sender_for(FakeKinesis(), s3, record_limit=1000, attempts=3).send(_oversized(3)))
+    assert [r.token for r in caught.value.unsent] == [0, 1, 2]  # all go to the spool, in order
+    assert caught.value.accepted == [] and "SlowDown" in caught.value.reason

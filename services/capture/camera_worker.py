@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from services.capture.sources import FrameSource, SourceError
@@ -17,6 +18,8 @@ from shared.stream_bus import StreamBus, frames_stream
 log = logging.getLogger(__name__)
 
 FRAME_STREAM_MAXLEN = 300  # references older than the ring are useless; keep a short window
+FPS_WINDOW_S = 2.0
+STABLE_CONNECTION_S = 5.0  # a connection that lasted this long was not a flap
 
 
 @dataclass
@@ -26,25 +29,43 @@ class CameraStats:
     frames: int = 0
     reconnects: int = 0
     read_errors: int = 0
-    fps: float = 0.0
+    restarts: int = 0  # the loop failed unexpectedly and was restarted by its supervisor
     last_capture_ts: float = 0.0
-    _window: list[float] = field(default_factory=list)
+    _window: deque[float] = field(default_factory=lambda: deque(maxlen=512))  # bounded: 2 s at up to 256 fps
 
     def frame_published(self, capture_ts: float) -> None:
         self.frames += 1
         self.last_capture_ts = capture_ts
         self._window.append(capture_ts)
-        while self._window and capture_ts - self._window[0] > 2.0:
-            self._window.pop(0)
-        if len(self._window) > 1:
-            self.fps = (len(self._window) - 1) / max(self._window[-1] - self._window[0], 1e-6)
 
-    def as_counters(self) -> dict[str, float]:
+    def fps_at(self, now: float) -> float:
+        """Frames per second over the last two seconds up to ``now``: a source that stopped delivering reads 0,
+        not the rate it had when it last published."""
+        recent = [ts for ts in tuple(self._window) if now - ts <= FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(now - recent[0], recent[-1] - recent[0], 1e-6)
+
+    @property
+    def fps(self) -> float:
+        return self.fps_at(time.time())
+
+    def progress_state(self, now: float, stall_after_s: float, fail_after_s: float = 60.0) -> tuple[HealthState, str]:
+        """The state health reports: a camera that is "ok" but has not delivered for ``stall_after_s`` is
+        degraded; for ``fail_after_s`` (reads time out long before: the loop itself is stuck) it has failed."""
+        if self.state == "ok" and self.last_capture_ts and now - self.last_capture_ts > stall_after_s:
+            silent = now - self.last_capture_ts
+            return ("failed" if silent > fail_after_s else "degraded"), f"no frame for {silent:.1f} s"
+        return self.state, self.message
+
+    def as_counters(self, now: float | None = None) -> dict[str, float]:
+        now = time.time() if now is None else now
         return {
             "frames": self.frames,
-            "fps": round(self.fps, 2),
+            "fps": round(self.fps_at(now), 2),
             "reconnects": self.reconnects,
             "read_errors": self.read_errors,
+            "restarts": self.restarts,
             "last_capture_ts": self.last_capture_ts,
         }
 
@@ -71,39 +92,80 @@ class CameraWorker(threading.Thread):
         self.ring = FrameRingWriter(ring_name(camera.id), camera.width, camera.height, ring_slots)
         self.stream = frames_stream(camera.id)
         self.seq = 0
+        self._connected_at = 0.0
+        self._flap_delay = 0.0
 
     def run(self) -> None:
         try:
-            while not self.stop_event.is_set():
-                if not self._connect():
-                    break
-                self._capture_until_lost()
+            self._supervise()
         finally:
             self.source.close()
             self.stats.state = "stopped"
             self.ring.close()
 
+    def _supervise(self) -> None:
+        """Run the capture loop; an unexpected failure restarts it after a backoff instead of
+        ending the thread (which would leave the camera dead while the process looks alive)."""
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                while not self.stop_event.is_set():
+                    if not self._connect():
+                        return
+                    self._capture_until_lost()
+                    self._back_off_if_flapping()
+                    delay = 0.5
+            except Exception as error:  # noqa: BLE001 (supervision: anything the loop did not expect)
+                self.stats.restarts += 1
+                self.stats.state, self.stats.message = "degraded", f"capture loop restarted after {type(error).__name__}: {error}"[:200]
+                log.exception("camera %s: capture loop failed; restarting in %.1f s", self.camera.id, delay)
+                self.source.close()
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, self.reconnect_max_s)
+
+    def _back_off_if_flapping(self) -> None:
+        """A source that opens but fails its first reads (a camera that accepts and hangs up, a corrupt
+        stream) would be reopened at once, forever: wait longer after each short-lived connection."""
+        lasted = time.monotonic() - self._connected_at
+        if lasted >= STABLE_CONNECTION_S:
+            self._flap_delay = 0.0
+            return
+        self._flap_delay = min(max(0.5, self._flap_delay * 2), self.reconnect_max_s)
+        self.stop_event.wait(self._flap_delay)
+
+    @property
+    def stall_after_s(self) -> float:
+        return max(2.0, 5.0 / self.camera.fps)
+
     def health(self) -> Health:
+        now = time.time()
+        state, message = self.stats.progress_state(now, self.stall_after_s)
+        if state in ("degraded", "failed") and self.bus.refusing:  # silent because Redis is away, not stuck
+            state, message = "degraded", self.bus.refusing
+        if not self.is_alive() and not self.stop_event.is_set() and self.stats.state != "starting":
+            state, message = "failed", "capture thread is not running"
         return Health(
             service="capture",
             instance=self.camera.id,
             camera_id=self.camera.id,
-            state=self.stats.state,
-            message=self.stats.message,
-            counters=self.stats.as_counters(),
+            state=state,
+            message=message,
+            counters=self.stats.as_counters(now),
         )
 
     def _connect(self) -> bool:
         backoff = Backoff(0.5, max(0.5, self.reconnect_max_s))
         while not self.stop_event.is_set():
             try:
-                self.source.open()
                 if self.stats.state == "reconnecting":
+                    self.stats.reconnects += 1
+                self.source.open()
+                self._connected_at = time.monotonic()
+                if self.stats.state == "reconnecting" and not self._flap_delay:
                     log.info("camera %s is back (%s)", self.camera.id, self.source.description)
                 self.stats.state, self.stats.message = "ok", ""
                 return True
             except SourceError as error:
-                self.stats.reconnects += 1
                 if self.stats.state != "reconnecting":
                     log.warning("camera %s: %s; retrying with backoff", self.camera.id, error)
                 self.stats.state, self.stats.message = "reconnecting", str(error)
@@ -125,7 +187,8 @@ class CameraWorker(threading.Thread):
             except SourceError as error:
                 self.stats.read_errors += 1
                 self.stats.state, self.stats.message = "reconnecting", str(error)
-                log.warning("camera %s lost: %s", self.camera.id, error)
+                if not self._flap_delay:  # one line per outage, not one per failed attempt
+                    log.warning("camera %s lost: %s", self.camera.id, error)
                 self.source.close()
                 return
             capture_ts = time.time()

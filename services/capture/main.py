@@ -18,7 +18,10 @@ from services.capture.settings import CaptureSettings
 from services.capture.sources import open_source
 from shared.errors import ConfigError
 from shared.metrics import service_registry
+from shared.progress import Progress
+from shared.schemas import HealthState
 from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
+from shared.settings import redacted_url
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import HEALTH_STREAM, StreamBus
 
@@ -38,6 +41,16 @@ def select_cameras(site: SiteConfig, wanted: list[str]) -> list[ResolvedCamera]:
     return [c for c in cameras if c.id in wanted]
 
 
+def overall_state(states: list[HealthState]) -> HealthState:
+    """The process's state from its cameras': failed when a camera thread is gone for good (a restart
+    of the process is the cure), ok when all are ok, degraded while at least one delivers."""
+    if "failed" in states:
+        return "failed"
+    if states and all(s == "ok" for s in states):
+        return "ok"
+    return "degraded" if any(s in ("ok", "degraded") for s in states) else "starting"
+
+
 def run(args: argparse.Namespace) -> int:
     with ServiceLifecycle.start("capture", CaptureSettings, args) as service:
         settings, site, log = service.settings, service.site, service.log
@@ -51,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
                          settings.capture_reconnect_max_s)
             for camera in cameras
         ]
-        log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), settings.redis_url)
+        log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), redacted_url(settings.redis_url))
         for camera in cameras:
             log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps,
                      sources[camera.id].description)
 
         def snapshot() -> dict:
-            states = [w.stats.state for w in workers]
-            state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
-            return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
+            healths = [w.health() for w in workers]
+            return {"service": "capture", "state": overall_state([h.state for h in healths]),
+                    "cameras": {h.camera_id: h.model_dump() for h in healths}}
 
         service.serve_health(snapshot, service_registry(lambda: [w.health() for w in workers]))
         service.close_with(lambda: log.info("stopped after %.1f s: %d frames published", service.elapsed_s,
@@ -67,7 +80,13 @@ def run(args: argparse.Namespace) -> int:
         for worker in workers:
             service.close_with(partial(worker.join, timeout=5))
             worker.start()
+        alive = Progress(stall_after_s=10.0, fail_after_s=30.0)  # beaten while no camera thread is stuck or gone
+        bus.on_retry = alive.beat  # waiting for Redis is not being stuck
+        service.watch_progress(alive)
         while not service.stop.wait(settings.capture_health_interval_s):
-            for worker in workers:
-                bus.publish(HEALTH_STREAM, worker.health(), maxlen=1000)
+            healths = [worker.health() for worker in workers]
+            if overall_state([h.state for h in healths]) != "failed":
+                alive.beat()
+            for health in healths:
+                bus.publish(HEALTH_STREAM, health, maxlen=1000)
     return 0

@@ -6,6 +6,7 @@ worker handles pacing, reconnection and publishing, so a new kind of camera is o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
@@ -16,11 +17,18 @@ import numpy as np
 from shared.errors import ConfigError
 from shared.site_config import ResolvedCamera
 
+# A corrupt stream makes FFmpeg log every broken macroblock (hundreds of lines a second); the camera
+# worker reports what matters itself. OPENCV_FFMPEG_LOGLEVEL set by the user wins (8 = fatal only).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
+if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own warnings repeat what the worker logs once per outage
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 class SceneRenderer(Protocol):
     """What a synthetic camera needs of the scene (services/capture/synthetic_scene.py, imported only when used)."""
 
     def render(self, camera_id: str, t: float, out: np.ndarray | None = None) -> np.ndarray: ...
+
 
 class SourceError(Exception):
     """The source cannot deliver frames right now (closed, unreachable, end of file)."""
@@ -52,16 +60,26 @@ class OpenCVSource:
     """RTSP, HTTP(S), USB or a video file, decoded by OpenCV's FFmpeg backend."""
 
     def __init__(self, target: str | int, description: str, loop: bool = False, live: bool = True,
-                 crop: tuple[float, float, float, float] | None = None) -> None:
+                 crop: tuple[float, float, float, float] | None = None, open_timeout_s: float = 10.0,
+                 read_timeout_s: float = 5.0) -> None:
         self.target = target
         self.description = description
         self.loop = loop
         self.crop = crop  # normalised part of the picture this camera shows (a slave cut from a recording)
         self.paced_by_source = live
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
         self.capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str) and "://" in self.target:
+            # a network camera that accepts and then goes silent must not hang the thread for ever
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000),
+            ])
+        else:
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open {self.description}")

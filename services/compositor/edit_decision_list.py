@@ -27,11 +27,16 @@ class Shot:
 
 
 class EditDecisionList:
-    """Appends cuts to a JSON-lines file as they happen (flushed, so a crash keeps them)."""
+    """Appends cuts to a JSON-lines file as they happen (flushed, so a crash keeps them).
 
-    def __init__(self, path: Path, program_start: float) -> None:
+    Past ``max_bytes`` the file is renamed to ``<name>.1`` (replacing the previous one) and a new
+    one is started, so the list keeps the recent cuts without growing forever.
+    """
+
+    def __init__(self, path: Path, program_start: float, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.path = path
         self.program_start = program_start
+        self.max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
 
@@ -59,6 +64,14 @@ class EditDecisionList:
         assert self._file is not None
         self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
         self._file.flush()
+        if self._file.tell() > self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self.path.replace(self.path.with_name(self.path.name + ".1"))
+        self._file = self.path.open("a", encoding="utf-8")
 
 
 def read_edl(path: Path) -> list[dict]:

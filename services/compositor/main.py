@@ -12,11 +12,13 @@ import argparse
 from pathlib import Path
 
 from services.compositor.outputs.program_output import ProgramOutput
+from services.compositor.outputs.recording_retention import GB, RetentionPolicy
 from services.compositor.program import Program
 from services.compositor.settings import CompositorSettings
 from shared.errors import ConfigError
 from shared.metrics import service_registry
 from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
+from shared.settings import redacted_url
 from shared.stream_bus import StreamBus
 
 
@@ -33,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the multiview then goes to OUTPUT_DIR/multiview; default: HYBRIDCAM_COMPOSITOR_LAYOUT)")
 
 
+def retention_of(settings: CompositorSettings) -> RetentionPolicy:
+    return RetentionPolicy(max_age_s=settings.compositor_retention_hours * 3600.0,
+                           max_bytes=int(settings.compositor_retention_gb * GB),
+                           min_free_bytes=int(settings.compositor_min_free_gb * GB))
+
+
 def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
     outputs: list[ProgramOutput] = []
     folder = settings.compositor_output_dir
@@ -40,7 +48,7 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
         if name == "mp4":
             from services.compositor.outputs.mp4_segments import Mp4Segments
 
-            outputs.append(Mp4Segments(folder / "recordings", settings.compositor_segment_s))
+            outputs.append(Mp4Segments(folder / "recordings", settings.compositor_segment_s, retention_of(settings)))
         elif name == "hls":
             from services.compositor.outputs.hls import HlsOutput
 
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         service.on_stop(program.stop.set)
         log.info(
             "site %s: %d camera(s) into a %dx%d program at %g fps from Redis at %s",
-            site.site, len(cameras), settings.compositor_width, settings.compositor_height, settings.compositor_fps, settings.redis_url,
+            site.site, len(cameras), settings.compositor_width, settings.compositor_height, settings.compositor_fps, redacted_url(settings.redis_url),
         )
         log.info("  director: %s, wide shot %s, shots %.0f-%.0f s (target %.0f s), program %.2f s behind capture, layout %s",
                  settings.compositor_director, program.director.wide, settings.compositor_min_shot_s, settings.compositor_max_shot_s,
@@ -100,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
         for output in outputs:
             log.info("  output %s", output.describe())
         log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")
-        service.serve_health(lambda: {"service": "compositor", "state": "ok", "on_air": program.director.current,
-                                      "pictures": program.stats.pictures},
+        service.serve_health(lambda: {"service": "compositor", "state": program.health_state()[0],
+                                      "message": program.health_state()[1],
+                                      "on_air": program.director.current, "pictures": program.stats.pictures},
                              service_registry(lambda: [program.health()]))
+        service.watch_progress(program.progress)
         stats = program.run(args.duration)
         log.info("program ended: %d pictures in %.1f s (%.1f fps), %d cuts, %d ticks skipped, %d frames lost",
                  stats.pictures, stats.ended - stats.started, stats.fps, stats.cuts, stats.skipped_ticks, stats.frame_drops)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
 from shared.frame_ring import FrameFetcher, FrameGone
+from shared.progress import Progress
 from shared.schemas import DetectionSet, FrameRef, Health, HealthState, SchemaError, decode
 from shared.site_config import ResolvedCamera
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, frames_stream
@@ -98,7 +99,7 @@ class ProgramStats:
     cuts: int = 0
     last_reason: str = ""
     frame_drops: int = 0
-    latencies: list[float] = field(default_factory=list)  # program time - capture time of the shown frame
+    shown_latency_s: float = 0.0  # program time - capture time of the frame on air (the last one; nothing grows per tick)
 
     @property
     def fps(self) -> float:
@@ -158,6 +159,7 @@ class Program:
         self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multiview")
         self._ring_warned: set[str] = set()
         self._overlay_log = settings.compositor_overlay_log.open("w", encoding="utf-8") if settings.compositor_overlay_log else None
+        self.progress = Progress(stall_after_s=max(2.0, 10.0 / self.fps), fail_after_s=max(10.0, 30.0 / self.fps))
 
     def run(self, duration_s: float = 0.0) -> ProgramStats:
         self.follower.start()
@@ -224,7 +226,8 @@ class Program:
             multiview_done.result()
         self.stats.pictures += 1
         if self._shown_capture_ts:
-            self.stats.latencies.append(now - self._shown_capture_ts)
+            self.stats.shown_latency_s = now - self._shown_capture_ts
+        self.progress.beat()
         return pts
 
     def _multiview_tick(self, shown_at: float, canvas: np.ndarray, pts: int, now: float) -> None:
@@ -352,17 +355,28 @@ class Program:
 
     def health(self, now: float | None = None) -> Health:
         now = time.time() if now is None else now
-        state: HealthState = "ok" if self.follower.latest else "starting"
+        state, message = self.health_state()
         counters = {
             "pictures": float(self.stats.pictures),
             "fps": self.stats.pictures / max(1e-6, now - self.stats.started),
             "skipped_ticks": float(self.stats.skipped_ticks),
             "cuts": float(self.stats.cuts),
             "frame_drops": float(self.stats.frame_drops),
+            "progress_age_s": round(self.progress.age_s(), 1),
+            "shown_latency_s": round(self.stats.shown_latency_s, 3),
             **{k: float(v) for k, v in self.follower.counters.items()},
         }
-        return Health(service="compositor", instance=self.instance, state=state, counters=counters,
-                      message=self._on_air_line(counters["fps"]))
+        return Health(service="compositor", instance=self.instance, state=state,
+                      counters=counters, message=message or self._on_air_line(counters["fps"]))
+
+    def health_state(self) -> tuple[HealthState, str]:
+        """From the age of the last picture: a program that stopped cutting is not "ok"."""
+        if not self.follower.latest and self.progress.age_s() <= self.progress.stall_after_s:
+            return "starting", ""
+        if not self.follower.is_alive() and self.stats.started and not self.stop.is_set():
+            return "failed", "the stream follower stopped"
+        warnings = [w for w in (output.warning() for output in (*self.outputs, *self.multiview_outputs)) if w]
+        return self.progress.state("degraded" if warnings else "ok", "; ".join(warnings))
 
     def _on_air_line(self, fps: float) -> str:
         reason = f" ({self.stats.last_reason})" if self.stats.last_reason else ""

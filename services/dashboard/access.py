@@ -2,7 +2,9 @@
 
 The token may come as ``Authorization: Bearer <token>``, as the ``hybridcam_token`` cookie,
 or once as ``?token=<token>`` in the address: the answer then sets the cookie, so the
-page's pictures and event stream carry it without putting it in every URL.
+page's pictures and event stream carry it without putting it in every URL. The cookie is
+``Secure`` when the page came over HTTPS, directly or through a TLS proxy that says so in
+``X-Forwarded-Proto`` (or always, with HYBRIDCAM_DASHBOARD_SECURE_COOKIE=true).
 """
 
 from __future__ import annotations
@@ -34,10 +36,21 @@ def presented_token(request: Request) -> tuple[str, bool]:
     return request.query_params.get("token", ""), "token" in request.query_params
 
 
+def came_over_https(scope: Scope) -> bool:
+    """The page was asked for over HTTPS: directly, or through a TLS-terminating proxy."""
+    if scope.get("scheme") == "https":
+        return True
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-proto":
+            return value.split(b",")[0].strip().lower() == b"https"
+    return False
+
+
 class TokenGate:
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, secure_cookie: bool | None = None) -> None:
         self.app = app
         self.token = token.encode()
+        self.secure_cookie = secure_cookie  # None: as the request came (scheme or X-Forwarded-Proto)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.token or scope["path"] in OPEN_PATHS:
@@ -50,7 +63,8 @@ class TokenGate:
             await answer(scope, receive, send)
             return
         if from_query:
-            send = self._setting_cookie(send, scope.get("scheme") == "https")
+            secure = self.secure_cookie if self.secure_cookie is not None else came_over_https(scope)
+            send = self._setting_cookie(send, secure)
         await self.app(scope, receive, send)
 
     def _setting_cookie(self, send: Send, secure: bool) -> Send:

@@ -29,6 +29,7 @@ from services.dashboard.access import TokenGate
 from services.dashboard.camera_snapshots import CameraSnapshots
 from services.dashboard.cloud_frames import CloudFrameBrowser, CloudFramesError
 from services.dashboard.live_feed import LiveFeed
+from services.dashboard.security_headers import SecurityHeaders, content_security_policy, origin_of
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
 from shared.metrics import StreamCollector, service_registry
@@ -94,8 +95,20 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
     _add_routes(app, dashboard, registry)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.token:
-        app.add_middleware(TokenGate, token=settings.token)
+        app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie)
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(cloud_image_origins(cloud)))
     return app
+
+
+def cloud_image_origins(cloud: CloudFrameBrowser | None) -> list[str]:
+    """Where the presigned URLs of cloud pictures point (the S3 endpoint, and AWS's own hosts)."""
+    if cloud is None:
+        return []
+    origins = ["https://*.amazonaws.com"]
+    endpoint = origin_of(getattr(getattr(cloud.s3, "meta", None), "endpoint_url", None))
+    if endpoint:
+        origins.append(endpoint)
+    return origins
 
 
 def _check_cloud(dashboard: Dashboard) -> None:

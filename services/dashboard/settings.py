@@ -28,6 +28,9 @@ class DashboardSettings(CommonSettings):
     dashboard_host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs a token")
     dashboard_port: int = Field(8088, ge=1, le=65535, description="HTTP port of the page")
     dashboard_token: SecretStr | None = Field(None, description="access token (Bearer header, cookie or ?token=)")
+    dashboard_secure_cookie: bool | None = Field(
+        None, description="mark the token cookie Secure: true, false, or empty = when the request came over HTTPS "
+                          "(directly or per X-Forwarded-Proto from a TLS proxy)")
     dashboard_program_url: str = Field(
         "", description="the compositor's MJPEG stream (http://HOST:PORT/stream); empty = no program panel")
     dashboard_frames_table: str = Field("", description="DynamoDB table of analysed frames (stack output FramesTableName)")

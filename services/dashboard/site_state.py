@@ -85,6 +85,7 @@ class SiteState:
 
     def _health(self, report: Health) -> list[Event]:
         self.health[(report.service, report.instance)] = report
+        self._forget_silent_instances(report.ts)
         events: list[Event] = []
         if report.service == "capture" and report.camera_id in self.cameras:
             camera = self.cameras[report.camera_id]
@@ -102,6 +103,11 @@ class SiteState:
             events.append({"type": "program", "data": self.program})
         events.append({"type": "service", "data": self._service_view(report)})
         return events
+
+    def _forget_silent_instances(self, now: float, silent_after_s: float = 120.0) -> None:
+        """A restarted service reports under a new instance name: drop the old one once it has been silent a while."""
+        for key in [key for key, report in self.health.items() if now - report.ts > silent_after_s]:
+            del self.health[key]
 
     def _edge_counters(self, report: Health) -> list[Event]:
         events: list[Event] = []

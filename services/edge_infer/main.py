@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "stopped after %.1f s: %d frames analysed, %d skipped", service.elapsed_s,
             sum(c.analysed for c in loop.counters.values()), sum(c.skipped for c in loop.counters.values())))
         service.close_with(loop.close)
+        service.watch_progress(loop.progress)
         service.serve_health(lambda: {"service": "edge_infer", **loop.health().model_dump()}, metrics)
         loop.run(service.stop)
     return 0

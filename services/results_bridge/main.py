@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
                 raise PollInterrupted()
 
         service.on_signal(interrupt_poll)
-        service.serve_health(lambda: {"service": "results_bridge", "state": "ok", "counters": bridge.snapshot()},
+        service.serve_health(lambda: {"service": "results_bridge", "state": bridge.state()[0], "message": bridge.state()[1],
+                                      "counters": bridge.snapshot()},
                              service_registry(lambda: [bridge.health()]))
+        service.watch_progress(bridge.progress)
         service.close_with(bus.close)
         service.close_with(lambda: log.info(
             "stopped: %(received)d results received, %(published)d published, %(duplicates)d duplicates, %(malformed)d malformed",

@@ -15,9 +15,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from services.results_bridge.settings import BridgeSettings
+from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
-from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Envelope, Health, SchemaError, alerts_of, decode_text
+from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Envelope, Health, HealthState, SchemaError, alerts_of, decode_text
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
 
@@ -57,15 +60,44 @@ class ResultsBridge:
         self.counters: Counter[str] = Counter()
         self.polling = False
         self._last_report = 0.0
+        self.outage = ""  # why the queue cannot be reached right now ("" while it answers)
+        # a poll finishes within the long poll plus the read timeout; an outage still counts as progress
+        self.progress = Progress(stall_after_s=settings.bridge_wait_time_s + 15.0,
+                                 fail_after_s=3.0 * (settings.bridge_wait_time_s + 10) + 30.0)
+        bus.on_retry = self.progress.beat
+        self.max_backoff_s = 30.0
 
     def run(self, stop: threading.Event) -> None:
+        delay = 1.0
         while not stop.is_set():
             try:
                 self.poll_once()
+                self.cloud_back()
+                delay = 1.0
             except PollInterrupted:
                 break
+            except (BotoCoreError, ClientError, OSError) as error:
+                self.progress.beat()  # the loop turns; the outage is reported on its own
+                self.cloud_lost(error, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, self.max_backoff_s)
             self.report()
         self.report(force=True)
+
+    def cloud_lost(self, error: Exception, retry_in_s: float) -> None:
+        """The queue cannot be reached (an internet outage, throttling, expired credentials): report
+        degraded and keep trying; what was received but not deleted comes back after its visibility timeout."""
+        self.counters["poll_errors"] += 1
+        reason = f"{type(error).__name__}: {error}"[:200]
+        if not self.outage:
+            log.warning("results queue unreachable (%s); retrying with backoff (next in %.0f s)", reason, retry_in_s)
+        self.outage = reason
+
+    def cloud_back(self) -> None:
+        self.progress.beat()
+        if self.outage:
+            log.info("results queue reachable again after %d failed polls", self.counters["poll_errors"])
+            self.outage = ""
 
     def poll_once(self) -> int:
         """One long poll; returns the messages received."""
@@ -134,11 +166,24 @@ class ResultsBridge:
         self.bus.publish(HEALTH_STREAM, self.health())
 
     def health(self) -> Health:
-        return Health(service="results_bridge", instance=self.settings.bridge_instance, state="ok", counters=self.snapshot())
+        state, message = self.state()
+        return Health(service="results_bridge", instance=self.settings.bridge_instance, state=state,
+                      message=message, counters=self.snapshot())
+
+    def state(self) -> tuple[HealthState, str]:
+        """Degraded while the queue or Redis cannot be reached; failed when no poll finished for far longer
+        than a long poll takes (the loop is stuck: the process should be restarted)."""
+        if self.outage:
+            return self.progress.state("degraded", f"results queue unreachable: {self.outage}")
+        if self.bus.refusing:
+            return self.progress.state("degraded", self.bus.refusing)
+        return self.progress.state()
 
     def snapshot(self) -> dict[str, float]:
-        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures")
-        return {name: float(self.counters.get(name, 0)) for name in names}
+        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures", "poll_errors")
+        values = {name: float(self.counters.get(name, 0)) for name in names}
+        values["progress_age_s"] = round(self.progress.age_s(), 1)
+        return values
 
 
 def sqs_client(settings: BridgeSettings) -> Any:

@@ -6,7 +6,9 @@
   and full jitter; so is a whole call that was throttled. Partition key = camera id, so each
   camera's frames stay in order on one shard.
 - A record over the record limit goes by claim check: its JPEG is put in S3 first and the record
-  carries only the bucket and key (:class:`ClaimCheck`).
+  carries only the bucket and key (:class:`ClaimCheck`). A throttled put (SlowDown, 503) is
+  retried with the same backoff; still refused after the last attempt, the cloud counts as
+  unreachable and the record (and the rest of the call) goes to the spool.
 - When records are still not accepted after the last attempt, or the cloud cannot be reached
   (no connection, timeouts, the stream missing, access denied), :meth:`KinesisSender.send`
   raises :class:`CloudUnavailable` listing what was accepted and what was not, in order; the
@@ -159,7 +161,7 @@ class KinesisSender:
         try:
             outgoing: list[tuple[OutgoingRecord, OutgoingRecord]] = []  # (as given, as sent)
             for record in originals:
-                ready = await self.claim_check.apply(record)
+                ready = await self._claim_checked(record)
                 if ready is None:
                     self.counters["dropped_oversized"] += 1
                     accepted.append(record)  # settled: it must not be spooled or retried
@@ -185,6 +187,20 @@ class KinesisSender:
         if unsent:
             raise CloudUnavailable(f"{len(unsent)} records still refused after {self.max_attempts} attempts", accepted, unsent)
         return accepted
+
+    async def _claim_checked(self, record: OutgoingRecord) -> OutgoingRecord | None:
+        """The claim check with retries for throttling; _Unreachable once the attempts are spent."""
+        backoff = Backoff(self.backoff_base_s, max(self.backoff_base_s, self.backoff_cap_s), jitter=True)
+        for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1:
+                await self.sleep(backoff.next_delay())
+            try:
+                return await self.claim_check.apply(record)
+            except ClientError as error:  # only retryable codes get here
+                self.counters["claim_check_throttled"] += 1
+                log.warning("S3 answered %s to a claim-check put (attempt %d of %d)", error_code(error), attempt, self.max_attempts)
+                last = error_code(error)
+        raise _Unreachable(f"S3 still answering {last} to claim-check puts after {self.max_attempts} attempts")
 
     async def _put_with_retries(self, batch: list[OutgoingRecord]) -> list[int]:
         """Put a batch; return the positions of records still not accepted after the last attempt."""

@@ -37,6 +37,10 @@ class ProgramOutput:
     def describe(self) -> str:
         return self.name
 
+    def warning(self) -> str:
+        """A condition the operator should know about (low disk, ...); "" when none."""
+        return ""
+
     def close(self) -> None:
         """Finish files / connections."""
 

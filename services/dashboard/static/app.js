@@ -46,6 +46,16 @@ function loadPicture(tile) {
   tile.wanted = null;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgNode(name, attributes, label) {
+  // Labels come from Redis and from cloud results: they go in as text, never as markup.
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (label !== undefined) node.textContent = label;
+  return node;
+}
+
 function drawBoxes(tile) {
   const shapes = [];
   const cloudFresh = tile.cloud && Date.now() / 1000 - tile.cloudAt < CLOUD_BOX_SECONDS;
@@ -53,14 +63,16 @@ function drawBoxes(tile) {
     if (!set) continue;
     const sx = tile.width / set.width, sy = tile.height / set.height;
     for (const d of set.boxes) {
-      const [x1, y1, x2, y2] = d.box;
-      shapes.push(`<rect class="box ${source}" x="${x1 * sx}" y="${y1 * sy}" width="${(x2 - x1) * sx}" height="${(y2 - y1) * sy}">` +
-                  `<title>${source}: ${d.label} ${(d.score * 100).toFixed(0)}%</title></rect>`);
-      shapes.push(`<text x="${x1 * sx + 4}" y="${Math.max(y1 * sy - 6, 14)}" fill="var(--${source})" ` +
-                  `font-size="${Math.max(12, tile.height / 40)}">${d.label} ${(d.score * 100).toFixed(0)}%</text>`);
+      const [x1, y1, x2, y2] = d.box.map(Number);
+      const caption = `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
+      const rect = svgNode("rect", { class: `box ${source}`, x: x1 * sx, y: y1 * sy, width: (x2 - x1) * sx, height: (y2 - y1) * sy });
+      rect.appendChild(svgNode("title", {}, `${source}: ${caption}`));
+      shapes.push(rect);
+      shapes.push(svgNode("text", { x: x1 * sx + 4, y: Math.max(y1 * sy - 6, 14), fill: `var(--${source})`,
+                                    "font-size": Math.max(12, tile.height / 40) }, caption));
     }
   }
-  tile.svg.innerHTML = shapes.join("");
+  tile.svg.replaceChildren(...shapes);
 }
 
 function showCamera(camera) {
