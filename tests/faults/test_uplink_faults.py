@@ -72,6 +72,7 @@ def test_6_s3_slowdown_on_half_the_claim_check_puts(redis_server, edge_runner: S
         "HYBRIDCAM_SAMPLER_RECORD_LIMIT_BYTES": "1024",  # every frame goes by claim check
         "HYBRIDCAM_SAMPLER_SPOOL_DIR": str(spool_dir), "HYBRIDCAM_SAMPLER_COUNTERS_FILE": str(counters_file),
         "HYBRIDCAM_SAMPLER_BACKOFF_BASE_S": "0.05", "HYBRIDCAM_SAMPLER_CLOUD_RETRY_S": "1",
+        "HYBRIDCAM_SAMPLER_POLICY": "every_nth",  # every frame goes to the cloud: the scenario counts them all
     })
     bus = StreamBus(redis_server.url)
     sampler = edge_runner.start("sampler")
@@ -219,7 +220,7 @@ def test_5_aws_unreachable_then_back(redis_server, tmp_path: Path, monkeypatch: 
            "HYBRIDCAM_SITE_FILE": str(write_cloud_site(tmp_path / "site.yaml", every=5)), "PYTHONUNBUFFERED": "1",
            "HYBRIDCAM_SAMPLER_HEALTH_INTERVAL_S": "0.3", "HYBRIDCAM_BRIDGE_HEALTH_INTERVAL_S": "0.5",
            "HYBRIDCAM_SAMPLER_CLOUD_RETRY_S": "2", "HYBRIDCAM_SAMPLER_CONNECT_TIMEOUT_S": "1",
-           "HYBRIDCAM_BRIDGE_WAIT_TIME_S": "1"}
+           "HYBRIDCAM_BRIDGE_WAIT_TIME_S": "1", "HYBRIDCAM_SAMPLER_POLICY": "every_nth"}  # a known share of frames
     (tmp_path / "logs").mkdir()
     runner = ServiceRunner(env, tmp_path / "logs")
     bus = StreamBus(redis_server.url)
