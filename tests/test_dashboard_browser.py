@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,14 @@ def chromium_page() -> Iterator[Page]:
             browser.close()
 
 
+def wait_for(page: Page, expression: str, timeout: float) -> None:
+    """Poll a page expression from here: the page's CSP (no 'unsafe-eval') refuses Playwright's in-page wait_for_function."""
+    deadline = time.monotonic() + timeout / 1000.0
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(200)
+
+
 @pytest.mark.slow
 def test_the_page_shows_program_cameras_boxes_alerts_and_cloud_frames_live(site_running: str, chromium_page: Page) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -97,17 +106,17 @@ def test_the_page_shows_program_cameras_boxes_alerts_and_cloud_frames_live(site_
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(site_running)
-    page.wait_for_function("document.querySelectorAll('#cameras .tile').length === 3", timeout=30_000)
+    wait_for(page, "document.querySelectorAll('#cameras .tile').length === 3", timeout=30_000)
     assert page.locator("#link").inner_text(timeout=10_000) in ("live", "connecting…")
 
     # camera tiles show pictures with the edge detector's boxes on them
     page.wait_for_selector("#cameras .tile rect.box.edge", state="attached", timeout=120_000)
-    page.wait_for_function(  # every tile has its camera's picture, downscaled to at most 640 wide
+    wait_for(page,  # every tile has its camera's picture, downscaled to at most 640 wide
         "[...document.querySelectorAll('#cameras .tile img')].every(i => i.complete && i.naturalWidth === 640)",
         timeout=60_000)
 
     # the program picture moves (the compositor burns a clock into it, and people walk)
-    page.wait_for_function("document.querySelector('#program').naturalWidth > 0", timeout=60_000)
+    wait_for(page, "document.querySelector('#program').naturalWidth > 0", timeout=60_000)
     first = page.locator("#program").screenshot()
     page.wait_for_timeout(2500)
     assert page.locator("#program").screenshot() != first, "the program image did not change"
@@ -118,11 +127,11 @@ def test_the_page_shows_program_cameras_boxes_alerts_and_cloud_frames_live(site_
     assert int(page.locator("#alert-count").inner_text()) >= 1
 
     # cloud-analysed frames, their pictures fetched through presigned S3 URLs, and the uplink counters
-    page.wait_for_function(
+    wait_for(page,
         "[...document.querySelectorAll('.cloud-frame img')].some(i => i.complete && i.naturalWidth > 0)",
         timeout=60_000)
     assert "Person" in page.locator(".cloud-frame .labels").first.inner_text()
-    page.wait_for_function("document.querySelector('#frames-sent').textContent !== '0'", timeout=30_000)
+    wait_for(page, "document.querySelector('#frames-sent').textContent !== '0'", timeout=30_000)
     assert page.locator("#cost-so-far").inner_text().startswith("$")
     page.wait_for_timeout(1000)  # let the newest tile pictures land before the picture is kept
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
