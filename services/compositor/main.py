@@ -23,10 +23,12 @@ from shared.stream_bus import StreamBus
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--output-dir", type=Path, help="folder for recordings, HLS and the EDL (default: HYBRIDCAM_COMPOSITOR_OUTPUT_DIR)")
-    parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
+    parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp, h264 (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
     parser.add_argument("--rtmp-url", help="rtmp://host/app/key for the rtmp output")
     parser.add_argument("--preview-port", type=int,
                         help="serve the MJPEG preview on this port (adds the mjpeg output; default: HYBRIDCAM_COMPOSITOR_MJPEG_PORT)")
+    parser.add_argument("--h264-port", type=int,
+                        help="serve the encoded program for the dashboard's WebRTC view on this port (adds the h264 output)")
     parser.add_argument("--fps", type=float, help="program frame rate (default: HYBRIDCAM_COMPOSITOR_FPS)")
 
 
@@ -46,6 +48,10 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
             from services.compositor.outputs.mjpeg_http import MjpegHttpPreview
 
             outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps))
+        elif name == "h264":
+            from services.compositor.outputs.h264_http import H264HttpStream
+
+            outputs.append(H264HttpStream(settings.compositor_h264_port))
         elif name == "rtmp":
             from services.compositor.outputs.rtmp import RtmpPush
 
@@ -61,10 +67,13 @@ def run(args: argparse.Namespace) -> int:
         compositor_rtmp_url=args.rtmp_url,
         compositor_fps=args.fps,
         compositor_mjpeg_port=args.preview_port,
+        compositor_h264_port=args.h264_port,
     ) as service:
         settings, site, log = service.settings, service.site, service.log
         if args.preview_port is not None and "mjpeg" not in settings.output_names:
             settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
+        if args.h264_port is not None and "h264" not in settings.output_names:
+            settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},h264"})
         cameras = site.resolved()
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         service.close_with(bus.close)
