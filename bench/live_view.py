@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import av
 import httpx
 import numpy as np
 import psutil
@@ -45,6 +46,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devstack.servers import LocalRedis, free_port  # noqa: E402
+from services.compositor.renderer import read_timecode  # noqa: E402
+from shared.h264_stream import RecordReader  # noqa: E402
 
 CHROMIUM = os.environ.get("HYBRIDCAM_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -92,15 +95,25 @@ MEASURE_JS = """([selector, programWidth]) => {
     requestAnimationFrame(onAnimationFrame);
   }
 }"""
+RTC_STATS_JS = """async () => {
+  if (typeof liveView === "undefined" || !liveView.pc) return null;
+  const out = {}; (await liveView.pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp") Object.assign(out, s); });
+  return { packetsLost: out.packetsLost, nackCount: out.nackCount, pliCount: out.pliCount, framesDropped: out.framesDropped,
+           framesDecoded: out.framesDecoded, freezeCount: out.freezeCount,
+           jitterBufferMs: out.jitterBufferEmittedCount ? 1000 * out.jitterBufferDelay / out.jitterBufferEmittedCount : null,
+           decodeMs: out.framesDecoded ? 1000 * out.totalDecodeTime / out.framesDecoded : null };
+}"""
 COLLECT_JS = """() => { const m = window.__measure; m.stop = true;
   return { samples: m.samples, distinct: m.distinct, presented: m.presented, seconds: (performance.now() - m.started) / 1000 }; }"""
 
 
 def site_yaml(cameras: int, width: int, height: int, fps: float) -> str:
+    # Frame rings are named after the camera: ids of its own keep the bench off any other site on the host.
+    wide = f"livewide{os.getpid()}"
     lines = ["site: bench", f"defaults: {{width: {width}, height: {height}, fps: {fps}}}",
-             "synthetic_scene: {seed: 7, people: 3, scenario: walkthrough}", "cameras:", "  - {id: wide, role: master, source: synthetic}"]
+             "synthetic_scene: {seed: 7, people: 3, scenario: walkthrough}", "cameras:", f"  - {{id: {wide}, role: master, source: synthetic}}"]
     for i, region in enumerate(REGIONS[: cameras - 1]):
-        lines.append(f"  - {{id: slave{i + 1}, source: synthetic, covers: {{master: wide, region: {list(region)}}}}}")
+        lines.append(f"  - {{id: liveslave{i + 1}_{os.getpid()}, source: synthetic, covers: {{master: {wide}, region: {list(region)}}}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +165,30 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         return
 
 
+class OutputTap(threading.Thread):
+    """The baseline: reads the compositor's h264 output here, decodes it and reads each new picture's code
+    on arrival, so 'latency at the compositor's output' is what capture and compositing alone take."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        decoder, reader, last = av.CodecContext.create("h264", "r"), RecordReader(), -1.0
+        with httpx.stream("GET", self.url, timeout=httpx.Timeout(5.0, read=30.0)) as answer:
+            for chunk in answer.iter_raw():
+                for unit in reader.feed(chunk):
+                    for frame in decoder.decode(av.Packet(unit.data)):
+                        code = read_timecode(frame.to_ndarray(format="gray"))
+                        if code != last and code > 1e9:
+                            self.samples.append((time.time() - code) * 1000)
+                        last = code
+                if self.stop.is_set():
+                    return
+
+
 def serve_folder(folder: Path) -> ThreadingHTTPServer:
     (folder / "index.html").write_bytes(HLS_PAGE)
     handler = functools.partial(_QuietFiles, directory=str(folder))
@@ -174,6 +211,9 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
         server_pct = (servers.seconds() - server0) / elapsed * 100
         browser_pct = (browser_cpu.seconds() - browser0) / elapsed * 100
         mode_text = pages[0].evaluate("() => document.querySelector('#program-mode')?.textContent || ''")
+        rtc = pages[0].evaluate(RTC_STATS_JS)
+        if rtc:
+            mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in rtc.items())
         return [p.evaluate(COLLECT_JS) for p in pages], server_pct, browser_pct, mode_text
     finally:
         for context in contexts:
@@ -230,7 +270,8 @@ def main() -> int:
             print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; {args.cameras} synthetic cameras "
                   f"{args.width}x{args.height}@{args.fps:g}, program 1920x1080@{args.program_fps:g}, edge detection "
                   f"{'off' if args.no_edge else 'on'}; {args.viewers} viewers per mode, {args.seconds:g} s each")
-            results = measure_all(args, url, token, hls_url, servers)
+            tap = OutputTap(f"http://127.0.0.1:{h264_port}/stream")
+            results = measure_all(args, url, token, hls_url, servers, tap, logs)
         finally:
             if hls_server is not None:
                 hls_server.shutdown()
@@ -250,7 +291,8 @@ def main() -> int:
     return 0
 
 
-def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, servers: CpuMeter) -> list[ModeResult]:
+def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, servers: CpuMeter, tap: OutputTap,
+                logs: Path) -> list[ModeResult]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         browser_pid = _browser_pid()
@@ -267,7 +309,7 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
             return "#program-video"
 
         def camera(page: Page) -> str:
-            page.goto(f"{url}/?token={token}&live=camera:wide")
+            page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}")
             page.wait_for_selector("#program-mode.ok", timeout=30_000)
             return "#program-video"
 
@@ -283,10 +325,12 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
             return "#v"
 
         results = []
+        tap.start()
         for name, open_page in (("WebRTC", webrtc), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera)):
             try:
                 pages, server_pct, browser_pct, mode_text = watch(browser, open_page, args.viewers, args.seconds, servers, browser_cpu)
             except Exception as error:  # a mode that cannot play is reported, the others still run
+                print(f"{name}: {error}; last lines of the dashboard's log:\n{_tail(logs / 'dashboard.log')}", flush=True)
                 results.append(ModeResult(name, np.array([]), 0.0, 0.0, 0.0, 0.0, f"{type(error).__name__}: {str(error)[:160]}"))
                 continue
             samples = np.array([s for p in pages for s in p["samples"]])
@@ -301,8 +345,18 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
                                       (browser_pct - idle_browser) / args.viewers, note))
             print(results[-1].row(), flush=True)
         browser.close()
+    tap.stop.set()
+    tap_ms = np.array(tap.samples)
+    if tap_ms.size:
+        p50, p95 = np.percentile(tap_ms, [50, 95])
+        print(f"baseline: capture -> compositor's encoded output (decoded in this process, no browser): p50 {p50:.0f} ms, "
+              f"p95 {p95:.0f} ms ({tap_ms.size} pictures, over all modes)")
     print(f"baseline with no page open: servers {idle_server:.0f} %, browser {idle_browser:.0f} % (100 % = one core)")
     return results
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
 
 
 def _browser_pid() -> int:

@@ -26,9 +26,11 @@ from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
 TOKEN = "webrtc-test-token"
 PROGRAM_W, PROGRAM_H = 640, 360
+# Frame rings are named after the camera: ids of their own keep this test off any other site on the host.
+WIDE, LEFT = f"rtcwide{os.getpid()}", f"rtcleft{os.getpid()}"
 CAMERAS = [
-    {"id": "wide", "role": "master", "source": "synthetic"},
-    {"id": "left", "role": "slave", "source": "synthetic", "covers": {"master": "wide", "region": [0.0, 0.0, 0.6, 1.0]}},
+    {"id": WIDE, "role": "master", "source": "synthetic"},
+    {"id": LEFT, "role": "slave", "source": "synthetic", "covers": {"master": WIDE, "region": [0.0, 0.0, 0.6, 1.0]}},
 ]
 FRAMES_SHOWN = """(v) => new Promise((resolve) => {
   let frames = 0; const start = performance.now();
@@ -130,8 +132,8 @@ def test_two_viewers_play_the_program_and_closing_them_frees_their_senders(live_
 
 
 def test_a_single_camera_can_be_watched(live_site: str, browser: Browser) -> None:
-    page = _open_viewer(browser, live_site, "&live=camera:left")
-    assert page.locator("#program-mode").inner_text() == "WebRTC (camera:left)"
+    page = _open_viewer(browser, live_site, f"&live=camera:{LEFT}")
+    assert page.locator("#program-mode").inner_text() == f"WebRTC (camera:{LEFT})"
     video = page.locator("#program-video")
     assert video.evaluate("v => v.videoWidth") == 640  # the camera's own width (under the 960 limit)
     assert video.evaluate(FRAMES_SHOWN) >= 6

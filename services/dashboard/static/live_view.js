@@ -19,6 +19,8 @@ async function connectWebRtc(video, source, iceServers) {
   pc.addTransceiver("video", { direction: "recvonly" });
   const playing = new Promise((resolve, reject) => {
     pc.addEventListener("track", (event) => {
+      // A live view, not a film: ask the receiver for the smallest jitter buffer it can keep (Chrome 114+).
+      if ("jitterBufferTarget" in event.receiver) event.receiver.jitterBufferTarget = 0;
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
       video.addEventListener("playing", resolve, { once: true });
       video.play().catch(() => {});
