@@ -154,7 +154,7 @@ class ModeResult:
             p50, p95 = np.percentile(self.latencies_ms, [50, 95])
             latency = f"p50 {p50:7.0f} ms  p95 {p95:7.0f} ms  ({self.latencies_ms.size:4d} pictures)"
         return (f"{self.name:<7} {latency}  "
-                f"{self.pictures_per_s:5.1f} new pictures/s, "
+                + (f"{self.pictures_per_s:5.1f} new pictures/s, " if self.pictures_per_s else "")
                 + (f"{self.frames_per_s:5.1f} frames/s presented" if self.frames_per_s else "(an <img>: no frame count)") + "  "
                 f"cpu per viewer: servers {self.server_cpu_per_viewer:5.1f} %, browser {self.browser_cpu_per_viewer:5.1f} %"
                 + (f"  [{self.note}]" if self.note else ""))
@@ -189,10 +189,15 @@ class OutputTap(threading.Thread):
                     return
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a player that drops a segment it no longer needs is no news
+
+
 def serve_folder(folder: Path) -> ThreadingHTTPServer:
     (folder / "index.html").write_bytes(HLS_PAGE)
     handler = functools.partial(_QuietFiles, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    server = _QuietServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -327,16 +332,21 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
         results = []
         tap.start()
         for name, open_page in (("WebRTC", webrtc), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera)):
+            tapped = len(tap.samples)
             try:
                 pages, server_pct, browser_pct, mode_text = watch(browser, open_page, args.viewers, args.seconds, servers, browser_cpu)
             except Exception as error:  # a mode that cannot play is reported, the others still run
                 print(f"{name}: {error}; last lines of the dashboard's log:\n{_tail(logs / 'dashboard.log')}", flush=True)
                 results.append(ModeResult(name, np.array([]), 0.0, 0.0, 0.0, 0.0, f"{type(error).__name__}: {str(error)[:160]}"))
                 continue
-            samples = np.array([s for p in pages for s in p["samples"]])
-            rate = float(np.mean([p["distinct"] / p["seconds"] for p in pages]))
+            samples = np.array([s for p in pages for s in p["samples"]]) if name != "camera" else np.array([])
+            rate = float(np.mean([p["distinct"] / p["seconds"] for p in pages])) if name != "camera" else 0.0
             presented = float(np.mean([p["presented"] / p["seconds"] for p in pages])) if name != "MJPEG" else 0.0
             note = f"page says {mode_text!r}" if name != "HLS" else ""
+            meanwhile = np.array(tap.samples[tapped:])
+            if meanwhile.size and name != "camera":
+                note = (f"compositor's output meanwhile p50 {np.percentile(meanwhile, 50):.0f} ms, p95 {np.percentile(meanwhile, 95):.0f} ms; "
+                        + note).rstrip("; ")
             if name == "MJPEG":
                 note += f"; preview at {args.mjpeg_fps:g} fps, 960 wide"
             if name == "camera":

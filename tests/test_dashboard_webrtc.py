@@ -103,6 +103,12 @@ def test_the_token_guards_the_live_view(live_site: str) -> None:
     assert httpx.post(f"{live_site}/api/webrtc/offer", json=offer, timeout=5).status_code == 401
     assert httpx.post(f"{live_site}/api/webrtc/offer", json=offer, timeout=5, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert _live_state(live_site)["configured"] is True
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    answer = httpx.post(f"{live_site}/api/webrtc/offer", json=offer, timeout=10, headers=bearer)
+    assert answer.status_code == 400 and "offer not usable" in answer.text
+    unknown = httpx.post(f"{live_site}/api/webrtc/offer", json={**offer, "source": "camera:nope"}, timeout=10, headers=bearer)
+    assert unknown.status_code == 404 and "no live source" in unknown.text
+    assert _live_state(live_site)["senders"] == 0
 
 
 def test_two_viewers_play_the_program_and_closing_them_frees_their_senders(live_site: str, browser: Browser) -> None:

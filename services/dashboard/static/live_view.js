@@ -65,7 +65,8 @@ async function startLiveView(mjpegConfigured, startMjpeg) {
   const fallBack = (why) => {
     video.hidden = true;
     img.hidden = false;
-    show(`MJPEG (WebRTC unavailable: ${why})`, "warn");
+    if (mjpegConfigured) show(`MJPEG (WebRTC unavailable: ${why})`, "warn");
+    else mode.hidden = true;  // no program at all: the panel says so
     startMjpeg(mjpegConfigured);
   };
   if (!config.configured || typeof RTCPeerConnection === "undefined") {
@@ -80,7 +81,7 @@ async function startLiveView(mjpegConfigured, startMjpeg) {
     const pc = await connectWebRtc(video, source, config.ice_servers || []);
     show(source === "program" ? "WebRTC" : `WebRTC (${source})`, "ok");
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
+      if (pc.connectionState === "failed") {  // "disconnected" may heal by itself; "failed" does not
         releaseWebRtc();
         fallBack(`connection ${pc.connectionState}`);
       }
