@@ -110,10 +110,14 @@ class ProgramRelay(UnitSource):
             if answer.status_code != 200:
                 raise httpx.HTTPStatusError(f"answered {answer.status_code}", request=answer.request, response=answer)
             self.problem = ""
-            reader = RecordReader()
+            reader, stamp = RecordReader(), 0
             async for chunk in answer.aiter_raw():
+                arrived = int(time.monotonic() / CLOCK)
                 for unit in reader.feed(chunk):
-                    self._publish(unit)
+                    # Stamped on arrival, not with the program clock: a picture that took longer to encode
+                    # then looks on time to the browser, whose jitter buffer (its added delay) stays small.
+                    stamp = max(stamp + 1, arrived)
+                    self._publish(AccessUnit(unit.data, stamp, unit.is_keyframe))
 
 
 class CameraEncoder(UnitSource):
