@@ -5,7 +5,7 @@ and the MJPEG preview) run as processes on a real redis-server; the dashboard re
 compositor's own H.264 over aiortc. The page must connect and play, the token is required,
 a second viewer plays alongside, closing the viewers brings the server's sender count back
 to zero, a single camera can be watched, and a page whose WebRTC cannot connect shows MJPEG
-and says so.
+and says so. Viewer pages are served under a strict Content-Security-Policy (no inline script).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from devstack.servers import LocalRedis, free_port
 from tests.fixtures.pipeline import ServiceRunner, write_site
@@ -90,9 +90,28 @@ def _wait_for(condition, what: str, timeout_s: float = 20.0) -> None:  # type: i
     raise AssertionError(f"{what} within {timeout_s:.0f} s")
 
 
+# The strictest policy the page is meant to live under: no inline script, nothing from elsewhere.
+STRICT_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
+STRICT_PAGES: list[str] = []  # pages served under STRICT_CSP
+
+
+def _with_strict_csp(route: Route) -> None:
+    answer = route.fetch()
+    route.fulfill(response=answer, headers={**answer.headers, "content-security-policy": STRICT_CSP})
+    STRICT_PAGES.append(route.request.url)
+
+
 def _open_viewer(browser: Browser, url: str, query: str = "") -> Page:
     page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None)
+    page.route(lambda address: address.startswith(f"{url}/?"), _with_strict_csp)
     page.goto(f"{url}/?token={TOKEN}{query}")
+    assert STRICT_PAGES and STRICT_PAGES[-1].endswith(f"?token={TOKEN}{query}")
+    assert page.evaluate("() => document.querySelector('#program-mode') !== null")
+    assert not errors, f"the page broke its Content-Security-Policy: {errors}"
     page.wait_for_selector("#program-mode.ok", timeout=30_000)
     return page
 
