@@ -157,8 +157,12 @@ def test_two_viewers_play_the_program_and_closing_them_frees_their_senders(live_
 
 
 def test_a_single_camera_can_be_watched(live_site: str, browser: Browser) -> None:
-    page = _open_viewer(browser, live_site, f"&live=camera:{LEFT}")
+    page = _open_viewer(browser, live_site)
+    page.locator("#live-source").select_option(f"camera:{LEFT}")  # the page reloads on the camera
+    page.wait_for_url(lambda address: f"live=camera%3A{LEFT}" in address or f"live=camera:{LEFT}" in address, timeout=15_000)
+    page.wait_for_selector("#program-mode.ok", timeout=30_000)
     assert page.locator("#program-mode").inner_text() == f"WebRTC (camera:{LEFT})"
+    assert "token=" not in page.url
     video = page.locator("#program-video")
     assert video.evaluate("v => v.videoWidth") == 640  # the camera's own width (under the 960 limit)
     assert video.evaluate(FRAMES_SHOWN) >= 6

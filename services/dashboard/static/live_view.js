@@ -77,6 +77,7 @@ async function startLiveView(mjpegConfigured, startMjpeg) {
   video.hidden = false;
   show("WebRTC connecting…", "unknown");
   const source = new URLSearchParams(location.search).get("live") || "program";
+  offerSources(source, config.cameras || []);
   try {
     const pc = await connectWebRtc(video, source, config.ice_servers || []);
     show(source === "program" ? "WebRTC" : `WebRTC (${source})`, "ok");
@@ -90,6 +91,24 @@ async function startLiveView(mjpegConfigured, startMjpeg) {
     releaseWebRtc();
     fallBack(error.message);
   }
+}
+
+// A choice of what the live view shows: the program or one camera (that one is encoded by the dashboard).
+function offerSources(current, cameras) {
+  const select = document.querySelector("#live-source");
+  for (const value of ["program", ...cameras.map((id) => `camera:${id}`)]) {
+    const option = document.createElement("option");
+    option.value = value; option.textContent = value === "program" ? "program" : value.slice(7);
+    option.selected = value === current;
+    select.append(option);
+  }
+  select.hidden = false;
+  select.addEventListener("change", () => {
+    const query = new URLSearchParams(location.search);
+    query.delete("token");  // the cookie carries it from here on
+    query.set("live", select.value);
+    location.search = query.toString();
+  });
 }
 
 window.addEventListener("pagehide", releaseWebRtc);
