@@ -36,10 +36,11 @@ test: install lint system-packages  ## lint, then run the whole test suite (fail
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
 
-bench: install  ## print the benchmark figures (edge, cloud path, compositor)
+bench: install  ## print the benchmark figures (edge, cloud path, compositor, live view)
 	$(PY) bench/edge.py
 	@if [ -f bench/cloud.py ]; then $(PY) bench/cloud.py; fi
 	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
+	@if [ -f bench/live_view.py ]; then $(PY) bench/live_view.py; fi
 
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 	$(PY) -m hybridcam cost $(COST_ARGS)

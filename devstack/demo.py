@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     cloud_stack = None
     if not args.no_cloud:
         cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown)
-    program_url = "" if args.no_program else _add_compositor(env, run_dir, services, notes)
+    program_urls = ("", "") if args.no_program else _add_compositor(env, run_dir, services, notes)
     if args.dashboard_port != 0:
-        _add_dashboard(env, run_dir, services, notes, program_url, args.dashboard_port)
+        _add_dashboard(env, run_dir, services, notes, program_urls, args.dashboard_port)
 
     console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
     console.print(f"redis {redis_url}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
@@ -169,30 +169,34 @@ def _print_summary(dashboard: TerminalDashboard, elapsed: float, run_dir: Path) 
     console.print(table)
 
 
-def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> str:
-    """Adds the compositor; returns the URL of its MJPEG stream."""
+def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> tuple[str, str]:
+    """Adds the compositor; returns the URLs of its MJPEG stream and of its encoded (H.264) program."""
     if not _available("services.compositor.main"):
         notes.append("[dim]compositor not in this build: no program output[/]")
-        return ""
-    preview_port = free_port()
+        return "", ""
+    preview_port, h264_port = free_port(), free_port()
     services.append(
         _service(
             "compositor",
-            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port), "--fps", "15"],
+            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port),
+             "--h264-port", str(h264_port), "--fps", "15"],
             env,
             run_dir,
         )
     )
     notes.append(f"program recording: {run_dir / 'program'}")
-    return f"http://127.0.0.1:{preview_port}/stream"
+    return f"http://127.0.0.1:{preview_port}/stream", f"http://127.0.0.1:{h264_port}/stream"
 
 
 def _add_dashboard(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
-                   program_url: str, port: int | None) -> None:
+                   program_urls: tuple[str, str], port: int | None) -> None:
     port = port or free_port(8088)
     args = ["dashboard", "--port", str(port), "--host", "127.0.0.1"]
-    if program_url:
-        args += ["--program-url", program_url]
+    mjpeg_url, h264_url = program_urls
+    if mjpeg_url:
+        args += ["--program-url", mjpeg_url]
+    if h264_url:
+        args += ["--program-h264-url", h264_url]
     services.append(_service("dashboard", args, env, run_dir))
     token = _dashboard_token()  # a .env made for compose holds one, and the dashboard then asks for it
     query = f"?token={token}" if token else ""

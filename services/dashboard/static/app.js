@@ -215,7 +215,8 @@ function startProgram(configured) {
 
 async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
-  startProgram(state.program_configured);
+  if (window.startLiveView) window.startLiveView(state.program_configured, startProgram);  // WebRTC, MJPEG fallback
+  else startProgram(state.program_configured);
   if (state.cloud_configured) loadCloudFrames();
   else $("#cloud-frames").innerHTML =
     '<p class="muted">No cloud path on this edge (HYBRIDCAM_DASHBOARD_FRAMES_TABLE and _FRAMES_BUCKET are not set).</p>';
