@@ -20,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_DIR = REPO_ROOT / "cloud" / "lambda"
 REQUIREMENTS = LAMBDA_DIR / "requirements.txt"
-HANDLER_MODULES = ("handler.py", "records.py", "detectors.py", "alerts.py", "storage.py", "config.py")
+HANDLER_MODULES = ("handler.py", "records.py", "detectors.py", "alerts.py", "storage.py", "config.py", "face_watch.py")
 SHARED_MODULES = ("__init__.py", "schemas.py", "errors.py")
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "lambda"
 ZIP_TIMESTAMP = (2020, 1, 1, 0, 0, 0)

@@ -138,6 +138,7 @@ class CloudFrame(Envelope):
     jpeg: bytes | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
+    face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
 
 
 class CloudResult(Envelope):
@@ -175,6 +176,35 @@ class Alert(Envelope):
     s3_key: str = ""
 
 
+class FaceMatch(BaseModel):
+    """One face in a frame that matched a person on the watch list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person: str
+    face_id: str = Field(description="the collection's id of the enrolled face it matched")
+    similarity: float = Field(ge=0.0, le=100.0)
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
+    crop_jpeg: bytes | None = Field(None, description="small JPEG of the face, for the operator's watch-list panel")
+
+
+class FaceMatches(Envelope):
+    """Watch-list hits of one cloud frame; sent to the edge on the results queue beside its CloudResult."""
+
+    schema_name: ClassVar[str] = "face_matches"
+
+    site: str
+    frame_id: str
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float
+    processed_ts: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    matches: list[FaceMatch] = Field(default_factory=list)
+    alerts: list[str] = Field(default_factory=list, description="people whose alert this frame raised")
+
+
 def alerts_of(result: CloudResult) -> list[Alert]:
     """The alerts a cloud result carries, with each label's best score in the frame."""
     alerts = []
@@ -186,7 +216,7 @@ def alerts_of(result: CloudResult) -> list[Alert]:
     return alerts
 
 
-Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert]
+Message = Union[FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches]
 MessageT = TypeVar("MessageT", bound=Envelope)
 
 _REGISTRY: dict[tuple[str, int], type[Envelope]] = {}
@@ -198,7 +228,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
     register(_model)
 
 

@@ -25,6 +25,7 @@ import boto3
 from alerts import Alerter, AlertRules
 from config import LambdaConfig, load_config
 from detectors import Backoff, FoundLabel, FrameImage, LabelDetector, RekognitionDetector, SageMakerDetector, client_config
+from face_watch import FaceWatch, build_face_watch
 from records import FrameRecord, RecordError, decode_record, sequence_number_of
 from shared.schemas import CloudResult, Detection, encode_text
 from storage import FrameItem, FrameStore, FrameTable
@@ -42,6 +43,7 @@ class Pipeline:
     alerter: Alerter
     sqs: Any
     clock: Callable[[], float] = time.time
+    face_watch: FaceWatch | None = None
 
     # -- steps -------------------------------------------------------------------------------
     def decode(self, record: Any) -> FrameRecord:
@@ -99,6 +101,8 @@ class Pipeline:
             log.info("frame %s was already stored (retry); finishing only what is left", item.frame_id)
         alerts = self.alerts(record, item)
         self.send_result(record, item, alerts)
+        if self.face_watch is not None:
+            self.face_watch.process(record.frame, image, item.processed_ts)
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         failures = []
@@ -146,6 +150,7 @@ def build_pipeline(config: LambdaConfig, detector: LabelDetector | None = None) 
         alerter=Alerter(dynamodb, config.frames_table, boto3.client("sns"), config.alert_topic_arn,
                         config.frames_bucket, rules),
         sqs=boto3.client("sqs"),
+        face_watch=build_face_watch(config),
     )
 
 
