@@ -9,6 +9,7 @@ stream. Never pickle: a message is data, not code.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, TypeVar, Union
@@ -174,6 +175,23 @@ class Alert(Envelope):
     capture_ts: float
     raised_ts: float = Field(description="UTC epoch seconds when the cloud processed the frame")
     s3_key: str = ""
+
+
+FACE_MATCH_KIND = "face_match"  # DynamoDB "kind" of a watch-list match item (written by the Lambda, removed by `faces remove`)
+_EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
+
+
+def face_external_id(person: str) -> str:
+    """A person's name as Rekognition's ExternalImageId (spaces become underscores); ValueError if it cannot be one."""
+    external_id = "_".join(person.strip().split())
+    if not _EXTERNAL_ID.match(external_id):
+        raise ValueError(f"the name {person!r} may use only letters, digits, spaces and . _ - : (at most 255 characters).")
+    return external_id
+
+
+def face_person(external_id: str) -> str:
+    """The person's name back from an ExternalImageId."""
+    return external_id.replace("_", " ")
 
 
 class FaceMatch(BaseModel):

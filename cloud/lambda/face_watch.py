@@ -16,7 +16,7 @@ face of FACE_MIN_SIZE_PX at 1080p) and only when FACE_SEARCH is ``enabled``. For
    the edge as a FaceMatches message on the results queue.
 
 Person names are stored in the collection as ExternalImageId (spaces as underscores: Rekognition allows
-only ``[a-zA-Z0-9_.-:]``); see ``external_id_of``/``person_of``. Retries are idempotent: match items are
+only ``[a-zA-Z0-9_.-:]``); see ``shared.schemas.face_external_id``/``face_person``. Retries are idempotent: match items are
 conditional puts, the cooldown claim admits the frame's own unpublished claim, and the edge drops a
 repeated frame_id.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from detectors import Backoff, FrameImage, pixel_box
 from shared.errors import ConfigError
-from shared.schemas import CloudFrame, FaceMatch, FaceMatches, encode_text, utc_iso
+from shared.schemas import FACE_MATCH_KIND, CloudFrame, FaceMatch, FaceMatches, encode_text, face_person, utc_iso
 from storage import to_dynamo
 
 log = logging.getLogger("hybridcam.cloud.faces")
@@ -47,19 +46,6 @@ MIN_CROP_PX = 80  # Rekognition rejects images under 80 px a side
 CROP_MARGIN = 1.0  # face sides of context on each side of the face
 CROP_JPEG_QUALITY = 85
 THUMBNAIL_PX = 96
-EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
-
-
-def external_id_of(person: str) -> str:
-    """A person's name as Rekognition's ExternalImageId; raises ValueError for names it cannot hold."""
-    external_id = "_".join(person.strip().split())
-    if not EXTERNAL_ID.match(external_id):
-        raise ValueError(f"name {person!r} may use only letters, digits, spaces and . _ - : (at most 255).")
-    return external_id
-
-
-def person_of(external_id: str) -> str:
-    return external_id.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -236,13 +222,13 @@ class FaceWatch:
         if best is None or float(best.get("Similarity", 0.0)) < self.config.match_threshold:
             return None
         face = best.get("Face", {})
-        return FaceMatch(person=person_of(str(face.get("ExternalImageId") or face.get("FaceId", "?"))),
+        return FaceMatch(person=face_person(str(face.get("ExternalImageId") or face.get("FaceId", "?"))),
                          face_id=str(face.get("FaceId", "")), similarity=round(float(best["Similarity"]), 2),
                          box=tuple(round(v, 1) for v in crop.box), crop_jpeg=thumbnail(crop))  # type: ignore[arg-type]
 
     def _put_match(self, frame: CloudFrame, index: int, match: FaceMatch, processed_ts: float) -> None:
         item = {
-            "pk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": "face_match", "person": match.person,
+            "pk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": FACE_MATCH_KIND, "person": match.person,
             "face_id": match.face_id, "camera_id": frame.camera_id, "frame_id": frame.frame_id,
             "capture_ts": frame.capture_ts, "capture_time": utc_iso(frame.capture_ts), "processed_ts": processed_ts,
             "similarity": match.similarity, "box": list(match.box), "crop_jpeg": match.crop_jpeg or b"",

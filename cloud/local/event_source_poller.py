@@ -42,7 +42,7 @@ import boto3
 log = logging.getLogger("hybridcam.cloud.poller")
 
 LAMBDA_DIR = Path(__file__).resolve().parents[1] / "lambda"
-LAMBDA_MODULES = ("handler", "records", "detectors", "alerts", "storage", "config")
+LAMBDA_MODULES = ("handler", "records", "detectors", "alerts", "storage", "config", "face_watch")
 LOCAL_IDENTITY_ARN = "arn:aws:iam::123456789012:role/hybridcam-local-event-source"
 
 Handler = Callable[[dict[str, Any], Any], Any]
