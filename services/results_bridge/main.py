@@ -21,15 +21,34 @@ from typing import Any
 import redis
 
 from services.results_bridge.counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
+from services.results_bridge.face_matches import dedup_id, in_camera_pixels
 from services.results_bridge.settings import BridgeSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
-from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Health, SchemaError, alerts_of, decode_text
+from shared.schemas import (
+    Alert,
+    CloudResult,
+    Detection,
+    DetectionSet,
+    FaceMatches,
+    Health,
+    SchemaError,
+    alerts_of,
+    decode_text,
+)
 from shared.settings import load_settings
 from shared.site_config import ResolvedCamera, SiteConfig, load_site
-from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD, StreamBus
+from shared.stream_bus import (
+    ALERTS_STREAM,
+    DEADLETTER_STREAM,
+    DETECTIONS_STREAM,
+    FACE_MATCHES_STREAM,
+    HEALTH_STREAM,
+    PAYLOAD_FIELD,
+    StreamBus,
+)
 
 log = logging.getLogger("results_bridge")
 
@@ -109,6 +128,9 @@ class ResultsBridge:
         body = message.get("Body", "")
         try:
             result = decode_text(body)
+            if isinstance(result, FaceMatches):
+                self.deliver_face_matches(result)
+                return
             if not isinstance(result, CloudResult):
                 raise SchemaError(f"expected cloud_result, got {type(result).schema_name}")
         except SchemaError as error:
@@ -122,6 +144,30 @@ class ResultsBridge:
         else:
             self.counters["duplicates"] += 1
             log.info("result for frame %s was already published; dropped the duplicate", result.frame_id)
+
+    def deliver_face_matches(self, message: FaceMatches) -> None:
+        message = in_camera_pixels(message, self.cameras.get(message.camera_id))
+        key, payload = dedup_key(dedup_id(message)), message.encode()
+
+        def publish() -> bool:  # key and entry in one MULTI, as for detections: never one without the other
+            with self.bus.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        if pipe.exists(key):
+                            return False
+                        pipe.multi()
+                        pipe.xadd(FACE_MATCHES_STREAM, {PAYLOAD_FIELD: payload}, maxlen=self.bus.maxlen, approximate=True)
+                        pipe.set(key, b"1", ex=self.settings.bridge_dedup_ttl_s)
+                        pipe.execute()
+                        return True
+                    except redis.WatchError:
+                        continue
+
+        if self.bus.call(publish, "publish face matches"):
+            self.counters["face_matches"] += len(message.matches)
+        else:
+            self.counters["duplicates"] += 1
 
     def publish_once(self, detections: DetectionSet, alerts: list[Alert]) -> bool:
         """XADD of detections and alerts and the frame id key in one MULTI, unless the key exists (WATCH guards the race)."""
@@ -178,7 +224,7 @@ class ResultsBridge:
         return Health(service="results_bridge", instance=self.settings.bridge_instance, state="ok", counters=self.snapshot())
 
     def snapshot(self) -> dict[str, float]:
-        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures")
+        names = ("received", "published", "alerts", "face_matches", "duplicates", "malformed", "deleted", "delete_failures")
         return {name: float(self.counters.get(name, 0)) for name in names}
 
 

@@ -1,0 +1,89 @@
+"""The face watch-list at the edge: the sampler's face mark, and hits arriving through the results bridge."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+
+from services.sampler.face_candidates import FaceCandidates
+from shared.schemas import Detection, DetectionSet, FaceMatch, FaceMatches, FrameRef, encode_text, frame_id_of
+from shared.stream_bus import DETECTIONS_STREAM, FACE_MATCHES_STREAM, StreamBus
+from tests.test_results_bridge import make_bridge
+
+T0 = 1767225600.0
+
+
+def edge_set(camera: str, capture_ts: float, boxes: list[tuple[float, float, float, float]], height: int = 1080,
+             label: str = "person", source: str = "edge") -> DetectionSet:
+    return DetectionSet(camera_id=camera, seq=1, frame_id=frame_id_of(camera, 1, capture_ts), capture_ts=capture_ts,
+                        width=height * 16 // 9, height=height, source=source, model="nanodet", provider="cpu",  # type: ignore[arg-type]
+                        latency_ms=1.0, detections=[Detection(label=label, score=0.8, box=box) for box in boxes])
+
+
+def ref(camera: str, capture_ts: float) -> FrameRef:
+    return FrameRef(camera_id=camera, seq=2, capture_ts=capture_ts, width=1920, height=1080)
+
+
+def test_a_person_tall_enough_for_a_40_px_face_marks_the_frame_scaled_to_its_height() -> None:
+    candidates = FaceCandidates(redis_client=None)
+    assert candidates.min_person_height(1080) == pytest.approx(280.0)  # 7 face heights of 40 px
+    assert candidates.min_person_height(270) == pytest.approx(70.0)
+    assert candidates.holds_face(edge_set("a", T0, [(0, 0, 100, 300)]))
+    assert not candidates.holds_face(edge_set("a", T0, [(0, 0, 100, 250)]))
+    assert candidates.holds_face(edge_set("a", T0, [(0, 0, 30, 80)], height=270))
+    assert not candidates.holds_face(edge_set("a", T0, [(0, 0, 100, 600)], label="car"))
+
+
+def test_the_sampler_reads_the_newest_edge_detections_of_the_same_camera_near_the_frame(redis_server) -> None:
+    bus = StreamBus(redis_server.url)
+    try:
+        bus.publish(DETECTIONS_STREAM, edge_set("lobby", T0, [(0, 0, 100, 400)]))        # tall person
+        bus.publish(DETECTIONS_STREAM, edge_set("yard", T0 + 0.1, [(0, 0, 50, 100)]))    # other camera, small
+        bus.publish(DETECTIONS_STREAM, edge_set("lobby", T0 + 0.2, [(0, 0, 10, 10)], source="cloud"))
+        candidates = FaceCandidates(bus.redis)
+        assert candidates.marks(ref("lobby", T0 + 0.3))
+        assert not candidates.marks(ref("yard", T0 + 0.3))
+        assert not candidates.marks(ref("lobby", T0 + 5.0))  # the edge has seen nothing that recent
+        assert not candidates.marks(ref("gate", T0))
+    finally:
+        bus.close()
+
+
+def test_marking_survives_a_redis_outage_by_not_marking() -> None:
+    import redis
+
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    assert FaceCandidates(unreachable).marks(ref("lobby", T0)) is False
+
+
+def face_matches(seq: int, width: int = 640, height: int = 360) -> FaceMatches:
+    capture_ts = T0 + seq
+    return FaceMatches(site="t", frame_id=frame_id_of("wide", seq, capture_ts), camera_id="wide", seq=seq,
+                       capture_ts=capture_ts, processed_ts=capture_ts + 0.4, width=width, height=height,
+                       matches=[FaceMatch(person="Ada Lovelace", face_id="f-1", similarity=91.5,
+                                          box=(100.0, 50.0, 140.0, 90.0), crop_jpeg=b"\xff\xd8\xffjpeg")],
+                       alerts=["Ada Lovelace"])
+
+
+@pytest.fixture()
+def queue_url(aws_env: dict[str, str]) -> str:
+    return boto3.client("sqs").create_queue(QueueName=f"faces-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+
+
+def test_hits_reach_the_face_matches_stream_once_in_camera_pixels(redis_server, queue_url) -> None:
+    sqs = boto3.client("sqs")
+    for body in (encode_text(face_matches(1)), encode_text(face_matches(1)), encode_text(face_matches(2))):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    bridge = make_bridge(redis_server.url, queue_url)
+    for _ in range(4):
+        bridge.poll_once()
+    entries = [entry.message for entry in bridge.bus.read_all(FACE_MATCHES_STREAM)]
+    assert [m.seq for m in entries] == [1, 2]  # the duplicate delivery of frame 1 was dropped
+    [match] = entries[0].matches
+    # The sampler sent 640x360; the site's camera is 1280x720, so the box doubles.
+    assert (entries[0].width, entries[0].height) == (1280, 720) and match.box == (200.0, 100.0, 280.0, 180.0)
+    assert match.person == "Ada Lovelace" and match.crop_jpeg == b"\xff\xd8\xffjpeg" and entries[0].alerts == ["Ada Lovelace"]
+    assert bridge.snapshot()["face_matches"] == 2 and bridge.snapshot()["duplicates"] == 1
+    assert bridge.bus.read_all(DETECTIONS_STREAM) == []  # hits are not detections
