@@ -10,6 +10,7 @@ import pytest
 from services.sampler.face_candidates import FaceCandidates
 from shared.schemas import Detection, DetectionSet, FaceMatch, FaceMatches, FrameRef, encode_text, frame_id_of
 from shared.stream_bus import DETECTIONS_STREAM, FACE_MATCHES_STREAM, StreamBus
+from tests.test_dashboard_browser import chromium_page  # noqa: F401 - the Chromium page fixture
 from tests.test_results_bridge import make_bridge
 
 T0 = 1767225600.0
@@ -87,3 +88,58 @@ def test_hits_reach_the_face_matches_stream_once_in_camera_pixels(redis_server, 
     assert match.person == "Ada Lovelace" and match.crop_jpeg == b"\xff\xd8\xffjpeg" and entries[0].alerts == ["Ada Lovelace"]
     assert bridge.snapshot()["face_matches"] == 2 and bridge.snapshot()["duplicates"] == 1
     assert bridge.bus.read_all(DETECTIONS_STREAM) == []  # hits are not detections
+
+
+def test_the_dashboard_watch_list_panel_shows_hits_with_face_camera_time_and_similarity(
+    redis_server, tmp_path, chromium_page  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from hybridcam.local_stack import free_port
+    from tests.fixtures.servers import wait_until_answers
+
+    repo = Path(__file__).resolve().parents[1]
+    crop = cv2.imencode(".jpg", np.full((48, 48, 3), (40, 90, 200), np.uint8))[1].tobytes()
+    bus = StreamBus(redis_server.url)
+    before = face_matches(1).model_copy(update={"camera_id": "wide", "matches": [
+        FaceMatch(person="Ada Lovelace", face_id="f-1", similarity=91.5, box=(1.0, 2.0, 30.0, 40.0), crop_jpeg=crop)]})
+    bus.publish(FACE_MATCHES_STREAM, before)  # already on the stream when the page opens
+    port = free_port()
+    env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_server.url, "HYBRIDCAM_SITE_FILE": str(repo / "config" / "site.demo.yaml")}
+    env.pop("HYBRIDCAM_DASHBOARD_TOKEN", None)
+    process = subprocess.Popen([sys.executable, "-m", "hybridcam", "dashboard", "--port", str(port)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/health", process)
+        page = chromium_page
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#watch-hits li.watch-hit", timeout=30_000)
+        first = page.locator("#watch-hits li.watch-hit").first
+        assert first.locator("strong").inner_text() == "Ada Lovelace"
+        assert first.locator(".camera").inner_text() == "wide"
+        assert first.locator(".similarity").inner_text().startswith("92%")
+        assert "alert sent" in first.locator(".similarity").inner_text()
+        page.wait_for_function("document.querySelector('#watch-hits img.face').naturalWidth === 48")
+        # A live hit arrives on top; a name is shown as text, never parsed as markup.
+        live = face_matches(2).model_copy(update={"matches": [
+            FaceMatch(person="<b>Eve</b>", face_id="f-2", similarity=83.0, box=(1.0, 2.0, 30.0, 40.0), crop_jpeg=crop)],
+            "alerts": []})
+        bus.publish(FACE_MATCHES_STREAM, live)
+        page.wait_for_function("document.querySelectorAll('#watch-hits li.watch-hit').length === 2", timeout=30_000)
+        top = page.locator("#watch-hits li.watch-hit").first
+        assert top.locator("strong").inner_text() == "<b>Eve</b>" and top.locator("b").count() == 0
+        assert "alert sent" not in top.locator(".similarity").inner_text()
+        assert errors == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+        bus.close()

@@ -23,12 +23,12 @@ from prometheus_client import Counter as PromCounter
 from services.dashboard.site_state import Event, SiteState
 from shared.metrics import LatencyHistograms
 from shared.schemas import Alert, DetectionSet, SchemaError, decode
-from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, PAYLOAD_FIELD
+from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, FACE_MATCHES_STREAM, HEALTH_STREAM, PAYLOAD_FIELD
 
 log = logging.getLogger(__name__)
 
-WATCHED_STREAMS = (DETECTIONS_STREAM, HEALTH_STREAM, ALERTS_STREAM)
-HISTORY = {HEALTH_STREAM: 200, DETECTIONS_STREAM: 200, ALERTS_STREAM: 50}  # entries read back at start
+WATCHED_STREAMS = (DETECTIONS_STREAM, HEALTH_STREAM, ALERTS_STREAM, FACE_MATCHES_STREAM)
+HISTORY = {HEALTH_STREAM: 200, DETECTIONS_STREAM: 200, ALERTS_STREAM: 50, FACE_MATCHES_STREAM: 50}  # entries read back at start
 
 
 class LiveFeed:
