@@ -15,7 +15,7 @@ clip's last frame, every other face probed against them), which is what the watc
 True-match rate (TMR) = genuine pairs at or above the threshold; false-match rate (FMR) = impostor pairs
 at or above it. Similarity = 100 x cosine of the FaceRes descriptors (cloud/local/face_models.py).
 
-Usage: python bench/faces_calibration.py [--threshold 70] [--data ../shared/data]
+Usage: python bench/faces_calibration.py [--threshold 80] [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def rate_table(title: str, genuine: np.ndarray, impostor: np.ndarray, chosen: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threshold", type=float, default=70.0, help="similarity (0-100) to report as chosen")
+    parser.add_argument("--threshold", type=float, default=80.0, help="similarity (0-100) to report as chosen")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                         help="folder with video/ and images/ (default ../shared/data)")
     args = parser.parse_args()
