@@ -4,7 +4,8 @@ Rekognition's documented minimum face is 40x40 px in a 1920x1080 frame; scaled t
 that is ``min_face_px * height / 1080``. A standing person is about seven face-heights tall, so a person
 box at least ``PERSON_TO_FACE`` times that minimum can hold such a face (a box cut off by the frame
 edge is taller than it looks, never shorter). The edge detections come from the detections stream:
-the newest edge set of the same camera captured within ``max_age_s`` of the sampled frame.
+the newest edge set of the same camera captured within ``max_age_s`` of the sampled frame (the scan
+stops at entries published before that window, so its cost stays small on a busy stream).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ REFERENCE_HEIGHT = 1080
 
 
 class FaceCandidates:
-    def __init__(self, redis_client: Any, min_face_px: float = 40.0, max_age_s: float = 1.0, lookback: int = 64) -> None:
+    def __init__(self, redis_client: Any, min_face_px: float = 40.0, max_age_s: float = 2.0, lookback: int = 512) -> None:
         self.redis = redis_client
         self.min_face_px = min_face_px
         self.max_age_s = max_age_s
@@ -44,7 +45,10 @@ class FaceCandidates:
         except redis.RedisError as error:  # unmarked is the safe side: the frame still goes, only unsearched
             log.warning("edge detections unreadable (%s); frame %s not marked for face search", error, ref.frame_id)
             return False
-        for _, fields in newest:
+        oldest_useful_ms = (ref.capture_ts - self.max_age_s) * 1000  # entry ids are publish times, never before capture
+        for entry_id, fields in newest:
+            if int(entry_id.split(b"-")[0] if isinstance(entry_id, bytes) else entry_id.split("-")[0]) < oldest_useful_ms:
+                break
             try:
                 message = decode(fields[PAYLOAD_FIELD])
             except (SchemaError, KeyError):
