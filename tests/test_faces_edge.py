@@ -143,3 +143,31 @@ def test_the_dashboard_watch_list_panel_shows_hits_with_face_camera_time_and_sim
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
         bus.close()
+
+
+def test_the_program_names_a_hit_at_its_face_for_a_while_only_when_asked() -> None:
+    import queue
+
+    import numpy as np
+
+    from services.compositor.face_labels import FaceLabels
+    from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
+    from services.compositor.settings import CompositorSettings
+
+    assert CompositorSettings().compositor_face_labels is False  # off by default
+    arrivals: queue.SimpleQueue = queue.SimpleQueue()
+    arrivals.put((face_matches(1, width=1280, height=720), 100.0))
+    labels = FaceLabels(hold_s=4.0)
+    labels.take(arrivals)
+    assert labels.for_camera("wide", 103.0) == [("Ada Lovelace 92%", (100.0, 50.0, 140.0, 90.0))]
+    assert labels.for_camera("wide", 104.5) == [] and labels.for_camera("other", 101.0) == []
+
+    renderer = ProgramRenderer(1280, 720, RenderOptions(boxes=False, camera_name=False, clock=False, pip=False))
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    plain = renderer.compose(ShotPicture(frame, "wide")).copy()
+    labelled = renderer.compose(ShotPicture(frame, "wide", face_labels=labels.for_camera("wide", 101.0)))
+    changed = np.argwhere((labelled != plain).any(axis=2))
+    assert len(changed) > 0
+    ys, xs = changed[:, 0], changed[:, 1]
+    # The box sits on the face (camera pixels = program pixels here) and the name just above it.
+    assert xs.min() >= 98 and ys.min() >= 20 and ys.max() <= 92 and (labelled[50, 100:141] != 0).any()
