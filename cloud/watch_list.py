@@ -64,7 +64,7 @@ class WatchList:
             data = path.read_bytes()
         except OSError as error:
             raise WatchListError(f"cannot read {path}: {error.strerror or error}.") from None
-        if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG")):
+        if not data.startswith((b"\xff\xd8\xff", b"\x89PNG")):
             raise WatchListError(f"{path} is not a JPEG or PNG image.")
         if len(data) > REKOGNITION_BYTES_LIMIT:
             raise WatchListError(f"{path} is {len(data) / 1e6:.1f} MB; Rekognition takes at most 5 MB: scale it down.")

@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from detectors import Backoff, FrameImage, pixel_box
+from detectors import Backoff, FrameImage, client_config, pixel_box
 from shared.errors import ConfigError
 from shared.schemas import FACE_MATCH_KIND, CloudFrame, FaceMatch, FaceMatches, encode_text, face_person, utc_iso
 from storage import to_dynamo
@@ -66,7 +66,7 @@ class FaceWatchConfig:
                 f"{self.alert_cooldown_s:g} s per person, matches kept {self.match_ttl_days} days)")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "FaceWatchConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FaceWatchConfig:
         env = os.environ if env is None else env
         switch = env.get("FACE_SEARCH", "disabled").strip().lower() or "disabled"
         if switch not in ("enabled", "disabled"):
@@ -281,8 +281,6 @@ class FaceWatch:
 def build_face_watch(lambda_config: Any, env: Mapping[str, str] | None = None) -> FaceWatch | None:
     """The watch-list step for the handler (FACE_* variables), or None when face search is off."""
     import boto3
-
-    from detectors import client_config
 
     config = FaceWatchConfig.from_env(env)
     log.info("%s", config.describe())

@@ -183,7 +183,7 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
 
 def face_quality(bgr: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float]:
     """Brightness and sharpness 0-100 of the face region, in the spirit of Rekognition's Quality."""
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = (round(v) for v in box)
     region = bgr[max(y1, 0):max(y2, y1 + 1), max(x1, 0):max(x2, x1 + 1)]
     if region.size == 0:
         return 0.0, 0.0
