@@ -10,7 +10,7 @@ import pytest
 from services.sampler.face_candidates import FaceCandidates
 from shared.schemas import Detection, DetectionSet, FaceMatch, FaceMatches, FrameRef, encode_text, frame_id_of
 from shared.stream_bus import DETECTIONS_STREAM, FACE_MATCHES_STREAM, StreamBus
-from tests.test_dashboard_browser import chromium_page  # noqa: F401 - the Chromium page fixture
+from tests.test_dashboard_browser import ARTIFACTS, chromium_page  # noqa: F401 - the Chromium page fixture
 from tests.test_results_bridge import make_bridge
 
 T0 = 1767225600.0
@@ -139,6 +139,8 @@ def test_the_dashboard_watch_list_panel_shows_hits_with_face_camera_time_and_sim
         assert top.locator("strong").inner_text() == "<b>Eve</b>" and top.locator("b").count() == 0
         assert "alert sent" not in top.locator(".similarity").inner_text()
         assert errors == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#watchlist-panel").screenshot(path=str(ARTIFACTS / "dashboard-watch-list.png"))
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
