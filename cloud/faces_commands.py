@@ -54,6 +54,7 @@ def _targets(args: argparse.Namespace) -> tuple[str, str | None]:
 def run(args: argparse.Namespace) -> int:
     import boto3
 
+    from cloud.deploy import DeployError
     from cloud.watch_list import WatchList, WatchListError
 
     try:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.name} had no faces in {collection}")
             print(f"removed {args.name}: {removal.faces} face(s) from {collection}, {removal.match_items} past match item(s)"
                   + (f" from {table}" if table else " (no frames table given: match items left)"))
-    except WatchListError as error:
+    except (WatchListError, DeployError) as error:
         print(f"hybridcam faces {args.action}: {error}")
         return 1
     except NoCredentialsError:
