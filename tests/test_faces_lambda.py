@@ -97,3 +97,17 @@ def test_unmarked_frames_cost_no_face_call(face_watch_module: Any, cloud_resourc
         watch = make_watch(face_watch_module, cloud_resources, rekognition)
         frame = make_frame(seq=8)
         assert watch.process(frame, face_watch_module.FrameImage(WIDTH, HEIGHT, jpeg=frame.jpeg), 1767225601.0) is None
+
+
+def test_a_missing_collection_is_logged_and_the_record_still_succeeds(
+    face_watch_module: Any, cloud_resources: CloudResources, caplog: pytest.LogCaptureFixture
+) -> None:
+    rekognition = boto3.client("rekognition", region_name="us-east-1")
+    stubber = Stubber(rekognition)
+    stubber.add_response("detect_faces", {"FaceDetails": [{"BoundingBox": box(100, 100, 40, 40), "Confidence": 99.0}]})
+    stubber.add_client_error("search_faces_by_image", "ResourceNotFoundException", "The collection id: people does not exist")
+    frame = make_frame(seq=9, face_candidate=True, jpeg=jpeg(), width=WIDTH, height=HEIGHT)
+    with stubber:
+        watch = make_watch(face_watch_module, cloud_resources, rekognition)
+        assert watch.process(frame, face_watch_module.FrameImage(WIDTH, HEIGHT, jpeg=frame.jpeg), 1767225601.0) is None
+    assert "face collection people does not exist" in caplog.text

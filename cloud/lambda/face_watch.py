@@ -172,7 +172,15 @@ class FaceWatch:
             return None
         jpeg = image.jpeg if image.jpeg is not None else self._fetch(image)
         boxes = self.searchable_faces(jpeg, frame.width, frame.height)
-        matches = [match for crop in crop_faces(jpeg, boxes) if (match := self.search(crop)) is not None]
+        try:
+            matches = [match for crop in crop_faces(jpeg, boxes) if (match := self.search(crop)) is not None]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            # Retrying cannot create the collection: the frame's labels are done, its faces go unsearched.
+            log.error("face collection %s does not exist (enrol someone with `hybridcam faces enroll` or check "
+                      "FACE_COLLECTION); frame %s not searched", self.config.collection_id, frame.frame_id)
+            return None
         alerts = []
         for index, match in enumerate(matches):
             self._put_match(frame, index, match, processed_ts)
