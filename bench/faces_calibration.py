@@ -12,6 +12,9 @@ committed under tests/data/faces):
 Pairs: genuine = the same walker in two different frames; impostor = woman vs man, and either walker vs
 any other face. Two protocols: all pairs, and "enrol from one frame" (each walker enrolled from the
 clip's last frame, every other face probed against them), which is what the watch-list does.
+A third count follows the Lambda's own path on the walking clip: each frame JPEG-encoded, DetectFaces
+through the local model server, a crop per face (cloud/lambda/face_watch.py), SearchFacesByImage
+against the woman enrolled from ``tests/data/faces/enrol-walking-woman.jpg``.
 True-match rate (TMR) = genuine pairs at or above the threshold; false-match rate (FMR) = impostor pairs
 at or above it. Similarity = 100 x cosine of the FaceRes descriptors (cloud/local/face_models.py).
 
@@ -42,6 +45,7 @@ OTHER_CLIPS = {"store-aisle-detection.gif": 3, "worker-zone-detection.gif": 5, "
 PHOTOS = ("astronaut.png", "person.jpg", "dog.jpg", "horses.jpg", "kite.jpg")
 OTHER_MIN_SCORE = 0.75  # other sources: only confident faces, so impostors are faces, not wallpaper
 THRESHOLDS = (50, 55, 60, 65, 70, 75, 80, 85, 90)
+WALKERS_SPLIT_X = 289  # the woman's face centre stays left of this in every frame of the clip, the man's right
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,41 @@ def rate_table(title: str, genuine: np.ndarray, impostor: np.ndarray, chosen: fl
     return table
 
 
+def lambda_path(walking: Path, threshold: float) -> tuple[list[float], list[float]]:
+    """Best similarity to the enrolled woman of each of her faces and of each of the man's, the Lambda's way."""
+    import boto3
+
+    sys.path.insert(0, str(REPO / "cloud" / "lambda"))
+    import face_watch  # noqa: PLC0415 - the Lambda's module, importable only from its folder
+    from detectors import pixel_box  # noqa: PLC0415
+
+    from cloud.local.model_server import start_in_thread
+
+    server = start_in_thread(0, detector="nanodet")
+    try:
+        client = boto3.client("rekognition", endpoint_url=server.url, region_name="us-east-1",
+                              aws_access_key_id="local", aws_secret_access_key="local")
+        client.create_collection(CollectionId="calibration")
+        client.index_faces(CollectionId="calibration", ExternalImageId="woman", MaxFaces=1,
+                           Image={"Bytes": (REPO / "tests" / "data" / "faces" / "enrol-walking-woman.jpg").read_bytes()})
+        woman, man = [], []
+        for frame in frames_of(walking):
+            height, width = frame.shape[:2]
+            jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            boxes = [pixel_box(face["BoundingBox"], width, height) for face in client.detect_faces(Image={"Bytes": jpeg})["FaceDetails"]]
+            for crop in face_watch.crop_faces(jpeg, boxes):
+                try:
+                    answer = client.search_faces_by_image(CollectionId="calibration", Image={"Bytes": crop.jpeg},
+                                                          FaceMatchThreshold=0, MaxFaces=1)
+                except client.exceptions.InvalidParameterException:
+                    continue  # no face found in the crop
+                best = answer["FaceMatches"][0]["Similarity"] if answer["FaceMatches"] else 0.0
+                (woman if (crop.box[0] + crop.box[2]) / 2 < WALKERS_SPLIT_X else man).append(best)
+        return woman, man
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=80.0, help="similarity (0-100) to report as chosen")
@@ -152,6 +191,10 @@ def main() -> None:
         if in_bucket.any():
             console.print(f"  enrol from one frame, probe faces {low}-{high} px: "
                           f"TMR {(genuine[in_bucket] >= args.threshold).mean():.1%} of {int(in_bucket.sum())}")
+    woman, man = lambda_path(walking, args.threshold)
+    console.print(f"the Lambda's path (crop per face, SearchFacesByImage), threshold {args.threshold:g}: the enrolled woman "
+                  f"matched in {sum(s >= args.threshold for s in woman)} of {len(woman)} faces searched; the man in "
+                  f"{sum(s >= args.threshold for s in man)} of {len(man)} (his highest {max(man, default=0.0):.1f})")
 
 
 if __name__ == "__main__":
