@@ -18,7 +18,7 @@ against the woman enrolled from ``tests/data/faces/enrol-walking-woman.jpg``.
 True-match rate (TMR) = genuine pairs at or above the threshold; false-match rate (FMR) = impostor pairs
 at or above it. Similarity = 100 x cosine of the FaceRes descriptors (cloud/local/face_models.py).
 
-Usage: python bench/faces_calibration.py [--threshold 80] [--data ../shared/data]
+Usage: python bench/faces_calibration.py [--threshold 80] [--data ../shared/data]   (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def rate_table(title: str, genuine: np.ndarray, impostor: np.ndarray, chosen: fl
     return table
 
 
-def lambda_path(walking: Path, threshold: float) -> tuple[list[float], list[float]]:
+def lambda_path(walking: Path) -> tuple[list[float], list[float]]:
     """Best similarity to the enrolled woman of each of her faces and of each of the man's, the Lambda's way."""
     import boto3
 
@@ -150,7 +150,8 @@ def lambda_path(walking: Path, threshold: float) -> tuple[list[float], list[floa
         for frame in frames_of(walking):
             height, width = frame.shape[:2]
             jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-            boxes = [pixel_box(face["BoundingBox"], width, height) for face in client.detect_faces(Image={"Bytes": jpeg})["FaceDetails"]]
+            details = client.detect_faces(Image={"Bytes": jpeg})["FaceDetails"]
+            boxes = [pixel_box(face["BoundingBox"], width, height) for face in details]
             for crop in face_watch.crop_faces(jpeg, boxes):
                 try:
                     answer = client.search_faces_by_image(CollectionId="calibration", Image={"Bytes": crop.jpeg},
@@ -191,7 +192,7 @@ def main() -> None:
         if in_bucket.any():
             console.print(f"  enrol from one frame, probe faces {low}-{high} px: "
                           f"TMR {(genuine[in_bucket] >= args.threshold).mean():.1%} of {int(in_bucket.sum())}")
-    woman, man = lambda_path(walking, args.threshold)
+    woman, man = lambda_path(walking)
     console.print(f"the Lambda's path (crop per face, SearchFacesByImage), threshold {args.threshold:g}: the enrolled woman "
                   f"matched in {sum(s >= args.threshold for s in woman)} of {len(woman)} faces searched; the man in "
                   f"{sum(s >= args.threshold for s in man)} of {len(man)} (his highest {max(man, default=0.0):.1f})")
