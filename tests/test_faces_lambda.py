@@ -11,12 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.stub import Stubber
 from PIL import Image
 
 from shared.errors import ConfigError
 from shared.schemas import FaceMatches, decode_text
-from tests.fixtures.cloud import CloudResources, FunctionLog, make_frame
+from tests.fixtures.cloud import CloudResources, FunctionLog, event_of, make_frame
 
 WIDTH, HEIGHT = 640, 424
 
@@ -114,3 +115,44 @@ def test_a_missing_collection_is_logged_and_the_record_still_succeeds(
         watch = make_watch(face_watch_module, cloud_resources, rekognition)
         assert watch.process(frame, face_watch_module.FrameImage(WIDTH, HEIGHT, jpeg=frame.jpeg), 1767225601.0) is None
     assert "face collection people does not exist" in function_log.text
+
+
+def test_the_pipeline_searches_a_retried_claim_checked_frame_from_its_stored_copy(
+    lambda_modules: dict[str, Any], cloud_resources: CloudResources
+) -> None:
+    """The face step is last in Pipeline.process and reads the image itself: a retry skips detection, so it has none."""
+    settings = lambda_modules["settings"].load_settings(cloud_resources.lambda_env(
+        FACE_SEARCH="enabled", FACE_COLLECTION="people", FACE_MIN_CONFIDENCE="90"))
+    rekognition = boto3.client("rekognition", region_name="us-east-1")
+    detectors, face_watch = lambda_modules["detectors"], lambda_modules["face_watch"]
+    backoff = detectors.Backoff(attempts=1, sleep=lambda _: None)
+    pipeline = lambda_modules["pipeline"].build_pipeline(
+        settings, detectors.RekognitionDetector(rekognition, settings.max_labels, settings.min_confidence, backoff))
+    pipeline.face_watch = face_watch.FaceWatch(
+        face_watch.FaceWatchConfig.from_settings(settings), rekognition, boto3.client("dynamodb"), cloud_resources.table,
+        boto3.client("sns"), cloud_resources.topic_arn, boto3.client("sqs"), cloud_resources.results_queue_url,
+        boto3.client("s3"), backoff)
+    function = lambda_modules["handler"].DetectorFunction(settings, pipeline)
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=cloud_resources.bucket, Key="claim-check/one.jpg", Body=jpeg())
+    frame = make_frame(seq=11, face_candidate=True, jpeg=None, width=WIDTH, height=HEIGHT,
+                       s3_bucket=cloud_resources.bucket, s3_key="claim-check/one.jpg")
+    stubber = Stubber(rekognition)
+    stubber.add_response("detect_labels", {"Labels": [], "LabelModelVersion": "3.0"})
+    stubber.add_client_error("detect_faces", "AccessDeniedException", "not yet")  # the first delivery fails here
+    stubber.add_response("detect_faces", {"FaceDetails": [{"BoundingBox": box(100, 100, 40, 40), "Confidence": 99.0}]})
+    stubber.add_response("search_faces_by_image", {
+        "SearchedFaceBoundingBox": {"Left": 1 / 3, "Top": 1 / 3, "Width": 1 / 3, "Height": 1 / 3},
+        "SearchedFaceConfidence": 99.0, "FaceModelVersion": "7",
+        "FaceMatches": [{"Similarity": 91.0, "Face": {"FaceId": "f-ada", "ExternalImageId": "Ada_Lovelace"}}]})
+    with stubber:
+        with pytest.raises(BatchProcessingError):  # the only record failed: the invocation fails and is retried
+            function.handle(event_of(frame.encode()))
+        s3.delete_object(Bucket=cloud_resources.bucket, Key="claim-check/one.jpg")  # only the stored copy is left
+        assert function.handle(event_of(frame.encode()))["batchItemFailures"] == []  # no second detect_labels: the stub would refuse it
+    stubber.assert_no_pending_responses()
+    results = [decode_text(body) for body in cloud_resources.drain(cloud_resources.results_queue_url)]
+    assert [type(r).__name__ for r in results] == ["CloudResult", "FaceMatches"]  # the label result was not sent twice
+    assert [m.person for m in results[1].matches] == ["Ada Lovelace"] and results[1].alerts == ["Ada Lovelace"]
+    assert cloud_resources.alert_texts() == ["Ada Lovelace seen on cam1, similarity 91%"]
