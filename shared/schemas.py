@@ -9,6 +9,7 @@ stream. Never pickle: a message is data, not code.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
@@ -141,6 +142,7 @@ class CloudFrame(Envelope):
     jpeg: bytes | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
+    face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
 
 
 class CloudResult(Envelope):
@@ -178,6 +180,52 @@ class Alert(Envelope):
     s3_key: str = ""
 
 
+FACE_MATCH_KIND = "face_match"  # DynamoDB "kind" of a watch-list match item (written by the Lambda, removed by `faces remove`)
+_EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
+
+
+def face_external_id(person: str) -> str:
+    """A person's name as Rekognition's ExternalImageId (spaces become underscores); ValueError if it cannot be one."""
+    external_id = "_".join(person.strip().split())
+    if not _EXTERNAL_ID.match(external_id):
+        raise ValueError(f"the name {person!r} may use only letters, digits, spaces and . _ - : (at most 255 characters).")
+    return external_id
+
+
+def face_person(external_id: str) -> str:
+    """The person's name back from an ExternalImageId."""
+    return external_id.replace("_", " ")
+
+
+class FaceMatch(BaseModel):
+    """One face in a frame that matched a person on the watch list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person: str
+    face_id: str = Field(description="the collection's id of the enrolled face it matched")
+    similarity: float = Field(ge=0.0, le=100.0)
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
+    crop_jpeg: bytes | None = Field(None, description="small JPEG of the face, for the operator's watch-list panel")
+
+
+class FaceMatches(Envelope):
+    """Watch-list hits of one cloud frame; sent to the edge on the results queue beside its CloudResult."""
+
+    schema_name: ClassVar[str] = "face_matches"
+
+    site: str
+    frame_id: str
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float
+    processed_ts: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    matches: list[FaceMatch] = Field(default_factory=list)
+    alerts: list[str] = Field(default_factory=list, description="people whose alert this frame raised")
+
+
 def alerts_of(result: CloudResult) -> list[Alert]:
     """The alerts a cloud result carries, with each label's best score in the frame."""
     alerts = []
@@ -200,7 +248,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
     register(_model)
 
 

@@ -68,6 +68,8 @@ class CompositorSettings(CommonSettings):
     compositor_layout: Literal["program", "multiview", "both"] = Field(
         "program", description="program: the cut; multiview: every camera in one picture; both: two outputs from the same frames")
     compositor_timecode: bool = Field(False, description="stamp the capture time as a binary code (latency bench)")
+    compositor_face_labels: bool = Field(False, description="write the names of face watch-list hits on the program")
+    compositor_face_label_hold_s: float = Field(4.0, gt=0.0, description="how long a watch-list hit's name stays on its camera")
 
     @field_validator("compositor_outputs")
     @classmethod

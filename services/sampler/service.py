@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from services.sampler.encoding import FrameEncoder
+from services.sampler.face_candidates import FaceCandidates
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
 from services.sampler.policy import EveryNthFrame, SamplingPolicy
 from services.sampler.settings import SamplerSettings
@@ -49,6 +50,7 @@ class Sampler:
         self.policy = policy
         self.encoder = encoder
         self.fetcher = FrameFetcher()
+        self.face_candidates = FaceCandidates(bus.redis, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
         self.counters: Counter[str] = Counter()
         self.cloud_retry_at = 0.0
@@ -114,8 +116,10 @@ class Sampler:
             return None
         encoded = self.encoder.encode(pixels)
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
-                           capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg)
+                           capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
+                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref))
         self.counters["frames_sampled"] += 1
+        self.counters["face_candidates"] += frame.face_candidate
         return OutgoingRecord(ref.camera_id, frame.encode(), token=(entry.stream, entry.entry_id))
 
     async def forward(self, records: list[OutgoingRecord]) -> None:
