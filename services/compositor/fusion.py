@@ -14,7 +14,7 @@ from bisect import insort
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.compositor.tracker import Box, IouTracker, iou
+from shared.tracker import Box, IouTracker, iou
 from shared.schemas import Detection, DetectionSet
 
 
