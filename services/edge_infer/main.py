@@ -1,7 +1,8 @@
 """Detect objects in real time on the newest frame of each camera with ONNX Runtime.
 
-Execution providers are tried in the order TensorRT -> CUDA -> CPU among those this
-onnxruntime build offers; the one that actually runs is logged. Frames arrive as
+The back-end is chosen at start and logged with the reason: TensorRT -> CUDA through onnxruntime
+when it offers a GPU, else OpenVINO (or onnxruntime) on the CPU, int8 where the CPU has VNNI/AMX;
+HYBRIDCAM_EDGE_BACKEND / HYBRIDCAM_EDGE_PRECISION force one. Several requests run in flight. Frames arrive as
 shared-memory references; a frame that is stale, overwritten or corrupt is skipped and
 counted, never queued. Detections and the acknowledgement of their frame are written in
 one Redis transaction, so a restart neither loses nor duplicates results.
@@ -16,9 +17,12 @@ import time
 from pathlib import Path
 
 from services.edge_infer.detectors.base import ModelLoadError
-from services.edge_infer.detectors.registry import load_detector
-from services.edge_infer.inference_loop import InferenceLoop
+from services.edge_infer.backend_choice import choose_backend
+from services.edge_infer.detector_pool import DetectorPool, open_pool
+from services.edge_infer.detectors.registry import DEFAULT_MODELS_DIR, TILED_NAME, load_detector, resolve_model_path
 from services.edge_infer.providers import choose_providers
+from services.edge_infer.inference_loop import InferenceLoop
+from services.edge_infer.motion_schedule import MotionScheduler
 from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
 from shared.health import HealthServer
@@ -38,19 +42,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
 
 
-def build_detector(settings: EdgeInferSettings):
+def build_detectors(settings: EdgeInferSettings) -> DetectorPool:
+    """The detector pool for the configured model on the back-end chosen (or forced) for this machine."""
     allowed = [p.strip() for p in settings.edge_providers.split(",") if p.strip()] or None
     try:
-        choice = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
-        detector = load_detector(
-            settings.edge_model,
-            choice,
-            intra_op_num_threads=settings.edge_threads or None,
-            score_threshold=settings.edge_score_threshold,
+        if settings.edge_model == TILED_NAME:  # two models in one detector: the onnxruntime chain only
+            providers = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
+            return DetectorPool([load_detector(TILED_NAME, providers, intra_op_num_threads=settings.edge_threads or None,
+                                               score_threshold=settings.edge_score_threshold)])
+        choice = choose_backend(
+            resolve_model_path(settings.edge_model, DEFAULT_MODELS_DIR),
+            settings.edge_backend,
+            settings.edge_precision,
+            requests=settings.edge_requests,
+            threads=settings.edge_threads,
+            allowed_providers=allowed,
+            trt_cache_dir=settings.edge_trt_cache_dir,
+            fp16=settings.edge_fp16,
         )
+        return open_pool(choice, score_threshold=settings.edge_score_threshold)
     except (ModelLoadError, ValueError, FileNotFoundError) as error:
         raise ConfigError(f"cannot load model {settings.edge_model!r}: {error}") from None
-    return detector, choice
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,17 +79,22 @@ def run(args: argparse.Namespace) -> int:
     cameras = [c for c in site.resolved() if not wanted or c.id in wanted]
     if not cameras:
         raise ConfigError(f"no camera of site {site.site!r} matches {', '.join(wanted)}")
-    detector, choice = build_detector(settings)
-    log.info("model %s; %s; running on %s", detector.name, choice.description, ", ".join(detector.providers))
+    pool = build_detectors(settings)
+    detector = pool.first
+    log.info("model %s running on %s; %s", detector.name, ", ".join(detector.providers),
+             pool.choice.describe() if pool.choice else "")
     log.info("analysing %d camera(s): %s (newest frame only, stale after %.0f ms)",
              len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
 
     bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
     streams = [frames_stream(c.id) for c in cameras]
     metrics = service_registry(lambda: [loop.health()], StreamCollector(bus.redis, lambda: streams))
+    scheduler = (MotionScheduler(pool.size, settings.edge_floor_fps) if settings.edge_schedule == "motion" else None)
+    log.info("schedule: %s", f"motion-aware ({settings.edge_floor_fps:g} fps floor for still cameras, "
+             f"{pool.size} frame(s) a round, tracked boxes on skipped frames)" if scheduler else "every camera's newest frame")
     loop = InferenceLoop(
-        bus, detector, streams, settings.edge_group, settings.edge_consumer,
-        settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,
+        bus, pool, streams, settings.edge_group, settings.edge_consumer,
+        settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics, scheduler,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

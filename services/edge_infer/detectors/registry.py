@@ -15,6 +15,7 @@ from services.edge_infer.detectors.centernet import CenterNetDetector, match_cen
 from services.edge_infer.detectors.coco_labels import COCO_LABELS
 from services.edge_infer.detectors.nanodet import NanoDetDetector, match_nanodet_layout
 from services.edge_infer.detectors.onnx_detector import OnnxDetector
+from services.edge_infer.detectors.openvino_session import OpenVinoTarget
 from services.edge_infer.detectors.onnx_session import (
     TensorSpec,
     input_specs,
@@ -38,7 +39,7 @@ SUPPORTED_LAYOUTS = (
     "CenterNet (NHWC input, [1,K,6] detections)"
 )
 
-Providers = Sequence[ProviderSpec] | ProviderChoice | None
+Providers = Sequence[ProviderSpec] | ProviderChoice | OpenVinoTarget | None
 
 
 def resolve_model_path(path_or_name: str | os.PathLike[str], models_dir: Path) -> Path:
