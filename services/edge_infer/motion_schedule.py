@@ -28,6 +28,7 @@ Item = TypeVar("Item")
 class CameraMotion:
     change: SceneChangeDetector
     last_analysed: float = -math.inf
+    last_turn: int = -1  # order of the last analysis among all cameras: round-robin without ties
     moving_until: float = -math.inf
     has_tracks: bool = False
     motion_strength: float = 0.0
@@ -65,6 +66,7 @@ class MotionScheduler:
         # to small regions than the sampler's defaults, so one person entering the frame counts.
         self.change_settings = change_settings or SceneChangeSettings(largest_area=0.002)
         self.cameras: dict[str, CameraMotion] = {}
+        self._turns = 0
 
     def camera(self, camera_id: str) -> CameraMotion:
         state = self.cameras.get(camera_id)
@@ -100,14 +102,16 @@ class MotionScheduler:
                 due_static.append(candidate)
             else:
                 plan.defer.append(candidate.item)
-        by_wait = sorted(due_static, key=self._last_analysed) + sorted(active, key=self._last_analysed)
+        by_wait = sorted(due_static, key=self._last_turn) + sorted(active, key=self._last_turn)
         for index, candidate in enumerate(by_wait):
             if index < self.per_round:
-                self.cameras[candidate.camera_id].last_analysed = now
+                state = self.cameras[candidate.camera_id]
+                state.last_analysed, state.last_turn = now, self._turns
+                self._turns += 1
                 plan.analyse.append(candidate.item)
             else:
                 plan.defer.append(candidate.item)
         return plan
 
-    def _last_analysed(self, candidate: Candidate[Item]) -> float:
-        return self.cameras[candidate.camera_id].last_analysed
+    def _last_turn(self, candidate: Candidate[Item]) -> int:
+        return self.cameras[candidate.camera_id].last_turn
