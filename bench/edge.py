@@ -43,7 +43,7 @@ from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noq
 sys.path.insert(0, str(REPO / "bench"))
 import edge_throughput  # noqa: E402
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def percentile(values: list[float], q: float) -> float:

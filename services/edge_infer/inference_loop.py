@@ -126,8 +126,10 @@ class InferenceLoop:
             self._drop(entry, outcome)
             return
         result = self._detection_set(ref, outcome)
-        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
         self.carrier.observe(result)
+        if coasting := self.carrier.coasting(result):
+            result = result.model_copy(update={"detections": [*result.detections, *coasting]})
+        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
         self.counters[ref.camera_id].record(result.latency_ms, result.inference_ms, result.count(PERSON))
         self.latency.observe(result)
 

@@ -3,6 +3,7 @@
 One IouTracker per camera and label follows the boxes of analysed frames; a skipped frame gets
 each active track's box moved on at the track's velocity to the frame's capture time, marked as
 tracked (Detection.tracked), so consumers see a box on every frame and know which were detected.
+On an analysed frame, a confirmed track the detector missed is carried over the same way (coasting).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from shared.tracker import Box, IouTracker
 # A track not confirmed by a detection for this long is not carried any more (and the
 # camera stops counting as one with tracks for the scheduler).
 MAX_CARRY_S = 1.5
+# A track must have been detected this often before it is carried over a frame where the detector
+# missed it (one-off false detections are not carried).
+MIN_HITS_TO_COAST = 2
 
 
 class TrackCarrier:
@@ -37,6 +41,17 @@ class TrackCarrier:
                 tracker = trackers[key] = IouTracker(max_age_s=self.max_carry_s)
             boxes, scores = by_label.get(key, ([], []))
             tracker.update(boxes, result.capture_ts, scores)
+
+    def coasting(self, result: DetectionSet) -> list[Detection]:
+        """Tracked boxes of tracks the detector missed on this analysed frame (call after observe)."""
+        items = []
+        for (label, class_id), tracker in self._trackers.get(result.camera_id, {}).items():
+            for track, box in tracker.predict(result.capture_ts):
+                if track.last_seen < result.capture_ts and track.hits >= MIN_HITS_TO_COAST:
+                    items.append(Detection(label=label, class_id=class_id, score=round(track.score, 4),
+                                           box=clip(box, result.width, result.height), tracked=True,
+                                           track_id=track.track_id))
+        return items
 
     def has_tracks(self, camera_id: str, ts: float) -> bool:
         return any(tracker.active(ts) for tracker in self._trackers.get(camera_id, {}).values())
