@@ -163,7 +163,7 @@ def bench_sustained(redis: LocalRedis, camera_counts: list[int], seconds: float)
             demo = yaml.safe_load((REPO / "config" / "site.demo.yaml").read_text())
             demo["defaults"].update({"width": 1920, "height": 1080, "fps": 15})
             demo["cameras"] = demo["cameras"][:count]
-            site.write_text(yaml.safe_dump(demo))
+            site.write_text(yaml.safe_dump(edge_throughput.unique_camera_ids(demo)))
             env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis.url, "HYBRIDCAM_SITE_FILE": str(site), "HYBRIDCAM_LOG_LEVEL": "WARNING",
                    "HYBRIDCAM_EDGE_SCHEDULE": "every-camera"}
             procs = [

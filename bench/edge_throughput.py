@@ -205,12 +205,24 @@ def last_id(bus: StreamBus) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+RUN_TAG = f"b{os.getpid() % 100000}"
+
+
+def unique_camera_ids(site: dict) -> dict:
+    """Shared-memory ring names come from camera ids and are machine-wide: tag them with this run."""
+    for camera in site["cameras"]:
+        camera["id"] = f"{camera['id']}-{RUN_TAG}"
+        if camera.get("covers"):
+            camera["covers"]["master"] = f"{camera['covers']['master']}-{RUN_TAG}"
+    return site
+
+
 def synthetic_site(path: Path, cameras: int, fps: float, scenario: str) -> None:
     demo = yaml.safe_load((REPO / "config" / "site.demo.yaml").read_text())
     demo["defaults"].update({"width": 1920, "height": 1080, "fps": fps})
     demo["synthetic_scene"].update({"scenario": scenario, "people": 3})
     demo["cameras"] = demo["cameras"][:cameras]
-    path.write_text(yaml.safe_dump(demo))
+    path.write_text(yaml.safe_dump(unique_camera_ids(demo)))
 
 
 def wait_for_log(services: Services, command: str, text: str, timeout_s: float) -> None:
@@ -286,14 +298,14 @@ def bench_motion_schedule(seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, LocalRedis(appendonly=False) as redis:
         work = Path(tmp)
         empty_room = still_clip(enters_clip, work / "empty-room.mp4")
-        cameras = [
+        cameras = [(f"{cid}-{RUN_TAG}", clip, shows) for cid, clip, shows in (
             ("moving-1", CLIPS / "one-by-one-cut.mp4", "motion"),
             ("moving-2", CLIPS / "store-aisle-cut.mp4", "motion"),
             ("still-1", empty_room, "still"),
             ("still-2", empty_room, "still"),
             ("still-3", empty_room, "still"),
             ("enters", enters_clip, "a person walks in"),
-        ]
+        )]
         site = work / "site-motion.yaml"
         site.write_text(yaml.safe_dump({
             "site": "motion-bench",
@@ -324,9 +336,10 @@ def bench_motion_schedule(seconds: float) -> dict[str, float]:
         table.add_row(cid, shows, str(analysed[cid]), f"{analysed[cid] / span:.2f}" if span else "-",
                       str(sum(s.tracked for s in mine)))
     console.print(table)
-    moving = statistics.mean(analysed[c] for c in ("moving-1", "moving-2"))
-    still = statistics.mean(analysed[c] for c in ("still-1", "still-2", "still-3"))
-    enters = sorted((s for s in sets if s.camera_id == "enters" and not s.tracked), key=lambda s: s.seq)
+    moving = statistics.mean(analysed[cid] for cid, _, shows in cameras if shows == "motion")
+    still = statistics.mean(analysed[cid] for cid, _, shows in cameras if shows == "still")
+    entering_id = cameras[-1][0]
+    enters = sorted((s for s in sets if s.camera_id == entering_id and not s.tracked), key=lambda s: s.seq)
     entered = [s for s in enters if s.seq >= entry_frame and s.count("person")]
     delay = float("nan")
     if entered and enters:
@@ -334,7 +347,7 @@ def bench_motion_schedule(seconds: float) -> dict[str, float]:
         entry_capture_ts = first.capture_ts - (first.seq - entry_frame) / 10.0
         delay = first.published_ts - entry_capture_ts
     console.print(f"moving cameras analysed {moving / still if still else float('inf'):.1f}x as often as still ones "
-                  f"({moving:.0f} vs {still:.0f} frames); person entering camera 'enters' (first seen by FP32 in clip "
+                  f"({moving:.0f} vs {still:.0f} frames); person entering camera '{entering_id}' (first seen by FP32 in clip "
                   f"frame {entry_frame}) detected {delay:.2f} s after the frame it appears in")
     return {"moving/still": moving / still if still else float("inf"), "entry delay s": delay}
 
