@@ -76,15 +76,21 @@ class InferenceLoop:
     def process(self, entries: list[StreamEntry]) -> None:
         selection = select_newest(entries)
         self._ack_skipped(selection.skipped)
-        borrowed = [frame for entry in selection.newest if (frame := self._borrow(entry)) is not None]
+        chosen = selection.newest
         if self.scheduler is not None:
-            plan = self._plan(borrowed)
+            observed = [frame for entry in chosen if (frame := self._borrow(entry)) is not None]
+            plan = self._plan(observed)
             for entry, frame in plan.defer:
                 self._carry_forward(entry, frame)
-            borrowed = plan.analyse
-        outcomes = self.pool.map(self._detect, borrowed)
-        for (entry, frame), outcome in zip(borrowed, outcomes):
-            self._finish(entry, frame, outcome)
+            chosen = [entry for entry, _ in plan.analyse]
+        # Frames are (re-)borrowed just before their turn, one request's worth at a time: a frame
+        # borrowed for a whole round would wait behind the others and be overwritten in its ring.
+        for start in range(0, len(chosen), self.pool.size):
+            batch = [frame for entry in chosen[start : start + self.pool.size]
+                     if (frame := self._borrow(entry)) is not None]
+            outcomes = self.pool.map(self._detect, batch)
+            for (entry, frame), outcome in zip(batch, outcomes):
+                self._finish(entry, frame, outcome)
 
     def _borrow(self, entry: StreamEntry) -> tuple[StreamEntry, BorrowedFrame] | None:
         """The frame's pixels, or None when it is stale or gone (then acknowledged and counted)."""
