@@ -134,3 +134,13 @@ def test_skipped_frames_are_acknowledged_with_tracked_boxes_and_counted(schedule
     assert counters["a"].analysed + counters["b"].analysed == 4
     for camera in ("a", "b"):
         assert loop.bus.redis.xpending(frames_stream(camera), "edge_infer")["pending"] == 0
+
+
+def test_the_floor_rate_holds_when_rounds_come_late() -> None:
+    scheduler = MotionScheduler(per_round=1, floor_fps=1.0)
+    analysed = 0
+    for tick in range(50):  # a round every 0.4 s for 20 s: never exactly on the second
+        now = tick * 0.4
+        scheduler.observe("still", BACKGROUND, now)
+        analysed += len(scheduler.plan([Candidate("still", "still")], now).analyse)
+    assert 19 <= analysed <= 21, analysed

@@ -28,6 +28,7 @@ Item = TypeVar("Item")
 class CameraMotion:
     change: SceneChangeDetector
     last_analysed: float = -math.inf
+    floor_due: float = -math.inf  # when the floor rate wants the next analysis
     last_turn: int = -1  # order of the last analysis among all cameras: round-robin without ties
     moving_until: float = -math.inf
     has_tracks: bool = False
@@ -98,7 +99,7 @@ class MotionScheduler:
             state = self.camera(candidate.camera_id)
             if state.active(now):
                 active.append(candidate)
-            elif now - state.last_analysed >= self.floor_interval_s:
+            elif now >= state.floor_due:
                 due_static.append(candidate)
             else:
                 plan.defer.append(candidate.item)
@@ -107,6 +108,9 @@ class MotionScheduler:
             if index < self.per_round:
                 state = self.cameras[candidate.camera_id]
                 state.last_analysed, state.last_turn = now, self._turns
+                # Keep the floor's average rate when rounds are late, without bunching analyses up.
+                state.floor_due = (now + self.floor_interval_s if math.isinf(state.floor_due) else
+                                   max(state.floor_due + self.floor_interval_s, now + self.floor_interval_s / 2))
                 self._turns += 1
                 plan.analyse.append(candidate.item)
             else:
