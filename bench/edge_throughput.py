@@ -165,7 +165,7 @@ def cells(result: Agreement) -> tuple[str, str, str]:
     return f"{result.recall:.3f}", f"{result.precision:.3f}", f"{result.count_difference_per_frame:+.2f}"
 
 
-# ---------------------------------------------------------------------------------- helpers for 5-7
+# ---------------------------------------------------------------------------- shared by tables 5-7
 class Services:
     def __init__(self, redis_url: str, site: Path, extra_env: dict[str, str], workdir: Path) -> None:
         self.env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site),
