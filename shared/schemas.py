@@ -77,15 +77,23 @@ class Detection(BaseModel):
     class_id: int = -1
     score: float = Field(ge=0.0, le=1.0)
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+    tracked: bool = Field(False, description="carried forward by the tracker onto a frame the detector skipped")
+    track_id: int | None = None
 
 
 DetectionSource = Literal["edge", "cloud"]
 
 
 class DetectionSet(Envelope):
-    """Everything one detector found in one frame."""
+    """Everything one detector found in one frame, or (tracked=True) the tracker's boxes on a frame
+    the detector skipped.
+
+    v2 added ``tracked`` here and ``tracked``/``track_id`` on each Detection, all with defaults,
+    so v1 messages still decode (as untracked).
+    """
 
     schema_name: ClassVar[str] = "detection_set"
+    schema_version: ClassVar[int] = 2
 
     camera_id: str
     seq: int = Field(ge=0)
@@ -100,6 +108,7 @@ class DetectionSet(Envelope):
     inference_ms: float = Field(0.0, ge=0.0)
     detections: list[Detection] = Field(default_factory=list)
     published_ts: float = Field(default_factory=time.time)
+    tracked: bool = Field(False, description="every box carried forward by the tracker: the detector did not run")
 
     def count(self, label: str) -> int:
         return sum(1 for d in self.detections if d.label == label)
@@ -250,6 +259,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
 
 for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
     register(_model)
+_REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
 
 
 def decode(raw: bytes) -> Envelope:

@@ -14,8 +14,8 @@ from bisect import insort
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.compositor.tracker import Box, IouTracker, Track, iou
 from shared.schemas import Detection, DetectionSet
+from shared.tracker import Box, IouTracker, Track, iou
 
 
 @dataclass

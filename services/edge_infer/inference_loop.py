@@ -9,8 +9,11 @@ from collections import defaultdict
 
 from prometheus_client import CollectorRegistry
 
+from services.edge_infer.detector_pool import DetectorPool
+from services.edge_infer.motion_schedule import Candidate, MotionScheduler, Plan
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
-from shared.frame_ring import FrameFetcher, FrameGone
+from services.edge_infer.track_carrier import TrackCarrier
+from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms
 from shared.schemas import Detection, DetectionSet, FrameRef, Health, HealthState
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
@@ -25,16 +28,20 @@ class InferenceLoop:
     def __init__(
         self,
         bus: StreamBus,
-        detector: Detector,
+        detector: Detector | DetectorPool,
         streams: list[str],
         group: str,
         consumer: str,
         max_frame_age_ms: float = 1000.0,
         claim_idle_ms: int = 5000,
         metrics: CollectorRegistry | None = None,
+        scheduler: MotionScheduler | None = None,
     ) -> None:
         self.bus = bus
-        self.detector = detector
+        self.pool = detector if isinstance(detector, DetectorPool) else DetectorPool([detector])
+        self.detector = self.pool.first
+        self.scheduler = scheduler
+        self.carrier = TrackCarrier()
         self.streams = streams
         self.group = group
         self.consumer = consumer
@@ -42,7 +49,7 @@ class InferenceLoop:
         self.claim_idle_ms = claim_idle_ms
         self.fetcher = FrameFetcher()
         self.counters: dict[str, CameraCounters] = defaultdict(CameraCounters)
-        self.provider = detector.providers[0] if detector.providers else "unknown"
+        self.provider = self.detector.providers[0] if self.detector.providers else "unknown"
         self.state: HealthState = "starting"
         self.latency = LatencyHistograms(metrics)
 
@@ -69,33 +76,84 @@ class InferenceLoop:
     def process(self, entries: list[StreamEntry]) -> None:
         selection = select_newest(entries)
         self._ack_skipped(selection.skipped)
-        for entry in selection.newest:
-            self._analyse(entry)
+        chosen = selection.newest
+        if self.scheduler is not None:
+            observed = [borrowed for entry in chosen if (borrowed := self._borrow(entry)) is not None]
+            plan = self._plan(observed)
+            for entry, frame in plan.defer:
+                self._carry_forward(entry, frame)
+            chosen = [entry for entry, _ in plan.analyse]
+        # Frames are (re-)borrowed just before their turn, one request's worth at a time: a frame
+        # borrowed for a whole round would wait behind the others and be overwritten in its ring.
+        for start in range(0, len(chosen), self.pool.size):
+            batch = [borrowed for entry in chosen[start : start + self.pool.size]
+                     if (borrowed := self._borrow(entry)) is not None]
+            outcomes = self.pool.map(self._detect, batch)
+            for (entry, frame), outcome in zip(batch, outcomes):
+                self._finish(entry, frame, outcome)
 
-    def _analyse(self, entry: StreamEntry) -> None:
+    def _borrow(self, entry: StreamEntry) -> tuple[StreamEntry, BorrowedFrame] | None:
+        """The frame's pixels, or None when it is stale or gone (then acknowledged and counted)."""
         ref = entry.message
         if not isinstance(ref, FrameRef):  # select_newest passes frame references only
-            return
+            return None
         counters = self.counters[ref.camera_id]
         if is_stale(ref, self.max_frame_age_ms):
             counters.skipped_stale += 1
             self.bus.ack(entry.stream, self.group, [entry.entry_id])
-            return
+            return None
         try:
-            frame = self.fetcher.borrow(ref)
-            detections = self.detector.detect(frame.pixels)
-            if not frame.still_valid():
-                raise FrameGone(f"frame {ref.seq} was overwritten while it was analysed")
-        except (FrameGone, InvalidFrameError, ValueError, FileNotFoundError) as error:
-            reason = type(error).__name__
-            counters.dropped[reason] += 1
-            log.warning("camera %s frame %d dropped: %s", ref.camera_id, ref.seq, error)
-            self.bus.ack(entry.stream, self.group, [entry.entry_id])
+            return entry, self.fetcher.borrow(ref)
+        except (FrameGone, ValueError, FileNotFoundError) as error:
+            self._drop(entry, error)
+            return None
+
+    def _plan(self, borrowed: list[tuple[StreamEntry, BorrowedFrame]]) -> Plan[tuple[StreamEntry, BorrowedFrame]]:
+        assert self.scheduler is not None
+        now = time.monotonic()
+        candidates = []
+        for entry, frame in borrowed:
+            camera_id = entry.message.camera_id  # type: ignore[attr-defined]
+            self.scheduler.observe(camera_id, frame.pixels, now)
+            self.scheduler.set_tracks(camera_id, self.carrier.has_tracks(camera_id, entry.message.capture_ts))  # type: ignore[attr-defined]
+            candidates.append(Candidate(camera_id, (entry, frame)))
+        return self.scheduler.plan(candidates, now)
+
+    @staticmethod
+    def _detect(detector: Detector, item: tuple[StreamEntry, BorrowedFrame]) -> Detections | Exception:
+        try:
+            return detector.detect(item[1].pixels)
+        except (InvalidFrameError, ValueError) as error:
+            return error
+
+    def _finish(self, entry: StreamEntry, frame: BorrowedFrame, outcome: Detections | Exception) -> None:
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        if not isinstance(outcome, Exception) and not frame.still_valid():
+            outcome = FrameGone(f"frame {ref.seq} was overwritten while it was analysed")
+        if isinstance(outcome, Exception):
+            self._drop(entry, outcome)
             return
-        result = self._detection_set(ref, detections)
+        result = self._detection_set(ref, outcome)
+        self.carrier.observe(result)
+        if coasting := self.carrier.coasting(result):
+            result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
-        counters.record(result.latency_ms, result.inference_ms, result.count(PERSON))
+        self.counters[ref.camera_id].record(result.latency_ms, result.inference_ms, result.count(PERSON))
         self.latency.observe(result)
+
+    def _carry_forward(self, entry: StreamEntry, frame: BorrowedFrame) -> None:
+        """A frame the schedule skipped: acknowledged with the tracker's boxes, in one transaction."""
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        self.counters[ref.camera_id].skipped_schedule += 1
+        result = self.carrier.carried_set(ref, self.detector.name, self.provider)
+        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+
+    def _drop(self, entry: StreamEntry, error: Exception) -> None:
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        reason = type(error).__name__
+        self.counters[ref.camera_id].dropped[reason] += 1
+        log.warning("camera %s frame %d dropped: %s", ref.camera_id, ref.seq, error)
+        self.bus.ack(entry.stream, self.group, [entry.entry_id])
 
     def _detection_set(self, ref: FrameRef, detections: Detections) -> DetectionSet:
         labels = detections.labels(self.detector.labels)
@@ -149,4 +207,5 @@ class InferenceLoop:
         self.bus.publish(HEALTH_STREAM, self.health(), maxlen=1000)
 
     def close(self) -> None:
+        self.pool.close()
         self.fetcher.close()
