@@ -60,8 +60,12 @@ class Track:
 
 
 class IouTracker:
-    def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15) -> None:
+    def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15,
+                 match_predicted: bool = True) -> None:
+        """``match_predicted``: match new boxes against where each track should be now (constant velocity),
+        which carries fast movers across skipped frames; False matches against the last box seen."""
         self.max_age_s = max_age_s
+        self.match_predicted = match_predicted
         self.min_iou = min_iou
         self.max_centre_jump = max_centre_jump
         self.tracks: list[Track] = []
@@ -85,7 +89,8 @@ class IouTracker:
     def _step(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> None:
         self.last_ts = ts
         self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.max_age_s]
-        for index, (track, box) in enumerate(self._match(boxes, lambda t: t.predicted_box(ts))):
+        expected = (lambda t: t.predicted_box(ts)) if self.match_predicted else (lambda t: t.box)
+        for index, (track, box) in enumerate(self._match(boxes, expected)):
             score = scores[index] if scores else 0.0
             if track is None:
                 self._start(box, ts).score = score
