@@ -20,6 +20,7 @@ from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
 from services.capture.sources import open_source
 from shared.errors import ConfigError
+from shared.frame_ring import FrameMemoryFull, shared_memory_free_bytes
 from shared.health import HealthServer
 from shared.logs import configure_logging
 from shared.metrics import service_registry
@@ -58,10 +59,16 @@ def run(args: argparse.Namespace) -> int:
     bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
     stop = threading.Event()
     quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
-    workers = [
-        CameraWorker(camera, sources[camera.id], bus, stop, settings.capture_ring_slots, quality, settings.capture_reconnect_max_s)
-        for camera in cameras
-    ]
+    try:
+        workers = [
+            CameraWorker(camera, sources[camera.id], bus, stop, settings.capture_ring_slots, quality, settings.capture_reconnect_max_s)
+            for camera in cameras
+        ]
+    except FrameMemoryFull as error:
+        raise ConfigError(str(error)) from None
+    reused = [w.camera.id for w in workers if w.ring.reused]
+    if reused:
+        log.info("took over the frame rings a previous capture left for %s (readers re-attach)", ", ".join(reused))
     log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), settings.redis_url)
     for camera, worker in zip(cameras, workers):
         log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps, sources[camera.id].description)
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     def snapshot() -> dict:
         states = [w.stats.state for w in workers]
         state = "ok" if all(s == "ok" for s in states) else ("degraded" if any(s == "ok" for s in states) else "starting")
-        return {"service": "capture", "state": state, "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
+        return {"service": "capture", "state": state, "shared_memory_free_bytes": shared_memory_free_bytes(),
+                "cameras": {w.camera.id: w.health().model_dump() for w in workers}}
 
     metrics = service_registry(lambda: [w.health() for w in workers])
     health_server = HealthServer(settings.health_port, snapshot, metrics=metrics).start() if settings.health_port else None
