@@ -289,14 +289,16 @@ for camera in cameras:
     added[camera] = int(client.xinfo_stream(stream).get("entries-added", 0)) if client.exists(stream) else 0
     for group in client.xinfo_groups(stream) if client.exists(stream) else []:
         name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
-        pending[name] = pending.get(name, 0) + int(group["pending"])
+        # stranded: delivered, unacknowledged for 15 s (in-flight entries are younger)
+        stranded = client.xpending_range(stream, name, min="-", max="+", count=1000, idle=15000)
+        pending[name] = pending.get(name, 0) + len(stranded)
 for entry_id, fields in client.xrange("detections"):
     try:
         m = decode(fields[PAYLOAD_FIELD])
     except Exception:
         continue
     if type(m).__name__ == "DetectionSet":
-        rows.append([entry_id.decode(), m.camera_id, m.seq, m.source, m.capture_ts, len(m.detections)])
+        rows.append([entry_id.decode(), m.camera_id, m.frame_id, m.source, m.capture_ts, len(m.detections)])
 print(json.dumps({"added": added, "pending": pending, "rows": rows}))
 """
 
@@ -304,8 +306,8 @@ print(json.dumps({"added": added, "pending": pending, "rows": rows}))
 @dataclass
 class Probe:
     added: dict[str, int]  # entries ever added to each camera's frame stream (trimming does not lower it)
-    pending: dict[str, int]  # delivered, unacknowledged frame entries per consumer group
-    rows: list[list]  # detection sets: [entry id, camera, seq, source, capture_ts, boxes]
+    pending: dict[str, int]  # frame entries delivered and left unacknowledged for 15 s, per consumer group
+    rows: list[list]  # detection sets: [entry id, camera, frame id, source, capture_ts, boxes]
 
 
 def probe(stack: Stack, cameras: list[str]) -> Probe:
@@ -426,9 +428,9 @@ def fault_kill_capture(stack: Stack, cameras: list[str]) -> str:
     added = frames_added(stack, cameras)
     kill_process(stack, capture)
     killed_at = time.monotonic()
-    flowing = wait_for(lambda: all(n > added[c] + 4 for c, n in frames_added(stack, cameras).items())
-                       and health_of(stack.containers().get("capture", {})) == "healthy", 180)
-    if flowing is None:
+    flowing = wait_for(lambda: all(n > added[c] + 4 for c, n in frames_added(stack, cameras).items()), 180)
+    healthy = wait_for(lambda: health_of(stack.containers().get("capture", {})) == "healthy", 180)
+    if flowing is None or healthy is None:
         raise CheckFailed(f"capture did not come back healthy with frames within 180 s of kill -9\n{stack.logs('capture')}")
     time.sleep(max(0.0, 30 - (time.monotonic() - killed_at)))  # watch for a restart loop
     after = restarts(stack)
@@ -441,44 +443,51 @@ def fault_kill_capture(stack: Stack, cameras: list[str]) -> str:
     if any(stale.values()):
         raise CheckFailed(f"deleted frame rings still mapped 30 s after the restart: {stale}")
     others = {s: after.get(s, 0) - before.get(s, 0) for s in after if s != "capture" and after.get(s, 0) != before.get(s, 0)}
-    return (f"kill -9 capture: healthy with frames again in {flowing:.1f} s, {capture_restarts} restart in 30 s "
+    return (f"kill -9 capture: frames flowing again {flowing:.1f} s after the kill, healthy after {flowing + healthy:.1f} s, "
+            f"{capture_restarts} restart in 30 s "
             f"(no loop), 0 deleted rings mapped by compositor/dashboard/edge_infer, other services restarted: {others or 'none'}")
 
 
 def fault_redis_outage(stack: Stack, cameras: list[str], services: list[str]) -> str:
     before = restarts(stack)
+    last_id = max((r[0] for r in probe(stack, cameras).rows), default="0-0", key=_entry_key)
     stack.compose("stop", "redis", quiet=True, timeout_s=120)
     time.sleep(5)
     stack.compose("start", "redis", quiet=True, timeout_s=120)
     started = time.monotonic()
-    added = {c: 0 for c in cameras}
+    baseline: dict[str, int] = {}
 
     def frames_move() -> bool:
-        nonlocal added
-        try:
-            now = frames_added(stack, cameras)
-        except CheckFailed:
+        now = frames_added(stack, cameras)
+        if not baseline:
+            baseline.update(now)
             return False
-        moving = all(now[c] > added[c] for c in cameras) and all(added.values())
-        added = now
-        return moving
+        return all(now[c] > baseline[c] for c in cameras)
 
+    flowing = wait_for(frames_move, 180, interval_s=2)
+    detecting = wait_for(lambda: {r[1] for r in probe(stack, cameras).rows
+                                  if _entry_key(r[0]) > _entry_key(last_id) and r[3] == "edge"} >= set(cameras), 180, interval_s=2)
+    if flowing is None or detecting is None:
+        raise CheckFailed("frames or detections did not flow again after Redis came back\n" + stack.logs("capture") + stack.logs("edge_infer"))
     healthy = wait_healthy(stack, services, started, 180)
-    flowing = wait_for(frames_move, 120, interval_s=2)
-    if flowing is None:
-        raise CheckFailed("frames did not flow again after Redis came back")
     after = restarts(stack)
     restarted = {s: after[s] - before.get(s, 0) for s in after if after[s] != before.get(s, 0)}
     slowest = max(healthy, key=healthy.get)  # type: ignore[arg-type]
-    return (f"redis stopped 5 s and started: every service healthy {healthy[slowest]:.1f} s after (slowest {slowest}), "
-            f"frames flowing after {time.monotonic() - started:.1f} s; container restarts: {restarted or 'none'}")
+    return (f"redis stopped for 5 s: frames flowing again {flowing:.1f} s after it started, edge detections on every "
+            f"camera by {flowing + detecting:.1f} s, every service healthy by {healthy[slowest]:.1f} s ({slowest} last); "
+            f"container restarts: {restarted or 'none'}")
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def fault_restart_edge_infer(stack: Stack, cameras: list[str]) -> str:
     before = detections(stack, cameras)
     edge_before = {(r[1], r[2]) for r in before["rows"] if r[3] == "edge"}
     ids_before = {r[0] for r in before["rows"]}
-    last_id = before["rows"][-1][0] if before["rows"] else "-"
+    last_id = max((r[0] for r in before["rows"]), default="0-0", key=_entry_key)
     started = time.monotonic()
     stack.compose("restart", "edge_infer", quiet=True, timeout_s=180)
     new_rows: list = []
@@ -486,25 +495,25 @@ def fault_restart_edge_infer(stack: Stack, cameras: list[str]) -> str:
     def resumed() -> bool:
         nonlocal new_rows
         rows = detections(stack, cameras)["rows"]
-        new_rows = [r for r in rows if r[0] > last_id and r[3] == "edge" and r[0] not in ids_before]
+        new_rows = [r for r in rows if _entry_key(r[0]) > _entry_key(last_id) and r[3] == "edge"]
         return {r[1] for r in new_rows} >= set(cameras)
 
     recovered = wait_for(resumed, 180, interval_s=2)
     if recovered is None:
         raise CheckFailed(f"edge detections did not resume for every camera after the restart\n{stack.logs('edge_infer')}")
-    recovered += 0.0
     recovery_s = time.monotonic() - started
     after = detections(stack, cameras)
     ids_after = {r[0] for r in after["rows"]}
     lost = len(ids_before - ids_after)
     edge_keys = [(r[1], r[2]) for r in after["rows"] if r[3] == "edge"]
     duplicated = len(edge_keys) - len(set(edge_keys))
-    pending = wait_for(lambda: detections(stack, cameras)["pending"].get("edge_infer", 0) == 0, 60, interval_s=2)
+    pending = wait_for(lambda: detections(stack, cameras)["pending"].get("edge_infer", 0) == 0, 90, interval_s=3)
     if lost or duplicated or pending is None:
         raise CheckFailed(f"edge_infer restart: {lost} detection sets lost, {duplicated} duplicated, "
                           f"pending {detections(stack, cameras)['pending']}")
     return (f"restart edge_infer: detections on every camera again {recovery_s:.1f} s after the restart; "
-            f"{len(edge_before)} acknowledged detection sets before it, 0 lost, 0 duplicated, edge_infer pending list empty")
+            f"{len(edge_before)} acknowledged detection sets before it, 0 lost, 0 duplicated frame ids, "
+            f"no frame left pending in edge_infer's group")
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -524,7 +533,6 @@ def hold_lock() -> object:
 
 def run(args: argparse.Namespace) -> int:
     total_started = time.monotonic()
-    lock = hold_lock()  # noqa: F841 (held until the process exits)
     engine, why_not = find_engine()
     if engine is None:
         if os.environ.get("HYBRIDCAM_COMPOSE_TEST") == "require":
@@ -532,6 +540,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"compose test skipped: {why_not}")
         return 0
+    lock = hold_lock()  # noqa: F841 (held until the process exits)
     say(f"engine: {'podman' if engine.podman else 'Docker'} at {engine.env['DOCKER_HOST']}, compose: {' '.join(engine.compose)}")
     saved = WORK / "stack.json"
     if args.running:
