@@ -292,7 +292,7 @@ for camera in cameras:
         # stranded: delivered, unacknowledged for 15 s (in-flight entries are younger)
         stranded = client.xpending_range(stream, name, min="-", max="+", count=1000, idle=15000)
         pending[name] = pending.get(name, 0) + len(stranded)
-for entry_id, fields in client.xrange("detections"):
+for entry_id, fields in client.xrange("detections", min=os.environ.get("SINCE", "-")):
     try:
         m = decode(fields[PAYLOAD_FIELD])
     except Exception:
@@ -310,9 +310,11 @@ class Probe:
     rows: list[list]  # detection sets: [entry id, camera, frame id, source, capture_ts, boxes]
 
 
-def probe(stack: Stack, cameras: list[str]) -> Probe:
-    """What Redis holds, read by the project's own code inside the frames container (it never restarts)."""
-    out = stack.exec("frames", "env", f"CAMERAS={json.dumps(cameras)}", "python", "-c", PROBE_SCRIPT, timeout_s=90)
+def probe(stack: Stack, cameras: list[str], since: str = "-") -> Probe:
+    """What Redis holds (detection sets from entry id ``since`` on), read by the project's own code
+    inside the frames container (it never restarts)."""
+    out = stack.exec("frames", "env", f"CAMERAS={json.dumps(cameras)}", f"SINCE={since}", "python", "-c", PROBE_SCRIPT,
+                     timeout_s=90)
     return Probe(**json.loads(out))
 
 
@@ -320,8 +322,8 @@ def frames_added(stack: Stack, cameras: list[str]) -> dict[str, int]:
     return probe(stack, cameras).added
 
 
-def detections(stack: Stack, cameras: list[str]) -> dict:
-    found = probe(stack, cameras)
+def detections(stack: Stack, cameras: list[str], since: str = "-") -> dict:
+    found = probe(stack, cameras, since)
     return {"rows": found.rows, "pending": found.pending}
 
 
@@ -450,7 +452,7 @@ def fault_kill_capture(stack: Stack, cameras: list[str]) -> str:
 
 def fault_redis_outage(stack: Stack, cameras: list[str], services: list[str]) -> str:
     before = restarts(stack)
-    last_id = max((r[0] for r in probe(stack, cameras).rows), default="0-0", key=_entry_key)
+    since = f"{int(time.time() * 1000)}-0"
     stack.compose("stop", "redis", quiet=True, timeout_s=120)
     time.sleep(5)
     stack.compose("start", "redis", quiet=True, timeout_s=120)
@@ -465,8 +467,8 @@ def fault_redis_outage(stack: Stack, cameras: list[str], services: list[str]) ->
         return all(now[c] > baseline[c] for c in cameras)
 
     flowing = wait_for(frames_move, 180, interval_s=2)
-    detecting = wait_for(lambda: {r[1] for r in probe(stack, cameras).rows
-                                  if _entry_key(r[0]) > _entry_key(last_id) and r[3] == "edge"} >= set(cameras), 180, interval_s=2)
+    detecting = wait_for(lambda: {r[1] for r in probe(stack, cameras, since).rows if r[3] == "edge"} >= set(cameras),
+                         180, interval_s=2)
     if flowing is None or detecting is None:
         raise CheckFailed("frames or detections did not flow again after Redis came back\n" + stack.logs("capture") + stack.logs("edge_infer"))
     healthy = wait_healthy(stack, services, started, 180)
@@ -484,7 +486,8 @@ def _entry_key(entry_id: str) -> tuple[int, int]:
 
 
 def fault_restart_edge_infer(stack: Stack, cameras: list[str]) -> str:
-    before = detections(stack, cameras)
+    window = f"{int(time.time() * 1000) - 60_000}-0"  # the last minute's detection sets must all survive
+    before = detections(stack, cameras, window)
     edge_before = {(r[1], r[2]) for r in before["rows"] if r[3] == "edge"}
     ids_before = {r[0] for r in before["rows"]}
     last_id = max((r[0] for r in before["rows"]), default="0-0", key=_entry_key)
@@ -494,23 +497,23 @@ def fault_restart_edge_infer(stack: Stack, cameras: list[str]) -> str:
 
     def resumed() -> bool:
         nonlocal new_rows
-        rows = detections(stack, cameras)["rows"]
-        new_rows = [r for r in rows if _entry_key(r[0]) > _entry_key(last_id) and r[3] == "edge"]
+        rows = detections(stack, cameras, f"({last_id}")["rows"]
+        new_rows = [r for r in rows if r[3] == "edge"]
         return {r[1] for r in new_rows} >= set(cameras)
 
     recovered = wait_for(resumed, 180, interval_s=2)
     if recovered is None:
         raise CheckFailed(f"edge detections did not resume for every camera after the restart\n{stack.logs('edge_infer')}")
     recovery_s = time.monotonic() - started
-    after = detections(stack, cameras)
+    after = detections(stack, cameras, window)
     ids_after = {r[0] for r in after["rows"]}
     lost = len(ids_before - ids_after)
     edge_keys = [(r[1], r[2]) for r in after["rows"] if r[3] == "edge"]
     duplicated = len(edge_keys) - len(set(edge_keys))
-    pending = wait_for(lambda: detections(stack, cameras)["pending"].get("edge_infer", 0) == 0, 90, interval_s=3)
+    pending = wait_for(lambda: detections(stack, cameras, "+")["pending"].get("edge_infer", 0) == 0, 90, interval_s=3)
     if lost or duplicated or pending is None:
         raise CheckFailed(f"edge_infer restart: {lost} detection sets lost, {duplicated} duplicated, "
-                          f"pending {detections(stack, cameras)['pending']}")
+                          f"pending {detections(stack, cameras, '+')['pending']}")
     return (f"restart edge_infer: detections on every camera again {recovery_s:.1f} s after the restart; "
             f"{len(edge_before)} acknowledged detection sets before it, 0 lost, 0 duplicated frame ids, "
             f"no frame left pending in edge_infer's group")
@@ -592,17 +595,18 @@ def run(args: argparse.Namespace) -> int:
         if stalled:
             raise CheckFailed(f"frames do not flow on {', '.join(stalled)}")
         figures.append(say_figure("frames in 30 s: " + ", ".join(f"{c} {now[c] - added[c]}" for c in cameras)))
-        found = detections(stack, cameras)
-        per_camera = {c: sum(1 for r in found["rows"] if r[1] == c and r[3] == "edge" and r[4] >= first_frame - 1) for c in cameras}
+        window_id = f"{int(first_frame * 1000)}-0"
+        found = detections(stack, cameras, window_id)
+        per_camera = {c: sum(1 for r in found["rows"] if r[1] == c and r[3] == "edge" and first_frame <= r[4] < first_frame + 30) for c in cameras}
         missing = [c for c, n in per_camera.items() if n == 0]
         if missing:
             raise CheckFailed(f"no edge detections for {', '.join(missing)} in the first 30 s\n{stack.logs('edge_infer')}")
         figures.append(say_figure("edge detections in the first 30 s: " + ", ".join(f"{c} {n}" for c, n in per_camera.items())))
-        cloud_at = wait_for(lambda: any(r[3] == "cloud" for r in detections(stack, cameras)["rows"]), 180, interval_s=3)
+        cloud_at = wait_for(lambda: any(r[3] == "cloud" for r in detections(stack, cameras, window_id)["rows"]), 180, interval_s=3)
         if cloud_at is None:
             raise CheckFailed("no cloud result reached the edge's detections stream within 180 s\n"
                               + stack.logs("sampler") + stack.logs("cloud_poller") + stack.logs("results_bridge"))
-        cloud_rows = [r for r in detections(stack, cameras)["rows"] if r[3] == "cloud"]
+        cloud_rows = [r for r in detections(stack, cameras, window_id)["rows"] if r[3] == "cloud"]
         figures.append(say_figure(f"local cloud: sampler and results_bridge healthy, {len(cloud_rows)} cloud detection sets "
                                   f"on the edge ({cloud_at + 30:.0f} s after all-healthy)"))
         figures.append(say_figure(fault_kill_capture(stack, cameras)))

@@ -33,7 +33,7 @@ LIFETIME_S=${PODMAN_SERVICE_S:-3600}
 LOG_DIR=${PODMAN_LOG_DIR:-/var/log/hybridcam-podman}
 # Docker's short names, spelled out as podman stores images pulled from Docker Hub.
 full_name() { case "$1" in */*/*|*.*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
-PY_IMAGE=$(full_name "${1:-$(sed -n 's/^FROM \([^ ]*\) AS edge.*/\1/p' docker/Dockerfile | head -1)}")
+PY_IMAGE=$(full_name "${1:-$(awk '/^FROM /{print $2; exit}' docker/Dockerfile)}")
 REDIS_IMAGE=$(full_name "${2:-$(sed -n 's/^ *image: \(redis:[^ ]*\)$/\1/p' docker-compose.yml | head -1)}")
 MARK="# written by hybridcam scripts/container-host-setup.sh"
 say() { echo "container host: $*"; }
