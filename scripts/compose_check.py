@@ -617,7 +617,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         if not args.keep and not args.running:
-            stack.compose("down", "-v", "--remove-orphans", check=False, quiet=True, timeout_s=300)
+            # podman may refuse to remove frames (the IPC owner) while its joiners are still being
+            # removed in parallel: a second pass removes it, its network and the volumes.
+            for _ in range(2):
+                stack.compose("down", "-v", "--remove-orphans", check=False, quiet=True, timeout_s=300)
+                if not stack.containers():
+                    break
     say(f"passed in {time.monotonic() - total_started:.0f} s")
     return 0
 
