@@ -50,7 +50,8 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
         elif name == "mjpeg":
             from services.compositor.outputs.mjpeg_http import MjpegHttpPreview
 
-            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps))
+            hls_folder = folder / "hls" if "hls" in settings.output_names else None
+            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps, hls_folder=hls_folder))
         elif name == "h264":
             from services.compositor.outputs.h264_http import H264HttpStream
 
