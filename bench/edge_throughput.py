@@ -37,7 +37,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hybridcam.local_stack import LocalRedis  # noqa: E402
+from devstack.servers import LocalRedis  # noqa: E402
 from services.capture.scene_builder import build_scene  # noqa: E402
 from services.capture.synthetic_scene import SyntheticScene  # noqa: E402
 from services.edge_infer.backend_choice import BackendChoice, choose_backend  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hybridcam.local_stack import free_port
+from devstack.servers import free_port
 from shared.frame_ring import ring_bytes
 from shared.stream_bus import StreamBus, frames_stream
 from tests.faults.report import FaultResult, record_fault
