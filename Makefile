@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -m "not faults_slow"
 FAULTS_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo lint test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo lint test compose-test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -33,25 +33,37 @@ lint: install  ## ruff, mypy and the layer contracts (import-linter); `make test
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-test: install lint system-packages  ## lint, then run the test suite with the fast fault scenarios (fails if no test ran)
+test: install lint system-packages  ## lint, then the test suite with the fast fault scenarios (fails if no test ran), then the container test
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi
+	@$(MAKE) --no-print-directory compose-test
+
+compose-test:  ## build the images and run the stack in containers, faults included (skipped with a reason where no engine can run)
+	@$(PYTHON) scripts/compose_check.py $(COMPOSE_TEST_ARGS)
 
 faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak; HOURS=N soak)
 	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(if $(HOURS),HYBRIDCAM_FAULTS_SOAK_HOURS=$(HOURS)) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
 		--timeout $(if $(or $(FULL),$(HOURS)),$(shell echo $$(( ($(or $(HOURS),1) + 1) * 3600 ))),900) $(FAULTS_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
-bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler)
+bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler, live view)
 	$(PY) bench/edge.py
 	@if [ -f bench/cloud.py ]; then $(PY) bench/cloud.py; fi
 	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
 	@if [ -f bench/sampler.py ]; then $(PY) bench/sampler.py; fi
+	@if [ -f bench/live_view.py ]; then $(PY) bench/live_view.py; fi
 
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 	$(PY) -m hybridcam cost $(COST_ARGS)
 
-COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gpu.yml) $(if $(LOCAL_CLOUD),--profile local-cloud)
+# `docker compose` (v2) where installed, else docker-compose (Debian's 1.29; on a podman host export the
+# DOCKER_HOST that scripts/container-host-setup.sh prints). CLOUD=1 adds sampler and results_bridge
+# (AWS stack outputs in .env); LOCAL_CLOUD=1 runs them against moto and the local model server.
+COMPOSE_CMD := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE := $(COMPOSE_CMD) -f docker-compose.yml $(if $(GPU),-f docker-compose.gpu.yml) \
+	$(if $(LOCAL_CLOUD),-f docker-compose.local-cloud.yml) \
+	$(if $(or $(CLOUD),$(LOCAL_CLOUD)),--profile cloud) $(if $(LOCAL_CLOUD),--profile local-cloud)
 
 .env:  ## a first .env from config/example.env, with a random dashboard token and Redis password
 	cp config/example.env .env
@@ -63,8 +75,9 @@ COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f docker-compose.gp
 images: .env  ## build the edge images (GPU=1: TensorRT edge_infer; LOCAL_CLOUD=1: local cloud too)
 	$(COMPOSE) build
 
-up: .env  ## start the edge stack and wait until every service is healthy
-	$(COMPOSE) up -d --wait
+up: .env  ## start the edge stack and wait until every service is healthy (CLOUD=1, LOCAL_CLOUD=1, GPU=1)
+	@if [ "$(COMPOSE_CMD)" = "docker compose" ]; then $(COMPOSE) up -d --wait; else \
+		$(COMPOSE) up -d && $(PYTHON) scripts/compose_check.py --wait-healthy "$(COMPOSE)"; fi
 
 down:  ## stop the edge stack (volumes kept)
 	$(COMPOSE) down

@@ -6,9 +6,11 @@ Prints three tables:
    through a real redis-server: from the frame being in the producer's hands (committed to its ring
    slot, or about to be JPEG-encoded) to the consumer holding the pixels;
 3. sustained analysed frames/s with 1, 3 and 6 synthetic 1080p cameras at 15 fps (capture and
-   edge_infer run as separate processes, as deployed).
+   edge_infer run as separate processes, as deployed);
+4.-7. back-ends against FP32, end to end against FP32 forced, motion-aware scheduling and tracked
+   boxes (bench/edge_throughput.py; every ratio against a baseline measured in the same run).
 
-Usage: python bench/edge.py [--seconds 20] [--cameras 1,3,6]
+Usage: python bench/edge.py [--seconds 20] [--cameras 1,3,6] [--sections 1,2,3,4,5,6,7]
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ from shared.schemas import DetectionSet, FrameRef, Health  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noqa: E402
 from vision.detectors.registry import load_detector  # noqa: E402
 
-console = Console()
+sys.path.insert(0, str(REPO / "bench"))
+import edge_throughput  # noqa: E402
+
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -145,7 +150,8 @@ def captured_frames(bus: StreamBus) -> int:
 
 
 def bench_sustained(redis: LocalRedis, camera_counts: list[int], seconds: float) -> None:
-    table = Table(title=f"3. sustained analysis, synthetic 1080p cameras at 15 fps, {seconds:.0f} s each",
+    table = Table(title=f"3. sustained analysis, synthetic 1080p cameras at 15 fps, {seconds:.0f} s each "
+                        "(automatic back-end, every camera's newest frame)",
                   title_justify="left")
     for column in ("cameras", "offered fps", "captured fps", "analysed fps", "analysed / offered", "latency p50 ms", "latency p95 ms"):
         table.add_column(column, justify="right")
@@ -158,8 +164,9 @@ def bench_sustained(redis: LocalRedis, camera_counts: list[int], seconds: float)
             demo = yaml.safe_load((REPO / "config" / "site.demo.yaml").read_text())
             demo["defaults"].update({"width": 1920, "height": 1080, "fps": 15})
             demo["cameras"] = demo["cameras"][:count]
-            site.write_text(yaml.safe_dump(demo))
-            env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis.url, "HYBRIDCAM_SITE_FILE": str(site), "HYBRIDCAM_LOG_LEVEL": "WARNING"}
+            site.write_text(yaml.safe_dump(edge_throughput.unique_camera_ids(demo)))
+            env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis.url, "HYBRIDCAM_SITE_FILE": str(site), "HYBRIDCAM_LOG_LEVEL": "WARNING",
+                   "HYBRIDCAM_EDGE_SCHEDULE": "every-camera"}
             procs = [
                 subprocess.Popen([sys.executable, "-m", "hybridcam", cmd], env=env, cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -176,7 +183,7 @@ def bench_sustained(redis: LocalRedis, camera_counts: list[int], seconds: float)
                 proc.wait()
         from shared.schemas import decode
 
-        sets = [decode(fields[b"m"]) for _, fields in items]
+        sets = [m for _, fields in items if not (m := decode(fields[b"m"])).tracked]
         latencies = [s.latency_ms for s in sets if isinstance(s, DetectionSet)]
         analysed = len(sets) / seconds
         captured = (frames_after - frames_before) / seconds
@@ -192,12 +199,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per camera count")
     parser.add_argument("--cameras", default="1,3,6", help="camera counts to measure")
     parser.add_argument("--iterations", type=int, default=100, help="frames for the detector and hop measurements")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7", help="which tables to print")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model-call timing (table 4)")
     args = parser.parse_args()
-    console.print(f"[bold]hybridcam edge benchmark[/] on {os.cpu_count()} CPU cores")
-    bench_detector(args.iterations)
-    with LocalRedis(appendonly=False) as redis:
-        bench_hop(redis.url, args.iterations)
-        bench_sustained(redis, [int(c) for c in args.cameras.split(",")], args.seconds)
+    sections = {int(s) for s in args.sections.split(",")}
+    console.print(f"[bold]hybridcam edge benchmark[/] on {os.cpu_count()} CPU cores ({cpu_model()}), "
+                  f"load average {os.getloadavg()[0]:.1f} at start")
+    if 1 in sections:
+        bench_detector(args.iterations)
+    if sections & {2, 3}:
+        with LocalRedis(appendonly=False) as redis:
+            if 2 in sections:
+                bench_hop(redis.url, args.iterations)
+            if 3 in sections:
+                bench_sustained(redis, [int(c) for c in args.cameras.split(",")], args.seconds)
+    edge_throughput.run(sections, args.seconds, args.rounds, 2.0)
+    console.print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -143,6 +143,8 @@ def run_poller(args: argparse.Namespace, stack: str, region: str | None, default
         stream = stream or outputs["StreamName"]
         for variable, output in LAMBDA_ENV_FROM_OUTPUTS.items():
             os.environ.setdefault(variable, outputs[output])
+        if "FaceCollectionId" in outputs:  # the watch-list; searched only when FACE_SEARCH=enabled
+            os.environ.setdefault("FACE_COLLECTION", outputs["FaceCollectionId"])
     poller = EventSourcePoller(stream, load_handler(), args.batch_size, args.checkpoint or default_checkpoint,
                                args.max_retries)
     print(poller.describe())

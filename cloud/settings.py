@@ -3,7 +3,8 @@
 HYBRIDCAM_CLOUD_STACK_NAME (default hybridcam), HYBRIDCAM_CLOUD_REGION (default: the AWS SDK's),
 HYBRIDCAM_CLOUD_CODE_BUCKET (default <stack>-code-<account>-<region>), HYBRIDCAM_CLOUD_MODEL_HOST /
 HYBRIDCAM_CLOUD_MODEL_PORT (local model server, default 127.0.0.1:8070), HYBRIDCAM_CLOUD_POLL_CHECKPOINT
-(local poller checkpoint file, default .hybridcam/poller-checkpoints.json).
+(local poller checkpoint file, default .hybridcam/poller-checkpoints.json), HYBRIDCAM_CLOUD_FACE_COLLECTION
+(face watch-list collection for `hybridcam faces`, default: the stack's FaceCollectionId output).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class CloudSettings(BaseSettings):
     model_host: str = "127.0.0.1"
     model_port: int = 8070
     poll_checkpoint: str = ".hybridcam/poller-checkpoints.json"
+    face_collection: str | None = None
 
 
 def load_cloud_settings() -> CloudSettings:

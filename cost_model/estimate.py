@@ -170,6 +170,19 @@ def frame_path(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
         bill.charge("S3 storage", "s3.storage_gb_month", stored_gb * scenario.s3_retention_days / DAYS_PER_STORAGE_MONTH)
     write_units = math.ceil(RESULT_ITEM_BYTES / DYNAMODB_WRITE_UNIT_BYTES)
     bill.charge("DynamoDB writes", "dynamodb.write_request_unit", load.frames * write_units)
+    if scenario.face_search and scenario.detector == "rekognition":
+        face_watch_list(bill, scenario, load)
+
+
+def face_watch_list(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
+    """DetectFaces on each marked frame, SearchFacesByImage per searchable face, the collection's stored faces."""
+    marked = load.frames * scenario.face_frame_share
+    bill.charge("Rekognition DetectFaces", "rekognition.detect_faces", marked)
+    bill.charge("Rekognition SearchFacesByImage", "rekognition.search_faces_by_image", marked * scenario.faces_per_face_frame)
+    bill.charge("Rekognition face storage", "rekognition.face_storage_month", scenario.enrolled_faces)
+    bill.estimate.notes.append(
+        f"Face watch-list: {scenario.face_frame_share:.0%} of sampled frames searched, "
+        f"{scenario.faces_per_face_frame:g} face(s) each, {scenario.enrolled_faces} enrolled face(s); match items not counted.")
 
 
 def results_and_alerts(bill: _Bill, scenario: Scenario, alerts: float, result_writes: float = 0.0) -> None:

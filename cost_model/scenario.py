@@ -84,6 +84,11 @@ class Scenario(BaseModel):
     kinesis_large_records: bool = Field(
         False, description="the stream's maximum record size is raised to 10 MiB (default limit is 1 MiB)"
     )
+    face_search: bool = Field(False, description="search faces on the watch-list (Rekognition DetectFaces + SearchFacesByImage)")
+    face_frame_share: float = Field(
+        0.3, ge=0, le=1, description="share of sampled frames the edge marks for face search (a person tall enough for a face)")
+    faces_per_face_frame: float = Field(1.5, ge=0, description="searchable faces per marked frame (one SearchFacesByImage each)")
+    enrolled_faces: int = Field(100, ge=0, description="faces stored in the watch-list collection")
     lambda_memory_mb: int = Field(512, ge=128, le=10_240, description="memory of the Lambda handler in MB")
     lambda_ms_per_frame: float = Field(
         400.0, gt=0, description="Lambda run time per frame in ms (mostly waiting for the detector)"

@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labels the cloud raises alerts for, comma separated (default Person)")
     parser.add_argument("--alert-cooldown", type=int, default=60, metavar="SECONDS",
                         help="at most one alert per camera and label in this many seconds (default 60)")
+    parser.add_argument("--faces", action="store_true",
+                        help="turn the face watch-list on: adds a camera looping real footage and enrols one person in it")
     parser.add_argument("--dashboard-port", type=int, default=None,
                         help="port of the web dashboard (default 8088, or a free one if taken; 0 = no dashboard)")
 
@@ -103,9 +105,13 @@ def _redis(existing_url: str | None) -> tuple[str, LocalRedis | None]:
 
 def run(args: argparse.Namespace) -> int:
     site_file = (args.site or Path(os.environ.get("HYBRIDCAM_SITE_FILE", DEFAULT_SITE_FILE))).resolve()
-    site = load_site(site_file)
     run_dir: Path = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.faces:
+        from devstack.demo_faces import site_with_lobby
+
+        site_file = site_with_lobby(site_file, run_dir)
+    site = load_site(site_file)
     redis_url, local_redis = _redis(os.environ.get("HYBRIDCAM_REDIS_URL"))
     env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site_file), "PYTHONUNBUFFERED": "1"}
 
@@ -116,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     cloud_stack = None
     if not args.no_cloud:
-        cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown)
-    program_url = "" if args.no_program else _add_compositor(env, run_dir, services, notes)
+        cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown, args.faces)
+    program_urls = ("", "") if args.no_program else _add_compositor(env, run_dir, services, notes)
     if args.dashboard_port != 0:
-        _add_dashboard(env, run_dir, services, notes, program_url, args.dashboard_port)
+        _add_dashboard(env, run_dir, services, notes, program_urls, args.dashboard_port)
 
     console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
     console.print(f"redis {redacted_url(redis_url)}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
@@ -169,30 +175,34 @@ def _print_summary(dashboard: TerminalDashboard, elapsed: float, run_dir: Path) 
     console.print(table)
 
 
-def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> str:
-    """Adds the compositor; returns the URL of its MJPEG stream."""
+def _add_compositor(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str]) -> tuple[str, str]:
+    """Adds the compositor; returns the URLs of its MJPEG stream and of its encoded (H.264) program."""
     if not _available("services.compositor.main"):
         notes.append("[dim]compositor not in this build: no program output[/]")
-        return ""
-    preview_port = free_port()
+        return "", ""
+    preview_port, h264_port = free_port(), free_port()
     services.append(
         _service(
             "compositor",
-            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port), "--fps", "15"],
+            ["compositor", "--output-dir", str(run_dir / "program"), "--preview-port", str(preview_port),
+             "--h264-port", str(h264_port), "--fps", "15"],
             env,
             run_dir,
         )
     )
     notes.append(f"program recording: {run_dir / 'program'}")
-    return f"http://127.0.0.1:{preview_port}/stream"
+    return f"http://127.0.0.1:{preview_port}/stream", f"http://127.0.0.1:{h264_port}/stream"
 
 
 def _add_dashboard(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
-                   program_url: str, port: int | None) -> None:
+                   program_urls: tuple[str, str], port: int | None) -> None:
     port = port or free_port(8088)
     args = ["dashboard", "--port", str(port), "--host", "127.0.0.1"]
-    if program_url:
-        args += ["--program-url", program_url]
+    mjpeg_url, h264_url = program_urls
+    if mjpeg_url:
+        args += ["--program-url", mjpeg_url]
+    if h264_url:
+        args += ["--program-h264-url", h264_url]
     services.append(_service("dashboard", args, env, run_dir))
     token = _dashboard_token()  # a .env made for compose holds one, and the dashboard then asks for it
     query = f"?token={token}" if token else ""
@@ -206,13 +216,17 @@ def _dashboard_token() -> str:
 
 
 def _start_cloud_path(env: dict[str, str], run_dir: Path, services: list[ServiceProcess], notes: list[str],
-                      watch: str, cooldown_s: int) -> object | None:
+                      watch: str, cooldown_s: int, faces: bool = False) -> object | None:
     if not (_available("services.sampler.main") and _available("devstack.local_cloud")):
         notes.append("[dim]cloud path not in this build[/]")
         return None
     from devstack.local_cloud import start_local_cloud
 
-    stack = start_local_cloud(run_dir, watch_labels=watch, alert_cooldown_s=cooldown_s)
+    stack = start_local_cloud(run_dir, watch_labels=watch, alert_cooldown_s=cooldown_s, face_search=faces)
+    if faces:
+        from devstack.demo_faces import enrol_demo_person
+
+        notes.append(enrol_demo_person(stack))
     env.update(stack.environment())
     services.append(_service("poller", ["cloud", "poll"], env, run_dir))
     services.append(_service("sampler", ["sampler"], env, run_dir))

@@ -39,6 +39,7 @@ class LocalCloud:
     run_dir: Path
     stack_name: str
     lambda_settings: dict[str, str]
+    edge_settings: dict[str, str] = field(default_factory=dict)
     _saved_environment: dict[str, str | None] = field(default_factory=dict)
 
     @property
@@ -80,6 +81,7 @@ class LocalCloud:
             "HYBRIDCAM_DASHBOARD_FRAMES_TABLE": outputs["FramesTableName"],
             "HYBRIDCAM_DASHBOARD_FRAMES_BUCKET": outputs["FramesBucketName"],
             "HYBRIDCAM_DASHBOARD_REGION": REGION,
+            **self.edge_settings,
         }
 
     def point_this_process_here(self) -> None:
@@ -98,6 +100,22 @@ class LocalCloud:
         self._saved_environment.clear()
 
 
+# The local face models' own scale (docs/faces.md): BlazeFace scores real faces 67-95, so the
+# Rekognition-sized default confidence bar (90) would skip most of them.
+LOCAL_FACE_SETTINGS = {"FACE_MIN_CONFIDENCE": "60", "FACE_MATCH_THRESHOLD": "80"}
+
+
+def enable_local_face_search(cloud: LocalCloud) -> None:
+    """Create the stack's face collection in the local model server and turn face search on for the edge and Lambda."""
+    import boto3
+
+    collection = cloud.outputs["FaceCollectionId"]
+    rekognition = boto3.client("rekognition", region_name=REGION, endpoint_url=cloud.models.url)
+    rekognition.create_collection(CollectionId=collection)
+    cloud.lambda_settings.update({"FACE_SEARCH": "enabled", "FACE_COLLECTION": collection, **LOCAL_FACE_SETTINGS})
+    cloud.edge_settings.update({"HYBRIDCAM_SAMPLER_FACE_WATCH": "true", "HYBRIDCAM_CLOUD_FACE_COLLECTION": collection})
+
+
 def start_local_cloud(
     run_dir: Path,
     stack_name: str = "hybridcam-local",
@@ -108,8 +126,14 @@ def start_local_cloud(
     min_confidence: float = 50.0,
     alert_cooldown_s: int = 60,
     batch_size: int = 10,
+    face_search: bool = False,
 ) -> LocalCloud:
-    """Start moto and the model server, deploy the stack, and return what the edge needs to use it."""
+    """Start moto and the model server, deploy the stack, and return what the edge needs to use it.
+
+    ``face_search`` turns the face watch-list on: the stack parameter, the sampler's marking of frames
+    with a person big enough for a face, and the stack's collection in the local model server (moto
+    skips AWS::Rekognition::Collection).
+    """
     run_dir = Path(run_dir)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server would log every request
     (run_dir / "cloud").mkdir(parents=True, exist_ok=True)
@@ -126,10 +150,13 @@ def start_local_cloud(
         params: dict[str, Any] = {
             "DetectorBackend": backend, "SageMakerEndpointName": SAGEMAKER_ENDPOINT, "WatchLabels": watch_labels,
             "MinConfidence": min_confidence, "AlertCooldownSeconds": alert_cooldown_s, "BatchSize": batch_size,
+            "FaceSearch": "enabled" if face_search else "disabled",
         }
         # moto never runs the code, so our modules alone will do; built in the run folder, apart from other builds.
         code = build_lambda_zip(run_dir / "cloud" / "detector-code-only.zip", with_dependencies=False)
         cloud.outputs = deploy_stack(stack_name, params, REGION, zip_path=code, waiter_delay_s=1, say=log.info)
+        if face_search:
+            enable_local_face_search(cloud)
         return cloud
     except BaseException:
         if models is not None:

@@ -7,8 +7,15 @@ and come back without cutting the consumers off from its new rings (a container 
 another's IPC namespace keeps that container's /dev/shm until it is itself restarted).
 
 At start it prints what the site's rings need (shared.frame_ring.ring_bytes per camera) and what
-/dev/shm holds, then serves GET /health: "ok" while the folder can hold every ring, "failing"
-(HTTP 503) when it is too small, so the services that need it are not started.
+/dev/shm holds, then serves GET /health with the folder's size and free space: "ok" while the
+folder can hold every ring and still has room to replace the largest one; "degraded" when the
+rings fit but a ring replaced on a capture restart with a new camera layout would not; "failing"
+(HTTP 503) when the folder is too small, or too full to create the rings still missing, so the
+services that need it are not started.
+
+Headroom: a capture restart takes over its rings when their layout still fits (no new memory),
+but a camera whose resolution or slot count changed gets a new ring while readers may hold the
+old one for up to a second; the recommended size leaves room for every ring twice.
 
     python docker/frame_memory.py --recommend   # print the shm_size to use for the site file
 """
@@ -25,23 +32,51 @@ from pathlib import Path
 
 from services.capture.settings import CaptureSettings
 from shared.errors import ConfigError
-from shared.frame_ring import ring_bytes
+from shared.frame_ring import ring_bytes, ring_name
 from shared.health import HealthServer
 from shared.settings import load_settings
 from shared.site_config import load_site
 
 MIB = 1024 * 1024
-HEADROOM_BYTES = 64 * MIB  # Python's own semaphores and a capture restart's overlap fit in this
+SPARE_BYTES = 16 * MIB  # Python's own semaphores and small blocks
+
+
+def ring_sizes(site_file: Path, slots: int) -> dict[str, int]:
+    """Ring name -> bytes, for every camera of the site."""
+    return {ring_name(camera.id): ring_bytes(camera.width, camera.height, slots) for camera in load_site(site_file).resolved()}
 
 
 def required_bytes(site_file: Path, slots: int) -> int:
     """Bytes of shared memory every camera's ring of the site takes together."""
-    return sum(ring_bytes(camera.width, camera.height, slots) for camera in load_site(site_file).resolved())
+    return sum(ring_sizes(site_file, slots).values())
 
 
 def recommended_shm_size(required: int) -> str:
-    """The shm_size to give Docker: the rings plus headroom, in whole MiB."""
-    return f"{math.ceil((required + HEADROOM_BYTES) / MIB)}m"
+    """The shm_size to give Docker: every ring twice (restart headroom) plus spare, in whole MiB."""
+    return f"{math.ceil((2 * required + SPARE_BYTES) / MIB)}m"
+
+
+def memory_state(folder: Path, rings: dict[str, int]) -> dict:
+    """Health of the shared-memory folder for these rings: size, free space, rings present."""
+    total, free = folder_bytes(folder)
+    present = {name for name, size in rings.items() if _file_size(folder / name) == size}
+    missing = sum(size for name, size in rings.items() if name not in present)
+    largest = max(rings.values(), default=0)
+    if total < sum(rings.values()) or free < missing:
+        state, message = "failing", f"{free / MIB:.1f} MiB free, {missing / MIB:.1f} MiB of rings still to create"
+    elif free - missing < largest:
+        state, message = "degraded", f"{(free - missing) / MIB:.1f} MiB free once all rings exist: a replaced ring ({largest / MIB:.1f} MiB) would not fit"
+    else:
+        state, message = "ok", ""
+    return {"state": state, "message": message, "size_bytes": total, "free_bytes": free,
+            "rings_present": len(present), "rings_expected": len(rings)}
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:
@@ -57,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(CaptureSettings)
-        required = required_bytes(settings.site_file, settings.capture_ring_slots)
+        rings = ring_sizes(settings.site_file, settings.capture_ring_slots)
+        required = sum(rings.values())
     except ConfigError as error:
         print(f"frame memory: {error}", file=sys.stderr)
         return 2
@@ -70,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
           f"({settings.capture_ring_slots} slots per camera); {args.folder} holds {size / MIB:.1f} MiB", flush=True)
     if size < required:
         print(f"frame memory: {args.folder} is too small: set STACK_FRAME_MEMORY={recommended} (shm_size)", flush=True)
+    elif size < 2 * required:
+        print(f"frame memory: {args.folder} holds the rings but no restart headroom: STACK_FRAME_MEMORY={recommended} "
+              "is recommended", flush=True)
 
     def snapshot() -> dict:
-        total, free = folder_bytes(args.folder)
-        return {"service": "frame_memory", "state": "ok" if total >= required else "failing",
-                "required_bytes": required, "size_bytes": total, "free_bytes": free, "recommended_shm_size": recommended}
+        return {"service": "frame_memory", **memory_state(args.folder, rings),
+                "required_bytes": required, "recommended_shm_size": recommended}
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

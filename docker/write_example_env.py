@@ -43,9 +43,9 @@ COMPOSE_SECTION = """
 # site file on the host, mounted read-only at /etc/hybridcam/site.yaml
 # STACK_SITE_FILE=./config/site.demo.yaml
 # shared memory for the frame rings (shm_size of the frames service): sum over cameras of
-# 20 + slots x (64 + width x height x 3) bytes, plus 64 MiB; print it for your site with
-# `python docker/frame_memory.py --recommend`. Demo site 191m; 6 cameras at 4K 1204m.
-# STACK_FRAME_MEMORY=191m
+# 64 + slots x (64 + width x height x 3) bytes, twice (restart headroom), plus 16 MiB; print it
+# for your site with `python docker/frame_memory.py --recommend`. Demo site 270m; 6 cameras at 4K 2295m.
+# STACK_FRAME_MEMORY=270m
 # Redis memory: maxmemory for the data, container limit above it (append-only rewrites fork)
 # STACK_REDIS_MAXMEMORY=512mb
 # STACK_REDIS_MEM_LIMIT=768m

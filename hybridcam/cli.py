@@ -35,6 +35,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("cloud", "cloud.commands", "deploy or destroy the AWS stack, run the local cloud stand-ins"),
     Command("analyze-video", "cloud.stored_video.cli", "after the event: label timeline, report and highlights of a stored video (Rekognition Video)"),
     Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),
+    Command("faces", "cloud.faces_commands", "enrol, list or remove people on the face watch-list (Rekognition collection)"),
     Command("cost", "hybridcam.cost.cli", "compare monthly cost of cloud-only, hybrid and edge-only for a site"),
     Command("healthcheck", "hybridcam.healthcheck", "probe a service's /health endpoint (for container health checks)"),
 )

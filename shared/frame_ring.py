@@ -6,27 +6,62 @@ carries only ``(shm_name, slot, seq)``. A slot is protected like a seqlock: the 
 it busy, copies the pixels, then stamps the frame's sequence number; a reader copies the
 pixels and checks the stamp before and after. A stamp that no longer matches means the
 writer lapped the reader: the frame is gone and the reader counts a drop.
+
+Restarts. A capture process that starts again takes over the block its predecessor left
+(same name, same layout) instead of making a new one, and bumps the generation number in
+the ring header. A block whose layout no longer fits is marked retired before it is
+unlinked. Readers compare the generation they attached at with the header's and re-attach
+as soon as it differs, so nobody keeps a deleted block mapped: in a size-limited /dev/shm
+(a container's shm_size) the old and new blocks would otherwise both hold memory, and the
+new block's first write would die with SIGBUS. The writer also allocates its block's pages
+up front, so a /dev/shm that is too full gives a clear error at start, never a SIGBUS later.
+
+Ordering: the seqlock and the generation rely on stores becoming visible in program order,
+which x86 guarantees; on weakly ordered CPUs (ARM) a torn frame is possible in theory, and
+the per-slot stamp re-check after the copy is what bounds it to one frame.
 """
 
 from __future__ import annotations
 
+import _posixshmem  # CPython's shm_open/shm_unlink, what multiprocessing.shared_memory uses
+import errno
+import mmap
+import os
 import struct
+import time
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
 from typing import Protocol
 
 import numpy as np
 
 _MAGIC = 0x48434652  # "HCFR"
-_HEADER = struct.Struct("<IIIII")  # magic, slots, height, width, channels
+_FORMAT_VERSION = 2  # 2: 64-byte header with a generation number
+# magic, format version, slots, height, width, channels, generation
+_HEADER = struct.Struct("<IIIIIIQ")
+_HEADER_SIZE = 64  # padded, so slot 0 starts cache-line aligned
+_GENERATION = struct.Struct("<Q")
+_GENERATION_OFFSET = _HEADER.size - _GENERATION.size
+_RETIRED = 2**64 - 1  # generation of a block whose writer has gone for good
 _SLOT_HEADER = struct.Struct("<qd")  # seq (-1 while being written), capture_ts
 _SLOT_HEADER_SIZE = 64  # keeps each slot's pixels cache-line aligned
 _BUSY = -1
-_CREATED_HERE: set[str] = set()  # rings this process owns (and the resource tracker should unlink)
+_SHM_FOLDER = "/dev/shm"  # where Linux keeps POSIX shared memory (checked for free space and staleness)
+_SWEEP_INTERVAL_S = 1.0
 
 
 class FrameGone(Exception):
     """The slot was overwritten (or is being written) before the reader got to it."""
+
+
+class RingReplaced(FrameGone):
+    """The ring's writer restarted or left: the reader must re-attach to read on."""
+
+
+class FrameMemoryFull(OSError):
+    """/dev/shm cannot hold a new ring (the container's shm_size is too small)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def ring_name(camera_id: str, namespace: str = "hybridcam") -> str:
@@ -35,7 +70,16 @@ def ring_name(camera_id: str, namespace: str = "hybridcam") -> str:
 
 def ring_bytes(width: int, height: int, slots: int) -> int:
     """Shared memory one camera's ring needs (size /dev/shm from this)."""
-    return _HEADER.size + slots * (_SLOT_HEADER_SIZE + width * height * 3)
+    return _HEADER_SIZE + slots * (_SLOT_HEADER_SIZE + width * height * 3)
+
+
+def shared_memory_free_bytes(folder: str = _SHM_FOLDER) -> int | None:
+    """Free bytes in the shared-memory folder; None where there is no such folder (not Linux)."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 @dataclass(frozen=True)
@@ -52,22 +96,109 @@ class _Layout:
     def slot_stride(self) -> int:
         return _SLOT_HEADER_SIZE + self.frame_bytes
 
+    @property
+    def total_bytes(self) -> int:
+        return ring_bytes(self.width, self.height, self.slots)
+
     def slot_offset(self, slot: int) -> int:
-        return _HEADER.size + slot * self.slot_stride
+        return _HEADER_SIZE + slot * self.slot_stride
 
 
-def mapped(shm: shared_memory.SharedMemory) -> memoryview:
-    """The block's bytes; a closed block has none."""
-    if shm.buf is None:
-        raise ValueError(f"shared memory {shm.name!r} is closed")
-    return shm.buf
+class _Block:
+    """A POSIX shared-memory block, mapped. Not registered with multiprocessing's resource
+    tracker: that would unlink capture's rings when capture is killed, under its readers."""
+
+    def __init__(self, name: str, create_size: int = 0) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create_size else 0)
+        fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
+        try:
+            if create_size:
+                os.ftruncate(fd, create_size)
+            stats = os.fstat(fd)
+            if stats.st_size < _HEADER_SIZE:
+                raise ValueError(f"shared memory {name!r} is not a hybridcam frame ring")
+            self.mmap = mmap.mmap(fd, stats.st_size)
+        finally:
+            os.close(fd)  # the mapping stays valid without the descriptor
+        self.name = name
+        self.size = stats.st_size
+        self.inode = stats.st_ino
+        self.buf = memoryview(self.mmap)
+
+    def allocate(self) -> None:
+        """Back every page now: a full /dev/shm raises here instead of a SIGBUS on first write."""
+        fd = _posixshmem.shm_open("/" + self.name, os.O_RDWR, mode=0o600)
+        try:
+            os.posix_fallocate(fd, 0, self.size)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.ENOMEM):
+                free = shared_memory_free_bytes()
+                raise FrameMemoryFull(
+                    errno.ENOSPC,
+                    f"shared memory is full: ring {self.name!r} needs {self.size / _MIB:.1f} MiB, "
+                    f"{_SHM_FOLDER} has {(free or 0) / _MIB:.1f} MiB free (raise STACK_FRAME_MEMORY, the shm_size)",
+                ) from None
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate
+                raise
+        finally:
+            os.close(fd)
+
+    def unlinked_or_replaced(self) -> bool:
+        try:
+            return os.stat(os.path.join(_SHM_FOLDER, self.name)).st_ino != self.inode
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # no /dev/shm folder to look in (not Linux): rely on the generation
+
+    def close(self) -> None:
+        try:
+            self.buf.release()
+            self.mmap.close()
+        except BufferError:
+            pass  # a borrowed frame still points into it: unmapped when that view goes
+
+    def unlink(self) -> None:
+        try:
+            _posixshmem.shm_unlink("/" + self.name)
+        except FileNotFoundError:
+            pass
+
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Header:
+    magic: int
+    version: int
+    slots: int
+    height: int
+    width: int
+    channels: int
+    generation: int
+
+    def describes(self, layout: _Layout, size: int) -> bool:
+        return (
+            (self.magic, self.version, self.channels) == (_MAGIC, _FORMAT_VERSION, 3)
+            and (self.slots, self.height, self.width) == (layout.slots, layout.height, layout.width)
+            and size == layout.total_bytes
+        )
+
+
+def _read_header(block: _Block) -> _Header:
+    return _Header(*_HEADER.unpack_from(block.buf, 0))
+
+
+def _generation(block: _Block) -> int:
+    return int(_GENERATION.unpack_from(block.buf, _GENERATION_OFFSET)[0])
 
 
 class _Ring:
-    def __init__(self, shm: shared_memory.SharedMemory, layout: _Layout) -> None:
-        self.shm = shm
+    def __init__(self, block: _Block, layout: _Layout) -> None:
+        self.block = block
         self.layout = layout
-        buf = mapped(shm)
+        buf = block.buf
         self._headers = [
             buf[layout.slot_offset(i) : layout.slot_offset(i) + _SLOT_HEADER.size] for i in range(layout.slots)
         ]
@@ -80,28 +211,36 @@ class _Ring:
             )
             for i in range(layout.slots)
         ]
+        self.closed = False
 
     def _release_views(self) -> None:
         for view in self._headers:
             view.release()
         self._headers = []
         self._pixels = []
+        self.closed = True
 
 
 class FrameRingWriter(_Ring):
-    """Owned by capture: writes frames round-robin into the ring."""
+    """Owned by capture: writes frames round-robin into the ring.
+
+    Takes over a block of the same name and layout left by a previous capture process
+    (``reused`` says so) and starts a new generation in it; a block that does not fit is
+    retired (its readers let go of it) and replaced.
+    """
 
     def __init__(self, name: str, width: int, height: int, slots: int = 8) -> None:
         if slots < 2:
             raise ValueError("a frame ring needs at least 2 slots")
-        size = ring_bytes(width, height, slots)
-        shm = _create_or_replace(name, size)
-        _CREATED_HERE.add(name)
-        _HEADER.pack_into(mapped(shm), 0, _MAGIC, slots, height, width, 3)
-        super().__init__(shm, _Layout(slots, height, width))
+        layout = _Layout(slots, height, width)
+        block, previous_generation, self.reused = _take_over_or_create(name, layout)
+        super().__init__(block, layout)
         for header in self._headers:
             _SLOT_HEADER.pack_into(header, 0, _BUSY, 0.0)
         self.name = name
+        self.generation = previous_generation % (_RETIRED - 1) + 1
+        # Published last: from here on every reader attached before sees the change and re-attaches.
+        _GENERATION.pack_into(block.buf, _GENERATION_OFFSET, self.generation)
         self._next = 0
 
     def write(self, frame: np.ndarray, seq: int, capture_ts: float) -> int:
@@ -131,34 +270,81 @@ class FrameRingWriter(_Ring):
         self._next = (slot + 1) % self.layout.slots
 
     def close(self, unlink: bool = True) -> None:
-        self._release_views()
-        self.shm.close()
+        """Stop writing. ``unlink`` (a clean stop) retires the ring so every reader lets go of it
+        now, then removes it; without it the block stays for the next capture process."""
+        if self.closed:
+            return
         if unlink:
-            try:
-                self.shm.unlink()
-            except FileNotFoundError:
-                pass
-            _CREATED_HERE.discard(self.name)
+            _GENERATION.pack_into(self.block.buf, _GENERATION_OFFSET, _RETIRED)
+        self._release_views()
+        self.block.close()
+        if unlink:
+            self.block.unlink()
+
+
+def _take_over_or_create(name: str, layout: _Layout) -> tuple[_Block, int, bool]:
+    """(block, its last generation, reused): the block a previous writer left when it fits."""
+    try:
+        existing = _Block(name)
+    except FileNotFoundError:
+        existing = None
+    except ValueError:  # an empty or foreign block under our name
+        _posixshmem.shm_unlink("/" + name)
+        existing = None
+    previous = 0
+    if existing is not None:
+        header = _read_header(existing)
+        if header.describes(layout, existing.size):
+            existing.allocate()
+            return existing, 0 if header.generation == _RETIRED else header.generation, True
+        if header.magic == _MAGIC and header.version == _FORMAT_VERSION:
+            previous = 0 if header.generation == _RETIRED else header.generation
+            _GENERATION.pack_into(existing.buf, _GENERATION_OFFSET, _RETIRED)
+        existing.close()
+        existing.unlink()
+    block = _Block(name, create_size=layout.total_bytes)
+    try:
+        block.allocate()
+    except OSError:
+        block.close()
+        block.unlink()
+        raise
+    _HEADER.pack_into(block.buf, 0, _MAGIC, _FORMAT_VERSION, layout.slots, layout.height, layout.width, 3, previous)
+    return block, previous, False
 
 
 class FrameRingReader(_Ring):
     """Used by consumers: copies a referenced frame out, or reports it gone."""
 
     def __init__(self, name: str) -> None:
-        shm = shared_memory.SharedMemory(name=name, create=False)
-        # Python < 3.13 registers attached blocks with the resource tracker, which would
-        # unlink capture's ring when this reader exits. Readers never own the block.
-        if name not in _CREATED_HERE:
-            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        magic, slots, height, width, channels = _HEADER.unpack_from(mapped(shm), 0)
-        if magic != _MAGIC or channels != 3:
-            shm.close()
+        block = _Block(name)
+        header = _read_header(block)
+        if header.magic != _MAGIC or header.channels != 3 or header.version != _FORMAT_VERSION:
+            block.close()
             raise ValueError(f"shared memory {name!r} is not a hybridcam frame ring")
-        super().__init__(shm, _Layout(slots, height, width))
+        if header.generation == _RETIRED:
+            block.close()
+            raise RingReplaced(f"frame ring {name!r} is being replaced")
+        layout = _Layout(header.slots, header.height, header.width)
+        if block.size < layout.total_bytes:
+            block.close()
+            raise ValueError(f"shared memory {name!r} is smaller than its header says")
+        super().__init__(block, layout)
         self.name = name
+        self.generation = header.generation
+
+    def replaced(self) -> bool:
+        """The writer restarted or left since this reader attached (re-attach to read on)."""
+        return self.closed or _generation(self.block) != self.generation
+
+    def stale(self) -> bool:
+        """Replaced, or the name now points to another block (or to none)."""
+        return self.replaced() or self.block.unlinked_or_replaced()
 
     def read(self, slot: int, seq: int, out: np.ndarray | None = None) -> np.ndarray:
         """Copy frame ``seq`` from ``slot`` (into ``out`` when given); raise FrameGone if lapped."""
+        if self.replaced():
+            raise RingReplaced(f"frame ring {self.name!r} has a new writer")
         if not 0 <= slot < self.layout.slots:
             raise FrameGone(f"slot {slot} outside ring of {self.layout.slots}")
         header = self._headers[slot]
@@ -173,6 +359,8 @@ class FrameRingReader(_Ring):
 
     def view(self, slot: int, seq: int) -> np.ndarray:
         """Zero-copy, read-only view of frame ``seq``; check :meth:`holds` after using it."""
+        if self.replaced():
+            raise RingReplaced(f"frame ring {self.name!r} has a new writer")
         if not 0 <= slot < self.layout.slots or not self.holds(slot, seq):
             raise FrameGone(f"slot {slot} no longer holds frame {seq}")
         view = self._pixels[slot].view()
@@ -180,6 +368,8 @@ class FrameRingReader(_Ring):
         return view
 
     def holds(self, slot: int, seq: int) -> bool:
+        if self.closed:
+            return False
         return bool(_SLOT_HEADER.unpack_from(self._headers[slot], 0)[0] == seq)
 
     def slot_seq(self, slot: int) -> int:
@@ -191,32 +381,27 @@ class FrameRingReader(_Ring):
         return (self.layout.height, self.layout.width, 3)
 
     def close(self) -> None:
-        self._release_views()
-        self.shm.close()
-
-
-def _create_or_replace(name: str, size: int) -> shared_memory.SharedMemory:
-    try:
-        return shared_memory.SharedMemory(name=name, create=True, size=size)
-    except FileExistsError:
-        # Left behind by a capture process that was killed: take it over.
-        stale = shared_memory.SharedMemory(name=name, create=False)
-        stale.close()
-        stale.unlink()
-        return shared_memory.SharedMemory(name=name, create=True, size=size)
+        if not self.closed:
+            self._release_views()
+            self.block.close()
 
 
 class FrameFetcher:
     """Turns a FrameRef into pixels: from the shared-memory ring on this host, else from its JPEG.
 
-    Rings are attached once and kept. A capture process that restarts makes a new block
-    under the same name, so a miss re-attaches once before it is counted as a drop.
+    Rings are attached once and kept. When a ring's writer restarts (its generation changes)
+    or the ring is removed, the reader lets go of it: on the next read of that ring, and for
+    every ring at most a second later (:meth:`release_stale`, also run from fetch/borrow), so a
+    replaced block is never kept mapped.
     """
 
     def __init__(self) -> None:
         self._readers: dict[str, FrameRingReader] = {}
+        self._next_sweep = 0.0
+        self.reattached = 0
 
     def fetch(self, ref: FrameRefLike, out: np.ndarray | None = None) -> np.ndarray:
+        self._sweep_due()
         if ref.shm_name is not None and ref.slot is not None:
             try:
                 return self._read_shared(ref.shm_name, ref.slot, ref.seq, out)
@@ -233,12 +418,13 @@ class FrameFetcher:
         The writer may lap the reader while the pixels are in use: call
         ``still_valid()`` after using them and discard the result if it is False.
         """
+        self._sweep_due()
         if ref.shm_name is not None and ref.slot is not None:
             try:
                 reader = self._reader(ref.shm_name)
                 try:
                     return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
-                except FrameGone:
+                except RingReplaced:
                     reader = self._reattach(ref.shm_name)
                     return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
             except FileNotFoundError:
@@ -254,6 +440,22 @@ class FrameFetcher:
             return False
         return reader.slot_seq(ref.slot) > ref.seq
 
+    def release_stale(self) -> int:
+        """Let go of every ring that was replaced or removed; return how many."""
+        stale = [name for name, reader in self._readers.items() if reader.stale()]
+        for name in stale:
+            self._readers.pop(name).close()
+        return len(stale)
+
+    def attached(self) -> list[str]:
+        return sorted(self._readers)
+
+    def _sweep_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_INTERVAL_S
+            self.release_stale()
+
     def _reader(self, name: str) -> FrameRingReader:
         reader = self._readers.get(name)
         if reader is None:
@@ -264,20 +466,15 @@ class FrameFetcher:
         old = self._readers.pop(name, None)
         if old is not None:
             old.close()
+            self.reattached += 1
         reader = self._readers[name] = FrameRingReader(name)
         return reader
 
     def _read_shared(self, name: str, slot: int, seq: int, out: np.ndarray | None) -> np.ndarray:
-        reader = self._readers.get(name)
-        if reader is None:
-            reader = self._readers[name] = FrameRingReader(name)
         try:
-            return reader.read(slot, seq, out)
-        except FrameGone:
-            reader.close()
-            del self._readers[name]
-            self._readers[name] = fresh = FrameRingReader(name)
-            return fresh.read(slot, seq, out)
+            return self._reader(name).read(slot, seq, out)
+        except RingReplaced:
+            return self._reattach(name).read(slot, seq, out)
 
     def close(self) -> None:
         for reader in self._readers.values():

@@ -9,6 +9,7 @@ stream. Never pickle: a message is data, not code.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -95,15 +96,23 @@ class Detection(BaseModel):
     class_id: int = -1
     score: Score
     box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 in frame pixels")
+    tracked: bool = Field(False, description="carried forward by the tracker onto a frame the detector skipped")
+    track_id: int | None = None
 
 
 DetectionSource = Literal["edge", "cloud"]
 
 
 class DetectionSet(Envelope):
-    """Everything one detector found in one frame."""
+    """Everything one detector found in one frame, or (tracked=True) the tracker's boxes on a frame
+    the detector skipped.
+
+    v2 added ``tracked`` here and ``tracked``/``track_id`` on each Detection, all with defaults,
+    so v1 messages still decode (as untracked).
+    """
 
     schema_name: ClassVar[str] = "detection_set"
+    schema_version: ClassVar[int] = 2
 
     camera_id: str
     seq: SeqNumber
@@ -118,6 +127,7 @@ class DetectionSet(Envelope):
     inference_ms: Milliseconds = 0.0
     detections: list[Detection] = Field(default_factory=list)
     published_ts: Timestamp = Field(default_factory=time.time)
+    tracked: bool = Field(False, description="every box carried forward by the tracker: the detector did not run")
 
     def count(self, label: str) -> int:
         return sum(1 for d in self.detections if d.label == label)
@@ -160,6 +170,7 @@ class CloudFrame(Envelope):
     jpeg: bytes | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
+    face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
 
 
 class CloudResult(Envelope):
@@ -197,6 +208,52 @@ class Alert(Envelope):
     s3_key: str = ""
 
 
+FACE_MATCH_KIND = "face_match"  # DynamoDB "kind" of a watch-list match item (written by the Lambda, removed by `faces remove`)
+_EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
+
+
+def face_external_id(person: str) -> str:
+    """A person's name as Rekognition's ExternalImageId (spaces become underscores); ValueError if it cannot be one."""
+    external_id = "_".join(person.strip().split())
+    if not _EXTERNAL_ID.match(external_id):
+        raise ValueError(f"the name {person!r} may use only letters, digits, spaces and . _ - : (at most 255 characters).")
+    return external_id
+
+
+def face_person(external_id: str) -> str:
+    """The person's name back from an ExternalImageId."""
+    return external_id.replace("_", " ")
+
+
+class FaceMatch(BaseModel):
+    """One face in a frame that matched a person on the watch list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person: str
+    face_id: str = Field(description="the collection's id of the enrolled face it matched")
+    similarity: float = Field(ge=0.0, le=100.0)
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
+    crop_jpeg: bytes | None = Field(None, description="small JPEG of the face, for the operator's watch-list panel")
+
+
+class FaceMatches(Envelope):
+    """Watch-list hits of one cloud frame; sent to the edge on the results queue beside its CloudResult."""
+
+    schema_name: ClassVar[str] = "face_matches"
+
+    site: str
+    frame_id: str
+    camera_id: str
+    seq: int = Field(ge=0)
+    capture_ts: float
+    processed_ts: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    matches: list[FaceMatch] = Field(default_factory=list)
+    alerts: list[str] = Field(default_factory=list, description="people whose alert this frame raised")
+
+
 def alerts_of(result: CloudResult) -> list[Alert]:
     """The alerts a cloud result carries, with each label's best score in the frame."""
     alerts = []
@@ -219,8 +276,9 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
     register(_model)
+_REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
 
 
 def decode(raw: bytes) -> Envelope:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DETECTIONS_STREAM = "detections"
 HEALTH_STREAM = "health"
 ALERTS_STREAM = "alerts"
+FACE_MATCHES_STREAM = "face_matches"  # watch-list hits from the cloud (FaceMatches), for the dashboard and compositor
 DEADLETTER_STREAM = "deadletter"
 PAYLOAD_FIELD = b"m"
 DEADLETTER_BODY_LIMIT = 1024 * 1024  # longer bodies are kept truncated: the dead-letter stream must stay small

@@ -13,9 +13,9 @@ from services.compositor.evaluation import EvalReport, evaluate
 from services.compositor.frame_boxes import box_at
 from services.compositor.interest import ActionTracker, InterestWeights, Subject, densest_cluster, frame_score
 from services.compositor.shot_grammar import ActionDirector, ShotGrammar
-from services.compositor.tracker import Track
 from services.compositor.virtual_camera import PanZoomCamera, PanZoomLimits, _Axis
 from shared.site_config import ResolvedCamera
+from shared.tracker import Track
 
 GRAMMAR = ShotGrammar()
 
@@ -162,7 +162,7 @@ def test_no_jump_cuts_and_every_cut_says_why() -> None:
     new, _, cameras = run_both("crowd", 60.0)
     views = {c.id: (0.0, 0.0, 1.0, 1.0) if c.is_master else (c.covers.region.x0, c.covers.region.y0, c.covers.region.x1,
                                                                 c.covers.region.y1) for c in cameras}  # type: ignore[union-attr]
-    from services.compositor.tracker import iou
+    from shared.tracker import iou
 
     for before, after in zip(new.shots, new.shots[1:]):
         assert after.reason and before.shot != after.shot

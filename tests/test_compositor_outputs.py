@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -139,5 +140,26 @@ def test_mjpeg_preview_serves_jpeg_pictures() -> None:
             assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head
         with urllib.request.urlopen(f"http://127.0.0.1:{preview.port}/", timeout=5) as page:
             assert b"/stream" in page.read()
+    finally:
+        preview.close()
+
+
+def test_mjpeg_port_also_serves_the_hls_playlist_and_segments(tmp_path) -> None:
+    (tmp_path / "program.m3u8").write_text("#EXTM3U\n#EXTINF:2.0,\nprogram-00001.ts\n")
+    (tmp_path / "program-00001.ts").write_bytes(b"\x47" * 188)
+    (tmp_path / "secret.txt").write_text("not served")
+    preview = MjpegHttpPreview(port=0, fps=5, hls_folder=tmp_path)
+    preview.start(None)
+    base = f"http://127.0.0.1:{preview.port}"
+    try:
+        with urllib.request.urlopen(f"{base}/hls/program.m3u8", timeout=5) as playlist:
+            assert playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+            assert b"program-00001.ts" in playlist.read()
+        with urllib.request.urlopen(f"{base}/hls/program-00001.ts", timeout=5) as segment:
+            assert segment.read(1) == b"\x47"
+        for path in ("/hls/secret.txt", "/hls/../secret.txt", "/hls/program-00002.ts"):
+            with pytest.raises(urllib.error.HTTPError) as error:
+                urllib.request.urlopen(base + path, timeout=5)
+            assert error.value.code == 404
     finally:
         preview.close()

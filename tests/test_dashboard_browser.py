@@ -115,11 +115,15 @@ def test_the_page_shows_program_cameras_boxes_alerts_and_cloud_frames_live(site_
         "[...document.querySelectorAll('#cameras .tile img')].every(i => i.complete && i.naturalWidth === 640)",
         timeout=60_000)
 
-    # the program picture moves (the compositor burns a clock into it, and people walk)
-    wait_for(page, "document.querySelector('#program').naturalWidth > 0", timeout=60_000)
-    first = page.locator("#program").screenshot()
+    # the program plays over WebRTC and moves (the compositor burns a clock into it, and people walk)
+    page.wait_for_selector("#program-mode.ok", timeout=60_000)
+    assert page.locator("#program-mode").inner_text() == "WebRTC"
+    program = page.locator("#program-video")
+    started = program.evaluate("v => v.currentTime")
+    first = program.screenshot()
     page.wait_for_timeout(2500)
-    assert page.locator("#program").screenshot() != first, "the program image did not change"
+    assert program.evaluate("v => v.currentTime") > started
+    assert program.screenshot() != first, "the program picture did not change"
 
     # a watched label seen by the cloud arrives as a live alert
     page.wait_for_selector("#alerts li.alert.fresh", timeout=150_000)

@@ -268,6 +268,7 @@ class LocalStack:
             ("http://moto:5000", self.moto.url),
             ("http://local_models:8070", f"http://127.0.0.1:{self.port('local_models')}"),
             ("http://compositor:8090", f"http://127.0.0.1:{self.port('compositor-preview')}"),
+            ("http://compositor:8091", f"http://127.0.0.1:{self.port('compositor-h264')}"),
             ("0.0.0.0", "127.0.0.1"),
             (":8080/", f":{self.port(service)}/"),
             (":8088/", f":{self.port(service)}/"),
@@ -278,7 +279,7 @@ class LocalStack:
             ("/app/", f"{REPO}/"),
         ]
         whole = {"8080": self.port(service), "8088": self.port(service), "8070": self.port("local_models"), "5000": self.port("moto"),
-                 "8090": self.port("compositor-preview")}
+                 "8090": self.port("compositor-preview"), "8091": self.port("compositor-h264")}
         if text in whole:
             return str(whole[text])
         for container, local in replacements:

@@ -82,14 +82,14 @@ def test_a_detector_registered_from_outside_is_configured_and_built(monkeypatch:
 
 
 def test_the_edge_takes_typed_detector_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.edge_infer.main import build_edge_detector
+    from services.edge_infer.main import build_detectors
     from services.edge_infer.settings import EdgeInferSettings
     from shared.errors import ConfigError
     from shared.settings import load_settings
 
     monkeypatch.setenv("HYBRIDCAM_EDGE_DETECTOR", '{"type": "nanodet", "model": "nanodet", "score_threshold": 0.6}')
-    detector, _ = build_edge_detector(load_settings(EdgeInferSettings))
+    detector = build_detectors(load_settings(EdgeInferSettings)).first
     assert isinstance(detector, NanoDetDetector) and detector.score_threshold == 0.6
     monkeypatch.setenv("HYBRIDCAM_EDGE_DETECTOR", '{"type": "nanodet", "model": "nanodet", "tiles": 4}')
     with pytest.raises(ConfigError, match=r"cannot load model .*Unknown detector option\(s\) \['tiles'\]"):
-        build_edge_detector(load_settings(EdgeInferSettings))
+        build_detectors(load_settings(EdgeInferSettings))

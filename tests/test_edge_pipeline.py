@@ -23,7 +23,8 @@ def test_person_recall_on_the_synthetic_scene(services, redis_server) -> None:
     services.start("capture")
     services.start("edge-infer")
     bus = StreamBus(redis_server.url)
-    assert wait_until(lambda: len(detection_sets(bus)) >= 60, 90), services.logs()
+    # Count frames the detector ran on: with motion-aware scheduling most sets carry tracked boxes.
+    assert wait_until(lambda: sum(not s.tracked for s in detection_sets(bus)) >= 60, 90), services.logs()
     services.stop_all()
 
     site = load_site(services.env["HYBRIDCAM_SITE_FILE"])

@@ -18,6 +18,9 @@ Protocols:
   read with boto3 (so from moto when AWS_ENDPOINT_URL points there). Errors use the real codes:
   InvalidImageFormatException, ImageTooLargeException, InvalidS3ObjectException, InvalidParameterException.
 - Rekognition Video StartLabelDetection / GetLabelDetection for videos in S3: see cloud/local/video_jobs.py.
+- Rekognition face APIs (JSON 1.1, same endpoint): CreateCollection, DescribeCollection,
+  DeleteCollection, ListCollections, IndexFaces, ListFaces, DeleteFaces, DetectFaces and
+  SearchFacesByImage, answered by real face models (cloud/local/face_collections.py).
 - Test switch: ``POST /_control/throttle {"count": N, "code": "ThrottlingException"}`` (or
   ``.throttle()``) makes the next N model calls answer that error (HTTP 400), as AWS does under load.
 """
@@ -39,13 +42,15 @@ import cv2
 import numpy as np
 from botocore.exceptions import ClientError
 
+from cloud.local.face_collections import FaceApiError, LocalFaceCollections
 from cloud.local.rekognition_names import categories_of, parents_of, rekognition_name
 from cloud.local.video_jobs import GET_TARGET, START_TARGET, VideoJobError, VideoJobs
 
 log = logging.getLogger("hybridcam.cloud.models")
 
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
-DETECT_LABELS_TARGET = "RekognitionService.DetectLabels"
+REKOGNITION_TARGET_PREFIX = "RekognitionService."
+DETECT_LABELS_TARGET = REKOGNITION_TARGET_PREFIX + "DetectLabels"
 REKOGNITION_BYTES_LIMIT = 5 * 1024 * 1024
 REKOGNITION_S3_LIMIT = 15 * 1024 * 1024
 DEFAULT_MIN_CONFIDENCE = 55.0
@@ -72,6 +77,7 @@ class LocalModels:
         self._throttle_left = 0
         self._throttle_code = "ThrottlingException"
         self._s3: Any = None
+        self.faces = LocalFaceCollections(providers)
 
     @property
     def model_name(self) -> str:
@@ -247,6 +253,10 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
     def _rekognition(self, target: str, body: bytes) -> tuple[int, Any, str]:
         if target in (START_TARGET, GET_TARGET):
             return self._video_job(target, body)
+        operation = target.removeprefix(REKOGNITION_TARGET_PREFIX)
+        face_operation = self.server.models.faces.operations().get(operation)
+        if face_operation is not None:
+            return self._face_call(face_operation, body)
         if target != DETECT_LABELS_TARGET:
             raise ModelError(400, "UnknownOperationException", f"{target} is not served locally")
         models = self.server.models
@@ -255,6 +265,36 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             image = request["Image"]
         except (ValueError, KeyError, TypeError):
             raise ModelError(400, "InvalidParameterException", "Request has no Image") from None
+        image_bytes = self._image_bytes(image)
+        models.check_throttle()
+        detections, width, height = models.detect(image_bytes)
+        labels = rekognition_labels(detections, width, height, int(request.get("MaxLabels") or 1000),
+                                    float(request.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)))
+        return 200, {"Labels": labels, "LabelModelVersion": LABEL_MODEL_VERSION}, "application/x-amz-json-1.1"
+
+    def _face_call(self, operation: Any, body: bytes) -> tuple[int, Any, str]:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise ModelError(400, "InvalidParameterException", "Request body is not JSON") from None
+        if not isinstance(request, dict):
+            raise ModelError(400, "InvalidParameterException", "Request body is not a JSON object")
+
+        def load_image() -> bytes:
+            image = request.get("Image")
+            if not isinstance(image, dict):
+                raise ModelError(400, "InvalidParameterException", "Request has no Image")
+            image_bytes = self._image_bytes(image)
+            self.server.models.check_throttle()
+            return image_bytes
+
+        try:
+            return 200, operation(request, load_image), "application/x-amz-json-1.1"
+        except FaceApiError as error:
+            raise ModelError(400, error.code, str(error)) from None
+
+    def _image_bytes(self, image: dict[str, Any]) -> bytes:
+        models = self.server.models
         if "Bytes" in image:
             try:
                 image_bytes = base64.b64decode(image["Bytes"], validate=True)
@@ -266,12 +306,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             image_bytes = models.s3_image(image["S3Object"])
         else:
             raise ModelError(400, "InvalidParameterException", "Image needs Bytes or S3Object")
-        models.check_throttle()
-        detections, width, height = models.detect(image_bytes)
-        labels = rekognition_labels(detections, width, height, int(request.get("MaxLabels") or 1000),
-                                    float(request.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)))
-        return 200, {"Labels": labels, "LabelModelVersion": LABEL_MODEL_VERSION}, "application/x-amz-json-1.1"
-
+        return image_bytes
 
     def _video_job(self, target: str, body: bytes) -> tuple[int, Any, str]:
         try:
@@ -295,7 +330,7 @@ def serve(host: str = "127.0.0.1", port: int = 8070, detector: str = "tiled") ->
     server = LocalModelServer(host, port, LocalModels(detector))
     print(f"local models: {server.models.detector.describe()} at {server.url}")
     print(f"  SageMaker runtime: AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={server.url} (POST /endpoints/<name>/invocations)")
-    print(f"  Rekognition DetectLabels: AWS_ENDPOINT_URL_REKOGNITION={server.url}")
+    print(f"  Rekognition DetectLabels, face APIs and video jobs: AWS_ENDPOINT_URL_REKOGNITION={server.url}")
     try:
         server.serve_forever()
     finally:

@@ -17,6 +17,7 @@ from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
 from services.capture.sources import open_source
 from shared.errors import ConfigError
+from shared.frame_ring import FrameMemoryFull, shared_memory_free_bytes
 from shared.metrics import service_registry
 from shared.progress import Progress
 from shared.schemas import HealthState
@@ -59,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
         sources = {camera.id: open_source(camera, scene) for camera in cameras}
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
-        workers = [
-            CameraWorker(camera, sources[camera.id], bus, service.stop, settings.capture_ring_slots, quality,
-                         settings.capture_reconnect_max_s)
-            for camera in cameras
-        ]
+        try:
+            workers = [
+                CameraWorker(camera, sources[camera.id], bus, service.stop, settings.capture_ring_slots, quality,
+                             settings.capture_reconnect_max_s)
+                for camera in cameras
+            ]
+        except FrameMemoryFull as error:
+            raise ConfigError(str(error)) from None
+        reused = [w.camera.id for w in workers if w.ring.reused]
+        if reused:
+            log.info("took over the frame rings a previous capture left for %s (readers re-attach)", ", ".join(reused))
         log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), redacted_url(settings.redis_url))
         for camera in cameras:
             log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps,
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         def snapshot() -> dict:
             healths = [w.health() for w in workers]
             return {"service": "capture", "state": overall_state([h.state for h in healths]),
+                    "shared_memory_free_bytes": shared_memory_free_bytes(),
                     "cameras": {h.camera_id: h.model_dump() for h in healths}}
 
         service.serve_health(snapshot, service_registry(lambda: [w.health() for w in workers]))

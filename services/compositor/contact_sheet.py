@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from services.compositor.evaluation import EvalReport, EvalShot
-from services.compositor.tracker import Box
+from shared.tracker import Box
 
 THUMB_W, THUMB_H = 384, 216
 CAPTION_H = 58

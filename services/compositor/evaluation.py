@@ -29,8 +29,8 @@ from services.compositor.interest import (
 )
 from services.compositor.replay import TimedDetections
 from services.compositor.shot_grammar import VIRTUAL, ActionDirector
-from services.compositor.tracker import Box
 from shared.site_config import ResolvedCamera
+from shared.tracker import Box
 
 HISTOGRAM_EDGES = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0, float("inf"))
 SHORT_SHOT_S = 2.0

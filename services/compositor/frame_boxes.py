@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.compositor.fusion import DetectionFusion
-from services.compositor.tracker import Box, Track
 from shared.schemas import Detection
+from shared.tracker import Box, Track
 
 MAX_EXTRAPOLATION_S = 0.25
 

@@ -14,8 +14,8 @@ from bisect import insort
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.compositor.tracker import Box, IouTracker, Track, iou
 from shared.schemas import Detection, DetectionSet
+from shared.tracker import Box, IouTracker, Track, iou
 
 
 @dataclass
@@ -102,7 +102,9 @@ class DetectionFusion:
         self.last_arrival = arrived_at if self.last_arrival is None else max(self.last_arrival, arrived_at)
         state = self.cameras.get(detection_set.camera_id)
         if state is None:
-            state = self.cameras[detection_set.camera_id] = _CameraState(IouTracker(self.track_max_age_s))
+            state = self.cameras[detection_set.camera_id] = _CameraState(
+                # the director reads who was seen where; carrying boxes forward is edge_infer's job
+                IouTracker(self.track_max_age_s, match_predicted=False))
         wanted = [d for d in detection_set.detections if d.score >= self.min_score]
         existing = self._aligned(state, detection_set.capture_ts, detection_set.frame_id)
         if existing is not None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from services.compositor.frame_boxes import box_at
 from services.compositor.fusion import DetectionFusion
-from services.compositor.tracker import Box, iou
 from shared.site_config import ResolvedCamera
+from shared.tracker import Box, iou
 
 FULL_VIEW: Box = (0.0, 0.0, 1.0, 1.0)
 

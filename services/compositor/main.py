@@ -25,10 +25,12 @@ from shared.stream_bus import StreamBus
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--output-dir", type=Path, help="folder for recordings, HLS and the EDL (default: HYBRIDCAM_COMPOSITOR_OUTPUT_DIR)")
-    parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
+    parser.add_argument("--outputs", help="comma-separated: mp4, hls, mjpeg, rtmp, h264 (default: HYBRIDCAM_COMPOSITOR_OUTPUTS)")
     parser.add_argument("--rtmp-url", help="rtmp://host/app/key for the rtmp output")
     parser.add_argument("--preview-port", type=int,
                         help="serve the MJPEG preview on this port (adds the mjpeg output; default: HYBRIDCAM_COMPOSITOR_MJPEG_PORT)")
+    parser.add_argument("--h264-port", type=int,
+                        help="serve the encoded program for the dashboard's WebRTC view on this port (adds the h264 output)")
     parser.add_argument("--fps", type=float, help="program frame rate (default: HYBRIDCAM_COMPOSITOR_FPS)")
     parser.add_argument("--layout", choices=["program", "multiview", "both"],
                         help="program (the cut), multiview (every camera, the on-air one marked) or both from the same frames "
@@ -56,7 +58,12 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
         elif name == "mjpeg":
             from services.compositor.outputs.mjpeg_http import MjpegHttpPreview
 
-            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps))
+            hls_folder = folder / "hls" if "hls" in settings.output_names else None
+            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps, hls_folder=hls_folder))
+        elif name == "h264":
+            from services.compositor.outputs.h264_http import H264HttpStream
+
+            outputs.append(H264HttpStream(settings.compositor_h264_port))
         elif name == "rtmp":
             from services.compositor.outputs.rtmp import RtmpPush
 
@@ -65,12 +72,12 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
 
 
 def multiview_settings(settings: CompositorSettings) -> CompositorSettings:
-    """With --layout both the multiview goes to <output dir>/multiview as MP4 and/or HLS, and to its own MJPEG preview on
-    the next port when the program has one (the dashboard shows whichever its DASHBOARD_PROGRAM_URL names); RTMP stays the program's."""
+    """With --layout both the multiview goes to <output dir>/multiview as MP4 and/or HLS, and to its own MJPEG preview
+    (HYBRIDCAM_COMPOSITOR_MULTIVIEW_MJPEG_PORT) when the program has one (the dashboard shows whichever its
+    DASHBOARD_PROGRAM_URL names); RTMP and the WebRTC feed stay the program's."""
     names = ",".join(n for n in settings.output_names if n in ("mp4", "hls", "mjpeg")) or "hls"
-    port = settings.compositor_mjpeg_port + 1 if settings.compositor_mjpeg_port else 0
     return settings.model_copy(update={"compositor_output_dir": settings.compositor_output_dir / "multiview", "compositor_outputs": names,
-                                       "compositor_mjpeg_port": port})
+                                       "compositor_mjpeg_port": settings.compositor_multiview_mjpeg_port})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
         compositor_fps=args.fps,
         compositor_mjpeg_port=args.preview_port,
         compositor_layout=args.layout,
+        compositor_h264_port=args.h264_port,
     ) as service:
         settings, site, log = service.settings, service.site, service.log
         if args.preview_port is not None and "mjpeg" not in settings.output_names:
             settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},mjpeg"})
+        if args.h264_port is not None and "h264" not in settings.output_names:
+            settings = settings.model_copy(update={"compositor_outputs": f"{settings.compositor_outputs},h264"})
         cameras = site.resolved()
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         service.close_with(bus.close)

@@ -23,6 +23,7 @@ import numpy as np
 from services.compositor.director_choice import build_director
 from services.compositor.edit_decision_list import EditDecisionList
 from services.compositor.encoder import H264Encoder
+from services.compositor.face_labels import FaceLabels
 from services.compositor.frame_boxes import boxes_for_frame
 from services.compositor.fusion import DetectionFusion
 from services.compositor.multiview import PROGRAM_CELL, MultiviewRenderer
@@ -31,9 +32,9 @@ from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPic
 from services.compositor.settings import CompositorSettings
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.progress import Progress
-from shared.schemas import DetectionSet, FrameRef, Health, HealthState, SchemaError, decode
+from shared.schemas import DetectionSet, FaceMatches, FrameRef, Health, HealthState, SchemaError, decode
 from shared.site_config import ResolvedCamera
-from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, frames_stream
+from shared.stream_bus import DETECTIONS_STREAM, FACE_MATCHES_STREAM, HEALTH_STREAM, StreamBus, frames_stream
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class StreamFollower(threading.Thread):
         self.recent: dict[str, deque[FrameRef]] = {c: deque(maxlen=history) for c in camera_ids}  # for the delayed program
         self.detections: queue.SimpleQueue[tuple[DetectionSet, float]] = queue.SimpleQueue()
         self.counters: Counter[str] = Counter()
-        self._last_ids = {stream: "$" for stream in [*self.camera_of, DETECTIONS_STREAM]}
+        self.face_matches: queue.SimpleQueue[tuple[FaceMatches, float]] = queue.SimpleQueue()
+        self.want_face_matches = False  # queued only for a program that labels them (and so drains the queue)
+        self._last_ids = {stream: "$" for stream in [*self.camera_of, DETECTIONS_STREAM, FACE_MATCHES_STREAM]}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -78,6 +81,8 @@ class StreamFollower(threading.Thread):
         elif isinstance(message, DetectionSet):
             self.detections.put((message, arrived))
             self.counters[f"detections_{message.source}"] += 1
+        elif isinstance(message, FaceMatches) and self.want_face_matches:
+            self.face_matches.put((message, arrived))
 
 
 def frame_at(recent: deque[FrameRef], shown_at: float) -> FrameRef:
@@ -132,6 +137,8 @@ class Program:
         self.director = build_director(settings, cameras)
         self.delay_s = settings.compositor_program_delay_s
         self.renderer = ProgramRenderer(settings.compositor_width, settings.compositor_height, render_options_from(settings))
+        self.face_labels = FaceLabels(settings.compositor_face_label_hold_s) if settings.compositor_face_labels else None
+        self.follower.want_face_matches = self.face_labels is not None
         self.encoder = H264Encoder(
             settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
             settings.compositor_crf, settings.compositor_keyframe_s,
@@ -313,6 +320,9 @@ class Program:
             boxes = boxes_for_frame(self.fusion, camera.id, ref.capture_ts, ref.width, ref.height)
             if boxes is not None:
                 picture.detections, picture.detections_size, picture.boxes_predicted = boxes.detections, boxes.size, boxes.predicted
+        if self.face_labels is not None:
+            self.face_labels.take(self.follower.face_matches)
+            picture.face_labels = self.face_labels.for_camera(camera.id, time.time())
         if self.renderer.options.pip and not camera.is_master and self.director.wide in available:
             picture.pip_frame, _ = self._fetch(self.director.wide, shown_at)
         return picture

@@ -21,6 +21,7 @@ TIMECODE_BITS = 48
 TIMECODE_BLOCK = 16
 TIMECODE_PER_ROW = 24
 _BOX_COLOUR = (0, 220, 255)
+_FACE_COLOUR = (60, 60, 255)
 _TEXT_COLOUR = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -54,6 +55,7 @@ class ShotPicture:
     note: str = ""
     crop: tuple[float, float, float, float] | None = None  # normalised part of the frame to show (virtual camera)
     boxes_predicted: bool = False  # boxes come from tracks, not from a detector run on this frame
+    face_labels: list[tuple[str, tuple[float, float, float, float]]] | None = None  # text, face box in frame pixels
 
 
 class ProgramRenderer:
@@ -97,6 +99,19 @@ class ProgramRenderer:
         cv2.resize(source, (w, h), dst=self.canvas[y : y + h, x : x + w], interpolation=cv2.INTER_LINEAR)
         if self.options.boxes and shot.detections:
             self._draw_boxes(shot, (x0, y0, x1, y1), rect)
+        if shot.face_labels:
+            self._draw_face_labels(shot.face_labels, (x0, y0, x1, y1), rect)
+
+    def _draw_face_labels(self, labels: list[tuple[str, tuple[float, float, float, float]]],
+                          crop: tuple[int, int, int, int], rect: Rect) -> None:
+        cx0, cy0, cx1, cy1 = crop
+        x, y, w, h = rect
+        scale_x, scale_y = w / (cx1 - cx0), h / (cy1 - cy0)
+        for text, (bx0, by0, bx1, by1) in labels:
+            p0 = (int(x + (bx0 - cx0) * scale_x), int(y + (by0 - cy0) * scale_y))
+            p1 = (int(x + (bx1 - cx0) * scale_x), int(y + (by1 - cy0) * scale_y))
+            cv2.rectangle(self.canvas, p0, p1, _FACE_COLOUR, 2)
+            cv2.putText(self.canvas, text, (p0[0], max(20, p0[1] - 8)), _FONT, 0.8, _FACE_COLOUR, 2)
 
     def _draw_boxes(self, shot: ShotPicture, crop: tuple[int, int, int, int], rect: Rect) -> None:
         fh, fw = shot.frame.shape[:2]  # type: ignore[union-attr]

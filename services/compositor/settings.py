@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shared.settings import CommonSettings
 
-OutputName = Literal["mp4", "hls", "mjpeg", "rtmp"]
+OutputName = Literal["mp4", "hls", "mjpeg", "rtmp", "h264"]
 
 
 class CompositorSettings(CommonSettings):
@@ -17,7 +17,7 @@ class CompositorSettings(CommonSettings):
     compositor_fps: float = Field(30.0, gt=0.0, le=60.0, description="program frame rate (driven by wall time)")
     compositor_width: int = Field(1920, ge=160, le=3840, description="program width in pixels (even)")
     compositor_height: int = Field(1080, ge=90, le=2160, description="program height in pixels (even)")
-    compositor_outputs: str = Field("mp4,hls", description="comma-separated: mp4, hls, mjpeg, rtmp")
+    compositor_outputs: str = Field("mp4,hls", description="comma-separated: mp4, hls, mjpeg, rtmp, h264")
     compositor_output_dir: Path = Field(Path("program"), description="folder for MP4 segments, HLS and the EDL")
     compositor_segment_s: float = Field(60.0, gt=0.0, description="length of one MP4 recording segment")
     compositor_retention_hours: float = Field(72.0, ge=0.0, description="MP4 segments older than this are removed (0 = keep)")
@@ -27,6 +27,10 @@ class CompositorSettings(CommonSettings):
     compositor_hls_list_size: int = Field(10, ge=0, description="segments kept in the HLS playlist (0 = all)")
     compositor_mjpeg_port: int = Field(8090, ge=0, le=65535, description="port of the MJPEG preview (0 = any free port)")
     compositor_mjpeg_fps: float = Field(5.0, gt=0.0, le=30.0, description="frame rate of the MJPEG preview")
+    compositor_h264_port: int = Field(8091, ge=0, le=65535,
+                                      description="port of the encoded program stream for the dashboard's WebRTC view (0 = any)")
+    compositor_multiview_mjpeg_port: int = Field(8092, ge=0, le=65535,
+                                                 description="port of the multiview's MJPEG preview with --layout both (0 = any free port)")
     compositor_rtmp_url: str = Field("", description="rtmp://host/app/key to push the program to")
     compositor_x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
     compositor_crf: int = Field(26, ge=0, le=51, description="x264 constant rate factor (lower = better, bigger)")
@@ -67,14 +71,16 @@ class CompositorSettings(CommonSettings):
     compositor_layout: Literal["program", "multiview", "both"] = Field(
         "program", description="program: the cut; multiview: every camera in one picture; both: two outputs from the same frames")
     compositor_timecode: bool = Field(False, description="stamp the capture time as a binary code (latency bench)")
+    compositor_face_labels: bool = Field(False, description="write the names of face watch-list hits on the program")
+    compositor_face_label_hold_s: float = Field(4.0, gt=0.0, description="how long a watch-list hit's name stays on its camera")
 
     @field_validator("compositor_outputs")
     @classmethod
     def _known_outputs(cls, value: str) -> str:
         names = [n.strip().lower() for n in value.split(",") if n.strip()]
-        unknown = sorted(set(names) - {"mp4", "hls", "mjpeg", "rtmp"})
+        unknown = sorted(set(names) - {"mp4", "hls", "mjpeg", "rtmp", "h264"})
         if unknown:
-            raise ValueError(f"unknown output(s) {', '.join(unknown)}; choose from mp4, hls, mjpeg, rtmp")
+            raise ValueError(f"unknown output(s) {', '.join(unknown)}; choose from mp4, hls, mjpeg, rtmp, h264")
         return ",".join(names)
 
     @model_validator(mode="after")

@@ -41,9 +41,9 @@ from services.compositor.interest import (
     region_on_screen,
     subjects_of,
 )
-from services.compositor.tracker import Box, iou
 from services.compositor.virtual_camera import DEFAULT_LIMITS, PanZoomCamera, PanZoomLimits
 from shared.site_config import ResolvedCamera
+from shared.tracker import Box, iou
 
 VIRTUAL = "virtual"
 FULL = "full"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from services.compositor.tracker import Box
+from shared.tracker import Box
 
 FOLLOW_GAIN = 1.5  # per second: the pan eases into the target instead of braking at full deceleration
 

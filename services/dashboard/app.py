@@ -32,6 +32,7 @@ from services.dashboard.live_feed import LiveFeed
 from services.dashboard.security_headers import SecurityHeaders, content_security_policy, origin_of
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
+from services.dashboard.webrtc import LiveViews, add_webrtc_routes
 from shared.metrics import StreamCollector, service_registry
 from shared.schemas import Health, HealthState
 from shared.site_config import SiteConfig
@@ -85,6 +86,7 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
             yield
         finally:
             task.cancel()
+            await live_views.close()
             await app.state.http.aclose()
             await feed.close()
             dashboard.snapshots.close()
@@ -93,6 +95,8 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
     app = FastAPI(title="hybridcam dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.dashboard = dashboard
     _add_routes(app, dashboard, registry)
+    live_views = LiveViews(settings, [c.id for c in cameras], registry)
+    add_webrtc_routes(app, live_views)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.token:
         app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie)

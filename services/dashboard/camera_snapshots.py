@@ -38,6 +38,10 @@ class CameraSnapshots:
         self.lookback = lookback
         self.fetcher = FrameFetcher()
         self._lock = threading.Lock()  # FrameFetcher keeps attached rings in a plain dict
+        # Pictures are made only on request, so a ring replaced by a capture restart would stay
+        # mapped until the next one: let go of replaced rings on a timer too.
+        self._closed = threading.Event()
+        threading.Thread(target=self._release_stale_rings, name="ring-sweep", daemon=True).start()
 
     def picture(self, camera_id: str, seq: int | None = None) -> Snapshot | None:
         refs = self._recent_refs(camera_id)
@@ -72,6 +76,12 @@ class CameraSnapshots:
             return pixels
         return cv2.resize(pixels, (self.width, round(height * self.width / width)), interpolation=cv2.INTER_AREA)
 
+    def _release_stale_rings(self, interval_s: float = 1.0) -> None:
+        while not self._closed.wait(interval_s):
+            with self._lock:
+                self.fetcher.release_stale()
+
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self.fetcher.close()

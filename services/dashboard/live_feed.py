@@ -25,12 +25,21 @@ from services.dashboard.site_state import Event, SiteState
 from shared.backoff import Backoff
 from shared.metrics import LatencyHistograms
 from shared.schemas import Alert, DetectionSet, SchemaError, decode
-from shared.stream_bus import ALERTS_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, Fields, payload_of, stream_items, stream_reply
+from shared.stream_bus import (
+    ALERTS_STREAM,
+    DETECTIONS_STREAM,
+    FACE_MATCHES_STREAM,
+    HEALTH_STREAM,
+    Fields,
+    payload_of,
+    stream_items,
+    stream_reply,
+)
 
 log = logging.getLogger(__name__)
 
-WATCHED_STREAMS = (DETECTIONS_STREAM, HEALTH_STREAM, ALERTS_STREAM)
-HISTORY = {HEALTH_STREAM: 200, DETECTIONS_STREAM: 200, ALERTS_STREAM: 50}  # entries read back at start
+WATCHED_STREAMS = (DETECTIONS_STREAM, HEALTH_STREAM, ALERTS_STREAM, FACE_MATCHES_STREAM)
+HISTORY = {HEALTH_STREAM: 200, DETECTIONS_STREAM: 200, ALERTS_STREAM: 50, FACE_MATCHES_STREAM: 50}  # entries read back at start
 
 
 class LiveFeed:

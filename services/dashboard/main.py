@@ -22,12 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, runs_for_duration=False)
     parser.add_argument("--host", help="address to bind (default: HYBRIDCAM_DASHBOARD_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve (default: HYBRIDCAM_DASHBOARD_PORT, 8088)")
+    parser.add_argument("--program-h264-url",
+                        help="the compositor's encoded program for the WebRTC view (default: HYBRIDCAM_DASHBOARD_PROGRAM_H264_URL)")
     parser.add_argument("--program-url", help="the compositor's MJPEG stream URL (default: HYBRIDCAM_DASHBOARD_PROGRAM_URL)")
 
 
 def run(args: argparse.Namespace) -> int:
     with ServiceLifecycle.start("dashboard", DashboardSettings, args, dashboard_host=args.host, dashboard_port=args.port,
-                                dashboard_program_url=args.program_url) as service:
+                                dashboard_program_url=args.program_url, dashboard_program_h264_url=args.program_h264_url) as service:
         settings, site, log = service.settings, service.site, service.log
         cloud = None
         if settings.cloud_configured:

@@ -33,6 +33,14 @@ class DashboardSettings(CommonSettings):
                           "(directly or per X-Forwarded-Proto from a TLS proxy)")
     dashboard_program_url: str = Field(
         "", description="the compositor's MJPEG stream (http://HOST:PORT/stream); empty = no program panel")
+    dashboard_program_h264_url: str = Field(
+        "", description="the compositor's encoded program (http://HOST:8091/stream, its h264 output); empty = MJPEG only")
+    dashboard_webrtc_ice_servers: str = Field(
+        "", description="comma-separated stun:/turn: URLs for viewers across NAT; empty = host candidates only (loopback, LAN)")
+    dashboard_webrtc_turn_username: str = Field("", description="user name for the turn: servers")
+    dashboard_webrtc_turn_credential: SecretStr | None = Field(None, description="credential for the turn: servers")
+    dashboard_webrtc_max_viewers: int = Field(16, ge=1, le=256, description="open WebRTC viewers at most")
+    dashboard_webrtc_camera_width: int = Field(960, ge=160, le=3840, description="width of a single-camera WebRTC view (encoded here)")
     dashboard_frames_table: str = Field("", description="DynamoDB table of analysed frames (stack output FramesTableName)")
     dashboard_frames_bucket: str = Field("", description="S3 bucket of analysed frames (stack output FramesBucketName)")
     dashboard_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")

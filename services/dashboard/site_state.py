@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cost_model.running_cost import running_cost
+from services.dashboard.watch_list import hit_views
 from shared.sampling_summary import summarize
-from shared.schemas import Alert, DetectionSet, Envelope, Health
+from shared.schemas import Alert, DetectionSet, Envelope, FaceMatches, Health
 from shared.site_config import ResolvedCamera
 
 Event = dict[str, Any]
@@ -55,6 +56,7 @@ class SiteState:
         self.site_name = site_name
         self.cameras = {c.id: CameraState(c.id, c.role, c.width, c.height) for c in cameras}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=alerts_kept)
+        self.watch_hits: deque[dict[str, Any]] = deque(maxlen=alerts_kept)
         self.health: dict[tuple[str, str], Health] = {}
         self.price_set = price_set
         self.uplink: dict[str, Any] = {"frames_sampled": 0, "records_sent": 0, "bytes_sent": 0, "cost": None}
@@ -73,6 +75,10 @@ class SiteState:
             view = alert_view(message)
             self.alerts.appendleft(view)
             return [{"type": "alert", "data": view}]
+        if isinstance(message, FaceMatches):
+            views = hit_views(message)
+            self.watch_hits.extendleft(views)
+            return [{"type": "watch_hit", "data": view} for view in views]
         return []
 
     def _detections(self, message: DetectionSet) -> list[Event]:
@@ -153,6 +159,7 @@ class SiteState:
             "redis_ok": self.redis_ok,
             "cameras": [c.view() for c in self.cameras.values()],
             "alerts": list(self.alerts),
+            "watch_hits": list(self.watch_hits),
             "uplink": self.uplink,
             "program": self.program,
             "services": [self._service_view(r) for r in self.health.values()],

@@ -6,11 +6,17 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from services.edge_infer.detector_pool import DetectorPool
+from services.edge_infer.motion_schedule import Candidate, MotionScheduler, Plan
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
-from shared.frame_ring import FrameFetcher, FrameGone
+from services.edge_infer.track_carrier import TrackCarrier
+from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.metrics import LatencyHistograms
 from shared.progress import Progress
 from shared.schemas import Detection, DetectionSet, FrameRef, Health, HealthState
@@ -20,6 +26,7 @@ from vision.detectors.base import Detections, Detector, InvalidFrameError
 log = logging.getLogger(__name__)
 
 PERSON = "person"
+T = TypeVar("T")
 SKIP_TALLY_KEY = "tally:edge_infer"  # hash: "<camera>.<reason>" -> frames acknowledged without detections
 
 
@@ -27,16 +34,20 @@ class InferenceLoop:
     def __init__(
         self,
         bus: StreamBus,
-        detector: Detector,
+        detector: Detector | DetectorPool,
         streams: list[str],
         group: str,
         consumer: str,
         max_frame_age_ms: float = 1000.0,
         claim_idle_ms: int = 5000,
         metrics: CollectorRegistry | None = None,
+        scheduler: MotionScheduler | None = None,
     ) -> None:
         self.bus = bus
-        self.detector = detector
+        self.pool = detector if isinstance(detector, DetectorPool) else DetectorPool([detector])
+        self.detector = self.pool.first
+        self.scheduler = scheduler
+        self.carrier = TrackCarrier()
         self.streams = streams
         self.group = group
         self.consumer = consumer
@@ -44,7 +55,7 @@ class InferenceLoop:
         self.claim_idle_ms = claim_idle_ms
         self.fetcher = FrameFetcher()
         self.counters: dict[str, CameraCounters] = defaultdict(CameraCounters)
-        self.provider = detector.providers[0] if detector.providers else "unknown"
+        self.provider = self.detector.providers[0] if self.detector.providers else "unknown"
         self.state: HealthState = "starting"
         self.latency = LatencyHistograms(metrics)
         self.progress = Progress(stall_after_s=5.0, fail_after_s=30.0)  # a loop turn takes at most a read block + a batch
@@ -74,44 +85,104 @@ class InferenceLoop:
     def process(self, entries: list[StreamEntry]) -> None:
         selection = select_newest(entries)
         self._ack_skipped(selection.skipped)
-        for entry in selection.newest:
-            self._analyse_guarded(entry)
+        chosen = selection.newest
+        if self.scheduler is not None:
+            observed = [borrowed for entry in chosen if (borrowed := self._guarded(entry, self._borrow)) is not None]
+            plan = self._plan(observed)
+            for entry, frame in plan.defer:
+                self._guarded(entry, partial(self._carry_forward, frame=frame))
+            chosen = [entry for entry, _ in plan.analyse]
+        # Frames are (re-)borrowed just before their turn, one request's worth at a time: a frame
+        # borrowed for a whole round would wait behind the others and be overwritten in its ring.
+        for start in range(0, len(chosen), self.pool.size):
+            batch = [borrowed for entry in chosen[start : start + self.pool.size]
+                     if (borrowed := self._guarded(entry, self._borrow)) is not None]
+            try:
+                outcomes = self.pool.map(self._detect, batch)
+            except Exception as error:  # noqa: BLE001 (one bad batch must not stop the service)
+                for entry, _ in batch:
+                    self._left_pending(entry, error)
+                continue
+            for (entry, frame), outcome in zip(batch, outcomes):
+                self._guarded(entry, partial(self._finish, frame=frame, outcome=outcome))
 
-    def _analyse_guarded(self, entry: StreamEntry) -> None:
+    def _guarded(self, entry: StreamEntry, work: Callable[[StreamEntry], T]) -> T | None:
         """An entry that breaks the analysis stays pending: it is re-delivered by the claim and,
         after the bus's delivery limit, dead-lettered; the loop and the other cameras go on."""
         try:
-            self._analyse(entry)
+            return work(entry)
         except Exception as error:  # noqa: BLE001 (one bad entry must not stop the service)
-            camera_id = getattr(entry.message, "camera_id", "?")
-            self.counters[camera_id].dropped["failed"] += 1
-            log.error("camera %s entry %s failed (%s: %s); left pending for re-delivery",
-                      camera_id, entry.entry_id, type(error).__name__, error)
+            self._left_pending(entry, error)
+            return None
 
-    def _analyse(self, entry: StreamEntry) -> None:
+    def _left_pending(self, entry: StreamEntry, error: Exception) -> None:
+        camera_id = getattr(entry.message, "camera_id", "?")
+        self.counters[camera_id].dropped["failed"] += 1
+        log.error("camera %s entry %s failed (%s: %s); left pending for re-delivery",
+                  camera_id, entry.entry_id, type(error).__name__, error)
+
+    def _borrow(self, entry: StreamEntry) -> tuple[StreamEntry, BorrowedFrame] | None:
+        """The frame's pixels, or None when it is stale or gone (then acknowledged and counted)."""
         ref = entry.message
         if not isinstance(ref, FrameRef):  # select_newest passes frame references only
-            return
+            return None
         counters = self.counters[ref.camera_id]
         if is_stale(ref, self.max_frame_age_ms):
             counters.skipped_stale += 1
             self.bus.ack(entry.stream, self.group, [entry.entry_id], tally=(SKIP_TALLY_KEY, f"{ref.camera_id}.stale"))
-            return
+            return None
         try:
-            frame = self.fetcher.borrow(ref)
-            detections = self.detector.detect(frame.pixels)
-            if not frame.still_valid():
-                raise FrameGone(f"frame {ref.seq} was overwritten while it was analysed")
-        except (FrameGone, InvalidFrameError, ValueError, FileNotFoundError) as error:
-            reason = type(error).__name__
-            counters.dropped[reason] += 1
-            log.warning("camera %s frame %d dropped: %s", ref.camera_id, ref.seq, error)
-            self.bus.ack(entry.stream, self.group, [entry.entry_id], tally=(SKIP_TALLY_KEY, f"{ref.camera_id}.{reason}"))
+            return entry, self.fetcher.borrow(ref)
+        except (FrameGone, ValueError, FileNotFoundError) as error:
+            self._drop(entry, error)
+            return None
+
+    def _plan(self, borrowed: list[tuple[StreamEntry, BorrowedFrame]]) -> Plan[tuple[StreamEntry, BorrowedFrame]]:
+        assert self.scheduler is not None
+        now = time.monotonic()
+        candidates = []
+        for entry, frame in borrowed:
+            camera_id = entry.message.camera_id  # type: ignore[attr-defined]
+            self.scheduler.observe(camera_id, frame.pixels, now)
+            self.scheduler.set_tracks(camera_id, self.carrier.has_tracks(camera_id, entry.message.capture_ts))  # type: ignore[attr-defined]
+            candidates.append(Candidate(camera_id, (entry, frame)))
+        return self.scheduler.plan(candidates, now)
+
+    @staticmethod
+    def _detect(detector: Detector, item: tuple[StreamEntry, BorrowedFrame]) -> Detections | Exception:
+        try:
+            return detector.detect(item[1].pixels)
+        except (InvalidFrameError, ValueError) as error:
+            return error
+
+    def _finish(self, entry: StreamEntry, frame: BorrowedFrame, outcome: Detections | Exception) -> None:
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        if not isinstance(outcome, Exception) and not frame.still_valid():
+            outcome = FrameGone(f"frame {ref.seq} was overwritten while it was analysed")
+        if isinstance(outcome, Exception):
+            self._drop(entry, outcome)
             return
-        result = self._detection_set(ref, detections)
+        result = self._detection_set(ref, outcome)
+        self.carrier.observe(result)
+        if coasting := self.carrier.coasting(result):
+            result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
-        counters.record(result.latency_ms, result.inference_ms, result.count(PERSON))
+        self.counters[ref.camera_id].record(result.latency_ms, result.inference_ms, result.count(PERSON))
         self.latency.observe(result)
+
+    def _carry_forward(self, entry: StreamEntry, frame: BorrowedFrame) -> None:
+        """A frame the schedule skipped: acknowledged with the tracker's boxes, in one transaction."""
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        self.counters[ref.camera_id].skipped_schedule += 1
+        result = self.carrier.carried_set(ref, self.detector.name, self.provider)
+        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+
+    def _drop(self, entry: StreamEntry, error: Exception) -> None:
+        ref: FrameRef = entry.message  # type: ignore[assignment]
+        reason = type(error).__name__
+        self.counters[ref.camera_id].dropped[reason] += 1
+        log.warning("camera %s frame %d dropped: %s", ref.camera_id, ref.seq, error)
+        self.bus.ack(entry.stream, self.group, [entry.entry_id], tally=(SKIP_TALLY_KEY, f"{ref.camera_id}.{reason}"))
 
     def _detection_set(self, ref: FrameRef, detections: Detections) -> DetectionSet:
         labels = detections.labels(self.detector.labels)
@@ -175,4 +246,5 @@ class InferenceLoop:
         self.bus.publish(HEALTH_STREAM, self.health(), maxlen=1000)
 
     def close(self) -> None:
+        self.pool.close()
         self.fetcher.close()

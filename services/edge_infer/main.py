@@ -1,7 +1,8 @@
 """Detect objects in real time on the newest frame of each camera with ONNX Runtime.
 
-Execution providers are tried in the order TensorRT -> CUDA -> CPU among those this
-onnxruntime build offers; the one that actually runs is logged. Frames arrive as
+The back-end is chosen at start and logged with the reason: TensorRT -> CUDA through onnxruntime
+when it offers a GPU, else OpenVINO (or onnxruntime) on the CPU, int8 where the CPU has VNNI/AMX;
+HYBRIDCAM_EDGE_BACKEND / HYBRIDCAM_EDGE_PRECISION force one. Several requests run in flight. Frames arrive as
 shared-memory references; a frame that is stale, overwritten or corrupt is skipped and
 counted, never queued. Detections and the acknowledgement of their frame are written in
 one Redis transaction, so a restart neither loses nor duplicates results.
@@ -11,15 +12,25 @@ from __future__ import annotations
 
 import argparse
 
+from services.edge_infer.backend_choice import choose_backend
+from services.edge_infer.detector_pool import DetectorPool, open_pool
 from services.edge_infer.inference_loop import InferenceLoop
+from services.edge_infer.motion_schedule import MotionScheduler
 from services.edge_infer.settings import EdgeInferSettings
 from shared.errors import ConfigError
 from shared.metrics import service_registry
 from shared.service_lifecycle import ServiceLifecycle, add_common_arguments
 from shared.stream_bus import StreamBus, frames_stream
-from vision.detectors.base import Detector, ModelLoadError
-from vision.detectors.registry import build_detector, load_detector, parse_detector_config
-from vision.providers import ProviderChoice, choose_providers
+from vision.detectors.base import ModelLoadError
+from vision.detectors.registry import (
+    DEFAULT_MODELS_DIR,
+    TILED_NAME,
+    build_detector,
+    load_detector,
+    parse_detector_config,
+    resolve_model_path,
+)
+from vision.providers import choose_providers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,21 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", action="append", default=[], help="analyse only this camera id (repeatable)")
 
 
-def build_edge_detector(settings: EdgeInferSettings) -> tuple[Detector, ProviderChoice]:
-    """The detector of HYBRIDCAM_EDGE_DETECTOR (typed settings) or else of HYBRIDCAM_EDGE_MODEL, on the best providers."""
+def build_detectors(settings: EdgeInferSettings) -> DetectorPool:
+    """The detector pool: HYBRIDCAM_EDGE_DETECTOR (typed settings) or the tiled pair on the onnxruntime chain, else
+    HYBRIDCAM_EDGE_MODEL on the back-end chosen (or forced) for this machine, with its requests in flight."""
     allowed = [p.strip() for p in settings.edge_providers.split(",") if p.strip()] or None
     threads = settings.edge_threads or None
     what = settings.edge_detector or settings.edge_model
     try:
-        choice = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
-        if settings.edge_detector:
-            detector = build_detector(parse_detector_config(settings.edge_detector), choice, intra_op_num_threads=threads)
-        else:
-            detector = load_detector(settings.edge_model, choice, intra_op_num_threads=threads,
-                                     score_threshold=settings.edge_score_threshold)
+        if settings.edge_detector or settings.edge_model == TILED_NAME:
+            providers = choose_providers(allowed, settings.edge_trt_cache_dir, settings.edge_fp16)
+            if settings.edge_detector:
+                return DetectorPool([build_detector(parse_detector_config(settings.edge_detector), providers,
+                                                    intra_op_num_threads=threads)])
+            return DetectorPool([load_detector(TILED_NAME, providers, intra_op_num_threads=threads,
+                                               score_threshold=settings.edge_score_threshold)])
+        choice = choose_backend(
+            resolve_model_path(settings.edge_model, DEFAULT_MODELS_DIR),
+            settings.edge_backend,
+            settings.edge_precision,
+            requests=settings.edge_requests,
+            threads=settings.edge_threads,
+            allowed_providers=allowed,
+            trt_cache_dir=settings.edge_trt_cache_dir,
+            fp16=settings.edge_fp16,
+        )
+        return open_pool(choice, score_threshold=settings.edge_score_threshold)
     except (ModelLoadError, ValueError, FileNotFoundError) as error:
         raise ConfigError(f"cannot load model {what!r}: {error}") from None
-    return detector, choice
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,17 +75,22 @@ def run(args: argparse.Namespace) -> int:
         cameras = [c for c in site.resolved() if not wanted or c.id in wanted]
         if not cameras:
             raise ConfigError(f"no camera of site {site.site!r} matches {', '.join(wanted)}")
-        detector, choice = build_edge_detector(settings)
-        log.info("model %s; %s; running on %s", detector.name, choice.description, ", ".join(detector.providers))
+        pool = build_detectors(settings)
+        detector = pool.first
+        log.info("model %s running on %s; %s", detector.name, ", ".join(detector.providers),
+                 pool.choice.describe() if pool.choice else "")
         log.info("analysing %d camera(s): %s (newest frame only, stale after %.0f ms)",
                  len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
 
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         streams = [frames_stream(c.id) for c in cameras]
         metrics = service_registry(lambda: [loop.health()], bus.stream_collector(lambda: streams))
+        scheduler = MotionScheduler(pool.size, settings.edge_floor_fps) if settings.edge_schedule == "motion" else None
+        log.info("schedule: %s", f"motion-aware ({settings.edge_floor_fps:g} fps floor for still cameras, "
+                 f"{pool.size} frame(s) a round, tracked boxes on skipped frames)" if scheduler else "every camera's newest frame")
         loop = InferenceLoop(
-            bus, detector, streams, settings.edge_group, settings.edge_consumer,
-            settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics,
+            bus, pool, streams, settings.edge_group, settings.edge_consumer,
+            settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics, scheduler,
         )
         service.close_with(lambda: log.info(
             "stopped after %.1f s: %d frames analysed, %d skipped", service.elapsed_s,

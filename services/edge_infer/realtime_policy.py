@@ -20,6 +20,7 @@ class CameraCounters:
     analysed: int = 0
     skipped_backlog: int = 0
     skipped_stale: int = 0
+    skipped_schedule: int = 0  # left to the tracker by motion-aware scheduling
     dropped: Counter[str] = field(default_factory=Counter)
     last_latency_ms: float = 0.0
     last_inference_ms: float = 0.0
@@ -28,7 +29,7 @@ class CameraCounters:
 
     @property
     def skipped(self) -> int:
-        return self.skipped_backlog + self.skipped_stale
+        return self.skipped_backlog + self.skipped_stale + self.skipped_schedule
 
     def record(self, latency_ms: float, inference_ms: float, people: int) -> None:
         now = time.monotonic()
@@ -51,6 +52,7 @@ class CameraCounters:
             "detect_fps": round(self.fps, 2),
             "skipped": self.skipped,
             "skipped_stale": self.skipped_stale,
+            "skipped_schedule": self.skipped_schedule,
             "dropped": sum(self.dropped.values()),
             "latency_ms": round(self.last_latency_ms, 1),
             "inference_ms": round(self.last_inference_ms, 1),

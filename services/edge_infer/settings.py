@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,11 @@ class EdgeInferSettings(CommonSettings):
     edge_fp16: bool = Field(True, description="FP16 on TensorRT")
     edge_trt_cache_dir: Path | None = Field(None, description="TensorRT engine cache (keep on a volume)")
     edge_threads: int = Field(0, ge=0, le=64, description="ONNX Runtime intra-op threads; 0 = all cores")
+    edge_backend: str = Field("auto", description="auto, tensorrt, cuda, openvino or onnxruntime (CPU); auto = GPU if onnxruntime offers one, else OpenVINO if installed, else onnxruntime")
+    edge_precision: str = Field("auto", description="auto, fp32, int8 or bf16 (OpenVINO only); auto = int8 on CPUs with VNNI/AMX when <model>-int8.onnx exists, else FP32 (FP16 on TensorRT)")
+    edge_requests: int = Field(0, ge=0, le=16, description="detector requests in flight (throughput mode); 0 = one per core, at most 4")
+    edge_schedule: Literal["motion", "every-camera"] = Field("motion", description="motion: cameras where nothing moves and nothing is tracked get the floor rate, the others the rest; every-camera: newest frame of every camera each round")
+    edge_floor_fps: float = Field(1.0, gt=0.0, le=60.0, description="analysed frames/s of a camera where nothing moves (motion schedule)")
     edge_cameras: str = Field("", description="comma-separated camera ids; empty = every camera of the site")
     edge_max_frame_age_ms: float = Field(1000.0, gt=0, description="older frames are stale and skipped, never queued")
     edge_group: str = Field("edge_infer", description="consumer group on the frame streams")

@@ -4,7 +4,8 @@ Each CloudResult becomes a DetectionSet with source "cloud", written to the dete
 together with a per-frame-id key (with a TTL) in one Redis transaction, so a result delivered
 twice (SQS is at-least-once) is published once. A message is deleted from the queue only after
 its stream write succeeded. A malformed body is logged, counted, copied to the dead-letter
-stream and deleted.
+stream and deleted. FaceMatches messages (face watch-list hits) go to the face_matches stream the
+same way, once per frame (face_matches.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,25 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from services.results_bridge.face_matches import dedup_id, in_camera_pixels
 from services.results_bridge.settings import BridgeSettings
 from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY, dedup_key
-from shared.schemas import Alert, CloudResult, Detection, DetectionSet, Envelope, Health, HealthState, SchemaError, alerts_of, decode_text
+from shared.schemas import (
+    Alert,
+    CloudResult,
+    Detection,
+    DetectionSet,
+    Envelope,
+    FaceMatches,
+    Health,
+    HealthState,
+    SchemaError,
+    alerts_of,
+    decode_text,
+)
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, HEALTH_STREAM, StreamBus
+from shared.stream_bus import ALERTS_STREAM, DEADLETTER_STREAM, DETECTIONS_STREAM, FACE_MATCHES_STREAM, HEALTH_STREAM, StreamBus
 
 log = logging.getLogger("results_bridge")
 
@@ -122,6 +136,9 @@ class ResultsBridge:
         body = message.get("Body", "")
         try:
             result = decode_text(body)
+            if isinstance(result, FaceMatches):
+                self.deliver_face_matches(result)
+                return
             if not isinstance(result, CloudResult):
                 raise SchemaError(f"expected cloud_result, got {type(result).schema_name}")
         except SchemaError as error:
@@ -135,6 +152,15 @@ class ResultsBridge:
         else:
             self.counters["duplicates"] += 1
             log.info("result for frame %s was already published; dropped the duplicate", result.frame_id)
+
+    def deliver_face_matches(self, message: FaceMatches) -> None:
+        """Watch-list hits onto the face_matches stream once per frame (key and entry in one MULTI, as for detections)."""
+        message = in_camera_pixels(message, self.cameras.get(message.camera_id))
+        if self.bus.publish_once(dedup_key(dedup_id(message)), self.settings.bridge_dedup_ttl_s,
+                                 [(FACE_MATCHES_STREAM, message)], CLOUD_RESULT_COUNTERS_KEY, {}):
+            self.counters["face_matches"] += len(message.matches)
+        else:
+            self.counters["duplicates"] += 1
 
     def publish_once(self, detections: DetectionSet, alerts: list[Alert]) -> bool:
         """Detections, alerts and the result counters in one transaction, unless this frame was published already."""
@@ -180,7 +206,7 @@ class ResultsBridge:
         return self.progress.state()
 
     def snapshot(self) -> dict[str, float]:
-        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures", "poll_errors")
+        names = ("received", "published", "alerts", "duplicates", "malformed", "deleted", "delete_failures", "poll_errors", "face_matches")
         values = {name: float(self.counters.get(name, 0)) for name in names}
         values["progress_age_s"] = round(self.progress.age_s(), 1)
         return values

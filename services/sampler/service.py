@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
+from services.sampler.face_candidates import FaceCandidates
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
 from services.sampler.policy import (
     AdaptivePolicy,
@@ -91,6 +92,7 @@ class Sampler:
         self.policy = policy
         self.encoder = encoder
         self.fetcher = FrameFetcher()
+        self.face_candidates = FaceCandidates(bus.redis, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
         self.pairing = pairing or EdgePairing([c.id for c in site.masters()], watch_labels_of(settings.sampler_watch_labels),
                                               (settings.sampler_unsure_low, settings.sampler_unsure_high))
@@ -227,7 +229,9 @@ class Sampler:
             log.debug("sampled frame %s is gone: %s", ref.frame_id, error)
             return None
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
-                           capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg)
+                           capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
+                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref))
+        self.counters["face_candidates"] += frame.face_candidate
         return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
 
     def _watch_edge(self, now: float) -> None:

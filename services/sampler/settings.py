@@ -41,6 +41,8 @@ class SamplerSettings(CommonSettings):
     sampler_health_interval_s: float = Field(2.0, gt=0, description="how often counters go to the health stream and the counters file")
     sampler_group: str = Field("sampler", description="consumer group on the frame streams")
     sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="consumer name in the group (host-pid by default)")
+    sampler_face_watch: bool = Field(False, description="mark frames where the edge saw a person tall enough for a searchable face (the cloud's face watch-list searches only those)")
+    sampler_face_min_px: float = Field(40.0, gt=0, description="smallest searchable face in pixels of a 1080-line frame (Rekognition's documented minimum is 40)")
     sampler_claim_idle_ms: int = Field(10_000, ge=100, description="take over a dead sampler's unacknowledged frames after this idle time")
 
     # -- which frames go (services/sampler/policy.py, docs/sampling.md) -----------------------

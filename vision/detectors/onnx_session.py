@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from vision.detectors.base import ModelLoadError
+from vision.detectors.openvino_session import OpenVinoSession, OpenVinoTarget, open_openvino_session
 from vision.providers import ProviderChoice, ProviderSpec, choose_providers
 
 
@@ -36,10 +37,12 @@ def session_options(intra_op_num_threads: int | None) -> ort.SessionOptions:
 
 def open_session(
     model_path: str | os.PathLike[str],
-    providers: Sequence[ProviderSpec] | ProviderChoice | None = None,
+    providers: Sequence[ProviderSpec] | ProviderChoice | OpenVinoTarget | None = None,
     intra_op_num_threads: int | None = None,
-) -> ort.InferenceSession:
+) -> ort.InferenceSession | OpenVinoSession:
     """Open the model, raising ModelLoadError (one sentence) if it is missing or not ONNX."""
+    if isinstance(providers, OpenVinoTarget):
+        return open_openvino_session(model_path, providers)
     path = Path(model_path)
     if not path.is_file():
         raise ModelLoadError(f"Model file {path} does not exist.")

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vision.detectors.base import Detector
 from vision.detectors.onnx_session import TensorSpec
+from vision.detectors.openvino_session import OpenVinoTarget
 from vision.providers import ProviderChoice, ProviderSpec
 
-Providers = Sequence[ProviderSpec] | ProviderChoice | None
+Providers = Sequence[ProviderSpec] | ProviderChoice | OpenVinoTarget | None
 
 
 class DetectorConfig(BaseModel):

@@ -2,6 +2,7 @@
 
     stored_item (a retry: reuse what the first attempt stored) or analyse (fetch image -> detect ->
     store frame in S3 -> store item in DynamoDB) -> claim alerts -> send result -> publish alerts
+    -> search faces (only with FACE_SEARCH enabled, only frames the edge marked; face_watch.py)
 
 The frame's item is looked up first, so a retried record never pays for detection or the S3 put
 again. The result goes to the edge before any SNS call, so an SNS outage never holds a result back;
@@ -21,6 +22,7 @@ import boto3
 
 from detector_lambda.alerts import Alerter, AlertRules
 from detector_lambda.detectors import Backoff, FoundLabel, FrameImage, LabelDetector, RekognitionDetector, SageMakerDetector, client_config
+from detector_lambda.face_watch import FaceWatch, build_face_watch
 from detector_lambda.logs import logger
 from detector_lambda.records import FrameRecord
 from detector_lambda.settings import LambdaSettings
@@ -37,12 +39,14 @@ class Pipeline:
     alerter: Alerter
     sqs: Any
     clock: Callable[[], float] = time.time
+    face_watch: FaceWatch | None = None
 
     def process(self, record: FrameRecord) -> FrameItem:
         item = self.stored_item(record) or self.analyse(record)
         item = self.claim_alerts(record, item)
         self.send_result(record, item)
         self.publish_alerts(record, item)
+        self.search_faces(record, item)
         return item
 
     # -- steps -------------------------------------------------------------------------------
@@ -102,6 +106,21 @@ class Pipeline:
         self.table.mark(item.frame_id, alerts_done=True)
 
 
+    def search_faces(self, record: FrameRecord, item: FrameItem) -> None:
+        """The watch-list step. It reads the frame's image itself: a retry skipped analyse, so it has none.
+
+        Inline bytes are used as they came; a claim-checked frame is read back from its stored copy
+        (item.s3_key in the frames bucket), and only when the frame is searched. The step is idempotent
+        (conditional match items, a cooldown claim per person), so a retry simply runs it again.
+        """
+        if self.face_watch is None or not self.face_watch.wants(record.frame):
+            return
+        frame = record.frame
+        image = FrameImage(frame.width, frame.height, jpeg=frame.jpeg, s3_bucket=self.settings.frames_bucket,
+                           s3_key=item.s3_key)
+        self.face_watch.process(frame, image, item.processed_ts)
+
+
 def detections_of(labels: list[FoundLabel]) -> list[Detection]:
     """Boxed labels as edge Detections (score 0-1); frame-level labels stay in the DynamoDB item only."""
     return [
@@ -130,4 +149,5 @@ def build_pipeline(settings: LambdaSettings, detector: LabelDetector | None = No
         alerter=Alerter(dynamodb, settings.frames_table, boto3.client("sns"), settings.alert_topic_arn,
                         settings.frames_bucket, rules),
         sqs=boto3.client("sqs"),
+        face_watch=build_face_watch(settings),
     )

@@ -8,6 +8,10 @@ DETECTOR_BACKEND (rekognition|sagemaker), SAGEMAKER_ENDPOINT (required for sagem
 (comma list, default "Person"), MIN_CONFIDENCE (0-100, default 60), ALERT_MIN_CONFIDENCE (default
 MIN_CONFIDENCE), ALERT_COOLDOWN_S (default 300), MAX_LABELS (default 20), ITEM_TTL_DAYS (default 30),
 RECORD_RESERVE_S (stop taking records when less of the invocation remains, default 20).
+Face watch-list (face_watch.py): FACE_SEARCH (enabled|disabled, default disabled), FACE_COLLECTION
+(required when enabled), FACE_MATCH_THRESHOLD (0-100, default 80), FACE_MIN_CONFIDENCE (0-100, default
+90), FACE_MIN_SIZE_PX (at 1080p, default 40), FACE_ALERT_COOLDOWN_S (default 600), FACE_MATCH_TTL_DAYS
+(default 30).
 Logging is Powertools' own: POWERTOOLS_LOG_LEVEL (default INFO), POWERTOOLS_SERVICE_NAME.
 """
 
@@ -39,11 +43,23 @@ class LambdaSettings(BaseSettings):
     max_labels: int = Field(20, ge=1, le=1000)
     item_ttl_days: int = Field(30, ge=1, le=3650)
     record_reserve_s: float = Field(20.0, ge=0.0, le=900.0)
+    face_search: Literal["enabled", "disabled"] = "disabled"
+    face_collection: str = ""
+    face_match_threshold: float = Field(80.0, ge=0.0, le=100.0)
+    face_min_confidence: float = Field(90.0, ge=0.0, le=100.0)
+    face_min_size_px: float = Field(40.0, ge=1.0, le=1080.0)
+    face_alert_cooldown_s: float = Field(600.0, ge=0.0, le=7 * 86400.0)
+    face_match_ttl_days: int = Field(30, ge=1, le=3650)
 
     @field_validator("detector_backend", mode="before")
     @classmethod
     def _lower_backend(cls, value: Any) -> Any:
         return value.strip().lower() or "rekognition" if isinstance(value, str) else value
+
+    @field_validator("face_search", mode="before")
+    @classmethod
+    def _lower_switch(cls, value: Any) -> Any:
+        return value.strip().lower() or "disabled" if isinstance(value, str) else value
 
     @field_validator("watch_labels", mode="before")
     @classmethod
@@ -56,6 +72,8 @@ class LambdaSettings(BaseSettings):
     def _check_backend(self) -> LambdaSettings:
         if self.detector_backend == "sagemaker" and not self.sagemaker_endpoint:
             raise ValueError("SAGEMAKER_ENDPOINT is not set but DETECTOR_BACKEND is sagemaker")
+        if self.face_search == "enabled" and not self.face_collection:
+            raise ValueError("FACE_COLLECTION is not set but FACE_SEARCH is enabled")
         return self
 
     @property

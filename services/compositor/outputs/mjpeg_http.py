@@ -1,5 +1,8 @@
 """A live MJPEG-over-HTTP preview: GET / shows it, GET /stream is multipart JPEG.
 
+With the HLS output on, the same port also serves its playlist and segments under /hls/
+(GET /hls/program.m3u8), so one published port gives a browser both.
+
 Pictures are downscaled and JPEG-encoded only while someone watches, at most at the
 preview rate; each viewer is served from its own thread and only ever gets the newest
 picture.
@@ -8,8 +11,10 @@ picture.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +23,8 @@ from services.compositor.outputs.program_output import ProgramOutput
 
 log = logging.getLogger(__name__)
 _BOUNDARY = "hybridcamframe"
+_HLS_FILE = re.compile(r"^/hls/(program\.m3u8|program-\d{1,9}\.ts)$")
+_HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 _PAGE = b"<!doctype html><title>hybridcam program</title><body style='margin:0;background:#000'><img src='/stream' style='width:100%'>"
 
 
@@ -25,8 +32,10 @@ class MjpegHttpPreview(ProgramOutput):
     name = "mjpeg"
     wants_pictures = True
 
-    def __init__(self, port: int, fps: float = 5.0, width: int = 960, quality: int = 75, host: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, fps: float = 5.0, width: int = 960, quality: int = 75, host: str = "0.0.0.0",
+                 hls_folder: Path | None = None) -> None:
         super().__init__()
+        self.hls_folder = hls_folder
         self.interval = 1.0 / fps
         self.width = width
         self.quality = quality
@@ -88,8 +97,18 @@ class MjpegHttpPreview(ProgramOutput):
                     self._send(200, "text/html", _PAGE)
                 elif self.path == "/stream":
                     self._stream()
+                elif preview.hls_folder is not None and (match := _HLS_FILE.match(self.path.split("?", 1)[0])):
+                    self._hls_file(preview.hls_folder / match.group(1))
                 else:
-                    self.send_error(404, "only / and /stream are served here")
+                    self.send_error(404, "only /, /stream and /hls/program.m3u8 are served here")
+
+            def _hls_file(self, path: Path) -> None:
+                try:
+                    body = path.read_bytes()
+                except OSError:
+                    self.send_error(404, "not written (yet)")
+                    return
+                self._send(200, _HLS_TYPES[path.suffix], body)
 
             def _send(self, status: int, kind: str, body: bytes) -> None:
                 self.send_response(status)

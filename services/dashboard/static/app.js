@@ -150,6 +150,46 @@ function showAlert(alert, fresh) {
   $("#alert-count").textContent = alertCount;
 }
 
+// -- watch-list panel (DOM built with textContent only: names come from the operator's enrolment) --
+
+function showWatchHit(hit, fresh) {
+  const list = $("#watch-hits");
+  $(".empty", list)?.remove();
+  const item = document.createElement("li");
+  item.className = fresh ? "watch-hit fresh" : "watch-hit";
+  item.dataset.frame = hit.frame_id;
+  const face = document.createElement("img");
+  face.className = "face";
+  face.alt = `face of ${text(hit.person)}`;
+  if (hit.crop) face.src = hit.crop;
+  const person = document.createElement("strong");
+  person.textContent = text(hit.person);
+  const camera = document.createElement("span");
+  camera.className = "camera";
+  camera.textContent = text(hit.camera_id);
+  const similarity = document.createElement("span");
+  similarity.className = "muted similarity";
+  similarity.textContent = `${Number(hit.similarity).toFixed(0)}%` + (hit.alerted ? " · alert sent" : "");
+  const time = document.createElement("time");
+  time.className = "muted";
+  time.textContent = localTime(hit.capture_ts);
+  time.title = utcTime(hit.capture_ts);
+  time.dateTime = utcTime(hit.capture_ts);
+  const words = document.createElement("div");
+  words.append(person, " on ", camera, " ", similarity, document.createElement("br"), time);
+  item.append(face, words);
+  if (fresh) list.prepend(item); else list.append(item);
+  while (list.children.length > 50) list.lastElementChild.remove();
+}
+
+function showWatchHits(hits) {
+  const empty = document.createElement("li");
+  empty.className = "empty muted";
+  empty.textContent = "no watch-list hits yet";
+  $("#watch-hits").replaceChildren(empty);
+  (hits || []).forEach((hit) => showWatchHit(hit, false));
+}
+
 function showService(service) {
   const id = `svc-${service.service}-${service.instance}`.replace(/[^a-zA-Z0-9_-]/g, "_");
   let row = document.getElementById(id);
@@ -215,6 +255,7 @@ function applySnapshot(state) {
   $("#alerts").innerHTML = '<li class="empty muted">no alerts yet</li>';
   alertCount = 0;
   state.alerts.forEach((alert) => showAlert(alert, false));
+  showWatchHits(state.watch_hits);
   showUplink(state.uplink);
   showProgram(state.program);
   state.services.forEach(showService);
@@ -238,7 +279,8 @@ function startProgram(configured) {
 
 async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
-  startProgram(state.program_configured);
+  if (window.startLiveView) window.startLiveView(state.program_configured, startProgram);  // WebRTC, MJPEG fallback
+  else startProgram(state.program_configured);
   if (state.cloud_configured) loadCloudFrames();
   else $("#cloud-frames").innerHTML =
     '<p class="muted">No cloud path on this edge (HYBRIDCAM_DASHBOARD_FRAMES_TABLE and _FRAMES_BUCKET are not set).</p>';
@@ -248,6 +290,7 @@ async function main() {
   on("detections", showDetections);
   on("camera", showCamera);
   on("alert", (alert) => showAlert(alert, true));
+  on("watch_hit", (hit) => showWatchHit(hit, true));
   on("uplink", showUplink);
   on("program", showProgram);
   on("service", showService);

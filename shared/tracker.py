@@ -1,5 +1,8 @@
 """A small per-camera IoU/centroid tracker: who is in view, how big, how fast they move.
 
+Used by the compositor (interest, framing) and by edge inference (boxes carried forward, by
+constant velocity, on frames the detector skipped).
+
 Boxes are normalised to the frame (0..1), so masters and slaves of any size compare.
 Observations normally arrive in capture order; a late one (a cloud result) is matched
 against each track's box at that capture time and only adds evidence: it never moves
@@ -40,44 +43,67 @@ class Track:
     first_seen: float
     hits: int = 1
     speed: float = 0.0  # centre motion in frame widths per second, smoothed
+    velocity: tuple[float, float] = (0.0, 0.0)  # centre motion (x, y) in frame sizes per second, smoothed
+    score: float = 0.0  # detector score of the last observation
     history: deque = field(default_factory=lambda: deque(maxlen=32))  # (ts, box)
 
     def box_at(self, ts: float) -> Box:
         """The box observed closest to capture time ``ts``."""
         return min(self.history, key=lambda item: abs(item[0] - ts))[1] if self.history else self.box
 
+    def predicted_box(self, ts: float) -> Box:
+        """The last box moved on at the track's velocity to time ``ts`` (no extrapolation backwards)."""
+        dt = max(0.0, ts - self.last_seen)
+        dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
+        x0, y0, x1, y1 = self.box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
 
 class IouTracker:
-    def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15) -> None:
+    def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15,
+                 match_predicted: bool = True) -> None:
+        """``match_predicted``: match new boxes against where each track should be now (constant velocity),
+        which carries fast movers across skipped frames; False matches against the last box seen."""
         self.max_age_s = max_age_s
+        self.match_predicted = match_predicted
         self.min_iou = min_iou
         self.max_centre_jump = max_centre_jump
         self.tracks: list[Track] = []
         self.last_ts = float("-inf")
         self._ids = itertools.count(1)
 
-    def update(self, boxes: list[Box], ts: float) -> None:
+    def update(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> None:
         if ts >= self.last_ts:
-            self._step(boxes, ts)
+            self._step(boxes, ts, scores)
         else:
             self._add_late_evidence(boxes, ts)
+
+    def predict(self, ts: float) -> list[tuple[Track, Box]]:
+        """Where each active track's box should be at time ``ts``, for a frame no detector saw."""
+        return [(track, track.predicted_box(ts)) for track in self.active(ts)]
 
     def active(self, now: float) -> list[Track]:
         """Tracks seen within max_age of ``now`` (and not only in the future of it)."""
         return [t for t in self.tracks if now - self.max_age_s <= t.last_seen <= now + self.max_age_s]
 
-    def _step(self, boxes: list[Box], ts: float) -> None:
+    def _step(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> None:
         self.last_ts = ts
         self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.max_age_s]
-        for track, box in self._match(boxes, lambda t: t.box):
+        expected = (lambda t: t.predicted_box(ts)) if self.match_predicted else (lambda t: t.box)
+        for index, (track, box) in enumerate(self._match(boxes, expected)):
+            score = scores[index] if scores else 0.0
             if track is None:
-                self._start(box, ts)
+                self._start(box, ts).score = score
                 continue
             dt = ts - track.last_seen
             if dt > 0:
                 instant = centre_distance(track.box, box) / dt
                 track.speed = 0.7 * track.speed + 0.3 * instant
-            track.box, track.last_seen = box, ts
+                (old_x, old_y), (new_x, new_y) = centre(track.box), centre(box)
+                vx, vy = (new_x - old_x) / dt, (new_y - old_y) / dt
+                track.velocity = (vx, vy) if track.hits == 1 else (
+                    0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
+            track.box, track.last_seen, track.score = box, ts, score
             track.hits += 1
             track.history.append((ts, box))
 
@@ -89,10 +115,11 @@ class IouTracker:
             else:
                 track.hits += 1
 
-    def _start(self, box: Box, ts: float) -> None:
+    def _start(self, box: Box, ts: float) -> Track:
         track = Track(next(self._ids), box, last_seen=ts, first_seen=ts)
         track.history.append((ts, box))
         self.tracks.append(track)
+        return track
 
     def _match(self, boxes: list[Box], box_of) -> list[tuple[Track | None, Box]]:
         """Greedy matching, best IoU first, then nearest centre for small fast boxes."""

@@ -1,0 +1,201 @@
+"""Live view over WebRTC (aiortc): signalling on the dashboard's HTTP API, behind its token.
+
+The page posts an SDP offer to ``POST /api/webrtc/offer`` (``{"sdp", "type", "source"}``,
+source ``program`` or ``camera:<id>``) and gets the answer and a viewer id; ``POST
+/api/webrtc/<id>/close`` (also sent by the page as it goes away) ends the viewer at once,
+and a viewer whose browser vanishes is ended when its connection fails. ``GET /api/webrtc``
+says whether the live view is configured, the ICE servers the page should use and how many
+senders are open. Every viewer gets its own peer connection and sender; the encoded video
+comes from a source shared by all viewers of it (services/dashboard/live_video.py).
+
+No STUN/TURN is used unless configured: host candidates reach viewers on loopback and the LAN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamError
+from fastapi import FastAPI, HTTPException
+from prometheus_client import CollectorRegistry, Gauge
+from pydantic import BaseModel, Field
+
+from services.dashboard.live_video import CameraEncoder, ProgramRelay, UnitSource
+from services.dashboard.settings import DashboardSettings
+from shared.h264_stream import CLOCK, AccessUnit
+
+log = logging.getLogger(__name__)
+QUEUED_UNITS = 30  # about a second at the program rate: more means the viewer is stuck
+H264_ONLY = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
+
+
+class Offer(BaseModel):
+    sdp: str = Field(max_length=64_000)
+    type: str = Field(pattern="^offer$")
+    source: str = Field("program", max_length=200)
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """Hands pre-encoded H.264 to aiortc's sender (it packetizes av.Packets without re-encoding).
+
+    Starts at a key frame; a viewer that falls a second behind skips to the next key frame.
+    """
+
+    kind = "video"
+
+    def __init__(self, source: UnitSource) -> None:
+        super().__init__()
+        self.source = source
+        self.queue: asyncio.Queue[AccessUnit] = asyncio.Queue(maxsize=QUEUED_UNITS)
+        self.waiting_for_keyframe = True
+        self.dropped = 0
+        source.subscribe(self.offer)
+
+    def offer(self, unit: AccessUnit) -> None:
+        if self.waiting_for_keyframe and not unit.is_keyframe:
+            return
+        if self.queue.full():
+            self.dropped += self.queue.qsize()
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.waiting_for_keyframe = not unit.is_keyframe
+            if self.waiting_for_keyframe:
+                return
+        self.waiting_for_keyframe = False
+        self.queue.put_nowait(unit)
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        unit = await self.queue.get()
+        packet = av.Packet(unit.data)
+        packet.pts = packet.dts = unit.pts
+        packet.time_base = CLOCK
+        return packet
+
+    def stop(self) -> None:
+        self.source.unsubscribe(self.offer)
+        super().stop()
+
+
+@dataclass
+class Viewer:
+    id: str
+    source: str
+    connection: RTCPeerConnection
+    track: EncodedVideoTrack
+
+
+@dataclass
+class LiveViews:
+    settings: DashboardSettings
+    cameras: list[str]
+    registry: CollectorRegistry | None = None
+    viewers: dict[str, Viewer] = field(default_factory=dict)
+    sources: dict[str, UnitSource] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ice_servers = _ice_servers(self.settings)
+        Gauge("hybridcam_webrtc_senders", "open WebRTC senders (one per viewer)", registry=self.registry) \
+            .set_function(lambda: len(self.viewers))
+        Gauge("hybridcam_webrtc_sources", "live video sources running (program relay, camera encoders)",
+              registry=self.registry).set_function(lambda: sum(s.running for s in self.sources.values()))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.dashboard_program_h264_url)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "configured": self.configured,
+            "problem": "" if self.configured else "no encoded program configured (HYBRIDCAM_DASHBOARD_PROGRAM_H264_URL)",
+            "ice_servers": [{"urls": s.urls, **({"username": s.username, "credential": s.credential} if s.username else {})}
+                            for s in self.ice_servers],
+            "senders": len(self.viewers),
+            "sources": {name: {"running": s.running, "subscribers": len(s.subscribers), **s.counters}
+                        for name, s in self.sources.items()},
+            "sources_running": sum(s.running for s in self.sources.values()),
+            "cameras": self.cameras,
+        }
+
+    def source(self, name: str) -> UnitSource:
+        if name not in self.sources:
+            if name == "program":
+                if not self.configured:
+                    raise HTTPException(404, "no encoded program configured (HYBRIDCAM_DASHBOARD_PROGRAM_H264_URL)")
+                self.sources[name] = ProgramRelay(self.settings.dashboard_program_h264_url)
+            elif name.startswith("camera:") and name[7:] in self.cameras:
+                self.sources[name] = CameraEncoder(name[7:], self.settings.redis_url, self.settings.dashboard_webrtc_camera_width)
+            else:
+                raise HTTPException(404, f"no live source {name!r}: choose program or camera:<id> of {', '.join(self.cameras)}")
+        return self.sources[name]
+
+    async def answer(self, offer: Offer) -> dict[str, str]:
+        if len(self.viewers) >= self.settings.dashboard_webrtc_max_viewers:
+            raise HTTPException(503, f"{len(self.viewers)} viewers already (HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS)")
+        source = self.source(offer.source)
+        connection = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+        track = EncodedVideoTrack(source)
+        viewer = Viewer(secrets.token_urlsafe(12), offer.source, connection, track)
+        self.viewers[viewer.id] = viewer
+
+        @connection.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("viewer %s (%s): %s", viewer.id, viewer.source, connection.connectionState)
+            if connection.connectionState in ("failed", "closed"):
+                await self.release(viewer.id)
+
+        try:
+            # The codec is chosen when the offer is applied: the transceiver and its H.264-only preference come first.
+            transceiver = connection.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(H264_ONLY)
+            await connection.setRemoteDescription(RTCSessionDescription(offer.sdp, offer.type))
+            await connection.setLocalDescription(await connection.createAnswer())
+        except (ValueError, KeyError, TypeError, InvalidStateError, OperationError) as error:
+            await self.release(viewer.id)
+            raise HTTPException(400, f"offer not usable: {error}") from None
+        description = connection.localDescription
+        log.info("viewer %s watches %s (%d open)", viewer.id, viewer.source, len(self.viewers))
+        return {"id": viewer.id, "sdp": description.sdp, "type": description.type}
+
+    async def release(self, viewer_id: str) -> bool:
+        viewer = self.viewers.pop(viewer_id, None)
+        if viewer is None:
+            return False
+        viewer.track.stop()
+        await viewer.connection.close()
+        log.info("viewer %s left (%d open)", viewer_id, len(self.viewers))
+        return True
+
+    async def close(self) -> None:
+        for viewer_id in list(self.viewers):
+            await self.release(viewer_id)
+
+
+def _ice_servers(settings: DashboardSettings) -> list[RTCIceServer]:
+    urls = [u.strip() for u in settings.dashboard_webrtc_ice_servers.split(",") if u.strip()]
+    username = settings.dashboard_webrtc_turn_username or None
+    credential = settings.dashboard_webrtc_turn_credential.get_secret_value() if settings.dashboard_webrtc_turn_credential else None
+    return [RTCIceServer(url, username if url.startswith("turn") else None, credential if url.startswith("turn") else None)
+            for url in urls]
+
+
+def add_webrtc_routes(app: FastAPI, views: LiveViews) -> None:
+    @app.get("/api/webrtc")
+    async def webrtc_state() -> dict[str, Any]:
+        return views.describe()
+
+    @app.post("/api/webrtc/offer")
+    async def webrtc_offer(offer: Offer) -> dict[str, str]:
+        return await views.answer(offer)
+
+    @app.post("/api/webrtc/{viewer_id}/close")
+    async def webrtc_close(viewer_id: str) -> dict[str, Any]:
+        return {"released": await views.release(viewer_id), "senders": len(views.viewers)}

@@ -1,0 +1,85 @@
+"""Carry detections onto frames the detector skipped, with the shared tracker (shared/tracker.py).
+
+One IouTracker per camera and label follows the boxes of analysed frames; a skipped frame gets
+each active track's box moved on at the track's velocity to the frame's capture time, marked as
+tracked (Detection.tracked), so consumers see a box on every frame and know which were detected.
+On an analysed frame, a confirmed track the detector missed is carried over the same way (coasting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from shared.schemas import Detection, DetectionSet, FrameRef
+from shared.tracker import Box, IouTracker
+
+# A track not confirmed by a detection for this long is not carried any more (and the
+# camera stops counting as one with tracks for the scheduler).
+MAX_CARRY_S = 1.5
+# A track must have been detected this often before it is carried over a frame where the detector
+# missed it (one-off false detections are not carried).
+MIN_HITS_TO_COAST = 2
+
+
+class TrackCarrier:
+    def __init__(self, max_carry_s: float = MAX_CARRY_S) -> None:
+        self.max_carry_s = max_carry_s
+        self._trackers: dict[str, dict[tuple[str, int], IouTracker]] = defaultdict(dict)
+
+    def observe(self, result: DetectionSet) -> None:
+        """Follow the boxes of a frame the detector analysed."""
+        by_label: dict[tuple[str, int], tuple[list[Box], list[float]]] = defaultdict(lambda: ([], []))
+        for item in result.detections:
+            boxes, scores = by_label[(item.label, item.class_id)]
+            boxes.append(normalise(item.box, result.width, result.height))
+            scores.append(item.score)
+        trackers = self._trackers[result.camera_id]
+        for key in set(by_label) | set(trackers):
+            tracker = trackers.get(key)
+            if tracker is None:
+                tracker = trackers[key] = IouTracker(max_age_s=self.max_carry_s)
+            boxes, scores = by_label.get(key, ([], []))
+            tracker.update(boxes, result.capture_ts, scores)
+
+    def coasting(self, result: DetectionSet) -> list[Detection]:
+        """Tracked boxes of tracks the detector missed on this analysed frame (call after observe)."""
+        items = []
+        for (label, class_id), tracker in self._trackers.get(result.camera_id, {}).items():
+            for track, box in tracker.predict(result.capture_ts):
+                if track.last_seen < result.capture_ts and track.hits >= MIN_HITS_TO_COAST:
+                    items.append(Detection(label=label, class_id=class_id, score=round(track.score, 4),
+                                           box=clip(box, result.width, result.height), tracked=True,
+                                           track_id=track.track_id))
+        return items
+
+    def has_tracks(self, camera_id: str, ts: float) -> bool:
+        return any(tracker.active(ts) for tracker in self._trackers.get(camera_id, {}).values())
+
+    def carried(self, camera_id: str, ts: float, width: int, height: int) -> list[Detection]:
+        items = []
+        for (label, class_id), tracker in self._trackers.get(camera_id, {}).items():
+            for track, box in tracker.predict(ts):
+                items.append(Detection(label=label, class_id=class_id, score=round(track.score, 4),
+                                       box=clip(box, width, height), tracked=True, track_id=track.track_id))
+        return items
+
+    def carried_set(self, ref: FrameRef, model: str, provider: str) -> DetectionSet:
+        now = time.time()
+        return DetectionSet(
+            camera_id=ref.camera_id, seq=ref.seq, frame_id=ref.frame_id, capture_ts=ref.capture_ts,
+            width=ref.width, height=ref.height, source="edge", model=model, provider=provider,
+            latency_ms=max(0.0, (now - ref.capture_ts) * 1000.0), inference_ms=0.0,
+            detections=self.carried(ref.camera_id, ref.capture_ts, ref.width, ref.height),
+            published_ts=now, tracked=True,
+        )
+
+
+def normalise(box: tuple[float, float, float, float], width: int, height: int) -> Box:
+    return (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
+
+
+def clip(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = box
+    return (min(max(x0, 0.0), 1.0) * width, min(max(y0, 0.0), 1.0) * height,
+            min(max(x1, 0.0), 1.0) * width, min(max(y1, 0.0), 1.0) * height)

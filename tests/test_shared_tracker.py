@@ -1,0 +1,42 @@
+"""The one tracker edge inference and the compositor share: matching, velocity, carried boxes."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.edge_infer.track_carrier import TrackCarrier
+from shared.schemas import Detection, DetectionSet, FrameRef
+from shared.tracker import IouTracker
+
+
+def test_a_walking_box_is_carried_forward_at_its_velocity() -> None:
+    tracker = IouTracker()
+    for step in range(4):
+        tracker.update([(0.1 + 0.05 * step, 0.2, 0.2 + 0.05 * step, 0.6)], ts=step * 0.2, scores=[0.8])
+    [(track, box)] = tracker.predict(0.8)  # one step past the last detection
+    assert track.velocity[0] == pytest.approx(0.25, rel=0.05)
+    assert box == pytest.approx((0.30, 0.2, 0.40, 0.6), abs=0.01)  # last box 0.25-0.35, moved 0.05
+    assert track.hits == 4 and track.score == 0.8
+
+
+def test_predictions_end_when_the_track_ages_out() -> None:
+    tracker = IouTracker(max_age_s=1.0)
+    tracker.update([(0.1, 0.1, 0.2, 0.3)], ts=0.0)
+    assert len(tracker.predict(0.9)) == 1
+    assert tracker.predict(1.5) == []
+
+
+def test_carrier_marks_carried_boxes_as_tracked_in_frame_pixels() -> None:
+    carrier = TrackCarrier()
+    detections = [Detection(label="person", class_id=0, score=0.9, box=(100.0, 100.0, 200.0, 400.0))]
+    for seq, shift in ((1, 0.0), (2, 20.0)):
+        moved = [d.model_copy(update={"box": (100.0 + shift, 100.0, 200.0 + shift, 400.0)}) for d in detections]
+        carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.1, width=1000,
+                                     height=500, model="m", provider="p", latency_ms=1.0, detections=moved))
+    assert carrier.has_tracks("c", 0.3)
+    carried = carrier.carried_set(FrameRef(camera_id="c", seq=3, capture_ts=0.3, width=1000, height=500), "m", "p")
+    assert carried.tracked and carried.inference_ms == 0.0
+    [box] = carried.detections
+    assert box.tracked and box.track_id == 1 and box.label == "person"
+    assert box.box == pytest.approx((140.0, 100.0, 240.0, 400.0), abs=1.0)
+    assert DetectionSet.model_validate(carried.model_dump()).detections[0].tracked
