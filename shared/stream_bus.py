@@ -347,6 +347,12 @@ class StreamBus:
                 self.counters["undecodable"] += 1
         return out
 
+    def newest(self, stream: str, count: int) -> list[RawEntry]:
+        """The stream's newest entries, newest first; a Redis error is raised at once (for callers that would
+        rather go on without the answer than wait for Redis)."""
+        items = self.redis.xrevrange(stream, count=count)
+        return [RawEntry(stream, entry_id, payload_of(fields)) for entry_id, fields in stream_items(items)]
+
     def follow(self, last_ids: Mapping[str, str], count: int, block_ms: int | None = None) -> list[RawEntry]:
         """Entries after the given ids (no consumer group: every follower sees every entry; "$" = only new ones)."""
         request: dict[KeyT, StreamIdT] = {stream: entry_id for stream, entry_id in last_ids.items()}

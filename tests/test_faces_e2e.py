@@ -65,7 +65,7 @@ class Camera:
         self.stream = stream
         self.kinesis = boto3.client("kinesis")
         self.detector = load_detector("nanodet", ["CPUExecutionProvider"])
-        self.candidates = FaceCandidates(redis_client=None)
+        self.candidates = FaceCandidates(bus=None)
         self.seq = 0
         self.marked = 0
 

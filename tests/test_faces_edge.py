@@ -31,7 +31,7 @@ def ref(camera: str, capture_ts: float) -> FrameRef:
 
 
 def test_a_person_tall_enough_for_a_40_px_face_marks_the_frame_scaled_to_its_height() -> None:
-    candidates = FaceCandidates(redis_client=None)
+    candidates = FaceCandidates(bus=None)
     assert candidates.min_person_height(1080) == pytest.approx(280.0)  # 7 face heights of 40 px
     assert candidates.min_person_height(270) == pytest.approx(70.0)
     assert candidates.holds_face(edge_set("a", T0, [(0, 0, 100, 300)]))
@@ -46,7 +46,7 @@ def test_the_sampler_reads_the_newest_edge_detections_of_the_same_camera_near_th
         bus.publish(DETECTIONS_STREAM, edge_set("lobby", T0, [(0, 0, 100, 400)]))        # tall person
         bus.publish(DETECTIONS_STREAM, edge_set("yard", T0 + 0.1, [(0, 0, 50, 100)]))    # other camera, small
         bus.publish(DETECTIONS_STREAM, edge_set("lobby", T0 + 0.2, [(0, 0, 10, 10)], source="cloud"))
-        candidates = FaceCandidates(bus.redis)
+        candidates = FaceCandidates(bus)
         assert candidates.marks(ref("lobby", T0 + 0.3))
         assert not candidates.marks(ref("yard", T0 + 0.3))
         assert not candidates.marks(ref("lobby", T0 + 5.0))  # the edge has seen nothing that recent
@@ -56,10 +56,11 @@ def test_the_sampler_reads_the_newest_edge_detections_of_the_same_camera_near_th
 
 
 def test_marking_survives_a_redis_outage_by_not_marking() -> None:
-    import redis
-
-    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    assert FaceCandidates(unreachable).marks(ref("lobby", T0)) is False
+    unreachable = StreamBus("redis://127.0.0.1:1")
+    try:
+        assert FaceCandidates(unreachable).marks(ref("lobby", T0)) is False
+    finally:
+        unreachable.close()
 
 
 def face_matches(seq: int, width: int = 640, height: int = 360) -> FaceMatches:

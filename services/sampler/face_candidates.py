@@ -11,12 +11,11 @@ stops at entries published before that window, so its cost stays small on a busy
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 
 from shared.schemas import DetectionSet, FrameRef, SchemaError, decode
-from shared.stream_bus import DETECTIONS_STREAM, PAYLOAD_FIELD
+from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 
 log = logging.getLogger("sampler.faces")
 
@@ -25,8 +24,8 @@ REFERENCE_HEIGHT = 1080
 
 
 class FaceCandidates:
-    def __init__(self, redis_client: Any, min_face_px: float = 40.0, max_age_s: float = 2.0, lookback: int = 512) -> None:
-        self.redis = redis_client
+    def __init__(self, bus: StreamBus | None, min_face_px: float = 40.0, max_age_s: float = 2.0, lookback: int = 512) -> None:
+        self.bus = bus
         self.min_face_px = min_face_px
         self.max_age_s = max_age_s
         self.lookback = lookback
@@ -40,18 +39,20 @@ class FaceCandidates:
 
     def marks(self, ref: FrameRef) -> bool:
         """True when the newest edge detections of this camera near the frame's capture time show such a person."""
+        if self.bus is None:
+            return False
         try:
-            newest = self.redis.xrevrange(DETECTIONS_STREAM, count=self.lookback)
+            newest = self.bus.newest(DETECTIONS_STREAM, self.lookback)
         except redis.RedisError as error:  # unmarked is the safe side: the frame still goes, only unsearched
             log.warning("edge detections unreadable (%s); frame %s not marked for face search", error, ref.frame_id)
             return False
         oldest_useful_ms = (ref.capture_ts - self.max_age_s) * 1000  # entry ids are publish times, never before capture
-        for entry_id, fields in newest:
-            if int(entry_id.split(b"-")[0] if isinstance(entry_id, bytes) else entry_id.split("-")[0]) < oldest_useful_ms:
+        for entry in newest:
+            if int(entry.entry_id.split("-")[0]) < oldest_useful_ms:
                 break
             try:
-                message = decode(fields[PAYLOAD_FIELD])
-            except (SchemaError, KeyError):
+                message = decode(entry.payload)
+            except SchemaError:
                 continue
             if (isinstance(message, DetectionSet) and message.source == "edge" and message.camera_id == ref.camera_id
                     and abs(message.capture_ts - ref.capture_ts) <= self.max_age_s):

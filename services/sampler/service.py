@@ -92,7 +92,7 @@ class Sampler:
         self.policy = policy
         self.encoder = encoder
         self.fetcher = FrameFetcher()
-        self.face_candidates = FaceCandidates(bus.redis, settings.sampler_face_min_px) if settings.sampler_face_watch else None
+        self.face_candidates = FaceCandidates(bus, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
         self.pairing = pairing or EdgePairing([c.id for c in site.masters()], watch_labels_of(settings.sampler_watch_labels),
                                               (settings.sampler_unsure_low, settings.sampler_unsure_high))
