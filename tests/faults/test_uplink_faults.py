@@ -206,7 +206,7 @@ def test_5_aws_unreachable_then_back(redis_server, tmp_path: Path, monkeypatch: 
     import threading
 
     from cloud.local.event_source_poller import EventSourcePoller, load_handler
-    from cloud.local_demo import start_local_cloud
+    from devstack.local_cloud import start_local_cloud
 
     outage_s = 600.0 if full_run() else float(os.environ.get("HYBRIDCAM_FAULTS_OUTAGE_S", 60))
     cloud = start_local_cloud(tmp_path / "run", f"hc-faults-{uuid.uuid4().hex[:6]}", detector="nanodet", alert_cooldown_s=0)
