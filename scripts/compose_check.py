@@ -106,6 +106,9 @@ class DockerApi:
         status, body = self.request("GET", f"/containers/{container_id}/json")
         return json.loads(body) if status == 200 else {}
 
+    def start(self, container_id: str) -> None:
+        self.request("POST", f"/containers/{container_id}/start")
+
     def kill(self, container_id: str, signal_name: str = "KILL") -> None:
         status, body = self.request("POST", f"/containers/{container_id}/kill?signal={signal_name}")
         if status not in (200, 204):
@@ -257,17 +260,31 @@ def build_images(engine: Engine, stack: Stack) -> dict[str, float]:
 # -- checks ----------------------------------------------------------------------------------------
 
 
+CREATED_GRACE_S = 30.0
+
+
 def wait_healthy(stack: Stack, services: list[str], since: float, timeout_s: float) -> dict[str, float]:
     """Seconds from ``since`` until each service turned healthy."""
     healthy: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     states: dict[str, str] = {}
+    created_since: dict[str, float] = {}
     while time.monotonic() < deadline and len(healthy) < len(services):
         containers = stack.containers()
         for service in services:
             states[service] = health_of(containers.get(service, {})) if service in containers else "absent"
             if service not in healthy and states[service] == "healthy":
                 healthy[service] = time.monotonic() - since
+            if states[service] == "created":
+                # Seen with podman's API service: a container left "created" after compose asked to start it;
+                # compose then waits on it for ever. Asking once more starts it.
+                first = created_since.setdefault(service, time.monotonic())
+                if time.monotonic() - first > CREATED_GRACE_S:
+                    say(f"{service} still only created after {CREATED_GRACE_S:.0f} s: starting it")
+                    stack.engine.api.start(containers[service]["Id"])
+                    created_since[service] = time.monotonic()
+            else:
+                created_since.pop(service, None)
         time.sleep(1)
     missing = [s for s in services if s not in healthy]
     if missing:
