@@ -276,8 +276,8 @@ def wait_healthy(stack: Stack, services: list[str], since: float, timeout_s: flo
             if service not in healthy and states[service] == "healthy":
                 healthy[service] = time.monotonic() - since
             if states[service] == "created":
-                # Seen with podman's API service: a container left "created" after compose asked to start it;
-                # compose then waits on it for ever. Asking once more starts it.
+                # A container left "created" after compose asked to start it (podman's API service, when its
+                # working directory was removed under it): compose would wait on it until the deadline.
                 first = created_since.setdefault(service, time.monotonic())
                 if time.monotonic() - first > CREATED_GRACE_S:
                     say(f"{service} still only created after {CREATED_GRACE_S:.0f} s: starting it")

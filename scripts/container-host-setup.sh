@@ -138,7 +138,9 @@ fi
 mkdir -p "$(dirname "$SOCK")" "$LOG_DIR"
 if ! answers "$SOCK"; then
   rm -f "$SOCK"
-  nohup timeout "$LIFETIME_S" podman system service --time=0 "unix://$SOCK" >"$LOG_DIR/service.log" 2>&1 &
+  # started from / : conmon inherits the service's working directory, and a checkout that is removed later
+  # (a CI clone) would leave every new container stuck in "created" ("Failed to get working directory")
+  (cd / && nohup timeout "$LIFETIME_S" podman system service --time=0 "unix://$SOCK" >"$LOG_DIR/service.log" 2>&1 &)
 fi
 if [ ! -d /run/systemd/system ]; then
   cat > /usr/local/bin/podman-health-driver <<'DRIVER'
@@ -175,7 +177,7 @@ while True:
 DRIVER
   chmod +x /usr/local/bin/podman-health-driver
   if ! pgrep -f "podman-health-driver" >/dev/null; then
-    nohup timeout "$LIFETIME_S" /usr/local/bin/podman-health-driver "$SOCK" >"$LOG_DIR/health-driver.log" 2>&1 &
+    (cd / && nohup timeout "$LIFETIME_S" /usr/local/bin/podman-health-driver "$SOCK" >"$LOG_DIR/health-driver.log" 2>&1 &)
   fi
 fi
 for _ in $(seq 100); do answers "$SOCK" && break; sleep 0.2; done
