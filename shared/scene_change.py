@@ -108,6 +108,7 @@ class SceneChangeDetector:
         self._size: tuple[int, int] = (0, 0)
         self._has_reference = False
         self._has_current = False
+        self._has_anchor = False
 
     @property
     def has_reference(self) -> bool:
@@ -155,6 +156,19 @@ class SceneChangeDetector:
     def clear_reference(self) -> None:
         self._has_reference = False
 
+    def moved(self, share: float) -> bool:
+        """Whether the frame last given to features() differs in at least `share` of its pixels from
+        the frame where the scene last moved (the anchor), which it then becomes. Slow motion adds up
+        against the anchor, so a scene is 'still' only while nothing moves, whatever the reference."""
+        if self._has_anchor:
+            cv2.absdiff(self._grey, self._anchor_grey, dst=self._diff)
+            cv2.threshold(self._diff, self.settings.pixel_delta - 1, 255, cv2.THRESH_BINARY, dst=self._mask)
+            if cv2.countNonZero(self._mask) < share * self._pixels:
+                return False
+        np.copyto(self._anchor_grey, self._grey)
+        self._has_anchor = True
+        return True
+
     # -- internals ---------------------------------------------------------------------------
     def _load(self, frame: np.ndarray) -> None:
         """Downscale `frame` to grey into the current-frame buffers, with its edge map."""
@@ -194,6 +208,8 @@ class SceneChangeDetector:
             self._sampled = np.empty((small_h * 2, small_w * 2, *shape[2:]), np.uint8)
         self._small_colour = np.empty((*small, 3), np.uint8)
         self._small_grey, self._grey, self._reference_grey = (np.empty(small, np.uint8) for _ in range(3))
+        self._anchor_grey = np.empty(small, np.uint8)
+        self._has_anchor = False
         self._diff, self._mask = np.empty(small, np.uint8), np.empty(small, np.uint8)
         self._edges, self._reference_edges, self._edge_xor = (np.empty(small, np.uint8) for _ in range(3))
         self._labels = np.empty(small, np.int32)

@@ -111,6 +111,30 @@ def test_edge_results_out_of_order_for_unknown_frames_or_late_are_paired_or_coun
     asyncio.run(scenario())
 
 
+def test_cloud_results_on_the_detections_stream_tell_the_policy_what_the_cloud_has_seen(redis_server, stream_name, tmp_path) -> None:
+    async def scenario() -> None:
+        async with adaptive_sampler(redis_server.url, stream_name, tmp_path) as sampler:
+            bus = sampler.bus
+            master = FramePublisher(bus, "wide")
+            try:
+                first = master.publish([0])[0]
+                bus.publish(DETECTIONS_STREAM, edge_result(first, people=0))
+                now = time.monotonic()
+                await step(sampler, now)
+                assert sampler.counters["frames_sampled"] == 1
+                # The cloud found three people in that frame (with a label spelt as Rekognition spells it).
+                answer = edge_result(first, people=0).model_copy(update={
+                    "source": "cloud", "detections": [Detection(label="Person", score=0.97, box=(10, 10, 50, 90))] * 3})
+                bus.publish(DETECTIONS_STREAM, answer)
+                await step(sampler, now + 0.05)
+                assert sampler.pairing.counters["cloud_answers"] == 1
+                assert sampler.policy.cameras["wide"].cloud_count == 3  # type: ignore[attr-defined]
+            finally:
+                master.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_edge_that_stops_mid_run_makes_frames_wait_only_a_bounded_time_then_falls_back(redis_server, stream_name, tmp_path) -> None:
     async def scenario() -> None:
         async with adaptive_sampler(redis_server.url, stream_name, tmp_path) as sampler:

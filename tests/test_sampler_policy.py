@@ -97,12 +97,65 @@ def test_appeared_and_left_follow_the_edge_count_and_unsure_follows_the_band() -
 
 
 def test_max_fps_skips_candidates_as_rate() -> None:
-    replay = Replay(AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, max_fps=1.0)))
+    replay = Replay(AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, max_fps=1.0, busy_backoff=1.0)))
     for step in range(20):  # a person moving fast for 2 s
         replay.offer(room(100 + 20 * step), None)
     sent = [token for token, verb, _ in replay.reasons() if verb == "send"]
     assert sent == [0, 10]
     assert sum(1 for _, _, reason in replay.reasons() if reason == "rate") == 18
+
+
+def walker(x: int) -> np.ndarray:
+    frame = room()
+    cv2.rectangle(frame, (x, 120), (x + 40, 300), (20, 20, 20), -1)
+    return frame
+
+
+def test_a_busy_scene_the_cloud_has_seen_backs_off_and_a_settled_one_sends_the_next_change_at_once() -> None:
+    policy = AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, max_fps=1.0, busy_backoff=2.0, settle_s=2.0, max_interval_s=30.0))
+    replay = Replay(policy)
+    for step in range(160):  # 16 s of a person walking across: every frame soon differs from the last sent one
+        for verdict in replay.offer(walker(100 + 2 * step), None):
+            if verdict.verb == "send":
+                policy.learn("cam", verdict.ts, 1)  # the cloud found her
+    busy = [token for token, verb, _ in replay.reasons() if verb == "send"]
+    # 1 s (max_fps) after the first send, then 2 s, 4 s, 8 s: not one a second
+    assert busy == [0, 20, 60, 140]
+    assert {reason for token, verb, reason in replay.reasons() if verb == "skip"} <= {"rate", "unchanged"}
+    for _ in range(30):  # she stands still for 3 s: the spell is over
+        replay.offer(walker(420), None)
+    settled_at = replay.seq
+    for step in range(10):  # and walks off: sent at once, as after any quiet spell
+        replay.offer(walker(420 - 30 * (step + 1)), None)
+    later = [token for token, verb, _ in replay.reasons() if verb == "send" and token >= settled_at]
+    assert later[0] <= settled_at + 1
+
+
+def test_a_change_the_cloud_found_nothing_in_is_checked_again_at_max_fps() -> None:
+    policy = AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, max_fps=1.0, busy_backoff=2.0))
+    replay = Replay(policy)
+    for step in range(60):
+        for verdict in replay.offer(walker(100 + 4 * step), None):
+            if verdict.verb == "send":
+                policy.learn("cam", verdict.ts, 0)  # a shadow, say: nothing the cloud watches for
+    assert [token for token, verb, _ in replay.reasons() if verb == "send"] == [0, 10, 20, 30, 40, 50]
+
+
+def test_the_edge_seeing_what_the_cloud_already_found_is_no_arrival_and_no_doubt() -> None:
+    policy = AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, unsure_band=BAND, max_fps=1.0))
+    replay = Replay(policy)
+    first = replay.offer(room(), edge(0))[0]
+    policy.learn("cam", first.ts, 2)  # the edge saw nobody; the cloud found two people
+    for _ in range(20):
+        replay.offer(room(), edge(1))  # the edge now sees one of them: nothing new
+    # one sure and one unsure person in a changed picture: sent because it changed, not as a doubt
+    changed = replay.offer(room(300), EdgeSummary.of([("person", 0.9), ("person", 0.42)], WATCH, BAND))[0]
+    assert (changed.verb, changed.reason) == ("send", "changed")
+    policy.learn("cam", changed.ts, 2)
+    for _ in range(15):
+        replay.offer(room(300), edge(2))
+    replay.offer(room(300), edge(3))
+    assert replay.offer(room(300), edge(3))[0].reason == "appeared"  # a third person: news
 
 
 def test_edge_summary_counts_watch_labels_above_the_band_and_rates_unsureness() -> None:
@@ -114,7 +167,8 @@ def test_edge_summary_counts_watch_labels_above_the_band_and_rates_unsureness() 
 
 def test_under_a_budget_the_most_informative_candidate_of_the_window_wins() -> None:
     # 360 images/h = one every 10 s, no saved-up burst beyond one image.
-    settings = AdaptiveSettings(watch_labels=WATCH, max_fps=10.0, budget_images_per_hour=360.0, budget_burst=1.0)
+    settings = AdaptiveSettings(watch_labels=WATCH, max_fps=10.0, budget_images_per_hour=360.0, budget_burst=1.0,
+                                busy_backoff=1.0)
     policy = AdaptivePolicy(settings)
     replay = Replay(policy)
     assert replay.offer(room(), edge(0))[-1].verb == "send"  # the bucket starts full
@@ -135,7 +189,7 @@ def test_a_frame_still_held_at_shutdown_is_skipped_so_it_can_be_acknowledged() -
     policy = AdaptivePolicy(settings)
     replay = Replay(policy)
     replay.offer(room(), edge(0))
-    replay.seq = 20
+    replay.seq = 40
     assert replay.offer(room(200), edge(0))[-1].verb == "hold"
     assert [(v.verb, v.reason) for v in policy.release()] == [("skip", "budget")]
 

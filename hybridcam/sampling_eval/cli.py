@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", default=DEFAULT_WATCH, help=f"watch labels, comma-separated (default {DEFAULT_WATCH})")
     parser.add_argument("--reference-min-score", type=float, default=0.5,
                         help="reference detections at or above this score make a frame positive (default 0.5)")
+    parser.add_argument("--cloud-latency", type=float, default=1.0,
+                        help="seconds after a send before the adaptive policy learns the cloud's answer (default 1.0)")
     parser.add_argument("--cache-dir", type=Path, help="where per-frame results are cached (default: beside each video)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per detector (0 = all cores)")
     parser.add_argument("--prices", default="us-east-1-2026", help="price set for USD per camera-hour (default us-east-1-2026)")
@@ -68,7 +70,7 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
                                 lambda done, total: progress.update(task, completed=done))
         progress.update(task, description=f"{footage.name}: replaying policies", completed=0)
         runs = replay(footage, results, default_specs(footage.fps), watch,
-                      lambda done, total: progress.update(task, completed=done))
+                      lambda done, total: progress.update(task, completed=done), args.cloud_latency, args.reference_min_score)
     positives = [reference_positive(frame, watch, args.reference_min_score) for frame in results.reference]
     events = find_events(positives, footage.fps)
     scores = [score(run, events, positives, results, footage.fps, watch, args.reference_min_score, price) for run in runs]

@@ -6,6 +6,10 @@ time from the event's start to the moment the first such frame was sent (a frame
 budget is sent late). Label recall over time is the share of reference-positive (frame, label)
 pairs for which the newest frame sent by then, captured at most ``fresh_s`` earlier, also shows
 that label.
+
+The adaptive policy learns the cloud's answer for each frame it sent (how many watch-label
+objects the reference found in it) ``cloud_latency_s`` after sending it, as the live sampler reads
+the cloud's results back from the detections stream.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class PolicyRun:
     sent: list[tuple[int, float]] = field(default_factory=list)
     """(frame index, time the frame was sent in seconds from the start)"""
     reasons: Counter[str] = field(default_factory=Counter)
+    answers: list[tuple[float, int]] = field(default_factory=list)
+    """cloud answers not yet delivered: (due time, frame index)"""
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,10 @@ def find_events(positives: Sequence[frozenset[str]], fps: float, merge_gap_s: fl
 
 
 def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec], watch_labels: frozenset[str],
-           progress: Callable[[int, int], None] | None = None) -> list[PolicyRun]:
-    """Run every policy over the footage; adaptive ones see the frames and the cached edge results."""
+           progress: Callable[[int, int], None] | None = None, cloud_latency_s: float = 1.0,
+           reference_min_score: float = 0.5) -> list[PolicyRun]:
+    """Run every policy over the footage; adaptive ones see the frames, the cached edge results and,
+    cloud_latency_s after each send, the reference's answer for the frame sent."""
     fps = footage.fps
     total = min(footage.frame_count, len(results.reference))
     runs = {spec.label: PolicyRun(spec) for spec in specs}
@@ -136,8 +144,10 @@ def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec],
                 assert settings is not None
                 edge = EdgeSummary.of(((d[0], d[1]) for d in results.edge[index]), settings.watch_labels,
                                       settings.unsure_band)
+                _deliver_answers(run, policy, results, settings.watch_labels, reference_min_score, ts, fps)
                 verdicts = policy.offer(FrameFacts(index, CAMERA, index, ts, edge), frame)
                 record(run, verdicts, ts)
+                run.answers += [(ts + cloud_latency_s, int(v.token)) for v in verdicts if v.verb == "send"]
             if progress:
                 progress(index + 1, total)
         for run, policy in live:
@@ -152,6 +162,17 @@ def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec],
             run.sent = [(i, i / fps) for i in range(0, total, every)]
             run.reasons.update(every_nth=len(run.sent), not_nth=total - len(run.sent))
     return list(runs.values())
+
+
+def _deliver_answers(run: PolicyRun, policy: SamplingPolicy, results: FrameResults, watch_labels: frozenset[str],
+                     min_score: float, now: float, fps: float) -> None:
+    due = [answer for answer in run.answers if answer[0] <= now + 1e-9]
+    if not due:
+        return
+    run.answers = [answer for answer in run.answers if answer[0] > now + 1e-9]
+    for _, index in due:
+        found = sum(1 for d in results.reference[index] if d[0] in watch_labels and d[1] >= min_score)
+        policy.learn(CAMERA, index / fps, found)
 
 
 def record(run: PolicyRun, verdicts: Iterable, now: float) -> None:

@@ -11,6 +11,10 @@ a master camera by frame id until its frame is decided. Counted on the way:
 - ``edge_missing``: frames decided without an edge result.
 
 Results arrive out of order and before or after their frame: pairing is by frame id only.
+
+The cloud's results for master frames come back on the same stream (source "cloud", written by
+the results bridge); each is reduced to its count of watch-label objects and handed to the policy
+(``cloud_answers()``), so that it knows what the cloud has already seen (``cloud_answers`` counted).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class EdgePairing:
         self.waiting: OrderedDict[str, tuple[float, EdgeSummary]] = OrderedDict()
         self.decided: OrderedDict[str, None] = OrderedDict()
         self.last_result: dict[str, float] = {}
+        self.answers: list[tuple[str, float, int]] = []
         self.counters: Counter[str] = Counter()
         # Start at "now" (an explicit id: XREAD with "$" and no BLOCK would never return anything).
         self.last_id = f"{int(time.time() * 1000)}-0"
@@ -54,7 +59,15 @@ class EdgePairing:
                 self.add(message, now)
 
     def add(self, result: DetectionSet, now: float | None = None) -> None:
-        if result.source != "edge" or result.camera_id not in self.masters:
+        if result.camera_id not in self.masters:
+            return
+        if result.source == "cloud":
+            found = sum(1 for d in result.detections if d.label.lower() in self.watch_labels and d.score > self.unsure_band[1])
+            self.answers.append((result.camera_id, result.capture_ts, found))
+            self.counters["cloud_answers"] += 1
+            del self.answers[:-self.capacity]
+            return
+        if result.source != "edge":
             return
         now = time.monotonic() if now is None else now
         self.counters["edge_results"] += 1
@@ -66,6 +79,11 @@ class EdgePairing:
         self.waiting[result.frame_id] = (now, summary)
         self.waiting.move_to_end(result.frame_id)
         self.expire(now)
+
+    def cloud_answers(self) -> list[tuple[str, float, int]]:
+        """(camera, capture time, watch-label objects found) of the cloud results read since the last call."""
+        answers, self.answers = self.answers, []
+        return answers
 
     def has(self, frame_id: str) -> bool:
         return frame_id in self.waiting

@@ -10,8 +10,9 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 - ``every_nth``: frames whose sequence number is a multiple of N (the baseline).
 - ``adaptive``: send when the scene changed since the last frame *sent* for that camera, when the
   edge is unsure about a watch label, when the number of watch-label objects changed (appeared /
-  left), or as a heartbeat; at most ``max_fps`` per camera and, optionally, within a site-wide
-  budget (token bucket) where the most informative candidate of the window wins.
+  left), or as a heartbeat; at most ``max_fps`` per camera, ever more rarely for a scene that keeps
+  changing (a busy spell backs off), and, optionally, within a site-wide budget (token bucket) where
+  the most informative candidate of the window wins.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ class EdgeSummary:
     unsure: float
     """0 when no watch-label score lies in the unsure band, else how close the closest one is to
     the band's middle (1 = exactly in the middle)"""
+    unsure_count: int = 0
+    """watch-label detections inside the unsure band"""
 
     @classmethod
     def of(cls, detections: Iterable[tuple[str, float]], watch_labels: frozenset[str],
            unsure_band: tuple[float, float]) -> EdgeSummary:
         low, high = unsure_band
         middle, half = (low + high) / 2, max((high - low) / 2, 1e-6)
-        count, unsure = 0, 0.0
+        count, unsure, unsure_count = 0, 0.0, 0
         for label, score in detections:
             if label not in watch_labels or score < low:
                 continue
@@ -57,7 +60,8 @@ class EdgeSummary:
                 count += 1
             else:  # in the band: at least a little unsure, most at its middle
                 unsure = max(unsure, 1.0 - abs(score - middle) / half, 1e-3)
-        return cls(count, unsure)
+                unsure_count += 1
+        return cls(count, unsure, unsure_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,10 @@ class SamplingPolicy(Protocol):
         """Verdicts due without a new frame (a held frame the budget now lets through)."""
         ...
 
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
+        """The cloud's answer for a frame sent earlier: how many watch-label objects it found."""
+        ...
+
     def describe(self) -> str: ...
 
 
@@ -135,6 +143,9 @@ class EveryNthFrame:
     def poll(self, now: float) -> list[Verdict]:
         return []
 
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
+        return
+
     def describe(self) -> str:
         return f"every {self.every}th frame" if self.every else "every Nth frame (each camera's cloud_sample_every)"
 
@@ -154,6 +165,15 @@ class AdaptiveSettings:
     """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
     max_fps: float = 0.75
     """per camera"""
+    busy_backoff: float = 2.5
+    """in a scene that keeps changing, each 'changed' send after the cloud found watch-label objects
+    in the same busy spell waits this many times longer than the one before (1/max_fps, x, x^2, ...
+    up to max_interval_s): objects the cloud has already seen moving about tell it little new, while a
+    change the cloud found nothing in is checked again at max_fps; 1 turns it off"""
+    settle_s: float = 2.0
+    """a busy spell ends after the scene held still (or matched the last sent frame) this long"""
+    still_motion: float = 0.002
+    """the scene is still while less than this share of its pixels moved since it last moved"""
     max_interval_s: float = 30.0
     """heartbeat: send at least this often per camera"""
     budget_images_per_hour: float = 0.0
@@ -167,6 +187,8 @@ class AdaptiveSettings:
             raise ValueError("the unsure band must be two scores 0 <= low < high <= 1")
         if self.max_fps <= 0 or self.max_interval_s <= 0:
             raise ValueError("max_fps and max_interval_s must be positive")
+        if self.busy_backoff < 1 or self.settle_s < 0 or not 0 < self.still_motion <= 1:
+            raise ValueError("busy_backoff must be at least 1, settle_s at least 0 and still_motion a share in (0, 1]")
         if self.count_confirm_frames < 1:
             raise ValueError("count_confirm_frames must be at least 1")
         if self.budget_images_per_hour < 0 or self.budget_burst < 1:
@@ -203,6 +225,16 @@ class CameraState:
     last_sent_count: int | None = None
     count_streak: int = 0
     """frames in a row whose watch-label count differs from the last sent frame's"""
+    busy_sends: int = 0
+    """frames of the current busy spell in which the cloud found watch-label objects (the backoff's exponent)"""
+    spell_start_ts: float = float("-inf")
+    """capture time from which the current busy spell counts"""
+    cloud_count: int | None = None
+    """watch-label objects the cloud found in the last sent frame (None until its answer comes)"""
+    last_change_ts: float | None = None
+    """capture time of the newest frame that differed from the last sent one"""
+    last_motion_ts: float | None = None
+    """capture time of the newest frame in which the scene moved"""
 
 
 @dataclass
@@ -246,11 +278,12 @@ class AdaptivePolicy:
     def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:
         state = self.camera(facts.camera_id)
         change = state.detector.features(pixels) if pixels is not None else None
+        self._track_busy_spell(state, facts.ts, change)
         reason, value = self._reason(state, facts, change)
         verdicts = self.poll(facts.ts)
         if reason is None:
             return verdicts + [Verdict(facts.token, "skip", "unchanged", facts.camera_id, facts.ts)]
-        if state.last_sent_ts is not None and facts.ts - state.last_sent_ts < 1.0 / self.settings.max_fps:
+        if state.last_sent_ts is not None and facts.ts - state.last_sent_ts < self._min_interval(state, reason):
             return verdicts + [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
         kept = state.detector.keep() if change is not None else None
         candidate = Candidate(facts, reason, value, kept)
@@ -264,20 +297,55 @@ class AdaptivePolicy:
         held, self.held = self.held, None
         return [self._send(held)]
 
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
+        state = self.camera(camera_id)
+        if state.last_sent_ts is not None and capture_ts >= state.last_sent_ts:
+            state.cloud_count = watch_count
+        if watch_count > 0 and capture_ts >= state.spell_start_ts:
+            state.busy_sends += 1
+
     # -- internals ---------------------------------------------------------------------------
+    def _track_busy_spell(self, state: CameraState, ts: float, change: ChangeFeatures | None) -> None:
+        """A busy spell ends when the scene held still, or matched the last sent frame, for settle_s."""
+        if change is None:
+            return
+        s = self.settings
+        if state.detector.moved(s.still_motion) or state.last_motion_ts is None:
+            state.last_motion_ts = ts
+        if s.change.changed(change):
+            state.last_change_ts = ts
+        unchanged_since = max(t for t in (state.last_change_ts, state.last_sent_ts, float("-inf")) if t is not None)
+        if ts - state.last_motion_ts >= s.settle_s or ts - unchanged_since >= s.settle_s:
+            state.busy_sends = 0
+            state.spell_start_ts = ts
+
+    def _min_interval(self, state: CameraState, reason: str) -> float:
+        """Least time since the camera's last sent frame before this candidate may go."""
+        s = self.settings
+        base = 1.0 / s.max_fps
+        if reason != "changed" or state.busy_sends == 0:
+            return base
+        return max(base, min(base * s.busy_backoff ** state.busy_sends, s.max_interval_s))
+
     def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
         s = self.settings
         edge = facts.edge
+        # What we know: the edge's count at the last sent frame, and the cloud's answer for it (more
+        # objects than the edge sees is usual: the cloud-tier model finds what the edge misses).
+        known = max(state.last_sent_count or 0, state.cloud_count or 0)
         if edge is not None:  # a frame without an edge result neither confirms nor breaks a streak
-            differs = state.last_sent_count is not None and edge.watch_count != state.last_sent_count
+            differs = state.last_sent_count is not None and (edge.watch_count > known or edge.watch_count < state.last_sent_count)
             state.count_streak = state.count_streak + 1 if differs else 0
         if edge is not None and state.last_sent_count is not None and s.count_changes \
                 and state.count_streak >= s.count_confirm_frames:
-            appeared = edge.watch_count > state.last_sent_count
+            appeared = edge.watch_count > known
             return ("appeared" if appeared else "left"), REASON_RANK["appeared" if appeared else "left"] + \
                 min(abs(edge.watch_count - state.last_sent_count), 9) / 10
         strength = s.change.strength(change) if change is not None else None
-        if edge is not None and edge.unsure > 0 and (strength is None or strength >= s.unsure_min_change):
+        cloud_has_them = state.cloud_count is not None and edge is not None \
+            and edge.watch_count + edge.unsure_count <= state.cloud_count
+        if edge is not None and edge.unsure > 0 and not cloud_has_them \
+                and (strength is None or strength >= s.unsure_min_change):
             return "unsure", REASON_RANK["unsure"] + min(edge.unsure, 0.99)
         if change is not None and strength is not None and s.change.changed(change):
             return "changed", REASON_RANK["changed"] + min(strength, 99.0) / 100
@@ -289,6 +357,7 @@ class AdaptivePolicy:
         facts = candidate.facts
         state = self.camera(facts.camera_id)
         state.last_sent_ts = facts.ts
+        state.cloud_count = None
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
@@ -332,6 +401,8 @@ def adaptive_settings_of(settings: SamplerSettings, usd_per_image: float | None 
                             unsure_band=(settings.sampler_unsure_low, settings.sampler_unsure_high),
                             unsure_min_change=settings.sampler_unsure_min_change,
                             count_changes=settings.sampler_count_changes, max_fps=settings.sampler_max_fps,
+                            busy_backoff=settings.sampler_busy_backoff, settle_s=settings.sampler_settle_s,
+                            still_motion=settings.sampler_still_motion,
                             max_interval_s=settings.sampler_max_interval_s, budget_images_per_hour=budget,
                             budget_burst=settings.sampler_budget_burst)
 

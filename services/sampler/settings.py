@@ -58,6 +58,11 @@ class SamplerSettings(CommonSettings):
     sampler_change_pixel_delta: int = Field(18, ge=1, le=255, description="grey-level difference from which a pixel counts as changed")
     sampler_max_fps: float = Field(0.75, gt=0.0, description="adaptive: at most this many frames per second per camera")
     sampler_max_interval_s: float = Field(30.0, gt=0.0, description="adaptive heartbeat: send a frame at least this often per camera")
+    sampler_busy_backoff: float = Field(
+        2.5, ge=1.0, description="adaptive: in a scene that keeps changing, each further change waits this many times longer (1 = off)")
+    sampler_settle_s: float = Field(2.0, ge=0.0, description="adaptive: a busy spell ends after the scene held still this long")
+    sampler_still_motion: float = Field(
+        0.002, gt=0.0, le=1.0, description="adaptive: the scene is still while less than this share of its pixels moves")
     sampler_budget_images_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in images per hour (token bucket); 0 = none")
     sampler_budget_usd_per_hour: float = Field(0.0, ge=0.0, description="site-wide budget in USD per hour at the price set's Rekognition price; 0 = none")
     sampler_budget_burst: float = Field(10.0, ge=1.0, description="images the budget lets through at once after a quiet spell")
