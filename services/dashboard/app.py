@@ -145,7 +145,8 @@ def _add_routes(app: FastAPI, dashboard: Dashboard, registry: Any) -> None:
     @app.get("/api/state")
     async def api_state() -> dict[str, Any]:
         return dashboard.state.snapshot() | {"program_configured": bool(settings.dashboard_program_url),
-                                             "cloud_configured": dashboard.cloud is not None}
+                                             "cloud_configured": dashboard.cloud is not None,
+                                             "tile_fps": settings.dashboard_tile_fps}
 
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:

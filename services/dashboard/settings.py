@@ -48,6 +48,8 @@ class DashboardSettings(CommonSettings):
     dashboard_cloud_window_h: float = Field(24.0, gt=0, description="how far back the page looks for cloud frames")
     dashboard_alerts_kept: int = Field(50, ge=1, le=1000, description="alerts the feed shows")
     dashboard_snapshot_width: int = Field(640, ge=64, le=3840, description="width of the camera tile pictures")
+    dashboard_tile_fps: float = Field(
+        4.0, gt=0.0, le=60.0, description="most pictures per second a page loads per camera tile (each is a JPEG encode here)")
     dashboard_price_set: str = Field("us-east-1-2026", description="price set of the running cost estimate")
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const tiles = new Map();        // camera id -> tile state
 let alertCount = 0;
 let cloudRefresh = null;
+let tileIntervalMs = 250;       // HYBRIDCAM_DASHBOARD_TILE_FPS, from /api/state
 
 function text(value) { return value === undefined || value === null ? "" : String(value); }
 function localTime(ts) { return new Date(ts * 1000).toLocaleString(); }
@@ -24,7 +25,8 @@ function tileFor(camera) {
   const svg = $("svg", node);
   svg.setAttribute("viewBox", `0 0 ${camera.width} ${camera.height}`);
   tile = { node, svg, img: $("img", node), width: camera.width, height: camera.height,
-           edge: null, nextEdge: null, loadingEdge: null, cloud: null, cloudAt: 0, loading: false, wanted: null };
+           edge: null, nextEdge: null, loadingEdge: null, cloud: null, cloudAt: 0, loading: false, wanted: null,
+           requestedAt: 0, timer: null };
   tile.img.addEventListener("load", () => {
     tile.loading = false;
     if (tile.loadingEdge) tile.edge = tile.loadingEdge;   // boxes and picture of the same frame
@@ -38,8 +40,12 @@ function tileFor(camera) {
 }
 
 function loadPicture(tile) {
-  // One request per tile at a time; a newer wish replaces an older one.
-  if (tile.loading || tile.wanted === null) return;
+  // One request per tile at a time, at most tileIntervalMs apart (each picture costs a JPEG encode
+  // on the server and a decode here, competing with the live view); a newer wish replaces an older one.
+  if (tile.loading || tile.wanted === null || tile.timer) return;
+  const wait = tile.requestedAt + tileIntervalMs - performance.now();
+  if (wait > 0) { tile.timer = setTimeout(() => { tile.timer = null; loadPicture(tile); }, wait); return; }
+  tile.requestedAt = performance.now();
   tile.loading = true;
   tile.loadingEdge = tile.nextEdge;
   tile.img.src = `/api/cameras/${encodeURIComponent(tile.node.dataset.camera)}/snapshot.jpg?seq=${tile.wanted}&t=${Date.now()}`;
@@ -279,6 +285,7 @@ function startProgram(configured) {
 
 async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
+  if (state.tile_fps > 0) tileIntervalMs = 1000 / state.tile_fps;
   if (window.startLiveView) window.startLiveView(state.program_configured, startProgram);  // WebRTC, MJPEG fallback
   else startProgram(state.program_configured);
   if (state.cloud_configured) loadCloudFrames();
