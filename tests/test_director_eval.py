@@ -37,12 +37,17 @@ def test_a_rig_from_a_clip_is_the_full_frame_and_scaled_crops_with_their_covers(
     assert [c.covers for c in site.resolved()] == [c.covers for c in cameras]
 
 
-def test_director_eval_on_a_real_clip_meets_the_shot_grammar(tmp_path: Path) -> None:
-    cache = DATA / "one-by-one-cut.detections.nanodet.json"
+@pytest.mark.parametrize(("clip", "extra"), [
+    (CLIP, []),
+    # cars cross the road in a few seconds each: every crop that frames one must still be cut to
+    (DATA / "car-detection.mp4", ["--labels", "car,truck,bus"]),
+], ids=["people", "cars"])
+def test_director_eval_on_a_real_clip_meets_the_shot_grammar(tmp_path: Path, clip: Path, extra: list[str]) -> None:
+    cache = DATA / f"{clip.stem}.detections.nanodet.json"
     assert cache.exists(), "the committed detection cache is missing"
     before = cache.read_bytes()
-    reply = subprocess.run([sys.executable, "-m", "hybridcam", "director-eval", "--clip", str(CLIP), "--out", str(tmp_path), "--json"],
-                           capture_output=True, text=True, timeout=120)
+    reply = subprocess.run([sys.executable, "-m", "hybridcam", "director-eval", "--clip", str(clip), "--out", str(tmp_path), "--json",
+                            *extra], capture_output=True, text=True, timeout=120)
     assert reply.returncode == 0, reply.stderr[-2000:]
     assert "detecting" not in reply.stdout, "every camera's detections should come from the cache"
     assert cache.read_bytes() == before
@@ -57,7 +62,8 @@ def test_director_eval_on_a_real_clip_meets_the_shot_grammar(tmp_path: Path) -> 
     for line in ("average shot length", "cuts per minute", "shots under 2 s", "action region on screen", "pan acceleration p95",
                  "shot-length histogram", "old: everyone visible"):
         assert line in reply.stdout
-    sheet = cv2.imread(str(tmp_path / "one-by-one-cut-contact-sheet.png"))
+    assert {shot["camera"].split("/")[0] for shot in report["shots"]} >= {"left", "right", "centre"} - set(new["unused_framing_shots"])
+    sheet = cv2.imread(str(tmp_path / f"{clip.stem}-contact-sheet.png"))
     assert sheet is not None and sheet.shape[1] == 5 * 384
     rows = (len(report["shots"]) + 4) // 5
     assert sheet.shape[0] == 40 + rows * (216 + 58)
