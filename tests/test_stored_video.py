@@ -62,7 +62,9 @@ def test_a_clip_becomes_timeline_report_annotated_copy_and_highlights(
     code = analyse(str(CLIP), "--output", str(tmp_path), "--highlights", "2", "--segment-s", "5")
     printed = capsys.readouterr().out
     assert code == 0, printed
+    assert f"face search skipped: the watch-list collection {STACK}-faces does not exist" in printed
     folder = tmp_path / CLIP.stem
+    assert not (folder / "faces.jsonl").exists()
 
     timeline = read_timeline(folder / "labels.jsonl", 40.0)
     people = timeline.per_second("people", frozenset({"Person"}))
@@ -241,7 +243,118 @@ def test_the_video_permissions_are_least_privilege() -> None:
     assert actions == {
         "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
         "rekognition:StartLabelDetection", "rekognition:GetLabelDetection", "iam:PassRole",
+        "rekognition:StartFaceSearch", "rekognition:GetFaceSearch", "rekognition:DescribeCollection",
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "cloudformation:DescribeStacks",
     }
     assert all("*" not in action for action in actions)
     assert "KmsMasterKeyId" not in resources["VideoJobsTopic"]["Properties"], "Rekognition cannot publish to an aws/sns-encrypted topic"
+
+
+# -- face search in stored video ----------------------------------------------------------------------------
+
+FACES = Path(__file__).parent / "data" / "faces"
+FACE_CLIP_FPS = 10
+# (first second, last second, what): a man who is not enrolled, the enrolled woman, then another unenrolled face
+FACE_CLIP_PARTS = ((0, 3, "man"), (3, 7, "woman"), (7, 10, "astronaut"))
+MATCH_GREEN = (60, 220, 60)  # BGR of the named watch-list boxes in the annotated copy
+
+
+def face_pictures() -> dict[str, np.ndarray]:
+    import av
+    import cv2
+
+    with av.open(str(FACES / "walking.mp4")) as container:
+        last = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)][-1]
+    astronaut = cv2.imread(str(Path(__file__).parent / "data" / "astronaut.png"))
+    return {"man": np.ascontiguousarray(last[:, 260:480]),  # the right half of walking.mp4's last frame: the man only
+            "woman": cv2.imread(str(FACES / "enrol-walking-woman.jpg")),
+            "astronaut": cv2.resize(astronaut, (270, 270), interpolation=cv2.INTER_AREA)}
+
+
+PAN_PX = 100  # how far each picture travels while it is on screen, left to right (a face width or so a second)
+
+
+def picture_left(picture: np.ndarray, time_s: float, start_s: float, end_s: float) -> int:
+    """Where the panned picture's left edge is at `time_s`: it moves PAN_PX to the right across its part."""
+    return int((480 - picture.shape[1] - PAN_PX) / 2 + PAN_PX * (time_s - start_s) / (end_s - start_s))
+
+
+def make_face_clip(path: Path) -> None:
+    """A 10 s, 480x270 H.264 clip that pans over three committed face pictures in turn (see FACE_CLIP_PARTS)."""
+    import av
+
+    pictures = face_pictures()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FACE_CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = 480, 270, "yuv420p"
+        for index in range(10 * FACE_CLIP_FPS):
+            time_s = index / FACE_CLIP_FPS
+            start, end, name = next(part for part in FACE_CLIP_PARTS if part[0] <= time_s < part[1])
+            picture = pictures[name]
+            canvas = np.full((270, 480, 3), 90, np.uint8)
+            left, top = picture_left(picture, time_s, start, end), (270 - picture.shape[0]) // 2
+            canvas[top:top + picture.shape[0], left:left + picture.shape[1]] = picture
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def green_box_pixels(path: Path, time_s: float) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.time is not None and frame.time >= time_s:
+                picture = frame.to_ndarray(format="bgr24").astype(int)
+                blue, green, red = picture[..., 0], picture[..., 1], picture[..., 2]
+                return int(((green > 170) & (red < 120) & (blue < 120)).sum())
+    raise AssertionError(f"no frame at {time_s} s")
+
+
+def test_faces_on_the_watch_list_are_found_in_the_video_and_nobody_else(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outputs, _ = video_stack
+    collection = outputs["FaceCollectionId"]
+    rekognition = boto3.client("rekognition")
+    assert hybridcam_main(["faces", "enroll", "--name", "Walking Woman", str(FACES / "enrol-walking-woman.jpg"),
+                           "--stack-name", STACK]) == 0
+    monkeypatch.setattr("cloud.stored_video.rekognition_job.PAGE_SIZE", 3)  # GetFaceSearch answers in several pages
+    clip = tmp_path / "faces-pan.mp4"
+    make_face_clip(clip)
+    try:
+        code = analyse(str(clip), "--output", str(tmp_path), "--highlights", "1", "--segment-s", "2")
+        printed = capsys.readouterr().out
+    finally:
+        rekognition.delete_collection(CollectionId=collection)
+    assert code == 0, printed
+    assert f"face search: 1 enrolled face(s) in {collection}" in printed
+    folder = tmp_path / clip.stem
+
+    matches = [json.loads(line) for line in (folder / "faces.jsonl").read_text().splitlines()]
+    assert {match["name"] for match in matches} == {"Walking Woman"}, "only the enrolled woman is matched"
+    seconds = sorted({int(match["time_s"]) for match in matches})
+    assert seconds[0] >= 3 and seconds[-1] < 7 and len(seconds) >= 3, f"matched at {seconds}: she is on screen 3-7 s"
+    woman = face_pictures()["woman"]
+    for match in matches:
+        assert match["similarity"] >= 80 and match["face_id"]
+        left = picture_left(woman, match["time_s"], 3, 7) / 480
+        centre = match["box"][0] + match["box"][2] / 2
+        assert left < centre < left + woman.shape[1] / 480, "the box lies on the panned photo"
+
+    # The same job seen through boto3: every face was searched; the man and the astronaut matched nobody.
+    face_job = printed.split("face search started (job ", 1)[1].split(")", 1)[0]
+    answer = rekognition.get_face_search(JobId=face_job, SortBy="TIMESTAMP")
+    assert answer["JobStatus"] == "SUCCEEDED" and answer["VideoMetadata"]["DurationMillis"] >= 9900
+    unmatched = [p["Timestamp"] / 1000 for p in answer["Persons"] if not p["FaceMatches"]]
+    assert any(t < 3 for t in unmatched) and any(t >= 7 for t in unmatched), "the other faces were seen and searched"
+    assert all(3 <= p["Timestamp"] / 1000 < 7 for p in answer["Persons"] if p["FaceMatches"])
+    assert len({p["Person"]["Index"] for p in answer["Persons"] if p["FaceMatches"]}) == 1, "one tracked face"
+
+    report = (folder / "report.html").read_text()
+    assert "<h2>Watch-list matches</h2>" in report and "Walking Woman" in report
+    annotated = folder / f"{clip.stem}-annotated.mp4"
+    assert green_box_pixels(annotated, 5.0) > 100, "the woman carries a named box"
+    assert green_box_pixels(annotated, 1.0) == 0 and green_box_pixels(annotated, 8.0) == 0
