@@ -8,8 +8,10 @@ person leaving the room, an empty room for about 6 s, then a person walks in, st
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,25 +101,73 @@ def test_a_clip_becomes_timeline_report_annotated_copy_and_highlights(
     assert not (folder / "upload-state.json").exists() and not (folder / "job.json").exists()
 
 
-def test_a_program_recording_is_joined_and_analysed(
-    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+DEMO_SITE = """
+site: stored-video-demo
+defaults: {width: 640, height: 360, fps: 8}
+synthetic_scene: {seed: 7, people: 3, scenario: walkthrough}
+cameras:
+  - {id: wide, role: master, source: synthetic}
+  - {id: north-west, source: synthetic, covers: {master: wide, region: [0.0, 0.0, 0.5, 0.5]}}
+"""
+DEMO_S = 18.0
+
+
+def record_demo_program(folder: Path, redis_url: str) -> Path:
+    """A real demo run, small: capture (two synthetic 640x360 cameras) and the compositor recording a 640x360
+    program in 6 s MP4 segments, as `hybridcam demo` runs them; returns the recordings folder."""
+    site = folder / "site.yaml"
+    site.write_text(DEMO_SITE)
+    program = folder / "program"
+    env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site),
+           "HYBRIDCAM_COMPOSITOR_FPS": "8", "HYBRIDCAM_COMPOSITOR_WIDTH": "640", "HYBRIDCAM_COMPOSITOR_HEIGHT": "360",
+           "HYBRIDCAM_COMPOSITOR_OUTPUTS": "mp4", "HYBRIDCAM_COMPOSITOR_SEGMENT_S": "6",
+           "HYBRIDCAM_COMPOSITOR_OUTPUT_DIR": str(program), "HYBRIDCAM_COMPOSITOR_MJPEG_PORT": "0",
+           "HYBRIDCAM_COMPOSITOR_H264_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    processes = {name: subprocess.Popen([sys.executable, "-m", "hybridcam", *args], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                 for name, args in (("capture", ["capture", "--duration", str(DEMO_S + 2)]),
+                                    ("compositor", ["compositor", "--duration", str(DEMO_S)]))}
+    for name, process in processes.items():
+        log, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, f"{name} failed:\n{log[-2000:]}"
+    return program / "recordings"
+
+
+def test_a_program_recording_from_a_demo_run_is_joined_and_analysed(
+    video_stack: tuple[dict[str, str], LocalModelServer], redis_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    recordings = tmp_path / "program"
-    recordings.mkdir()
-    # Segments as the compositor writes them (FFmpeg's segment muxer, fragmented MP4, timestamps reset).
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(CLIP), "-t", "12", "-c", "copy", "-f", "segment",
-                    "-segment_time", "4", "-reset_timestamps", "1", "-segment_format", "mp4",
-                    "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof",
-                    str(recordings / "program-20261201-120000-%05d.mp4")], check=True)
+    recordings = record_demo_program(tmp_path, redis_server.url)
+    segments = sorted(recordings.glob("program-*.mp4"))
+    assert len(segments) >= 3, "an 18 s program in 6 s segments"
+    recording = segments[0].name.rsplit("-", 1)[0]
     monkeypatch.setenv("HYBRIDCAM_VIDEO_RECORDINGS_DIR", str(recordings))
-    code = analyse("--recording", "last", "--output", str(tmp_path / "out"), "--highlights", "1", "--segment-s", "3",
-                   "--metric", "motion")
+    code = analyse("--recording", "last", "--output", str(tmp_path / "out"), "--highlights", "2", "--segment-s", "3")
     printed = capsys.readouterr().out
     assert code == 0, printed
-    joined = ffprobe(tmp_path / "out" / "program-20261201-120000.mp4")
-    assert abs(float(joined["duration"]) - 12.0) < 1.5
-    assert (tmp_path / "out" / "program-20261201-120000" / "report.html").exists()
+    joined = ffprobe(tmp_path / "out" / f"{recording}.mp4")
+    assert joined["codec_name"] == "h264" and (int(joined["width"]), int(joined["height"])) == (640, 360)
+    assert abs(float(joined["duration"]) - DEMO_S) < 2.0
+    folder = tmp_path / "out" / recording
+    duration = float(joined["duration"])
+
+    timeline = read_timeline(folder / "labels.jsonl", duration)
+    people = timeline.per_second("people", frozenset({"Person"}))
+    assert people.max() >= 1, "the detector sees the synthetic people in the program"
+    pieces = [json.loads(line) for line in (folder / "highlights-edl.jsonl").read_text().splitlines()]
+    best = choose_segments(people, 2, 3.0, duration)
+    assert [(p["source_start_s"], p["source_end_s"]) for p in pieces] == [(s.start_s, s.end_s) for s in best]
+    windows = np.convolve(people, np.ones(3) / 3, "valid")
+    means = [people[int(p["source_start_s"]): int(p["source_end_s"])].mean() for p in pieces]
+    assert pieces and max(means) == pytest.approx(windows.max()), f"the reel holds the window where the reference sees the most people: {people}"
+    assert min(means) > 0, f"no piece shows an empty program: {people}"
+    reel = ffprobe(folder / f"{recording}-highlights.mp4")
+    expected_s = sum(p["source_end_s"] - p["source_start_s"] for p in pieces) - 0.5 * (len(pieces) - 1)
+    assert reel["codec_name"] == "h264" and abs(float(reel["duration"]) - expected_s) < 1.0
+    annotated = ffprobe(folder / f"{recording}-annotated.mp4")
+    assert annotated["codec_name"] == "h264" and abs(float(annotated["duration"]) - duration) < 1.0
+    report = (folder / "report.html").read_text()
+    assert "Person" in report and "data:image/jpeg;base64," in report
 
 
 def test_a_file_that_is_not_a_video_is_refused_before_upload(

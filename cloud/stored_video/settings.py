@@ -20,7 +20,8 @@ class VideoAnalysisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     output_dir: Path = Field(Path("runs/video-analysis"), description="where each analysis gets its folder")
-    recordings_dir: Path = Field(Path("runs/demo/program"), description="program recordings for --recording")
+    recordings_dir: Path = Field(Path("runs/demo/program/recordings"),
+                                 description="the compositor's MP4 segments, for --recording")
     bucket: str | None = Field(None, description="upload bucket (default: the stack's FramesBucketName)")
     topic_arn: str | None = Field(None, description="SNS topic Rekognition notifies (default: stack output)")
     role_arn: str | None = Field(None, description="role Rekognition publishes with (default: stack output)")
