@@ -408,3 +408,22 @@ def test_faces_on_the_watch_list_are_found_in_the_video_and_nobody_else(
     annotated = folder / f"{clip.stem}-annotated.mp4"
     assert green_box_pixels(annotated, 5.0) > 100, "the woman carries a named box"
     assert green_box_pixels(annotated, 1.0) == 0 and green_box_pixels(annotated, 8.0) == 0
+
+
+def test_face_search_on_a_missing_collection_is_refused_as_rekognition_does(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path
+) -> None:
+    from botocore.exceptions import ClientError
+
+    outputs, _ = video_stack
+    bucket = outputs["FramesBucketName"]
+    boto3.client("s3").put_object(Bucket=bucket, Key="videos/refused.mp4", Body=CLIP.read_bytes()[:100_000])
+    rekognition = boto3.client("rekognition")
+    with pytest.raises(ClientError) as refused:
+        rekognition.start_face_search(Video={"S3Object": {"Bucket": bucket, "Name": "videos/refused.mp4"}},
+                                      CollectionId="nobody-enrolled-here")
+    assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    label_job = rekognition.start_label_detection(Video={"S3Object": {"Bucket": bucket, "Name": "videos/refused.mp4"}})
+    with pytest.raises(ClientError) as wrong_kind:
+        rekognition.get_face_search(JobId=label_job["JobId"])
+    assert wrong_kind.value.response["Error"]["Code"] == "ResourceNotFoundException"
