@@ -175,6 +175,7 @@ def _upload_recordings(folder: Path, site: str, cloud_stack: Any) -> None:
     while it still runs, or HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET)."""
     from services.compositor.outputs.recording_upload import s3_client, upload_recordings
 
+    console.print()  # the live table's last line may lack its line end
     bucket = os.environ.get("HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET")
     if cloud_stack is not None:
         cloud_stack.point_this_process_here()  # its stop() puts the environment back

@@ -134,3 +134,22 @@ def test_the_compositor_uploads_its_recordings_when_the_program_ends(aws_env: di
     assert compositor.returncode == 0, log[-3000:]
     assert list((tmp_path / "offline" / "recordings").glob("program-*.mp4"))
     assert f"recordings not uploaded: the bucket {bucket} cannot be reached (" in log
+
+
+def test_the_demo_uploads_its_recordings_when_it_ends(aws_env: dict[str, str], tmp_path: Path) -> None:
+    """`hybridcam demo --upload-recordings` (without the cloud path, into a moto bucket): the whole small site
+    runs for 8 s, then the program's segments are in the bucket."""
+    bucket = new_bucket()
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    env = {**os.environ, "HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET": bucket, "HYBRIDCAM_COMPOSITOR_SEGMENT_S": "3",
+           "HYBRIDCAM_EDGE_THREADS": "1"}
+    env.pop("HYBRIDCAM_REDIS_URL", None)
+    demo = subprocess.run([sys.executable, "-m", "hybridcam", "demo", "--site", str(site), "--duration", "8", "--no-cloud",
+                           "--dashboard-port", "0", "--run-dir", str(tmp_path / "run"), "--upload-recordings"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
+    recorded = sorted((tmp_path / "run" / "program" / "recordings").glob("program-*.mp4"))
+    assert recorded, demo.stdout[-3000:]
+    assert bucket_listing(bucket) == {f"recordings/upload-site/{path.name}": path.stat().st_size for path in recorded}
+    assert f"recordings: {len(recorded)} uploaded" in demo.stdout
