@@ -401,7 +401,10 @@ def test_faces_on_the_watch_list_are_found_in_the_video_and_nobody_else(
     unmatched = [p["Timestamp"] / 1000 for p in answer["Persons"] if not p["FaceMatches"]]
     assert any(t < 3 for t in unmatched) and any(t >= 7 for t in unmatched), "the other faces were seen and searched"
     assert all(3 <= p["Timestamp"] / 1000 < 7 for p in answer["Persons"] if p["FaceMatches"])
-    assert len({p["Person"]["Index"] for p in answer["Persons"] if p["FaceMatches"]}) == 1, "one tracked face"
+    indexes = {part: {p["Person"]["Index"] for p in answer["Persons"] if start <= p["Timestamp"] / 1000 < end}
+               for start, end, part in FACE_CLIP_PARTS}
+    assert all(len(found) == 1 for found in indexes.values()), f"each picture is one tracked face: {indexes}"
+    assert len(set.union(*indexes.values())) == 3, f"three different faces: {indexes}"
 
     report = (folder / "report.html").read_text()
     assert "<h2>Watch-list matches</h2>" in report and "Walking Woman" in report

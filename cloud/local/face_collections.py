@@ -249,12 +249,15 @@ class LocalFaceCollections:
         }
 
     def search_every_face(self, collection_id: str, image: np.ndarray, threshold: float,
-                          max_faces: int = DEFAULT_MAX_SEARCH_FACES) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        """(FaceDetail, FaceMatches) of every face in a video frame, each searched as SearchFacesByImage
-        searches its one face (same descriptor, similarity and threshold)."""
+                          max_faces: int = DEFAULT_MAX_SEARCH_FACES) -> list[tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]]:
+        """(FaceDetail, FaceMatches, descriptor) of every face in a video frame, each searched as
+        SearchFacesByImage searches its one face (same descriptor, similarity and threshold)."""
         collection = self._collection({"CollectionId": collection_id})
-        return [(face_detail(face, image), self._matches(collection, self._describe(image, face), threshold, max_faces))
-                for face in self._faces(image)]
+        found = []
+        for face in self._faces(image):
+            descriptor = self._describe(image, face)
+            found.append((face_detail(face, image), self._matches(collection, descriptor, threshold, max_faces), descriptor))
+        return found
 
     def _matches(self, collection: Collection, descriptor: np.ndarray, threshold: float,
                  max_faces: int) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ runs the same cloud-tier detector as DetectLabels; a face-search job finds every
 models and searches each in the job's collection with the same descriptor, similarity and threshold as the
 local SearchFacesByImage (cloud/local/face_collections.py). Its Persons list every face seen, with their
 FaceMatches (empty when nobody on the watch-list resembles it); Person.Index follows a face from one sample
-to the next by distance
-(the nearest face of the previous sample, within 2.5 face widths). When a job is done it publishes Rekognition's completion notification (JobId,
+to the next (the nearest
+face of the previous sample within 2.5 face widths that still looks like it). When a job is done it publishes Rekognition's completion notification (JobId,
 Status, API, JobTag, Timestamp, Video) to the job's NotificationChannel SNS topic, so the real SNS -> SQS
 subscription path carries it. The checks Rekognition makes are made here too: an S3 object that cannot be read
 or is over 10 GB is refused at start; a video that is not H.264 in MP4/MOV/AVI, or over 6 hours, fails the job.
@@ -42,9 +42,12 @@ FACE_SEARCH = "StartFaceSearch"
 START_TARGETS = {f"RekognitionService.{api}": api for api in (LABEL_DETECTION, FACE_SEARCH)}
 GET_TARGETS = {"RekognitionService.GetLabelDetection": LABEL_DETECTION, "RekognitionService.GetFaceSearch": FACE_SEARCH}
 RESULT_KEYS = {LABEL_DETECTION: "Labels", FACE_SEARCH: "Persons"}
-# A face whose centre lies within this many face widths of a face of the previous sample (one sample
-# period earlier) is the same Person.Index: people walk, and a face moves more than its own width in a second.
+# A face is the same Person.Index as a face of the previous sample (one sample period earlier) when its
+# centre lies within this many face widths of it (people walk: a face moves more than its own width in a
+# second) and it still looks like it (descriptor similarity; consecutive samples of one face score 94-99 on
+# the test clip, two different faces at most 56).
 SAME_PERSON_WIDTHS = 2.5
+SAME_PERSON_SIMILARITY = 70.0
 MAX_VIDEO_BYTES = 10 * 1024**3
 MAX_VIDEO_S = 6 * 3600.0
 ACCEPTED_CODECS = ("h264",)
@@ -73,7 +76,7 @@ class VideoJob:
     status_message: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)  # Labels or Persons, by time
-    last_faces: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (Person.Index, box) just seen
+    last_faces: list[tuple[int, dict[str, float], Any]] = field(default_factory=list)  # (Person.Index, box, descriptor) just seen
     persons_seen: int = 0
 
 
@@ -206,9 +209,9 @@ class VideoJobs:
         """One PersonMatch per face in the frame, as GetFaceSearch lists them."""
         found = self.models.faces.search_every_face(job.collection_id, picture, job.min_confidence)
         persons, seen_now = [], []
-        for detail, matches in found:
-            index = self._person_index(job, detail["BoundingBox"])
-            seen_now.append((index, detail["BoundingBox"]))
+        for detail, matches, descriptor in found:
+            index = self._person_index(job, detail["BoundingBox"], descriptor)
+            seen_now.append((index, detail["BoundingBox"], descriptor))
             persons.append({"Timestamp": int(round(time_s * 1000)),
                             "Person": {"Index": index, "BoundingBox": detail["BoundingBox"], "Face": detail},
                             "FaceMatches": matches})
@@ -216,10 +219,14 @@ class VideoJobs:
         return persons
 
     @staticmethod
-    def _person_index(job: VideoJob, box: dict[str, float]) -> int:
-        nearest = min(job.last_faces, key=lambda seen: centre_distance(seen[1], box), default=None)
-        if nearest is not None and centre_distance(nearest[1], box) <= SAME_PERSON_WIDTHS * max(box["Width"], nearest[1]["Width"]):
-            return nearest[0]
+    def _person_index(job: VideoJob, box: dict[str, float], descriptor: Any) -> int:
+        from cloud.local.face_models import similarity
+
+        same = [seen for seen in job.last_faces
+                if centre_distance(seen[1], box) <= SAME_PERSON_WIDTHS * max(box["Width"], seen[1]["Width"])
+                and similarity(seen[2], descriptor) >= SAME_PERSON_SIMILARITY]
+        if same:
+            return min(same, key=lambda seen: centre_distance(seen[1], box))[0]
         job.persons_seen += 1
         return job.persons_seen - 1
 

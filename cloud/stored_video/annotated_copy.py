@@ -19,13 +19,14 @@ MATCH_COLOUR = (60, 220, 60)  # BGR: watch-list matches stand out from the label
 
 
 def draw_sightings(picture: np.ndarray, sightings: list[tuple[str, float, tuple[float, float, float, float]]],
-                   colour: tuple[int, int, int] = BOX_COLOUR) -> None:
+                   colour: tuple[int, int, int] = BOX_COLOUR, text_below: bool = False) -> None:
     height, width = picture.shape[:2]
     for label, confidence, (left, top, box_w, box_h) in sightings:
         x1, y1 = int(left * width), int(top * height)
         x2, y2 = int((left + box_w) * width), int((top + box_h) * height)
         cv2.rectangle(picture, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(picture, f"{label} {confidence:.0f}%", (x1 + 2, max(14, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+        text_y = min(height - 4, y2 + 14) if text_below else max(14, y1 - 4)
+        cv2.putText(picture, f"{label} {confidence:.0f}%", (x1 + 2, text_y), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5, colour, 1, cv2.LINE_AA)
 
 
@@ -34,7 +35,7 @@ def draw_moment(picture: np.ndarray, time_s: float, timeline: Timeline, faces: F
     """The labels, then the watch-list matches (named) of the analysed moment nearest `time_s`."""
     draw_sightings(picture, timeline.boxes_at(time_s, tolerance_s))
     if faces is not None:
-        draw_sightings(picture, faces.boxes_at(time_s, tolerance_s), MATCH_COLOUR)
+        draw_sightings(picture, faces.boxes_at(time_s, tolerance_s), MATCH_COLOUR, text_below=True)  # labels sit above
 
 
 def write_annotated_copy(source: Path, timeline: Timeline, output: Path, tolerance_s: float,
