@@ -430,3 +430,28 @@ def test_face_search_on_a_missing_collection_is_refused_as_rekognition_does(
     with pytest.raises(ClientError) as wrong_kind:
         rekognition.get_face_search(JobId=label_job["JobId"])
     assert wrong_kind.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_lost_notifications_of_both_jobs_resume_by_the_label_job_id(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs, server = video_stack
+    assert hybridcam_main(["faces", "enroll", "--name", "Walking Woman", str(FACES / "enrol-walking-woman.jpg"),
+                           "--stack-name", STACK]) == 0
+    clip = tmp_path / "faces-lost.mp4"
+    make_face_clip(clip)
+    httpx.post(f"{server.url}/_control/video-jobs", json={"drop_notifications": 2}).raise_for_status()
+    try:
+        code = hybridcam_main(["analyze-video", str(clip), "--output", str(tmp_path), "--stack-name", STACK,
+                               "--timeout", "4", "--highlights", "1", "--segment-s", "2"])
+        printed = capsys.readouterr().out
+        assert code == 3, printed
+        job_id = printed.split("--job-id ", 1)[1].split("`", 1)[0]
+        resumed = analyse(str(clip), "--job-id", job_id, "--output", str(tmp_path), "--highlights", "1", "--segment-s", "2")
+        printed = capsys.readouterr().out
+    finally:
+        boto3.client("rekognition").delete_collection(CollectionId=outputs["FaceCollectionId"])
+    assert resumed == 0, printed
+    assert f"face search in {outputs['FaceCollectionId']}: resuming job" in printed
+    matches = [json.loads(line) for line in (tmp_path / clip.stem / "faces.jsonl").read_text().splitlines()]
+    assert matches and {match["name"] for match in matches} == {"Walking Woman"}

@@ -111,6 +111,7 @@ def _analyse(args: argparse.Namespace, settings: VideoAnalysisSettings, clients:
         face_note = (f"face search in {jobs.collection_id}: resuming job {jobs.face_job_id}" if jobs.face_job_id
                      else "face search: no face-search job is known for this label job; resuming labels only")
         console.print(face_note)
+        _print_cost(console, video, settings, with_faces=jobs.face_job_id is not None)
     console.print(f"job {jobs.label_job_id}: waiting for Rekognition's completion message (timeout {settings.timeout_s:.0f} s)")
     try:
         results = _await(clients, jobs.label_job_id, channel.queue_url, settings.timeout_s, console,
