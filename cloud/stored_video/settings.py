@@ -34,7 +34,7 @@ class VideoAnalysisSettings(BaseSettings):
     fade_s: float = Field(0.5, ge=0, description="cross-fade between highlight segments in seconds")
     metric: Literal["people", "watch", "motion"] = Field("people", description="what makes a stretch interesting")
     price_set: str = Field("us-east-1-2026", description="price file for the job's cost")
-    face_search: bool = Field(True, description="also search the video's faces in the watch-list collection, when it exists")
+    face_search: bool = Field(True, description="also search the video's faces in the watch-list collection, when it holds faces")
     face_match_threshold: float = Field(80.0, ge=0, le=100, description="similarity (0-100) that counts as a watch-list match")
 
     def watch_label_set(self) -> frozenset[str]:
