@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -430,6 +431,10 @@ def test_face_search_on_a_missing_collection_is_refused_as_rekognition_does(
     with pytest.raises(ClientError) as wrong_kind:
         rekognition.get_face_search(JobId=label_job["JobId"])
     assert wrong_kind.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    deadline = time.monotonic() + 60  # no job of this test may still run when the next one counts notifications
+    while rekognition.get_label_detection(JobId=label_job["JobId"])["JobStatus"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 def test_lost_notifications_of_both_jobs_resume_by_the_label_job_id(

@@ -2,7 +2,8 @@
 
 Completion arrives as Rekognition's notification (JobId, Status, API, JobTag, Timestamp, Video) published to
 the stack's video-jobs SNS topic and delivered, wrapped in SNS's envelope, to the SQS queue subscribed to it.
-Messages of other jobs on the same queue are handed back (visibility 0) for whoever waits for them.
+Messages of other jobs on the same queue are handed back for whoever waits for them, visible again after a few
+seconds: handed back at once, the same message would come straight back and the wait would spin on it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ LABEL_DETECTION_API = "StartLabelDetection"
 FACE_SEARCH_API = "StartFaceSearch"
 FINISHED_STATES = ("SUCCEEDED", "FAILED", "ERROR")
 PAGE_SIZE = 1000
+HAND_BACK_S = 3  # another job's message is visible again after this long
 
 
 class JobFailed(RuntimeError):
@@ -134,7 +136,7 @@ def wait_for_completion(sqs: Any, queue_url: str, job_id: str, timeout_s: float,
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             else:
                 sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                              VisibilityTimeout=0)
+                                              VisibilityTimeout=HAND_BACK_S)
         if not answer.get("Messages"):
             time.sleep(0.2)
     raise JobTimeout(job_id, timeout_s)
