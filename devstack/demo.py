@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -78,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most one alert per camera and label in this many seconds (default 60)")
     parser.add_argument("--faces", action="store_true",
                         help="turn the face watch-list on: adds a camera looping real footage and enrols one person in it")
+    parser.add_argument("--upload-recordings", action="store_true",
+                        help="when the run ends, upload the program recordings to the stack's bucket (recordings/<site>/; "
+                             "the local cloud's, or HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET with --no-cloud)")
     parser.add_argument("--dashboard-port", type=int, default=None,
                         help="port of the web dashboard (default 8088, or a free one if taken; 0 = no dashboard)")
 
@@ -153,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for service in reversed(services):
             service.stop()
+        if args.upload_recordings and not args.no_program:
+            _upload_recordings(run_dir / "program" / "recordings", site.site, cloud_stack)
         if cloud_stack is not None:
             cloud_stack.stop()
         dashboard.refresh()
@@ -162,6 +168,22 @@ def run(args: argparse.Namespace) -> int:
     for service in stopped_early:
         console.print(f"[red]{service.name} stopped unexpectedly; last lines of {service.log_path}:[/]\n{service.last_lines()}")
     return 1 if stopped_early else 0
+
+
+def _upload_recordings(folder: Path, site: str, cloud_stack: Any) -> None:
+    """The run is over and the compositor has closed its segments: send them to the bucket (the local cloud's
+    while it still runs, or HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET)."""
+    from services.compositor.outputs.recording_upload import s3_client, upload_recordings
+
+    console.print()  # the live table's last line may lack its line end
+    bucket = os.environ.get("HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET")
+    if cloud_stack is not None:
+        cloud_stack.point_this_process_here()  # its stop() puts the environment back
+        bucket = cloud_stack.outputs["FramesBucketName"]
+    if not bucket:
+        console.print("recordings not uploaded: no bucket (run with the cloud path, or set HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET).")
+        return
+    upload_recordings(s3_client(), folder, bucket, site, console.print)
 
 
 def _print_summary(dashboard: TerminalDashboard, elapsed: float, run_dir: Path) -> None:

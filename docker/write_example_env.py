@@ -1,7 +1,8 @@
 """Write config/example.env from the settings models (every HYBRIDCAM_* variable, with its default).
 
 The models are found, not listed: every pydantic-settings class defined in shared/settings.py,
-services/*/settings.py and cloud/settings.py. Run after adding a setting:
+services/*/settings.py, cloud/settings.py and
+cloud/stored_video/settings.py. Run after adding a setting:
 
     python docker/write_example_env.py
 
@@ -87,6 +88,7 @@ def settings_modules() -> list[tuple[str, str]]:
     found = [("all services", "shared.settings")]
     found += [(path.parent.name, f"services.{path.parent.name}.settings") for path in services]
     found.append(("cloud commands", "cloud.settings"))
+    found.append(("stored-video analysis, hybridcam analyze-video", "cloud.stored_video.settings"))
     return found
 
 

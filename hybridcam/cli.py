@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),
     Command("cloud", "cloud.commands", "deploy or destroy the AWS stack, run the local cloud stand-ins"),
     Command("analyze-video", "cloud.stored_video.cli", "after the event: label timeline, report and highlights of a stored video (Rekognition Video)"),
+    Command("recordings", "hybridcam.recordings_cli", "upload the program recordings to the stack's bucket (recordings/<site>/), resumable"),
     Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),
     Command("faces", "cloud.faces_commands", "enrol, list or remove people on the face watch-list (Rekognition collection)"),
     Command("cost", "hybridcam.cost.cli", "compare monthly cost of cloud-only, hybrid and edge-only for a site"),

@@ -15,12 +15,13 @@ from cfnlint.decode import cfn_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cloud" / "cfn" / "template.yaml"
-EDGE_SERVICES = ("sampler", "results_bridge", "dashboard")
+EDGE_SERVICES = ("sampler", "results_bridge", "dashboard", "compositor")
 
 # What the issue allows, as (action, resource) with resources written as in the template.
 EDGE_GRANTS = {
     ("kinesis:PutRecords", "GetAtt FramesStream.Arn"),
     ("s3:PutObject", "Sub ${FramesBucket.Arn}/${ClaimCheckPrefix}/*"),
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/recordings/*"),  # the compositor's recordings after a run
     ("sqs:ReceiveMessage", "GetAtt ResultsQueue.Arn"),
     ("sqs:DeleteMessage", "GetAtt ResultsQueue.Arn"),
     ("dynamodb:Query", "Sub ${FramesTable.Arn}/index/camera-latest"),
@@ -30,7 +31,7 @@ EDGE_GRANTS = {
 CALL_ACTIONS = {
     "put_records": "kinesis:PutRecords", "put_object": "s3:PutObject", "receive_message": "sqs:ReceiveMessage",
     "delete_message": "sqs:DeleteMessage", "delete_message_batch": "sqs:DeleteMessage", "query": "dynamodb:Query",
-    '"get_object"': "s3:GetObject",
+    '"get_object"': "s3:GetObject", "upload_file": "s3:PutObject", "head_object": "s3:GetObject",
 }
 
 

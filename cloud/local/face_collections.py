@@ -138,6 +138,9 @@ class LocalFaceCollections:
             return describer.describe(image, face.box)
 
     # -- collections -------------------------------------------------------------------------
+    def has_collection(self, collection_id: str) -> bool:
+        return collection_id in self._collections
+
     def _collection(self, request: dict[str, Any]) -> Collection:
         collection_id = str(request.get("CollectionId", ""))
         collection = self._collections.get(collection_id)
@@ -235,15 +238,30 @@ class LocalFaceCollections:
         if not faces:
             raise FaceApiError("InvalidParameterException", "There are no faces in the image. Should be at least 1.")
         largest = max(faces, key=lambda face: face.width * face.height)
-        descriptor = self._describe(image, largest)
         threshold = float(request.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
         max_faces = int(request.get("MaxFaces") or DEFAULT_MAX_SEARCH_FACES)
-        with self._lock:
-            scored = [(similarity(descriptor, face.descriptor), face) for face in collection.faces.values()]
-        matches = sorted((pair for pair in scored if pair[0] >= threshold), key=lambda pair: -pair[0])[:max_faces]
+        matches = self._matches(collection, self._describe(image, largest), threshold, max_faces)
         return {
             "SearchedFaceBoundingBox": ratio_box(largest.box, width, height),
             "SearchedFaceConfidence": largest.score * 100.0,
-            "FaceMatches": [{"Similarity": score, "Face": face.describe()} for score, face in matches],
+            "FaceMatches": matches,
             "FaceModelVersion": FACE_MODEL_VERSION,
         }
+
+    def search_every_face(self, collection_id: str, image: np.ndarray, threshold: float,
+                          max_faces: int = DEFAULT_MAX_SEARCH_FACES) -> list[tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]]:
+        """(FaceDetail, FaceMatches, descriptor) of every face in a video frame, each searched as
+        SearchFacesByImage searches its one face (same descriptor, similarity and threshold)."""
+        collection = self._collection({"CollectionId": collection_id})
+        found = []
+        for face in self._faces(image):
+            descriptor = self._describe(image, face)
+            found.append((face_detail(face, image), self._matches(collection, descriptor, threshold, max_faces), descriptor))
+        return found
+
+    def _matches(self, collection: Collection, descriptor: np.ndarray, threshold: float,
+                 max_faces: int) -> list[dict[str, Any]]:
+        with self._lock:
+            scored = [(similarity(descriptor, face.descriptor), face) for face in collection.faces.values()]
+        matches = sorted((pair for pair in scored if pair[0] >= threshold), key=lambda pair: -pair[0])[:max_faces]
+        return [{"Similarity": score, "Face": face.describe()} for score, face in matches]

@@ -17,7 +17,8 @@ Protocols:
   "Top"}, "Confidence"}], "Parents", "Aliases", "Categories"}], "LabelModelVersion"}``. S3 objects are
   read with boto3 (so from moto when AWS_ENDPOINT_URL points there). Errors use the real codes:
   InvalidImageFormatException, ImageTooLargeException, InvalidS3ObjectException, InvalidParameterException.
-- Rekognition Video StartLabelDetection / GetLabelDetection for videos in S3: see cloud/local/video_jobs.py.
+- Rekognition Video StartLabelDetection / GetLabelDetection and StartFaceSearch / GetFaceSearch for videos
+  in S3: see cloud/local/video_jobs.py.
 - Rekognition face APIs (JSON 1.1, same endpoint): CreateCollection, DescribeCollection,
   DeleteCollection, ListCollections, IndexFaces, ListFaces, DeleteFaces, DetectFaces and
   SearchFacesByImage, answered by real face models (cloud/local/face_collections.py).
@@ -44,7 +45,7 @@ from botocore.exceptions import ClientError
 
 from cloud.local.face_collections import FaceApiError, LocalFaceCollections
 from cloud.local.rekognition_names import categories_of, parents_of, rekognition_name
-from cloud.local.video_jobs import GET_TARGET, START_TARGET, VideoJobError, VideoJobs
+from cloud.local.video_jobs import GET_TARGETS, START_TARGETS, VideoJobError, VideoJobs
 
 log = logging.getLogger("hybridcam.cloud.models")
 
@@ -251,7 +252,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         return 200, {"model": models.model_name, "endpoint": endpoint, "detections": detections}, "application/json"
 
     def _rekognition(self, target: str, body: bytes) -> tuple[int, Any, str]:
-        if target in (START_TARGET, GET_TARGET):
+        if target in START_TARGETS or target in GET_TARGETS:
             return self._video_job(target, body)
         operation = target.removeprefix(REKOGNITION_TARGET_PREFIX)
         face_operation = self.server.models.faces.operations().get(operation)
@@ -312,7 +313,8 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         try:
             request = json.loads(body or b"{}")
             jobs = self.server.video_jobs
-            answer = jobs.start(request) if target == START_TARGET else jobs.get(request)
+            answer = (jobs.start(request, START_TARGETS[target]) if target in START_TARGETS
+                      else jobs.get(request, GET_TARGETS[target]))
         except ValueError:
             raise ModelError(400, "InvalidParameterException", "Request body is not JSON") from None
         except VideoJobError as error:

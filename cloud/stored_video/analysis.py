@@ -11,13 +11,20 @@ from typing import Any
 import numpy as np
 
 from cloud.stored_video.annotated_copy import write_annotated_copy
+from cloud.stored_video.face_timeline import FaceTimeline, face_timeline_from_persons, write_face_timeline
 from cloud.stored_video.highlights import Segment, choose_segments, motion_per_second, write_reel, write_reel_edl
 from cloud.stored_video.rekognition_job import (
+    FACES,
+    LABELS,
+    FaceSearchResults,
     JobChannel,
     JobFailed,
+    JobKind,
     LabelResults,
+    fetch_face_results,
     fetch_results,
     job_status,
+    start_face_search,
     start_label_detection,
     wait_for_completion,
 )
@@ -48,6 +55,15 @@ class AnalysisOutputs:
     reel_edl: Path
     segments: list[Segment]
     sightings: int
+    face_timeline: Path | None = None
+    face_matches: int = 0
+
+
+@dataclass(frozen=True)
+class StartedJobs:
+    label_job_id: str
+    face_job_id: str | None = None  # None: no face search (no watch-list, or turned off)
+    collection_id: str | None = None
 
 
 def job_file(folder: Path) -> Path:
@@ -56,31 +72,58 @@ def job_file(folder: Path) -> Path:
 
 def upload_and_start(clients: AwsClients, video: VideoInfo, bucket: str, channel: JobChannel,
                      settings: VideoAnalysisSettings, folder: Path,
-                     progress: Callable[[int], None] | None) -> str:
+                     progress: Callable[[int], None] | None, collection_id: str | None = None) -> StartedJobs:
+    """Upload the video and start label detection, and face search in `collection_id` when one is given."""
     key = upload_video(clients.s3, video.path, bucket, folder / "upload-state.json", progress)
     job_id = start_label_detection(clients.rekognition, bucket, key, channel, settings.min_confidence,
                                    job_tag=video.path.stem)
-    job_file(folder).write_text(json.dumps({"job_id": job_id, "bucket": bucket, "key": key,
+    face_job_id = None
+    if collection_id:
+        face_job_id = start_face_search(clients.rekognition, bucket, key, channel, collection_id,
+                                        settings.face_match_threshold, job_tag=video.path.stem)
+    job_file(folder).write_text(json.dumps({"job_id": job_id, "face_job_id": face_job_id,
+                                            "collection_id": collection_id, "bucket": bucket, "key": key,
                                             "video": str(video.path)}))
-    return job_id
+    return StartedJobs(job_id, face_job_id, collection_id)
 
 
-def await_results(clients: AwsClients, job_id: str, queue_url: str, timeout_s: float,
-                  tick: Callable[[float], None] | None, resuming: bool = False) -> LabelResults:
-    """Results of a finished job; waits for its completion message when it is still running.
+def started_jobs(folder: Path, job_id: str) -> StartedJobs:
+    """The jobs started with label job `job_id`, as the job file remembers them (a resume by id)."""
+    path = job_file(folder)
+    if path.exists():
+        job = json.loads(path.read_text())
+        if job.get("job_id") == job_id:
+            return StartedJobs(job_id, job.get("face_job_id"), job.get("collection_id"))
+    return StartedJobs(job_id)
+
+
+def await_job(clients: AwsClients, job_id: str, kind: JobKind, queue_url: str, timeout_s: float,
+              tick: Callable[[float], None] | None, resuming: bool = False) -> None:
+    """Return once the job has succeeded (waiting for its completion message while it runs); JobFailed if not.
 
     When resuming, the message may have been lost already, so the job's status is asked now and then too.
     """
-    status, message = job_status(clients.rekognition, job_id)
+    status, message = job_status(clients.rekognition, job_id, kind)
     if status == "IN_PROGRESS":
-        status_check = (lambda: job_status(clients.rekognition, job_id)) if resuming else None
+        status_check = (lambda: job_status(clients.rekognition, job_id, kind)) if resuming else None
         notification = wait_for_completion(clients.sqs, queue_url, job_id, timeout_s, tick, status_check)
         status = str(notification.get("Status"))
         message = str(notification.get("Message", ""))
     if status != "SUCCEEDED":
         raise JobFailed(f"Rekognition could not analyse the video: job {job_id} {status.lower()}"
                         f"{': ' + message if message else ''}.")
+
+
+def await_results(clients: AwsClients, job_id: str, queue_url: str, timeout_s: float,
+                  tick: Callable[[float], None] | None, resuming: bool = False) -> LabelResults:
+    await_job(clients, job_id, LABELS, queue_url, timeout_s, tick, resuming)
     return fetch_results(clients.rekognition, job_id)
+
+
+def await_face_results(clients: AwsClients, job_id: str, collection_id: str, queue_url: str, timeout_s: float,
+                       tick: Callable[[float], None] | None, resuming: bool = False) -> FaceSearchResults:
+    await_job(clients, job_id, FACES, queue_url, timeout_s, tick, resuming)
+    return fetch_face_results(clients.rekognition, job_id, collection_id)
 
 
 def discard_upload(clients: AwsClients, folder: Path) -> None:
@@ -99,9 +142,18 @@ def highlight_series(video: VideoInfo, timeline: Timeline, settings: VideoAnalys
 
 
 def write_outputs(video: VideoInfo, results: LabelResults, settings: VideoAnalysisSettings, folder: Path,
-                  cost_usd: float, say: Say) -> AnalysisOutputs:
+                  cost_usd: float, say: Say, face_results: FaceSearchResults | None = None,
+                  face_search_note: str = "") -> AnalysisOutputs:
     timeline = timeline_from_labels(results.labels, video.duration_s)
     tolerance_s = sample_spacing_s(timeline)
+    faces: FaceTimeline | None = None
+    face_path: Path | None = None
+    if face_results is not None:
+        faces = face_timeline_from_persons(face_results.persons, face_results.collection_id)
+        face_path = folder / "faces.jsonl"
+        write_face_timeline(faces, face_path)
+        names = ", ".join(f"{person.name} ({person.matches})" for person in faces.people()) or "nobody"
+        say(f"watch-list matches: {len(faces.matches)} of {faces.faces_seen} face sightings: {names}")
     paths = {name: folder / file for name, file in (
         ("timeline", "labels.jsonl"), ("report", "report.html"), ("annotated", f"{video.path.stem}-annotated.mp4"),
         ("reel", f"{video.path.stem}-highlights.mp4"), ("reel_edl", "highlights-edl.jsonl"))}
@@ -112,13 +164,16 @@ def write_outputs(video: VideoInfo, results: LabelResults, settings: VideoAnalys
     reel_s = write_reel(video.path, segments, paths["reel"], settings.fade_s) if segments else 0.0
     write_reel_edl(segments, video.path, settings.metric, paths["reel_edl"], settings.fade_s)
     say(f"highlights: {len(segments)} segments by {settings.metric}, {reel_s:.1f} s")
-    write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s)
+    write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s, faces=faces)
     say("annotated copy written")
-    facts = ReportFacts(video, results.job_id, settings.metric, cost_usd,
-                        {name: path.name for name, path in paths.items() if name != "report"})
-    paths["report"].write_text(render_report(facts, timeline, segments, tolerance_s))
+    written = {name: path.name for name, path in paths.items() if name != "report"}
+    if face_path is not None:
+        written["face matches"] = face_path.name
+    facts = ReportFacts(video, results.job_id, settings.metric, cost_usd, written, face_search_note)
+    paths["report"].write_text(render_report(facts, timeline, segments, tolerance_s, faces))
     return AnalysisOutputs(folder, results.job_id, paths["timeline"], paths["report"], paths["annotated"],
-                           paths["reel"], paths["reel_edl"], segments, len(timeline.sightings))
+                           paths["reel"], paths["reel_edl"], segments, len(timeline.sightings), face_path,
+                           len(faces.matches) if faces else 0)
 
 
 def sample_spacing_s(timeline: Timeline) -> float:

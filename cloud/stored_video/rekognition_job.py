@@ -1,8 +1,9 @@
-"""A Rekognition Video label-detection job: start it, wait for its completion message, fetch every page.
+"""Rekognition Video jobs (label detection, face search): start one, wait for its completion message, fetch every page.
 
 Completion arrives as Rekognition's notification (JobId, Status, API, JobTag, Timestamp, Video) published to
 the stack's video-jobs SNS topic and delivered, wrapped in SNS's envelope, to the SQS queue subscribed to it.
-Messages of other jobs on the same queue are handed back (visibility 0) for whoever waits for them.
+Messages of other jobs on the same queue are handed back for whoever waits for them, visible again after a few
+seconds: handed back at once, the same message would come straight back and the wait would spin on it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 LABEL_DETECTION_API = "StartLabelDetection"
+FACE_SEARCH_API = "StartFaceSearch"
 FINISHED_STATES = ("SUCCEEDED", "FAILED", "ERROR")
 PAGE_SIZE = 1000
+HAND_BACK_S = 3  # another job's message is visible again after this long
 
 
 class JobFailed(RuntimeError):
@@ -38,6 +41,18 @@ class JobChannel:
 
 
 @dataclass(frozen=True)
+class JobKind:
+    """How a kind of job is read back: the Get operation (boto3 method name) and the key of its result list."""
+
+    get_method: str
+    results_key: str
+
+
+LABELS = JobKind("get_label_detection", "Labels")
+FACES = JobKind("get_face_search", "Persons")
+
+
+@dataclass(frozen=True)
 class LabelResults:
     job_id: str
     video_metadata: dict[str, Any]
@@ -55,9 +70,28 @@ def start_label_detection(rekognition: Any, bucket: str, key: str, channel: JobC
     return str(response["JobId"])
 
 
-def job_status(rekognition: Any, job_id: str) -> tuple[str, str]:
-    """(JobStatus, StatusMessage) as GetLabelDetection reports them now."""
-    page = rekognition.get_label_detection(JobId=job_id, MaxResults=1)
+@dataclass(frozen=True)
+class FaceSearchResults:
+    job_id: str
+    collection_id: str
+    persons: list[dict[str, Any]]  # Rekognition's PersonMatch items: {"Timestamp": ms, "Person": {...}, "FaceMatches": [...]}
+
+
+def start_face_search(rekognition: Any, bucket: str, key: str, channel: JobChannel, collection_id: str,
+                      threshold: float, job_tag: str) -> str:
+    response = rekognition.start_face_search(
+        Video={"S3Object": {"Bucket": bucket, "Name": key}},
+        CollectionId=collection_id,
+        FaceMatchThreshold=threshold,
+        NotificationChannel={"SNSTopicArn": channel.topic_arn, "RoleArn": channel.role_arn},
+        JobTag=job_tag[:256],
+    )
+    return str(response["JobId"])
+
+
+def job_status(rekognition: Any, job_id: str, kind: JobKind = LABELS) -> tuple[str, str]:
+    """(JobStatus, StatusMessage) as the job's Get operation reports them now."""
+    page = getattr(rekognition, kind.get_method)(JobId=job_id, MaxResults=1)
     return str(page["JobStatus"]), str(page.get("StatusMessage", ""))
 
 
@@ -102,32 +136,43 @@ def wait_for_completion(sqs: Any, queue_url: str, job_id: str, timeout_s: float,
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             else:
                 sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                              VisibilityTimeout=0)
+                                              VisibilityTimeout=HAND_BACK_S)
         if not answer.get("Messages"):
             time.sleep(0.2)
     raise JobTimeout(job_id, timeout_s)
 
 
-def result_pages(rekognition: Any, job_id: str) -> Iterator[dict[str, Any]]:
+def result_pages(rekognition: Any, job_id: str, kind: JobKind = LABELS) -> Iterator[dict[str, Any]]:
     token: str | None = None
     while True:
         request: dict[str, Any] = {"JobId": job_id, "MaxResults": PAGE_SIZE, "SortBy": "TIMESTAMP"}
         if token:
             request["NextToken"] = token
-        page = rekognition.get_label_detection(**request)
+        page = getattr(rekognition, kind.get_method)(**request)
         yield page
         token = page.get("NextToken")
         if not token:
             return
 
 
-def fetch_results(rekognition: Any, job_id: str) -> LabelResults:
-    labels: list[dict[str, Any]] = []
+def fetch_items(rekognition: Any, job_id: str, kind: JobKind) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(VideoMetadata, every item of every page) of a finished job."""
+    items: list[dict[str, Any]] = []
     metadata: dict[str, Any] = {}
-    for page in result_pages(rekognition, job_id):
+    for page in result_pages(rekognition, job_id, kind):
         status = page.get("JobStatus")
         if status != "SUCCEEDED":
             raise JobFailed(f"job {job_id} is {status}: {page.get('StatusMessage') or 'no reason given'}")
         metadata = page.get("VideoMetadata") or metadata
-        labels.extend(page.get("Labels", []))
+        items.extend(page.get(kind.results_key, []))
+    return metadata, items
+
+
+def fetch_results(rekognition: Any, job_id: str) -> LabelResults:
+    metadata, labels = fetch_items(rekognition, job_id, LABELS)
     return LabelResults(job_id, metadata, labels)
+
+
+def fetch_face_results(rekognition: Any, job_id: str, collection_id: str) -> FaceSearchResults:
+    _, persons = fetch_items(rekognition, job_id, FACES)
+    return FaceSearchResults(job_id, collection_id, persons)

@@ -1,4 +1,5 @@
-"""A self-contained HTML report of a stored-video analysis: labels over time, highlights, thumbnails."""
+"""A self-contained HTML report of a stored-video analysis: labels over time, highlights, watch-list matches,
+thumbnails."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from cloud.stored_video.annotated_copy import draw_sightings  # noqa: E402
+from cloud.stored_video.annotated_copy import draw_moment  # noqa: E402
+from cloud.stored_video.face_timeline import FaceTimeline  # noqa: E402
 from cloud.stored_video.highlights import Segment  # noqa: E402
 from cloud.stored_video.timeline import Timeline  # noqa: E402
 from cloud.stored_video.video_file import VideoInfo  # noqa: E402
@@ -32,6 +34,7 @@ class ReportFacts:
     metric: str
     cost_usd: float
     outputs: dict[str, str]  # what was written: name -> file name
+    face_search: str = ""  # one sentence on whether face search ran, and why not
 
 
 def labels_chart_png(timeline: Timeline) -> bytes:
@@ -65,7 +68,8 @@ def labels_chart_png(timeline: Timeline) -> bytes:
     return buffer.getvalue()
 
 
-def thumbnails(source: Path, timeline: Timeline, times: list[float], tolerance_s: float) -> list[tuple[float, bytes]]:
+def thumbnails(source: Path, timeline: Timeline, times: list[float], tolerance_s: float,
+               faces: FaceTimeline | None = None) -> list[tuple[float, bytes]]:
     """JPEG thumbnails (with boxes) of the frames nearest the given times."""
     wanted = sorted(set(round(t, 2) for t in times))
     found: list[tuple[float, bytes]] = []
@@ -78,7 +82,7 @@ def thumbnails(source: Path, timeline: Timeline, times: list[float], tolerance_s
                 if frame.time is None or frame.time + 1e-3 < time_s:
                     continue
                 picture = frame.to_ndarray(format="bgr24")
-                draw_sightings(picture, timeline.boxes_at(frame.time, tolerance_s))
+                draw_moment(picture, frame.time, timeline, faces, tolerance_s)
                 height = max(1, THUMBNAIL_WIDTH * picture.shape[0] // picture.shape[1])
                 small = cv2.resize(picture, (THUMBNAIL_WIDTH, height), interpolation=cv2.INTER_AREA)
                 ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -88,7 +92,30 @@ def thumbnails(source: Path, timeline: Timeline, times: list[float], tolerance_s
     return found
 
 
-def render_report(facts: ReportFacts, timeline: Timeline, segments: list[Segment], tolerance_s: float) -> str:
+def watch_list_section(facts: ReportFacts, timeline: Timeline, faces: FaceTimeline | None, tolerance_s: float) -> str:
+    """The "Watch-list matches" section: who was seen when, with a thumbnail of each person's best match."""
+    if faces is None:
+        return f"<p>{html.escape(facts.face_search or 'Face search did not run.')}</p>"
+    people = faces.people()
+    if not people:
+        return (f"<p>No face matched the watch-list <code>{html.escape(faces.collection_id)}</code> "
+                f"({faces.faces_seen} face sightings searched).</p>")
+    pictures = dict(thumbnails(facts.video.path, timeline, [person.best.time_s for person in people], tolerance_s, faces))
+    rows = "".join(
+        f"<tr><td>{html.escape(person.name)}</td><td>{person.matches}</td><td>{person.first_s:.1f} s</td>"
+        f"<td>{person.last_s:.1f} s</td><td>{person.best.similarity:.1f}</td>"
+        f"<td><img alt='{html.escape(person.name)} at {person.best.time_s:.1f} s' src='data:image/jpeg;base64,"
+        f"{base64.b64encode(pictures.get(round(person.best.time_s, 2), b'')).decode()}'></td></tr>"
+        for person in people
+    )
+    return (f"<p>Searched against <code>{html.escape(faces.collection_id)}</code>: {len(faces.matches)} matches "
+            f"among {faces.faces_seen} face sightings.</p>"
+            "<table><tr><th>person</th><th>matches</th><th>first seen</th><th>last seen</th>"
+            f"<th>best similarity</th><th>best match</th></tr>{rows}</table>")
+
+
+def render_report(facts: ReportFacts, timeline: Timeline, segments: list[Segment], tolerance_s: float,
+                  faces: FaceTimeline | None = None) -> str:
     chart = base64.b64encode(labels_chart_png(timeline)).decode()
     first_seen: dict[str, float] = {}
     for sighting in timeline.sightings:
@@ -98,7 +125,8 @@ def render_report(facts: ReportFacts, timeline: Timeline, segments: list[Segment
         f"<td>{first_seen[label]:.1f} s</td></tr>"
         for label in timeline.labels()
     )
-    pictures = thumbnails(facts.video.path, timeline, [s.start_s + s.duration_s / 2 for s in segments], tolerance_s)
+    pictures = thumbnails(facts.video.path, timeline, [s.start_s + s.duration_s / 2 for s in segments], tolerance_s,
+                          faces)
     picture_of = dict(pictures)
     segment_rows = "".join(
         f"<figure><img alt='highlight {index + 1}' src='data:image/jpeg;base64,"
@@ -126,6 +154,8 @@ img.chart {{ width: 100%; max-width: 1000px; }}
 <img class="chart" alt="labels over time" src="data:image/png;base64,{chart}">
 <h2>Highlights (by {html.escape(facts.metric)})</h2>
 <div>{segment_rows or '<p>No stretch scored above zero: no highlights.</p>'}</div>
+<h2>Watch-list matches</h2>
+{watch_list_section(facts, timeline, faces, tolerance_s)}
 <h2>Labels</h2>
 <table><tr><th>label</th><th>sightings</th><th>first seen</th></tr>{label_rows}</table>
 <h2>Files</h2><ul>{outputs}</ul>

@@ -20,7 +20,8 @@ class VideoAnalysisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     output_dir: Path = Field(Path("runs/video-analysis"), description="where each analysis gets its folder")
-    recordings_dir: Path = Field(Path("runs/demo/program"), description="program recordings for --recording")
+    recordings_dir: Path = Field(Path("runs/demo/program/recordings"),
+                                 description="the compositor's MP4 segments, for --recording")
     bucket: str | None = Field(None, description="upload bucket (default: the stack's FramesBucketName)")
     topic_arn: str | None = Field(None, description="SNS topic Rekognition notifies (default: stack output)")
     role_arn: str | None = Field(None, description="role Rekognition publishes with (default: stack output)")
@@ -33,6 +34,8 @@ class VideoAnalysisSettings(BaseSettings):
     fade_s: float = Field(0.5, ge=0, description="cross-fade between highlight segments in seconds")
     metric: Literal["people", "watch", "motion"] = Field("people", description="what makes a stretch interesting")
     price_set: str = Field("us-east-1-2026", description="price file for the job's cost")
+    face_search: bool = Field(True, description="also search the video's faces in the watch-list collection, when it holds faces")
+    face_match_threshold: float = Field(80.0, ge=0, le=100, description="similarity (0-100) that counts as a watch-list match")
 
     def watch_label_set(self) -> frozenset[str]:
         return frozenset(label.strip() for label in self.watch_labels.split(",") if label.strip())

@@ -9,6 +9,7 @@ that explains every cut. Settings: HYBRIDCAM_COMPOSITOR_* (see docs/compositor.m
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from services.compositor.outputs.program_output import ProgramOutput
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         for output in outputs:
             log.info("  output %s", output.describe())
         log.info("  edit decision list -> %s", settings.compositor_output_dir / "edit-decision-list.jsonl")
+        if settings.compositor_upload_recordings:
+            log.info("  at the end: recordings -> s3://%s/recordings/%s/", settings.compositor_upload_bucket, site.site)
         service.serve_health(lambda: {"service": "compositor", "state": program.health_state()[0],
                                       "message": program.health_state()[1],
                                       "on_air": program.director.current, "pictures": program.stats.pictures},
@@ -126,4 +129,16 @@ def run(args: argparse.Namespace) -> int:
         stats = program.run(args.duration)
         log.info("program ended: %d pictures in %.1f s (%.1f fps), %d cuts, %d ticks skipped, %d frames lost",
                  stats.pictures, stats.ended - stats.started, stats.fps, stats.cuts, stats.skipped_ticks, stats.frame_drops)
+        if settings.compositor_upload_recordings:
+            upload_after_run(settings, site.site, log)
     return 0
+
+
+def upload_after_run(settings: CompositorSettings, site: str, log: logging.Logger) -> None:
+    """The program has stopped and its segments are closed: send them to the bucket (never fails the run)."""
+    from services.compositor.outputs.recording_upload import s3_client, upload_recordings
+
+    summary = upload_recordings(s3_client(settings.compositor_upload_region), settings.compositor_output_dir / "recordings",
+                                settings.compositor_upload_bucket, site, log.info)
+    if not summary.ok:
+        log.warning("%s", summary.failure)

@@ -23,6 +23,10 @@ class CompositorSettings(CommonSettings):
     compositor_retention_hours: float = Field(72.0, ge=0.0, description="MP4 segments older than this are removed (0 = keep)")
     compositor_retention_gb: float = Field(20.0, ge=0.0, description="oldest MP4 segments go beyond this total size (0 = no bound)")
     compositor_min_free_gb: float = Field(2.0, ge=0.0, description="health warns when the recordings' disk has less free space")
+    compositor_upload_recordings: bool = Field(
+        False, description="when the program ends, upload its MP4 segments to UPLOAD_BUCKET under recordings/<site>/")
+    compositor_upload_bucket: str = Field("", description="bucket for the recordings (the stack's FramesBucketName)")
+    compositor_upload_region: str | None = Field(None, description="region of the bucket (default: the AWS SDK's)")
     compositor_hls_segment_s: float = Field(2.0, gt=0.0, description="target length of one HLS segment")
     compositor_hls_list_size: int = Field(10, ge=0, description="segments kept in the HLS playlist (0 = all)")
     compositor_mjpeg_port: int = Field(8090, ge=0, le=65535, description="port of the MJPEG preview (0 = any free port)")
@@ -89,6 +93,10 @@ class CompositorSettings(CommonSettings):
             raise ValueError("compositor_width and compositor_height must be even (H.264 4:2:0)")
         if "rtmp" in self.output_names and not self.compositor_rtmp_url.startswith(("rtmp://", "rtmps://")):
             raise ValueError("the rtmp output needs HYBRIDCAM_COMPOSITOR_RTMP_URL=rtmp://host/app/key")
+        if self.compositor_upload_recordings and not self.compositor_upload_bucket:
+            raise ValueError("uploading recordings needs HYBRIDCAM_COMPOSITOR_UPLOAD_BUCKET (the stack's FramesBucketName)")
+        if self.compositor_upload_recordings and "mp4" not in self.output_names:
+            raise ValueError("uploading recordings needs the mp4 output in HYBRIDCAM_COMPOSITOR_OUTPUTS")
         return self
 
     @property
