@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,12 +233,12 @@ def wait_for_log(services: Services, command: str, text: str, timeout_s: float) 
 
 
 # ------------------------------------------------------------------------------------ 5. end to end
-def run_end_to_end(redis: LocalRedis, work: Path, env: dict[str, str], program: bool, seconds: float) -> float:
+def run_end_to_end(redis: LocalRedis, work: Path, env: dict[str, str], program: bool, seconds: float, fps: float = 15) -> float:
     redis.restart()
     bus = StreamBus(redis.url)
     bus.redis.flushall()
     site = work / "site-e2e.yaml"
-    synthetic_site(site, 6, 15, "walkthrough")
+    synthetic_site(site, 6, fps, "walkthrough")
     services = Services(redis.url, site, {"HYBRIDCAM_EDGE_SCHEDULE": "every-camera", **env}, work)
     services.start("edge-infer")
     wait_for_log(services, "edge-infer", "schedule:", 60)
@@ -255,24 +256,33 @@ def run_end_to_end(redis: LocalRedis, work: Path, env: dict[str, str], program: 
     return sum(not s.tracked for s in sets) / seconds
 
 
-def bench_end_to_end(seconds: float) -> dict[str, float]:
-    table = Table(title=f"5. end to end: 6 synthetic cameras 1080p15 (90 frames/s offered), analysed frames/s over {seconds:.0f} s",
+def bench_end_to_end(seconds: float, rates: Sequence[float] = (15, 30, 60)) -> dict[str, float]:
+    """Analysed frames/s, FP32 forced against the automatic choice, 6 cameras at 1080p. Starts at 15 fps;
+    while the automatic choice analyses (nearly) every offered frame, its ratio only says the load
+    was too light, so the cameras' rate goes up (30, then 60 fps) until it falls short too."""
+    table = Table(title=f"5. end to end: 6 synthetic cameras 1080p, analysed frames/s over {seconds:.0f} s",
                   title_justify="left")
-    for column in ("setup", "FP32 forced (runs 1, 4)", "automatic (runs 2, 3)", "ratio"):
+    for column in ("setup", "offered frames/s", "FP32 forced (runs 1, 4)", "automatic (runs 2, 3)", "ratio"):
         table.add_column(column, justify="right")
     summary = {}
     with tempfile.TemporaryDirectory() as tmp, LocalRedis(appendonly=False) as redis:
         work = Path(tmp)
         for program in (False, True):
-            # A-B-B-A order, so a machine whose load drifts during the runs favours neither side.
-            first, *middle, last = [run_end_to_end(redis, work, env, program, seconds)
-                                    for env in (BASELINE_ENV, {}, {}, BASELINE_ENV)]
-            baseline, automatic = (first + last) / 2, sum(middle) / 2
             label = "capture + detection + 1080p15 program" if program else "capture + detection"
-            summary[label] = automatic / baseline if baseline else float("nan")
-            table.add_row(label, f"{baseline:.1f} ({first:.1f}, {last:.1f})",
-                          f"{automatic:.1f} ({middle[0]:.1f}, {middle[1]:.1f})", f"{summary[label]:.2f}")
+            for fps in rates:
+                # A-B-B-A order, so a machine whose load drifts during the runs favours neither side.
+                first, *middle, last = [run_end_to_end(redis, work, env, program, seconds, fps)
+                                        for env in (BASELINE_ENV, {}, {}, BASELINE_ENV)]
+                baseline, automatic = (first + last) / 2, sum(middle) / 2
+                offered = 6 * fps
+                summary[f"{label} at {fps:g} fps"] = ratio = automatic / baseline if baseline else float("nan")
+                table.add_row(label, f"{offered:g}", f"{baseline:.1f} ({first:.1f}, {last:.1f})",
+                              f"{automatic:.1f} ({middle[0]:.1f}, {middle[1]:.1f})", f"{ratio:.2f}")
+                if automatic < 0.9 * offered:
+                    break
     console.print(table)
+    console.print("A row whose automatic run analysed every offered frame is bounded by the load, not by the back-end: "
+                  "the next row raises the cameras' rate.")
     return summary
 
 
