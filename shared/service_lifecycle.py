@@ -12,6 +12,7 @@ the end of the block; the lifecycle does the rest, the same way for every servic
 - GET /health and /metrics when a health port is set;
 - a stall watchdog (:meth:`ServiceLifecycle.watch_progress`): the process exits (code 70) when
   the service's loop made no progress for HYBRIDCAM_STALL_EXIT_S, so the restart policy restarts it;
+- SIGUSR1 prints every thread's stack to stderr (a service that seems stuck says where);
 - an orderly close: what the service registered with :meth:`ServiceLifecycle.close_with`
   is closed in reverse order, then the health server, even when the service failed.
 """
@@ -19,6 +20,7 @@ the end of the block; the lifecycle does the rest, the same way for every servic
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import threading
 import time
@@ -119,6 +121,7 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
     def __enter__(self) -> ServiceLifecycle[ServiceSettingsT]:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[sig] = signal.signal(sig, self._signalled)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
         if self.duration_s:
             self._timer = threading.Timer(self.duration_s, self.request_stop)
             self._timer.daemon = True
@@ -127,6 +130,7 @@ class ServiceLifecycle(Generic[ServiceSettingsT]):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.stop.set()
+        faulthandler.unregister(signal.SIGUSR1)
         if self._timer is not None:
             self._timer.cancel()
         try:

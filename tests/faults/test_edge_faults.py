@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -67,6 +69,15 @@ def tallied(bus: StreamBus) -> int:
     return sum(int(v) for v in bus.redis.hgetall(SKIP_TALLY_KEY).values())
 
 
+def stuck_report(bus: StreamBus, streams: list[str], service: subprocess.Popen, runner: ServiceRunner) -> str:
+    """Who holds the entries still pending, and where the service's threads are (its SIGUSR1 stack dump)."""
+    holders = {stream: bus.redis.xpending_range(stream, "edge_infer", "-", "+", 20) for stream in streams}
+    if service.poll() is None:
+        service.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+    return f"pending: {holders}; the service's exit code: {service.poll()}\n{runner.logs()}"
+
+
 # -- 1 ---------------------------------------------------------------------------------------------------
 
 
@@ -88,7 +99,7 @@ def test_1_kill_edge_infer_mid_run_on_six_cameras(redis_server, runner: ServiceR
     assert wait_until(lambda: any(s.published_ts > restarted_at for s in edge_sets(bus)), 60), runner.logs()
     recovery_s = min(s.published_ts for s in edge_sets(bus) if s.published_ts > restarted_at) - restarted_at
     capture.wait(timeout=60)
-    assert wait_until(lambda: pending(bus, streams, "edge_infer") == 0, 60), runner.logs()
+    assert wait_until(lambda: pending(bus, streams, "edge_infer") == 0, 60), stuck_report(bus, streams, second, runner)
     time.sleep(1.0)
     assert second.poll() is None, runner.logs()
 
