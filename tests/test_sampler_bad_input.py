@@ -135,6 +135,20 @@ def test_cloud_results_on_the_detections_stream_tell_the_policy_what_the_cloud_h
     asyncio.run(scenario())
 
 
+def test_a_sampler_whose_loop_stopped_turning_reports_degraded_then_failed(redis_server, stream_name, tmp_path) -> None:
+    async def scenario() -> None:
+        async with adaptive_sampler(redis_server.url, stream_name, tmp_path) as sampler:
+            assert sampler.health().state == "ok"
+            sampler.progress.last -= 100  # no loop turn for 100 s
+            assert (sampler.health().state, sampler.health().message) == ("degraded", "no progress for 100.0 s")
+            sampler.progress.last -= 100
+            assert sampler.health().state == "failed"
+            sampler.bus.on_retry()  # type: ignore[misc]  # Redis away, the bus retrying: not a stall
+            assert sampler.health().state == "ok"
+
+    asyncio.run(scenario())
+
+
 def test_an_edge_that_stops_mid_run_makes_frames_wait_only_a_bounded_time_then_falls_back(redis_server, stream_name, tmp_path) -> None:
     async def scenario() -> None:
         async with adaptive_sampler(redis_server.url, stream_name, tmp_path) as sampler:

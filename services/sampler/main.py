@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def sample_until_stopped(service: ServiceLifecycle[SamplerSettings], policy: SamplingPolicy) -> Sampler:
     async with open_sampler(service.settings, service.site, policy) as sampler:
+        service.watch_progress(sampler.progress)
         service.serve_health(lambda: {"service": "sampler", "state": sampler.state(), "message": sampler.message(),
                                       "policy": sampler.policy.describe(), "counters": sampler.snapshot()},
                              service_registry(lambda: [sampler.health()]))

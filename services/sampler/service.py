@@ -41,6 +41,7 @@ from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
 from shared.errors import ConfigError
 from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
+from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, FrameRef, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
@@ -106,6 +107,11 @@ class Sampler:
         self._started_monotonic = time.monotonic()
         self._last_report = 0.0
         self._last_claim = 0.0
+        # A turn reads for at most a second, then decides and forwards: a forward to an unreachable
+        # cloud takes its attempts and timeouts (about a minute at worst) before it spools. A Redis
+        # outage counts as progress: the bus is retrying, and health says so on its own.
+        self.progress = Progress(stall_after_s=90.0, fail_after_s=180.0)
+        bus.on_retry = self.progress.beat
         self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -120,6 +126,7 @@ class Sampler:
             entries += self._claim_stale()
             await self.handle(entries)
             await self.replay_spool()
+            self.progress.beat()
             self.report()
         await self.finish()
         self.report(force=True)
@@ -310,10 +317,14 @@ class Sampler:
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
 
     def state(self) -> HealthState:
-        return "degraded" if self.cloud_down_reason or len(self.spool) or self.edge_silent else "ok"
+        healthy: HealthState = "degraded" if self.cloud_down_reason or len(self.spool) or self.edge_silent else "ok"
+        return self.progress.state(healthy)[0]
 
     def message(self) -> str:
         parts = []
+        stalled = self.progress.state()[1]
+        if stalled:
+            parts.append(stalled)
         if self.cloud_down_reason:
             parts.append(f"cloud unreachable: {self.cloud_down_reason}")
         if self.edge_silent:
