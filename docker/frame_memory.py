@@ -32,7 +32,7 @@ from pathlib import Path
 
 from services.capture.settings import CaptureSettings
 from shared.errors import ConfigError
-from shared.frame_ring import ring_bytes, ring_name
+from shared.frame_ring import ring_bytes, ring_name, ring_namespace
 from shared.health import HealthServer
 from shared.settings import load_settings
 from shared.site_config import load_site
@@ -41,14 +41,16 @@ MIB = 1024 * 1024
 SPARE_BYTES = 16 * MIB  # Python's own semaphores and small blocks
 
 
-def ring_sizes(site_file: Path, slots: int) -> dict[str, int]:
-    """Ring name -> bytes, for every camera of the site."""
-    return {ring_name(camera.id): ring_bytes(camera.width, camera.height, slots) for camera in load_site(site_file).resolved()}
+def ring_sizes(site_file: Path, slots: int, redis_url: str) -> dict[str, int]:
+    """Ring name -> bytes, for every camera of the site (the stack of that Redis)."""
+    namespace = ring_namespace(redis_url)
+    return {ring_name(camera.id, namespace): ring_bytes(camera.width, camera.height, slots)
+            for camera in load_site(site_file).resolved()}
 
 
-def required_bytes(site_file: Path, slots: int) -> int:
+def required_bytes(site_file: Path, slots: int, redis_url: str = "") -> int:
     """Bytes of shared memory every camera's ring of the site takes together."""
-    return sum(ring_sizes(site_file, slots).values())
+    return sum(ring_sizes(site_file, slots, redis_url).values())
 
 
 def recommended_shm_size(required: int) -> str:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(CaptureSettings)
-        rings = ring_sizes(settings.site_file, settings.capture_ring_slots)
+        rings = ring_sizes(settings.site_file, settings.capture_ring_slots, settings.redis_url)
         required = sum(rings.values())
     except ConfigError as error:
         print(f"frame memory: {error}", file=sys.stderr)

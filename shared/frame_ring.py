@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _posixshmem  # CPython's shm_open/shm_unlink, what multiprocessing.shared_memory uses
 import errno
+import hashlib
 import mmap
 import os
 import struct
@@ -66,6 +67,13 @@ class FrameMemoryFull(OSError):
 
 def ring_name(camera_id: str, namespace: str = "hybridcam") -> str:
     return f"{namespace}_{camera_id}"
+
+
+def ring_namespace(redis_url: str) -> str:
+    """The prefix of one stack's rings: the stack is its Redis, so two stacks on one host (a test
+    run beside a demo, two sites) never write into each other's rings, while a restarted capture of
+    the same stack takes its own rings over."""
+    return f"hybridcam_{hashlib.sha1(redis_url.encode()).hexdigest()[:8]}"
 
 
 def ring_bytes(width: int, height: int, slots: int) -> int:

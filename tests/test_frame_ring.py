@@ -187,3 +187,12 @@ def test_frame_memory_health_looks_at_free_space(tmp_path: Path, monkeypatch: py
     full = frame_memory.memory_state(tmp_path, rings)
     assert full["state"] == "failing" and "still to create" in full["message"]
     assert frame_memory.recommended_shm_size(100 * 1024 * 1024) == "216m"  # every ring twice + 16 MiB
+
+
+def test_rings_of_two_stacks_on_one_host_have_different_names_and_a_restart_finds_its_own() -> None:
+    from shared.frame_ring import ring_name, ring_namespace
+
+    one, other = ring_namespace("redis://127.0.0.1:6379/0"), ring_namespace("redis://127.0.0.1:6380/0")
+    assert ring_name("wide", one) != ring_name("wide", other)
+    assert ring_name("wide", one) == ring_name("wide", ring_namespace("redis://127.0.0.1:6379/0"))
+    assert ring_name("wide", one).startswith("hybridcam_")

@@ -80,6 +80,7 @@ class CameraWorker(threading.Thread):
         ring_slots: int = 8,
         inline_jpeg_quality: int | None = None,
         reconnect_max_s: float = 10.0,
+        ring_namespace: str = "hybridcam",
     ) -> None:
         super().__init__(name=f"capture-{camera.id}", daemon=True)
         self.camera = camera
@@ -89,7 +90,7 @@ class CameraWorker(threading.Thread):
         self.inline_jpeg_quality = inline_jpeg_quality
         self.reconnect_max_s = reconnect_max_s
         self.stats = CameraStats()
-        self.ring = FrameRingWriter(ring_name(camera.id), camera.width, camera.height, ring_slots)
+        self.ring = FrameRingWriter(ring_name(camera.id, ring_namespace), camera.width, camera.height, ring_slots)
         self.stream = frames_stream(camera.id)
         self.seq = 0
         self._connected_at = 0.0

@@ -17,7 +17,7 @@ from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
 from services.capture.sources import open_source
 from shared.errors import ConfigError
-from shared.frame_ring import FrameMemoryFull, shared_memory_free_bytes
+from shared.frame_ring import FrameMemoryFull, ring_namespace, shared_memory_free_bytes
 from shared.metrics import service_registry
 from shared.progress import Progress
 from shared.schemas import HealthState
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             workers = [
                 CameraWorker(camera, sources[camera.id], bus, service.stop, settings.capture_ring_slots, quality,
-                             settings.capture_reconnect_max_s)
+                             settings.capture_reconnect_max_s, ring_namespace(settings.redis_url))
                 for camera in cameras
             ]
         except FrameMemoryFull as error:
