@@ -17,6 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.s3_objects import object_size
+
 PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
 KEY_PREFIX = "videos/"
 
@@ -41,15 +43,6 @@ def video_key(path: Path) -> str:
     stat = path.stat()
     digest = hashlib.sha256(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     return f"{KEY_PREFIX}{path.stem}-{digest}{path.suffix.lower()}"
-
-
-def object_size(s3: Any, bucket: str, key: str) -> int | None:
-    try:
-        return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
 
 
 def upload_video(s3: Any, path: Path, bucket: str, state_file: Path, progress: Progress | None = None) -> str:

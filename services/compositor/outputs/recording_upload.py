@@ -20,6 +20,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.s3_objects import object_size
+
 KEY_PREFIX = "recordings/"
 SEGMENT_PATTERN = "program-*.mp4"
 # An unreachable endpoint should be said within seconds, not after botocore's default retries and timeouts.
@@ -50,15 +52,6 @@ def s3_client(region: str | None = None) -> Any:
     return boto3.session.Session(region_name=region).client("s3", config=CLIENT_CONFIG)
 
 
-def _remote_size(s3: Any, bucket: str, key: str) -> int | None:
-    try:
-        return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-
-
 def _reason(error: Exception) -> str:
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
@@ -79,7 +72,7 @@ def upload_recordings(s3: Any, folder: Path, bucket: str, site: str, say: Say, p
         key = recording_key(prefix, site, path)
         size = path.stat().st_size
         try:
-            if _remote_size(s3, bucket, key) == size:
+            if object_size(s3, bucket, key) == size:
                 summary.skipped += 1
                 say(f"recordings: {number}/{len(segments)} {path.name} is already uploaded")
                 continue
