@@ -220,3 +220,26 @@ def test_a_usd_budget_becomes_images_per_hour_at_the_price_sets_rekognition_pric
     assert isinstance(build_policy(SamplerSettings(sampler_policy="every_nth"), site), EveryNthFrame)
     with pytest.raises(ConfigError, match="not found"):
         build_policy(SamplerSettings(sampler_budget_usd_per_hour=1.0, sampler_price_set="no-such-set"), site)
+
+
+def test_a_24_hour_busy_spell_in_accelerated_time_never_overflows_and_keeps_the_heartbeat() -> None:
+    """A lobby that is never still for 24 h, every sent frame answered with people, plus a burst of
+    redriven answers: the backoff's exponent stops where the wait reaches the heartbeat."""
+    settings = AdaptiveSettings(watch_labels=WATCH, max_fps=0.75, busy_backoff=2.5, max_interval_s=30.0)
+    policy = AdaptivePolicy(settings)
+    frames = [cv2.resize(walker(100 + 37 * i), (160, 90)) for i in range(11)]  # differs from frame to frame, for ever
+    sends: list[float] = []
+    for second in range(24 * 3600):  # one frame a second of capture time, 24 hours
+        facts = FrameFacts(second, "lobby", second, float(second), edge(3))
+        for verdict in policy.offer(facts, frames[second % len(frames)]):
+            if verdict.verb == "send":
+                sends.append(verdict.ts)
+                policy.learn("lobby", verdict.ts, 3)
+        if second == 12 * 3600:
+            for _ in range(5000):  # one burst of redriven results for the same frame
+                policy.learn("lobby", float(second), 3)
+    gaps = np.diff(sends)
+    assert len(sends) >= 24 * 3600 / settings.max_interval_s * 0.95
+    assert gaps.max() <= settings.max_interval_s + 1.0  # the heartbeat holds throughout
+    assert np.median(gaps) >= settings.max_interval_s - 1.0  # and the backoff holds at its ceiling
+    assert policy.camera("lobby").busy_sends <= 8

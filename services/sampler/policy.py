@@ -17,6 +17,7 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -262,6 +263,15 @@ class AdaptivePolicy:
         budget = self.settings.budget_images_per_hour
         self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
         self.held: Candidate | None = None
+        self._busy_exponent_cap = self._exponent_reaching_heartbeat()
+
+    def _exponent_reaching_heartbeat(self) -> int:
+        """Smallest busy-send count whose backoff already waits the whole heartbeat interval."""
+        s = self.settings
+        if s.busy_backoff <= 1.0:
+            return 1
+        ratio = s.max_interval_s * s.max_fps  # max_interval_s / (1 / max_fps)
+        return max(1, math.ceil(math.log(max(ratio, 1.0)) / math.log(s.busy_backoff)))
 
     def describe(self) -> str:
         s = self.settings
@@ -302,7 +312,9 @@ class AdaptivePolicy:
         if state.last_sent_ts is not None and capture_ts >= state.last_sent_ts:
             state.cloud_count = watch_count
         if watch_count > 0 and capture_ts >= state.spell_start_ts:
-            state.busy_sends += 1
+            # Past the exponent at which the wait reaches the heartbeat, more answers change nothing:
+            # the count stops there, so an endless busy spell (or a burst of redriven answers) cannot overflow.
+            state.busy_sends = min(state.busy_sends + 1, self._busy_exponent_cap)
 
     # -- internals ---------------------------------------------------------------------------
     def _track_busy_spell(self, state: CameraState, ts: float, change: ChangeFeatures | None) -> None:
@@ -325,7 +337,8 @@ class AdaptivePolicy:
         base = 1.0 / s.max_fps
         if reason != "changed" or state.busy_sends == 0:
             return base
-        return max(base, min(base * s.busy_backoff ** state.busy_sends, s.max_interval_s))
+        exponent = min(state.busy_sends, self._busy_exponent_cap)
+        return max(base, min(base * s.busy_backoff ** exponent, s.max_interval_s))
 
     def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
         s = self.settings
