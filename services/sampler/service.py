@@ -27,7 +27,7 @@ from typing import Any, cast
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.face_candidates import FaceCandidates
-from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
+from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord, partition_key
 from services.sampler.policy import (
     AdaptivePolicy,
     EveryNthFrame,
@@ -241,7 +241,7 @@ class Sampler:
                            capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
                            face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref))
         self.counters["face_candidates"] += frame.face_candidate
-        return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
+        return OutgoingRecord(partition_key(self.site.site, ref.camera_id), frame.encode(), token=token)
 
     def _watch_edge(self, now: float) -> None:
         silent = self.pairing.silent_cameras(now, self.settings.sampler_edge_silence_s, self._started_monotonic)
