@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 
@@ -122,6 +123,24 @@ def test_render_and_validate_commands(capsys, tmp_path):
     out = tmp_path / "site.k8s.yaml"
     assert main(["k8s", "render", "--site", str(SITE), "--profile", "single-node", "--with-secrets", "--out", str(out)]) == 0
     secret = next(d for d in yaml.safe_load_all(out.read_text()) if d["kind"] == "Secret")
-    assert len(secret["stringData"]["redis-password"]) >= 24
+    assert len(base64.b64decode(secret["data"]["redis-password"])) >= 24
     assert main(["k8s", "validate", str(out)]) == 0
     assert "every manifest is valid" in capsys.readouterr().out
+
+
+def test_single_node_profile_is_what_podman_kube_play_can_run():
+    manifests = rendered(profile="single-node", host_suffix="-pod-0")
+    deployments = by_kind(manifests, "Deployment")
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert "initContainers" not in pod and all(v["name"] != "frames" for v in pod.get("volumes", [])), name
+        for container in pod["containers"]:
+            assert "ports" not in container, name
+            for probe in ("readinessProbe", "livenessProbe"):
+                command = container[probe]["exec"]["command"]
+                assert all(" " not in part for part in command), command  # podman re-splits on spaces
+    env = {e["name"]: e.get("value") for e in deployments["dashboard"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HYBRIDCAM_REDIS_URL"] == "redis://redis-pod-0:6379/0"
+    assert env["HYBRIDCAM_DASHBOARD_PROGRAM_URL"] == "http://compositor-pod-0:8090/stream"
+    probe = deployments["edge-1"]["spec"]["template"]["spec"]["containers"][1]["livenessProbe"]["exec"]["command"]
+    assert probe[:3] == ["python", "-m", "hybridcam.healthcheck"] and probe[3] == "http://127.0.0.1:8081/health"

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rendering.add_argument("--with-secrets", action="store_true",
                            help="render the Secret with a random Redis password and dashboard token (trials only)")
     rendering.add_argument("--pull-policy", default="IfNotPresent", choices=["IfNotPresent", "Always", "Never"])
+    rendering.add_argument("--host-suffix", default="", help="appended to the Service names the services dial; "
+                           "podman kube play resolves Pods by their own name: -pod-0 (single-node profile only)")
     rendering.add_argument("--out", type=Path, help="write here instead of standard output")
     validating = commands.add_parser("validate", help="check manifests against the Kubernetes schemas, offline")
     validating.add_argument("files", type=Path, nargs="+")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     options = RenderOptions(
         profile=args.profile, image=args.image, gpu=args.gpu, gpu_image=args.gpu_image, cloud=args.cloud,
-        ring_slots=args.ring_slots, image_pull_policy=args.pull_policy,
+        ring_slots=args.ring_slots, image_pull_policy=args.pull_policy, host_suffix=args.host_suffix,
         redis_password=secrets.token_urlsafe(24) if args.with_secrets else "",
         dashboard_token=secrets.token_urlsafe(24) if args.with_secrets else "")
     text = to_yaml(render(site, args.site.read_text(encoding="utf-8"), options))

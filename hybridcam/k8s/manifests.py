@@ -18,7 +18,9 @@ Two profiles:
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,7 @@ class RenderOptions:
     redis_password: str = ""
     dashboard_token: str = ""
     image_pull_policy: str = "IfNotPresent"
+    host_suffix: str = ""  # appended to the Service names the services dial (podman kube play: "-pod-0")
 
 
 def render(site: SiteConfig, site_text: str, options: RenderOptions) -> list[Manifest]:
@@ -72,7 +75,43 @@ def render(site: SiteConfig, site_text: str, options: RenderOptions) -> list[Man
     manifests += compositor(options) + dashboard(options)
     if options.cloud:
         manifests += sampler(options)
+    if options.profile == "single-node":
+        one_box(manifests, options.host_suffix)
     return manifests
+
+
+def one_box(manifests: list[Manifest], host_suffix: str) -> None:
+    """What the single-node profile changes so that `podman kube play` (4.3) runs it too.
+
+    - podman publishes every declared containerPort on the host, so two Pods with a health port 8080
+      collide there: the ports (informational in Kubernetes) are left out;
+    - podman turns an httpGet probe into `curl` inside the container, and the image has no curl:
+      the probes run `python -m hybridcam.healthcheck URL` instead (not the `hybridcam` command, whose
+      imports take seconds on a busy box; and no argument with a space: podman re-splits them);
+    - podman ignores Services and resolves a Pod by its own name (NAME-pod-0): ``host_suffix``;
+    - podman makes a memory-backed emptyDir a disk volume owned by root, and removes a finished init
+      container while the Pod starts, racing itself: the edge Pod uses the Pod's own /dev/shm instead
+      (shared by its containers, 64 MiB: enough for small trial sites only).
+    """
+    for manifest in manifests:
+        if manifest["kind"] != "Deployment":
+            continue
+        pod = manifest["spec"]["template"]["spec"]
+        if pod.pop("initContainers", None):
+            manifest["spec"]["template"]["metadata"].pop("annotations", None)
+            pod["volumes"] = [volume for volume in pod["volumes"] if volume["name"] != "frames"]
+        for container in pod["containers"]:
+            container["volumeMounts"] = [mount for mount in container.get("volumeMounts", []) if mount["name"] != "frames"]
+            container.pop("ports", None)
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                check = container.get(probe, {}).pop("httpGet", None)
+                if check is not None:
+                    url = f"http://127.0.0.1:{check['port']}{check['path']}"
+                    container[probe]["exec"] = {"command": ["python", "-m", "hybridcam.healthcheck", url, "--timeout", "10"]}
+                    container[probe]["timeoutSeconds"] = 20
+            for variable in container.get("env", []):
+                if "value" in variable and host_suffix:
+                    variable["value"] = re.sub(r"^(redis|http)://(redis|compositor):", rf"\1://\2{host_suffix}:", variable["value"])
 
 
 def to_yaml(manifests: list[Manifest]) -> str:
@@ -92,8 +131,10 @@ def selector(name: str) -> dict[str, Any]:
 
 
 def secret(options: RenderOptions) -> Manifest:
+    """Base64 `data`, not `stringData`: podman kube play (4.3) reads only `data`."""
+    values = {"redis-password": options.redis_password, "dashboard-token": options.dashboard_token}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta(SECRET_NAME, "secrets"),
-            "stringData": {"redis-password": options.redis_password, "dashboard-token": options.dashboard_token}}
+            "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}}
 
 
 def secret_env(name: str, key: str) -> dict[str, Any]:
@@ -110,9 +151,10 @@ def common_env(health_port: int) -> list[dict[str, Any]]:
 def probes(port: int, path: str = "/health", start_s: int = 30) -> dict[str, Any]:
     """Probes on the service's own /health (200 while ok or degraded, 503 when failing)."""
     check = {"httpGet": {"path": path, "port": port}, "timeoutSeconds": 5}
+    # initialDelaySeconds on liveness too: runtimes without startup probes (podman kube play) start it at once
     return {"startupProbe": {**check, "periodSeconds": 5, "failureThreshold": max(1, start_s // 5)},
             "readinessProbe": {**check, "periodSeconds": 5, "failureThreshold": 2},
-            "livenessProbe": {**check, "periodSeconds": 10, "failureThreshold": 3}}
+            "livenessProbe": {**check, "initialDelaySeconds": start_s, "periodSeconds": 10, "failureThreshold": 3}}
 
 
 def resources(cpu_request: float, cpu_limit: str, memory_mib: int) -> dict[str, Any]:
@@ -189,9 +231,15 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
     volumes = [site_volume(), {"name": "frames", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}}]
     if options.gpu:
         volumes.append({"name": "tensorrt-cache", "hostPath": {"path": "/var/cache/hybridcam/tensorrt", "type": "DirectoryOrCreate"}})
+    # The memory volume is created root-owned where fsGroup is not applied (podman kube play): the
+    # services run as uid 10001 and create their rings in it, so it is opened up first, as /dev/shm is.
+    open_shm = {"name": "shm-permissions", "image": options.image, "imagePullPolicy": options.image_pull_policy,
+                "command": ["chmod", "1777", "/dev/shm"], "securityContext": {"runAsUser": 0},
+                "resources": resources(0.05, "100m", 32), "volumeMounts": [{"name": "frames", "mountPath": "/dev/shm"}]}
     pod = {"nodeSelector": {NODE_LABEL: group.node}, "terminationGracePeriodSeconds": 15,
-           "securityContext": {"fsGroup": 10001}, "containers": containers, "volumes": volumes}
-    return [deployment(name, "edge", pod), pdb(name, minAvailable=1)]
+           "securityContext": {"fsGroup": 10001}, "initContainers": [open_shm], "containers": containers, "volumes": volumes}
+    edge = deployment(name, "edge", pod)
+    return [edge, pdb(name, minAvailable=1)]
 
 
 # -- site-level services ------------------------------------------------------------------------------
@@ -240,8 +288,9 @@ def redis_single() -> list[Manifest]:
             "env": [secret_env("REDIS_PASSWORD", "redis-password"), secret_env("REDISCLI_AUTH", "redis-password")],
             "ports": [{"name": "redis", "containerPort": 6379}],
             "resources": resources(0.2, "1", 768),
-            "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5},
-            "livenessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 10, "failureThreshold": 3},
+            "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5, "timeoutSeconds": 5},
+            "livenessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 10, "timeoutSeconds": 5,
+                              "failureThreshold": 3},
             "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
     pod = {"containers": [main], "volumes": [{"name": "data", "emptyDir": {}}]}
     return [deployment("redis", "site-bus", pod), service("redis", 6379, "site-bus")]
