@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -m "not faults_slow"
 FAULTS_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo lint test compose-test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo lint test compose-test kube-test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -38,9 +38,13 @@ test: install lint system-packages  ## lint, then the test suite with the fast f
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi
 	@$(MAKE) --no-print-directory compose-test
+	@$(MAKE) --no-print-directory kube-test
 
 compose-test:  ## build the images and run the stack in containers, faults included (skipped with a reason where no engine can run)
 	@$(PYTHON) scripts/compose_check.py $(COMPOSE_TEST_ARGS)
+
+kube-test: install  ## podman kube play of the rendered Kubernetes manifests: probes healthy, detections on every camera (after compose-test)
+	@$(PY) scripts/kube_play_check.py $(KUBE_TEST_ARGS)
 
 faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak; HOURS=N soak)
 	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(if $(HOURS),HYBRIDCAM_FAULTS_SOAK_HOURS=$(HOURS)) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \

@@ -108,7 +108,10 @@ def one_box(manifests: list[Manifest], host_suffix: str) -> None:
                 if check is not None:
                     url = f"http://127.0.0.1:{check['port']}{check['path']}"
                     container[probe]["exec"] = {"command": ["python", "-m", "hybridcam.healthcheck", url, "--timeout", "10"]}
-                    container[probe]["timeoutSeconds"] = 20
+                    # an exec probe starts a Python: on a busy box that alone can take tens of seconds
+                    container[probe].update({"timeoutSeconds": 60, "periodSeconds": 30})
+            if "livenessProbe" in container:
+                container["livenessProbe"]["failureThreshold"] = 6
             for variable in container.get("env", []):
                 if "value" in variable and host_suffix:
                     variable["value"] = re.sub(r"^(redis|http)://(redis|compositor):", rf"\1://\2{host_suffix}:", variable["value"])
