@@ -36,6 +36,8 @@ MEASURED_SEND_FRACTION = 0.0448
 MEASURED_SEND_SOURCE = ("measured: the adaptive policy's largest send fraction over the real clips, store-aisle "
                         "(docs/sampling.md)")
 DEFAULT_CLASS = "cpu-amd-epyc-2c"
+LAMBDA_MS = 695.0
+LAMBDA_MS_SOURCE = "445 ms of the handler's own work measured by bench/cloud_load.py + 250 ms of DetectLabels assumed"
 MIB = 1024 * 1024
 SPEC = re.compile(r"^(\d+)x(\d+)x(\d+)@([\d.]+)(?::(master|slave))?$")
 
@@ -57,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{MEASURED_SEND_FRACTION:g}, {MEASURED_SEND_SOURCE})")
     parser.add_argument("--send-fraction-from", type=Path, help="the send fraction from a sampling-eval --json file or a run counters file")
     parser.add_argument("--hours-per-day", type=float, default=24.0, help="hours a day the site runs, for the cost (default 24)")
-    parser.add_argument("--lambda-ms", type=float, default=400.0, help="Lambda time per frame in ms (default 400, assumed)")
+    parser.add_argument("--lambda-ms", type=float, default=LAMBDA_MS,
+                        help=f"Lambda time per frame in ms (default {LAMBDA_MS:g}: {LAMBDA_MS_SOURCE})")
     parser.add_argument("--price-set", default="us-east-1-2026", help="price set of the cost model (default us-east-1-2026)")
     parser.add_argument("--write-site", type=Path, help="write a site file with the cameras and their placement here")
     parser.add_argument("--node-prefix", default="edge", help="node label value prefix for the placement (default edge)")
@@ -177,7 +180,7 @@ def print_plan(plan: Plan, request: PlanInput, fraction_source: str) -> None:
     print(f"cloud stack for {request.sites} site(s): {cloud.records_per_s:,.1f} records/s, {cloud.bytes_per_s / 1e6:,.2f} MB/s "
           f"-> {cloud.shards} Kinesis shard(s) ({'set by ' if cloud.shards > 1 else ''}{cloud.shards_by}); Lambda concurrency {cloud.lambda_concurrency} "
           f"(ParallelizationFactor {cloud.parallelization}) "
-          f"at {request.lambda_s_per_frame * 1000:g} ms per frame (assumed; bench/cloud_load.py measures it); "
+          f"at {request.lambda_s_per_frame * 1000:g} ms per frame ({LAMBDA_MS_SOURCE if request.lambda_s_per_frame * 1000 == LAMBDA_MS else 'given'}); "
           f"one shard carries {cloud.sites_per_shard} such sites")
 
 
