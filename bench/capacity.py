@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devstack.servers import LocalRedis  # noqa: E402
-from hybridcam.plan.capacity_file import CapacityFile, MeasuredPoint, ResolutionFacts  # noqa: E402
+from hybridcam.plan.capacity_file import CapacityFile, MeasuredPoint, ResolutionFacts, cpu_model, this_machine_class  # noqa: E402
 from shared.frame_ring import encode_jpeg  # noqa: E402
 from shared.schemas import DetectionSet, Health, decode  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noqa: E402
@@ -48,21 +47,6 @@ BACKEND_ENV = {
 }
 WARM_UP_S = 3.0  # after every camera's first detection: the pipeline settles
 REAL_FRAME_CLIP = REPO / "tests" / "data" / "video" / "car-detection.mp4"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def default_class_name() -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-")
-    return f"cpu-{slug}-{os.cpu_count()}c"
 
 
 def captured_frames(bus: StreamBus) -> int:
@@ -162,7 +146,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate of every synthetic camera")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per point")
     parser.add_argument("--backends", default="auto,fp32", help="edge back-ends: auto (the automatic choice), fp32")
-    parser.add_argument("--class-name", default=default_class_name(), help="server class name (default from the CPU)")
+    parser.add_argument("--class-name", default=this_machine_class(), help="server class name (default from the CPU)")
     parser.add_argument("--out", type=Path, help="capacity file to write (default config/capacity/<class>.yaml)")
     args = parser.parse_args()
     out = args.out or REPO / "config" / "capacity" / f"{args.class_name}.yaml"

@@ -14,6 +14,8 @@ resolution nobody measured are interpolated in pixels between the measured ones 
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +193,28 @@ def fit_costs(points: list[MeasuredPoint]) -> FrameCosts:
         if a > 0 and k >= 0:
             analysis_cpu, skip_cpu = float(a), float(k)
     return FrameCosts(capture_cpu + skip_cpu, analysis_cpu, f"measured ({len(points)} points)", skip_cpu)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def this_machine_class() -> str:
+    """The server class name `make bench` gives this machine: CPU model and cores."""
+    slug = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-")
+    return f"cpu-{slug}-{os.cpu_count()}c"
+
+
+def default_class(folder: Path = CAPACITY_FOLDER, fallback: str = "cpu-amd-epyc-2c") -> str:
+    """This machine's class when `make bench` measured it here, else the committed development machine's."""
+    own = this_machine_class()
+    return own if (folder / f"{own}.yaml").exists() else fallback
 
 
 def available_classes(folder: Path = CAPACITY_FOLDER) -> list[str]:

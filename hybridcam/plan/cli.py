@@ -26,7 +26,7 @@ from cost_model.estimate import estimate_architecture
 from cost_model.event_study import SendFractionError, fraction_from_file
 from cost_model.price_sets import PriceSet, PriceSetError, load_price_set
 from cost_model.scenario import Scenario
-from hybridcam.plan.capacity_file import CapacityFile, available_classes, load_capacity
+from hybridcam.plan.capacity_file import CapacityFile, available_classes, default_class, load_capacity
 from hybridcam.plan.planner import SITE_STREAMS, CameraSpec, Plan, PlanInput, PlanRefused, Server, expand_cameras, plan_site
 from services.capture.camera_worker import FRAME_STREAM_MAXLEN
 from shared.errors import ConfigError, describe_validation_error
@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cameras", action="append", default=[], metavar="COUNTxWxH@FPS[:ROLE]",
                         help="cameras alike, e.g. 2x3840x2160@60:master (role slave when not given); repeatable")
     parser.add_argument("--site", type=Path, help="plan the cameras of this site file instead of --cameras")
-    parser.add_argument("--server-class", default=DEFAULT_CLASS,
-                        help=f"capacity file name in config/capacity/ or a path (default {DEFAULT_CLASS}; "
-                        f"known: {', '.join(available_classes())})")
+    parser.add_argument("--server-class", default=default_class(),
+                        help=f"capacity file name in config/capacity/ or a path (default: this machine's class when "
+                        f"`make bench` measured it, else {DEFAULT_CLASS}; known: {', '.join(available_classes())})")
     parser.add_argument("--backend", default="auto", help="edge back-end of the capacity file: auto or fp32 (default auto)")
     parser.add_argument("--analyse-fps", type=float, help="target analysed frames/s per camera (default: every frame)")
     parser.add_argument("--headroom", type=float, default=0.8, help="share of each server's measured budget to use (default 0.8)")
