@@ -26,6 +26,7 @@ from __future__ import annotations
 import _posixshmem  # CPython's shm_open/shm_unlink, what multiprocessing.shared_memory uses
 import errno
 import hashlib
+import math
 import mmap
 import os
 import struct
@@ -79,6 +80,45 @@ def ring_namespace(redis_url: str) -> str:
 def ring_bytes(width: int, height: int, slots: int) -> int:
     """Shared memory one camera's ring needs (size /dev/shm from this)."""
     return _HEADER_SIZE + slots * (_SLOT_HEADER_SIZE + width * height * 3)
+
+
+RING_SPARE_SLOTS = 2  # the slot being written and one a slow reader may still be copying
+
+
+def ring_slots_for(fps: float, seconds: float) -> int:
+    """Slots a camera's ring needs so that a reader looking ``seconds`` behind the newest frame still
+    finds its frame at ``fps``: the frames of that span plus the slot being written and one spare."""
+    if fps <= 0 or seconds <= 0:
+        raise ValueError("a ring is sized from a positive frame rate and a positive number of seconds")
+    return max(4, math.ceil(fps * seconds) + RING_SPARE_SLOTS)
+
+
+def ring_span_s(slots: int, fps: float) -> float:
+    """How far behind the newest frame a reader can look in a ring of ``slots`` at ``fps``."""
+    return max(0, slots - RING_SPARE_SLOTS) / fps if fps > 0 else 0.0
+
+
+def check_shared_memory(rings: dict[str, int], folder: str = _SHM_FOLDER) -> None:
+    """Raise FrameMemoryFull, in one sentence, when ``folder`` cannot hold these rings (name -> bytes)
+    together; a ring already there under its name (a previous capture's) is counted as free."""
+    free = shared_memory_free_bytes(folder)
+    if free is None:
+        return
+    reclaimable = 0
+    for name in rings:
+        try:
+            reclaimable += os.stat(os.path.join(folder, name)).st_size
+        except OSError:
+            pass
+    needed = sum(rings.values())
+    if needed > free + reclaimable:
+        largest = max(rings.values(), default=0)
+        raise FrameMemoryFull(
+            errno.ENOSPC,
+            f"shared memory is too small for the frame rings: {len(rings)} camera(s) need {needed / _MIB:.1f} MiB "
+            f"(the largest ring {largest / _MIB:.1f} MiB), {folder} has {(free + reclaimable) / _MIB:.1f} MiB free; "
+            "lower HYBRIDCAM_CAPTURE_RING_S (or set HYBRIDCAM_CAPTURE_RING_SLOTS) or raise STACK_FRAME_MEMORY (the shm_size)",
+        )
 
 
 def shared_memory_free_bytes(folder: str = _SHM_FOLDER) -> int | None:

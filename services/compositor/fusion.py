@@ -172,9 +172,19 @@ class DetectionFusion:
             return None
         return best
 
+    def observation_of(self, camera_id: str, capture_ts: float, frame_id: str = "") -> Observation | None:
+        """The observation of exactly this frame (by frame id where known), or None."""
+        state = self.cameras.get(camera_id)
+        return None if state is None else self._aligned(state, capture_ts, frame_id)
+
     def _aligned(self, state: _CameraState, capture_ts: float, frame_id: str) -> Observation | None:
+        """The observation of the same frame: by frame id where both have one (at 50-60 fps the next frame lies within
+        the time tolerance, and must not be merged into this one), else by capture time."""
         for observation in reversed(state.observations):
-            if observation.frame_id == frame_id or abs(observation.capture_ts - capture_ts) <= self.align_tolerance_s:
+            if frame_id and observation.frame_id:
+                if observation.frame_id == frame_id:
+                    return observation
+            elif abs(observation.capture_ts - capture_ts) <= self.align_tolerance_s:
                 return observation
             if observation.capture_ts < capture_ts - self.align_tolerance_s:
                 return None
