@@ -49,7 +49,8 @@ from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stre
 
 log = logging.getLogger("sampler")
 
-COUNTER_NAMES = ("frames_seen", "frames_sampled", "frames_saved", "records_sent", "bytes_sent", "spooled", "dropped")
+COUNTER_NAMES = ("frames_seen", "frames_sampled", "frames_saved", "records_sent", "bytes_sent", "spooled", "dropped",
+                 "frames_evaluated", "frames_not_evaluated")
 Token = tuple[str, str]  # (stream, entry id) of a frame entry
 
 
@@ -113,23 +114,60 @@ class Sampler:
         self.progress = Progress(stall_after_s=90.0, fail_after_s=180.0)
         bus.on_retry = self.progress.beat
         self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
+        self.coverage = CoverageWindow()
+        self._outbox: asyncio.Queue[list[OutgoingRecord] | None] | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: threading.Event) -> None:
         group = self.settings.sampler_group
         for stream in self.cameras:
             self.bus.ensure_group(stream, group, "0")
-        while not stop.is_set():
-            block_ms = 250 if not any(self.waiting.values()) else max(10, int(self.settings.sampler_edge_wait_s * 250))
-            entries = await asyncio.to_thread(
-                self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, block_ms, "0")
-            entries += self._claim_stale()
-            await self.handle(entries)
-            await self.replay_spool()
-            self.progress.beat()
-            self.report()
-        await self.finish()
+        # Sending runs beside reading: a slow PutRecords (or a cloud that times out) must not hold up the reading of
+        # frames, which capture overwrites in the ring about a second later.
+        self._outbox = asyncio.Queue(maxsize=OUTBOX_BATCHES)
+        sending = asyncio.create_task(self._send_loop(), name="sampler-send")
+        try:
+            while not stop.is_set():
+                if sending.done():
+                    sending.result()  # the sender failed: raise it here, the service exits and is restarted
+                block_ms = 250 if not any(self.waiting.values()) else max(10, int(self.settings.sampler_edge_wait_s * 250))
+                entries = await asyncio.to_thread(
+                    self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, block_ms, "0")
+                entries += self._claim_stale()
+                await self.handle(entries)
+                self.progress.beat()
+                self.report()
+            await self.finish()
+        finally:
+            if not sending.done():
+                await self._outbox.put(None)
+                await sending
+            self._outbox = None
         self.report(force=True)
+
+    async def _send_loop(self) -> None:
+        """Forward what the reader decided, in order, acknowledging each frame once its record is sent or spooled;
+        replay the spool when the cloud answers again."""
+        assert self._outbox is not None
+        while True:
+            try:
+                batch = await asyncio.wait_for(self._outbox.get(), timeout=0.5)
+            except TimeoutError:
+                await self.replay_spool()
+                continue
+            if batch is None:
+                return
+            await self._forward_and_ack(batch)
+            await self.replay_spool()
+
+    async def _forward_and_ack(self, records: list[OutgoingRecord]) -> None:
+        await self.forward(records)
+        finished: dict[str, list[str]] = defaultdict(list)
+        for record in records:
+            stream, entry_id = record.token
+            finished[stream].append(entry_id)
+        for stream, entry_ids in finished.items():
+            await asyncio.to_thread(self.bus.ack, stream, self.settings.sampler_group, entry_ids)
 
     def _claim_stale(self) -> list[StreamEntry]:
         now = time.monotonic()
@@ -164,11 +202,10 @@ class Sampler:
             self._apply(self._decide(frame), outgoing, finished)
         self._apply(self.policy.poll(time.time()), outgoing, finished)
         self._current.clear()
-        if outgoing:
-            await self.forward(outgoing)
-            for record in outgoing:
-                stream, entry_id = record.token
-                finished[stream].append(entry_id)
+        if outgoing and self._outbox is not None:
+            await self._outbox.put(outgoing)  # the send loop forwards and acknowledges them
+        elif outgoing:  # driven without run() (tests, replays): forward here
+            await self._forward_and_ack(outgoing)
         for stream, entry_ids in finished.items():
             self.bus.ack(stream, self.settings.sampler_group, entry_ids)
 
@@ -194,15 +231,23 @@ class Sampler:
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
             if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
-                return [Verdict(token, "skip", "gone", ref.camera_id, ref.capture_ts)]
+                return self._not_evaluated(token, ref, "gone")
             try:
                 borrowed = self.fetcher.borrow(ref)
             except (FrameGone, ValueError) as error:
                 log.debug("frame %s cannot be read: %s", ref.frame_id, error)
-                return [Verdict(token, "skip", "unreadable", ref.camera_id, ref.capture_ts)]
+                return self._not_evaluated(token, ref, "unreadable")
         self._current[token] = (ref, borrowed)
         facts = FrameFacts(token, ref.camera_id, ref.seq, ref.capture_ts, edge)
+        self.counters["frames_evaluated"] += 1
+        self.coverage.add(evaluated=True)
         return self.policy.offer(facts, borrowed.pixels if borrowed else None)
+
+    def _not_evaluated(self, token: Token, ref: FrameRef, reason: str) -> list[Verdict]:
+        """A master frame the policy never saw (its pixels were gone or unreadable): counted, and said in health."""
+        self.counters["frames_not_evaluated"] += 1
+        self.coverage.add(evaluated=False)
+        return [Verdict(token, "skip", reason, ref.camera_id, ref.capture_ts)]
 
     def _apply(self, verdicts: list[Verdict], outgoing: list[OutgoingRecord], finished: dict[str, list[str]]) -> None:
         for verdict in verdicts:
@@ -312,9 +357,16 @@ class Sampler:
                                 if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
             "edge_silent_cameras": len(self.edge_silent),
+            "coverage": round(self._coverage(), 5),
+            "coverage_recent": round(self.coverage.share(), 5),
             **{k: v for k, v in self.pairing.counters.items()},
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
+
+    def _coverage(self) -> float:
+        """Share of the master frames read so far that the policy evaluated."""
+        evaluated, missed = self.counters["frames_evaluated"], self.counters["frames_not_evaluated"]
+        return evaluated / (evaluated + missed) if evaluated + missed else 1.0
 
     def state(self) -> HealthState:
         healthy: HealthState = "degraded" if self.cloud_down_reason or len(self.spool) or self.edge_silent else "ok"
@@ -329,6 +381,10 @@ class Sampler:
             parts.append(f"cloud unreachable: {self.cloud_down_reason}")
         if self.edge_silent:
             parts.append(f"no edge results for {', '.join(self.edge_silent)}: sampling on change + heartbeat")
+        missed = self.coverage.missed_share()
+        if missed > COVERAGE_WARN_SHARE:
+            parts.append(f"{missed:.1%} of the last {self.coverage.total()} master frames not evaluated (overwritten in the ring "
+                         "before the sampler read them: raise HYBRIDCAM_CAPTURE_RING_S or lower the cameras' rate)")
         return "; ".join(parts)
 
     def report(self, force: bool = False) -> None:
@@ -360,12 +416,41 @@ class Sampler:
             "cameras": max(1, len(self.cameras)),
             "policy": self.policy.name,
             "send_fraction": round(counters["frames_sampled"] / decided, 6) if (decided := decided_frames(counters)) else None,
-            **{name: int(value) for name, value in counters.items()
+            **{name: (value if name.startswith("coverage") else int(value)) for name, value in counters.items()
                if name not in ("records_sent", "bytes_sent", "frames_sampled", "uptime_s", "master_cameras")},
         }
 
     def close(self) -> None:
         self.fetcher.close()
+
+
+OUTBOX_BATCHES = 64  # decided batches waiting to be sent; past this the reader waits for the sender
+COVERAGE_WARN_SHARE = 0.01  # health says so when more master frames than this were not evaluated
+COVERAGE_WINDOW = 2000  # master frames the recent share is taken over (about 13 s of 6 cameras at 25 fps)
+
+
+class CoverageWindow:
+    """Evaluated / not evaluated over the last COVERAGE_WINDOW master frames (fixed memory: two counts per block)."""
+
+    BLOCK = 100
+
+    def __init__(self) -> None:
+        self.blocks: deque[list[int]] = deque(maxlen=COVERAGE_WINDOW // self.BLOCK)
+
+    def add(self, evaluated: bool) -> None:
+        if not self.blocks or sum(self.blocks[-1]) >= self.BLOCK:
+            self.blocks.append([0, 0])
+        self.blocks[-1][0 if evaluated else 1] += 1
+
+    def total(self) -> int:
+        return sum(a + b for a, b in self.blocks)
+
+    def missed_share(self) -> float:
+        total = self.total()
+        return sum(b for _, b in self.blocks) / total if total else 0.0
+
+    def share(self) -> float:
+        return 1.0 - self.missed_share()
 
 
 def decided_frames(counters: dict[str, float]) -> float:
