@@ -103,3 +103,32 @@ def test_an_unreadable_file_gets_one_sentence(tmp_path: Path) -> None:
     assert done.stderr.strip() == f"hybridcam sampling-eval: {fake}: not a video file OpenCV/FFmpeg can decode"
     with pytest.raises(FootageError, match="no such file"):
         open_footage(str(tmp_path / "missing.mp4"))
+
+
+def test_a_container_that_overstates_its_frame_count_still_gives_results_and_keeps_work_done(tmp_path: Path) -> None:
+    """A real clip re-muxed into AVI whose header says 42 frames where the file holds 40 (made with FFmpeg from the
+    person clip, then the AVI header's frame counts raised by 2), with the detectors' results of its first 30 frames
+    already cached, as a run stopped part way leaves them: the command finishes the last 10, uses the 40 frames the
+    file delivers, says the container was wrong, and keeps the cached 30."""
+    clip = VIDEOS / "arrival-overstated-count.avi"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    partial = VIDEOS / "arrival-overstated-count.first-30-frames.detections.json.gz"
+    (cache / "arrival-overstated-count.detections.json.gz").write_bytes(partial.read_bytes())
+    done = subprocess.run([sys.executable, "-m", "hybridcam", "sampling-eval", str(clip), "--cache-dir", str(cache),
+                           "--out", str(tmp_path), "--json", "--threads", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the container says 42 frames, the file delivers 40" in done.stderr
+    summary = json.loads(done.stdout)["clips"][0]
+    assert (summary["frames"], summary["container_frames"]) == (40, 42)
+    assert summary["events"], "the person walking in is an event"
+    adaptive = next(p for p in summary["policies"] if p["label"] == "adaptive")
+    assert adaptive["frames"] == 40 and adaptive["caught"] == 1
+    import gzip
+
+    with gzip.open(cache / "arrival-overstated-count.detections.json.gz", "rt") as stream:
+        stored = json.load(stream)
+    with gzip.open(partial, "rt") as stream:
+        before = json.load(stream)
+    assert stored["footage"]["delivered_frames"] == 40 and len(stored["reference"]) == 40
+    assert stored["reference"][:30] == before["reference"], "the frames already analysed were kept, not redone"

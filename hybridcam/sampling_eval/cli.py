@@ -68,6 +68,9 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
         task = progress.add_task(f"{footage.name}: detectors on every frame", total=footage.frame_count)
         results = frame_results(footage, DetectorChoice(threads=args.threads), args.cache_dir,
                                 lambda done, total: progress.update(task, completed=done))
+        if results.delivered_frames is not None:
+            footage = footage.as_delivered(results.delivered_frames)
+            console.print(footage.count_note(), highlight=False)
         progress.update(task, description=f"{footage.name}: replaying policies", completed=0)
         runs = replay(footage, results, default_specs(footage.fps), watch,
                       lambda done, total: progress.update(task, completed=done), args.cloud_latency, args.reference_min_score)
@@ -75,6 +78,7 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
     events = find_events(positives, footage.fps)
     scores = [score(run, events, positives, results, footage.fps, watch, args.reference_min_score, price) for run in runs]
     summary = {"video": video, "name": footage.name, "fps": footage.fps, "frames": footage.frame_count,
+               "container_frames": footage.declared_count or footage.frame_count,
                "duration_s": round(footage.duration_s, 1), "events": [(e.first / footage.fps, e.last / footage.fps)
                                                                     for e in events],
                "reference": results.detectors["reference_model"], "edge": results.detectors["edge_model"]}

@@ -51,6 +51,12 @@ class FrameResults:
     def complete(self) -> bool:
         return len(self.reference) >= int(self.footage["frame_count"])
 
+    @property
+    def delivered_frames(self) -> int | None:
+        """Frames the file delivered, where that differs from what its container declared (known once read to the end)."""
+        value = self.footage.get("delivered_frames")
+        return None if value is None else int(value)
+
     def to_json(self) -> dict[str, Any]:
         return {"version": CACHE_VERSION, "footage": self.footage, "detectors": self.detectors,
                 "edge": self.edge, "reference": self.reference}
@@ -84,7 +90,11 @@ def load_cached(path: Path, footage: Footage, choice: DetectorChoice) -> FrameRe
         return None
     edge = [[tuple(d) for d in frame] for frame in data["edge"]]
     reference = [[tuple(d) for d in frame] for frame in data["reference"]]
-    return FrameResults(footage_key(footage), choice.key(), edge, reference)  # type: ignore[arg-type]
+    key = footage_key(footage)
+    delivered = data["footage"].get("delivered_frames")
+    if delivered is not None:  # an earlier run read the file to its end: its count, not the container's, is the length
+        key.update(frame_count=int(delivered), delivered_frames=int(delivered))
+    return FrameResults(key, choice.key(), edge, reference)  # type: ignore[arg-type]
 
 
 def save(path: Path, results: FrameResults) -> None:
@@ -115,14 +125,18 @@ def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | No
     reference = load_detector(choice.reference_model, ["CPUExecutionProvider"], intra_op_num_threads=threads)
     done = len(results.reference)
     results.edge = results.edge[:done]
-    for index, frame in enumerate(footage.frames()):
-        if index < done:
-            continue
-        results.edge.append(stored(edge.detect(frame)))
-        results.reference.append(stored(reference.detect(frame)))
-        if progress:
-            progress(index + 1, footage.frame_count)
-        if (index + 1) % CHECKPOINT_FRAMES == 0:
-            save(path, results)
-    save(path, results)
+    try:
+        for index, frame in enumerate(footage.frames()):
+            if index < done:
+                continue
+            results.edge.append(stored(edge.detect(frame)))
+            results.reference.append(stored(reference.detect(frame)))
+            if progress:
+                progress(index + 1, footage.frame_count)
+            if (index + 1) % CHECKPOINT_FRAMES == 0:
+                save(path, results)
+    finally:
+        if footage.delivered and footage.delivered[0] != footage.frame_count:
+            results.footage.update(frame_count=footage.delivered[0], delivered_frames=footage.delivered[0])
+        save(path, results)  # whatever was computed is kept, even when decoding failed part way
     return results
