@@ -283,7 +283,9 @@ class Program:
         if ref is None or self._overlay_log is None:
             return
         boxes = [[round(v, 1) for v in d.box] for d in picture.detections or []]
-        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "capture_ts": ref.capture_ts, "crop": picture.crop,
+        # seq: the frame whose boxes are drawn; pixels_seq: the frame whose pixels are shown (older when that one was lapped)
+        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "pixels_seq": self.shown_seq.get(ref.camera_id),
+                 "capture_ts": ref.capture_ts, "crop": picture.crop,
                  "size": picture.detections_size, "predicted": picture.boxes_predicted, "boxes": boxes}
         self._overlay_log.write(json.dumps(entry) + "\n")
 
