@@ -15,7 +15,7 @@ from functools import partial
 from services.capture.camera_worker import CameraWorker
 from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
-from services.capture.sources import open_source
+from services.capture.sources import NetworkTimeouts, open_source, use_rtsp_transport
 from shared.errors import ConfigError
 from shared.frame_ring import (
     FrameMemoryFull,
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         settings, site, log = service.settings, service.site, service.log
         cameras = select_cameras(site, args.camera or [c for c in settings.capture_cameras.split(",") if c])
         scene = build_scene(site, cameras)
-        sources = {camera.id: open_source(camera, scene) for camera in cameras}
+        use_rtsp_transport(settings.capture_rtsp_transport)
+        network = NetworkTimeouts(settings.capture_open_timeout_s, settings.capture_read_timeout_s)
+        sources = {camera.id: open_source(camera, scene, network) for camera in cameras}
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
         namespace = ring_namespace(settings.redis_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from shared.frame_ring import ring_slots_for
@@ -19,6 +21,9 @@ class CaptureSettings(CommonSettings):
     capture_inline_jpeg: bool = Field(False, description="also put a JPEG in each frame message, for consumers on other hosts")
     capture_jpeg_quality: int = Field(85, ge=10, le=100)
     capture_reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reconnection attempts")
+    capture_open_timeout_s: float = Field(10.0, gt=0, le=120, description="longest wait for a network camera to answer when connecting")
+    capture_read_timeout_s: float = Field(5.0, gt=0, le=120, description="a network camera silent this long with its connection open is reconnected")
+    capture_rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP media over the RTSP connection (tcp: no losses, through NAT) or udp")
     capture_health_interval_s: float = Field(2.0, gt=0)
 
     @field_validator("capture_ring_slots")

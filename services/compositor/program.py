@@ -289,6 +289,7 @@ class Program:
         if ref is None or self._overlay_log is None:
             return
         boxes = [[round(v, 1) for v in d.box] for d in picture.detections or []]
+        # seq: the frame whose boxes are drawn; pixels_seq: the frame whose pixels are shown (-1: none yet)
         entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "pixels_seq": self.shown_seq.get(ref.camera_id, -1),
                  "capture_ts": ref.capture_ts, "crop": picture.crop,
                  "size": picture.detections_size, "predicted": picture.boxes_predicted, "boxes": boxes}
