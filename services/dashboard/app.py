@@ -2,7 +2,8 @@
 
 Routes: ``/`` the page, ``/events`` the live event stream (server-sent events), ``/api/state``,
 ``/api/cameras/{camera}/snapshot.jpg``, ``/api/cloud-frames``, ``/program.mjpg`` (the compositor's
-MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``.
+MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``; the
+live view's routes are in webrtc.py and live_socket.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from services.dashboard.access import TokenGate
 from services.dashboard.camera_snapshots import CameraSnapshots
 from services.dashboard.cloud_frames import CloudFrameBrowser, CloudFramesError
 from services.dashboard.live_feed import LiveFeed
+from services.dashboard.live_socket import LiveSockets, add_live_socket_routes
 from services.dashboard.security_headers import SecurityHeaders, content_security_policy, origin_of
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
@@ -97,6 +99,7 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
     _add_routes(app, dashboard, registry)
     live_views = LiveViews(settings, [c.id for c in cameras], registry)
     add_webrtc_routes(app, live_views)
+    add_live_socket_routes(app, LiveSockets(settings, live_views, registry))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.token:
         app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie)

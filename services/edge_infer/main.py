@@ -1,7 +1,8 @@
 """Detect objects in real time on the newest frame of each camera with ONNX Runtime.
 
 The back-end is chosen at start and logged with the reason: TensorRT -> CUDA through onnxruntime
-when it offers a GPU, else OpenVINO (or onnxruntime) on the CPU, int8 where the CPU has VNNI/AMX;
+when it offers a GPU, else on the CPU the back-end, precision and requests a short timed probe found
+fastest on this machine (cached per machine and model);
 HYBRIDCAM_EDGE_BACKEND / HYBRIDCAM_EDGE_PRECISION force one. Several requests run in flight. Frames arrive as
 shared-memory references; a frame that is stale, overwritten or corrupt is skipped and
 counted, never queued. Detections and the acknowledgement of their frame are written in
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.edge_infer.backend_choice import choose_backend
+from services.edge_infer.backend_probe import measured_choice
 from services.edge_infer.detector_pool import DetectorPool, open_pool
 from services.edge_infer.inference_loop import InferenceLoop
 from services.edge_infer.motion_schedule import MotionScheduler
@@ -53,12 +54,14 @@ def build_detectors(settings: EdgeInferSettings) -> DetectorPool:
                                                     intra_op_num_threads=threads)])
             return DetectorPool([load_detector(TILED_NAME, providers, intra_op_num_threads=threads,
                                                score_threshold=settings.edge_score_threshold)])
-        choice = choose_backend(
+        choice = measured_choice(
             resolve_model_path(settings.edge_model, DEFAULT_MODELS_DIR),
             settings.edge_backend,
             settings.edge_precision,
             requests=settings.edge_requests,
             threads=settings.edge_threads,
+            probe_s=settings.edge_probe_s,
+            cache_dir=settings.edge_probe_cache_dir,
             allowed_providers=allowed,
             trt_cache_dir=settings.edge_trt_cache_dir,
             fp16=settings.edge_fp16,
