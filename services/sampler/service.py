@@ -96,7 +96,9 @@ class Sampler:
         self.face_candidates = FaceCandidates(bus, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
         self.pairing = pairing or EdgePairing([c.id for c in site.masters()], watch_labels_of(settings.sampler_watch_labels),
-                                              (settings.sampler_unsure_low, settings.sampler_unsure_high))
+                                              (settings.sampler_unsure_low, settings.sampler_unsure_high),
+                                              track_min_size=settings.sampler_track_min_size)
+        self.tracking: list[str] = []
         self.counters: Counter[str] = Counter()
         self.waiting: dict[str, deque[WaitingFrame]] = {stream: deque() for stream in self.cameras}
         self.held: dict[Token, OutgoingRecord] = {}
@@ -252,6 +254,12 @@ class Sampler:
             else:
                 log.info("edge results arrive again for every master camera")
             self.edge_silent = silent
+        tracking = self.policy.tracking_cameras() if isinstance(self.policy, AdaptivePolicy) else []
+        if tracking != self.tracking:
+            untracked = sorted(set(self.pairing.masters) - set(tracking))
+            log.info("edge tracks objects on %s: new tracks go to the cloud once each%s", ", ".join(tracking) or "no camera",
+                     f"; {', '.join(untracked)} sampled by counts (their boxes carry no track ids)" if untracked else "")
+            self.tracking = tracking
 
     async def finish(self) -> None:
         """At stop: a frame held for the budget is skipped (counted, acknowledged); waiting ones stay pending."""
@@ -311,7 +319,7 @@ class Sampler:
             "frames_saved": sum(v for k, v in self.counters.items()
                                 if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
-            "edge_silent_cameras": len(self.edge_silent),
+            "edge_silent_cameras": len(self.edge_silent), "edge_tracking_cameras": len(self.tracking),
             **{k: v for k, v in self.pairing.counters.items()},
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
