@@ -57,6 +57,8 @@ class EdgeTrack:
     not cut by the frame's border), less for each that fails"""
     unsure: bool = False
     """its score lies in the unsure band"""
+    label: str = ""
+    box: Box = (0.0, 0.0, 0.0, 0.0)
 
     @property
     def well_visible(self) -> bool:
@@ -82,7 +84,7 @@ def edge_tracks(detections: Iterable[tuple[str, float, Box, int | None]], watch_
             continue
         if track_id is None:
             return None
-        track = EdgeTrack(track_id, visibility(score, box, high, min_size), score <= high)
+        track = EdgeTrack(track_id, visibility(score, box, high, min_size), score <= high, label, box)
         if track_id not in tracks or track.quality > tracks[track_id].quality:
             tracks[track_id] = track
     return tuple(tracks.values())

@@ -43,7 +43,7 @@ from shared.errors import ConfigError
 from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
-from shared.schemas import CloudFrame, FrameRef, Health, HealthState
+from shared.schemas import MAX_FRAME_TRACKS, CloudFrame, FrameRef, FrameTrack, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
 
@@ -115,6 +115,8 @@ class Sampler:
         self.progress = Progress(stall_after_s=90.0, fail_after_s=180.0)
         bus.on_retry = self.progress.beat
         self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
+        self._tracks: dict[Token, list[FrameTrack]] = {}
+        """the edge's tracked objects in the frames being decided (they travel with a sent frame)"""
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: threading.Event) -> None:
@@ -166,6 +168,7 @@ class Sampler:
             self._apply(self._decide(frame), outgoing, finished)
         self._apply(self.policy.poll(time.time()), outgoing, finished)
         self._current.clear()
+        self._tracks.clear()
         if outgoing:
             await self.forward(outgoing)
             for record in outgoing:
@@ -193,6 +196,10 @@ class Sampler:
         token: Token = (frame.entry.stream, frame.entry.entry_id)
         edge = self.pairing.take(ref.frame_id) if self.policy.needs_edge else None
         self._current[token] = (ref, None)
+        if edge is not None and edge.tracks:
+            self._tracks[token] = [FrameTrack(track_id=t.track_id, label=t.label[:64],
+                                              box=tuple(min(max(v, 0.0), 1.0) for v in t.box))  # type: ignore[arg-type]
+                                   for t in edge.tracks[:MAX_FRAME_TRACKS]]
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
             if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
@@ -241,7 +248,8 @@ class Sampler:
             return None
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
                            capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
-                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref))
+                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref),
+                           tracks=self._tracks.get(token, []))
         self.counters["face_candidates"] += frame.face_candidate
         return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
 
