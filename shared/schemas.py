@@ -150,14 +150,36 @@ class Health(Envelope):
     counters: dict[str, float] = Field(default_factory=dict)
 
 
+MAX_FRAME_TRACKS = 256
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+TRACK_SAME_IOU = 0.3
+"""a cloud box overlapping an edge track's box at least this much (IoU) is that object ..."""
+TRACK_INSIDE = 0.6
+"""... and so is one lying at least this much inside it (a part of it: a face, a hard hat, a bag)"""
+
+
+class FrameTrack(BaseModel):
+    """An object the edge tracks in a sampled frame: what the cloud finds over its box is about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    track_id: int = Field(ge=0, le=MAX_SEQ)
+    label: str = Field(max_length=64)
+    box: tuple[Unit, Unit, Unit, Unit] = Field(description="x1, y1, x2, y2 normalised to the frame (0..1)")
+
+
 class CloudFrame(Envelope):
     """One sampled master frame on its way to the cloud (a Kinesis record).
 
     The JPEG travels inline when it fits the record limit; otherwise it was put in S3
     first and only ``s3_bucket``/``s3_key`` travel (claim-check).
+
+    v2 added ``tracks`` (the edge's tracked objects in the frame, so the cloud's answer can name
+    them: its detections carry their ``track_id``); v1 messages still decode, with no tracks.
     """
 
     schema_name: ClassVar[str] = "cloud_frame"
+    schema_version: ClassVar[int] = 2
 
     site: str
     frame_id: str
@@ -171,10 +193,31 @@ class CloudFrame(Envelope):
     s3_bucket: str | None = None
     s3_key: str | None = None
     face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
+    tracks: list[FrameTrack] = Field(default_factory=list, max_length=MAX_FRAME_TRACKS)
+
+    def track_of(self, box: tuple[float, float, float, float]) -> int | None:
+        """The edge track a cloud box (frame pixels) is about: the best overlap, or the box it lies inside."""
+        x0, y0, x1, y1 = box[0] / self.width, box[1] / self.height, box[2] / self.width, box[3] / self.height
+        area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        best, best_value = None, 0.0
+        for track in self.tracks:
+            tx0, ty0, tx1, ty1 = track.box
+            inter = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
+            union = area + max(0.0, tx1 - tx0) * max(0.0, ty1 - ty0) - inter
+            overlap = inter / union if union > 0 else 0.0
+            inside = inter / area if area > 0 else 0.0
+            value = 1.0 + overlap if overlap >= TRACK_SAME_IOU else (inside if inside >= TRACK_INSIDE else 0.0)
+            if value > best_value:
+                best, best_value = track.track_id, value
+        return best
 
 
 class CloudResult(Envelope):
-    """What the cloud found in one sampled frame; goes back to the edge through SQS."""
+    """What the cloud found in one sampled frame; goes back to the edge through SQS.
+
+    A detection over an object the edge tracked in that frame (CloudFrame v2 ``tracks``) carries its
+    ``track_id``, so the edge keeps the cloud's label on that object for as long as it tracks it.
+    """
 
     schema_name: ClassVar[str] = "cloud_result"
 
@@ -279,6 +322,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
 for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
     register(_model)
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
+_REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's tracks (defaulted: none)
 
 
 def decode(raw: bytes) -> Envelope:

@@ -32,10 +32,14 @@ class DetectorChoice:
     edge_score_threshold: float = 0.35
     reference_model: str = "tiled"
     threads: int = 0
+    stride: int = 1
+    """run both detectors on every stride-th frame only (high-rate footage on a small machine): the
+    frames between repeat the reference's last result, and the edge's tracker carries its boxes"""
 
     def key(self) -> dict[str, Any]:
-        return {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
-                "reference_model": self.reference_model}
+        key: dict[str, Any] = {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
+                               "reference_model": self.reference_model}
+        return key | ({"stride": self.stride} if self.stride > 1 else {})
 
 
 @dataclass
@@ -46,6 +50,11 @@ class FrameResults:
     detectors: dict[str, Any]
     edge: list[list[StoredDetection]] = field(default_factory=list)
     reference: list[list[StoredDetection]] = field(default_factory=list)
+
+    @property
+    def stride(self) -> int:
+        """the detectors ran on every stride-th frame (see DetectorChoice.stride)"""
+        return int(self.detectors.get("stride", 1))
 
     @property
     def complete(self) -> bool:
@@ -129,8 +138,12 @@ def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | No
         for index, frame in enumerate(footage.frames()):
             if index < done:
                 continue
-            results.edge.append(stored(edge.detect(frame)))
-            results.reference.append(stored(reference.detect(frame)))
+            if index % choice.stride == 0 or not results.reference:
+                results.edge.append(stored(edge.detect(frame)))
+                results.reference.append(stored(reference.detect(frame)))
+            else:  # between analysed frames: the reference's last result; the edge did not run
+                results.edge.append([])
+                results.reference.append(results.reference[-1])
             if progress:
                 progress(index + 1, footage.frame_count)
             if (index + 1) % CHECKPOINT_FRAMES == 0:

@@ -30,6 +30,7 @@ from services.compositor.multiview import PROGRAM_CELL, MultiviewRenderer
 from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
+from shared.cloud_track_labels import CloudTrackLabels
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.progress import Progress
 from shared.schemas import DetectionSet, FaceMatches, FrameRef, Health, HealthState, SchemaError, decode
@@ -139,6 +140,7 @@ class Program:
         self.delay_s = settings.compositor_program_delay_s
         self.renderer = ProgramRenderer(settings.compositor_width, settings.compositor_height, render_options_from(settings))
         self.face_labels = FaceLabels(settings.compositor_face_label_hold_s) if settings.compositor_face_labels else None
+        self.track_labels = CloudTrackLabels()
         self.follower.want_face_matches = self.face_labels is not None
         self.encoder = H264Encoder(
             settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
@@ -211,6 +213,7 @@ class Program:
             except queue.Empty:
                 break
             self.fusion.add(detection_set, arrived)
+            self.track_labels.learn(detection_set)
         available, lost_reason = self._available(now)
         shown_at = now - self.delay_s  # the program shows (and directs) what was captured this long ago
         cut = self.director.decide(shown_at, self.fusion, available, lost_reason)
@@ -328,6 +331,7 @@ class Program:
             boxes = boxes_for_frame(self.fusion, camera.id, ref.capture_ts, ref.width, ref.height, ref.frame_id)
             if boxes is not None:
                 picture.detections, picture.detections_size, picture.boxes_predicted = boxes.detections, boxes.size, boxes.predicted
+                picture.track_labels = self.track_labels.for_camera(camera.id)
         if self.face_labels is not None:
             self.face_labels.take(self.follower.face_matches)
             picture.face_labels = self.face_labels.for_camera(camera.id, time.time())

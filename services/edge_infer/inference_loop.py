@@ -162,8 +162,7 @@ class InferenceLoop:
         if isinstance(outcome, Exception):
             self._drop(entry, outcome)
             return
-        result = self._detection_set(ref, outcome)
-        self.carrier.observe(result)
+        result = self.carrier.observe(self._detection_set(ref, outcome))
         if coasting := self.carrier.coasting(result):
             result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])

@@ -43,7 +43,7 @@ from shared.errors import ConfigError
 from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
-from shared.schemas import CloudFrame, FrameRef, Health, HealthState
+from shared.schemas import MAX_FRAME_TRACKS, CloudFrame, FrameRef, FrameTrack, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
 
@@ -97,7 +97,9 @@ class Sampler:
         self.face_candidates = FaceCandidates(bus, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
         self.pairing = pairing or EdgePairing([c.id for c in site.masters()], watch_labels_of(settings.sampler_watch_labels),
-                                              (settings.sampler_unsure_low, settings.sampler_unsure_high))
+                                              (settings.sampler_unsure_low, settings.sampler_unsure_high),
+                                              track_min_size=settings.sampler_track_min_size)
+        self.tracking: list[str] = []
         self.counters: Counter[str] = Counter()
         self.waiting: dict[str, deque[WaitingFrame]] = {stream: deque() for stream in self.cameras}
         self.held: dict[Token, OutgoingRecord] = {}
@@ -116,6 +118,8 @@ class Sampler:
         self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
         self.coverage = CoverageWindow()
         self._outbox: asyncio.Queue[list[OutgoingRecord] | None] | None = None
+        self._tracks: dict[Token, list[FrameTrack]] = {}
+        """the edge's tracked objects in the frames being decided (they travel with a sent frame)"""
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: threading.Event) -> None:
@@ -202,6 +206,7 @@ class Sampler:
             self._apply(self._decide(frame), outgoing, finished)
         self._apply(self.policy.poll(time.time()), outgoing, finished)
         self._current.clear()
+        self._tracks.clear()
         if outgoing and self._outbox is not None:
             await self._outbox.put(outgoing)  # the send loop forwards and acknowledges them
         elif outgoing:  # driven without run() (tests, replays): forward here
@@ -228,6 +233,10 @@ class Sampler:
         token: Token = (frame.entry.stream, frame.entry.entry_id)
         edge = self.pairing.take(ref.frame_id) if self.policy.needs_edge else None
         self._current[token] = (ref, None)
+        if edge is not None and edge.tracks:
+            self._tracks[token] = [FrameTrack(track_id=t.track_id, label=t.label[:64],
+                                              box=tuple(min(max(v, 0.0), 1.0) for v in t.box))  # type: ignore[arg-type]
+                                   for t in edge.tracks[:MAX_FRAME_TRACKS]]
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
             if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
@@ -284,7 +293,8 @@ class Sampler:
             return None
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
                            capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
-                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref))
+                           face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref),
+                           tracks=self._tracks.get(token, []))
         self.counters["face_candidates"] += frame.face_candidate
         return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
 
@@ -297,6 +307,12 @@ class Sampler:
             else:
                 log.info("edge results arrive again for every master camera")
             self.edge_silent = silent
+        tracking = self.policy.tracking_cameras() if isinstance(self.policy, AdaptivePolicy) else []
+        if tracking != self.tracking:
+            untracked = sorted(set(self.pairing.masters) - set(tracking))
+            log.info("edge tracks objects on %s: new tracks go to the cloud once each%s", ", ".join(tracking) or "no camera",
+                     f"; {', '.join(untracked)} sampled by counts (their boxes carry no track ids)" if untracked else "")
+            self.tracking = tracking
 
     async def finish(self) -> None:
         """At stop: a frame held for the budget is skipped (counted, acknowledged); waiting ones stay pending."""
@@ -356,7 +372,7 @@ class Sampler:
             "frames_saved": sum(v for k, v in self.counters.items()
                                 if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
-            "edge_silent_cameras": len(self.edge_silent),
+            "edge_silent_cameras": len(self.edge_silent), "edge_tracking_cameras": len(self.tracking),
             "coverage": round(self._coverage(), 5),
             "coverage_recent": round(self.coverage.share(), 5),
             **{k: v for k, v in self.pairing.counters.items()},

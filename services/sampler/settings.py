@@ -56,7 +56,10 @@ class SamplerSettings(CommonSettings):
     sampler_change_area: float = Field(0.004, gt=0.0, le=1.0, description="changed: share of the frame covered by the largest changed region")
     sampler_change_edges: float = Field(0.02, gt=0.0, le=1.0, description="changed: share of the frame whose edges appeared or vanished")
     sampler_change_pixel_delta: int = Field(18, ge=1, le=255, description="grey-level difference from which a pixel counts as changed")
-    sampler_max_fps: float = Field(0.75, gt=0.0, description="adaptive: at most this many frames per second per camera")
+    sampler_track_driven: bool = Field(True, description="adaptive: where the edge's boxes carry track ids, send each new watch-label track once (new_object) instead of counting (appeared / left)")
+    sampler_track_min_size: float = Field(0.04, gt=0.0, le=1.0, description="adaptive: a track is well visible from this size (square root of its box's share of the frame), with a sure score and not cut by the border")
+    sampler_track_patience_s: float = Field(0.5, ge=0.0, description="adaptive: a track that is not well visible is sent for after this long anyway")
+    sampler_max_fps: float = Field(1.0, gt=0.0, description="adaptive: at most this many frames per second per camera")
     sampler_max_interval_s: float = Field(30.0, gt=0.0, description="adaptive heartbeat: send a frame at least this often per camera")
     sampler_busy_backoff: float = Field(
         2.5, ge=1.0, description="adaptive: in a scene that keeps changing, each further change waits this many times longer (1 = off)")

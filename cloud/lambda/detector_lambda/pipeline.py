@@ -20,14 +20,14 @@ from typing import Any
 
 import boto3
 
-from detector_lambda.alerts import Alerter, AlertRules
+from detector_lambda.alerts import Alerter, AlertRules, alerted_labels
 from detector_lambda.detectors import Backoff, FoundLabel, FrameImage, LabelDetector, RekognitionDetector, SageMakerDetector, client_config
 from detector_lambda.face_watch import FaceWatch, build_face_watch
 from detector_lambda.logs import logger
 from detector_lambda.records import FrameRecord
 from detector_lambda.settings import LambdaSettings
 from detector_lambda.storage import FrameItem, FrameStore, FrameTable
-from shared.schemas import CloudResult, Detection, encode_text
+from shared.schemas import CloudFrame, CloudResult, Detection, encode_text
 
 
 @dataclass
@@ -85,8 +85,8 @@ class Pipeline:
         result = CloudResult(
             site=frame.site, frame_id=frame.frame_id, camera_id=frame.camera_id, seq=frame.seq,
             capture_ts=frame.capture_ts, processed_ts=item.processed_ts, width=frame.width, height=frame.height,
-            backend=self.settings.detector_backend, model=item.model, detections=detections_of(item.labels),
-            s3_key=item.s3_key, alerts=item.alerts,
+            backend=self.settings.detector_backend, model=item.model, detections=detections_of(item.labels, frame),
+            s3_key=item.s3_key, alerts=alerted_labels(item.alerts),
         )
         self.sqs.send_message(
             QueueUrl=self.settings.results_queue_url, MessageBody=encode_text(result),
@@ -121,10 +121,12 @@ class Pipeline:
         self.face_watch.process(frame, image, item.processed_ts)
 
 
-def detections_of(labels: list[FoundLabel]) -> list[Detection]:
-    """Boxed labels as edge Detections (score 0-1); frame-level labels stay in the DynamoDB item only."""
+def detections_of(labels: list[FoundLabel], frame: CloudFrame | None = None) -> list[Detection]:
+    """Boxed labels as edge Detections (score 0-1), each with the edge track it is about when the frame
+    says which objects the edge tracked; frame-level labels stay in the DynamoDB item only."""
     return [
-        Detection(label=label.name, score=min(max(label.confidence / 100.0, 0.0), 1.0), box=label.box)
+        Detection(label=label.name, score=min(max(label.confidence / 100.0, 0.0), 1.0), box=label.box,
+                  track_id=frame.track_of(label.box) if frame is not None else None)
         for label in labels if label.box is not None
     ]
 

@@ -70,12 +70,14 @@ function drawBoxes(tile) {
     const sx = tile.width / set.width, sy = tile.height / set.height;
     for (const d of set.boxes) {
       const [x1, y1, x2, y2] = d.box.map(Number);
-      const caption = `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
+      // An edge box whose object the cloud has labelled shows the cloud's label (kept for the track's life).
+      const named = d.cloud_label ? text(d.cloud_label) : "";
+      const caption = named || `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
       const rect = svgNode("rect", { class: `box ${source}`, x: x1 * sx, y: y1 * sy, width: (x2 - x1) * sx, height: (y2 - y1) * sy });
-      rect.appendChild(svgNode("title", {}, `${source}: ${caption}`));
+      rect.appendChild(svgNode("title", {}, `${named ? "cloud, on the edge's track" : source}: ${caption}`));
       shapes.push(rect);
-      shapes.push(svgNode("text", { x: x1 * sx + 4, y: Math.max(y1 * sy - 6, 14), fill: `var(--${source})`,
-                                    "font-size": Math.max(12, tile.height / 40) }, caption));
+      shapes.push(svgNode("text", { x: x1 * sx + 4, y: Math.max(y1 * sy - 6, 14), fill: `var(--${named ? "cloud" : source})`,
+                                    class: named ? "cloud-label" : "", "font-size": Math.max(12, tile.height / 40) }, caption));
     }
   }
   tile.svg.replaceChildren(...shapes);
