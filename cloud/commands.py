@@ -145,6 +145,8 @@ def run_poller(args: argparse.Namespace, stack: str, region: str | None, default
             os.environ.setdefault(variable, outputs[output])
         if "FaceCollectionId" in outputs:  # the watch-list; searched only when FACE_SEARCH=enabled
             os.environ.setdefault("FACE_COLLECTION", outputs["FaceCollectionId"])
+        if "FaceMatchesTableName" in outputs:
+            os.environ.setdefault("FACE_MATCHES_TABLE", outputs["FaceMatchesTableName"])
     poller = EventSourcePoller(stream, load_handler(), args.batch_size, args.checkpoint or default_checkpoint,
                                args.max_retries)
     print(poller.describe())

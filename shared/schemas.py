@@ -268,16 +268,26 @@ def face_person(external_id: str) -> str:
     return external_id.replace("_", " ")
 
 
+# Bounds of a watch-list message: it crosses the cloud boundary and ends up drawn on the program and
+# in the page's JSON, so every number must be finite and every list and string short.
+MAX_FACE_MATCHES = 64  # faces matched in one frame
+MAX_FACE_CROP_BYTES = 64 * 1024  # the Lambda's thumbnail is a 96 px JPEG of a few KB
+MAX_NAME_CHARS = 255  # Rekognition's ExternalImageId limit; also ids of sites, cameras and frames
+Similarity = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+BoundedName = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+
+
 class FaceMatch(BaseModel):
     """One face in a frame that matched a person on the watch list."""
 
     model_config = ConfigDict(frozen=True)
 
-    person: str
-    face_id: str = Field(description="the collection's id of the enrolled face it matched")
-    similarity: float = Field(ge=0.0, le=100.0)
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
-    crop_jpeg: bytes | None = Field(None, description="small JPEG of the face, for the operator's watch-list panel")
+    person: BoundedName
+    face_id: str = Field(max_length=128, description="the collection's id of the enrolled face it matched")
+    similarity: Similarity
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
+    crop_jpeg: bytes | None = Field(None, max_length=MAX_FACE_CROP_BYTES,
+                                    description="small JPEG of the face, for the operator's watch-list panel")
 
 
 class FaceMatches(Envelope):
@@ -285,16 +295,17 @@ class FaceMatches(Envelope):
 
     schema_name: ClassVar[str] = "face_matches"
 
-    site: str
-    frame_id: str
-    camera_id: str
-    seq: int = Field(ge=0)
-    capture_ts: float
-    processed_ts: float
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    matches: list[FaceMatch] = Field(default_factory=list)
-    alerts: list[str] = Field(default_factory=list, description="people whose alert this frame raised")
+    site: BoundedName
+    frame_id: BoundedName
+    camera_id: BoundedName
+    seq: SeqNumber
+    capture_ts: Timestamp
+    processed_ts: Timestamp
+    width: Side
+    height: Side
+    matches: list[FaceMatch] = Field(default_factory=list, max_length=MAX_FACE_MATCHES)
+    alerts: list[BoundedName] = Field(default_factory=list, max_length=MAX_FACE_MATCHES,
+                                      description="people whose alert this frame raised")
 
 
 def alerts_of(result: CloudResult) -> list[Alert]:

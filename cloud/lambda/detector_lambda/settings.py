@@ -11,7 +11,7 @@ RECORD_RESERVE_S (stop taking records when less of the invocation remains, defau
 Face watch-list (face_watch.py): FACE_SEARCH (enabled|disabled, default disabled), FACE_COLLECTION
 (required when enabled), FACE_MATCH_THRESHOLD (0-100, default 80), FACE_MIN_CONFIDENCE (0-100, default
 90), FACE_MIN_SIZE_PX (at 1080p, default 40), FACE_ALERT_COOLDOWN_S (default 600), FACE_MATCH_TTL_DAYS
-(default 30).
+(default 30), FACE_MATCHES_TABLE (required when enabled: the table of matches and cooldowns, keyed by person).
 Logging is Powertools' own: POWERTOOLS_LOG_LEVEL (default INFO), POWERTOOLS_SERVICE_NAME.
 """
 
@@ -50,6 +50,7 @@ class LambdaSettings(BaseSettings):
     face_min_size_px: float = Field(40.0, ge=1.0, le=1080.0)
     face_alert_cooldown_s: float = Field(600.0, ge=0.0, le=7 * 86400.0)
     face_match_ttl_days: int = Field(30, ge=1, le=3650)
+    face_matches_table: str = ""
 
     @field_validator("detector_backend", mode="before")
     @classmethod
@@ -74,6 +75,8 @@ class LambdaSettings(BaseSettings):
             raise ValueError("SAGEMAKER_ENDPOINT is not set but DETECTOR_BACKEND is sagemaker")
         if self.face_search == "enabled" and not self.face_collection:
             raise ValueError("FACE_COLLECTION is not set but FACE_SEARCH is enabled")
+        if self.face_search == "enabled" and not self.face_matches_table:
+            raise ValueError("FACE_MATCHES_TABLE is not set but FACE_SEARCH is enabled")
         return self
 
     @property
