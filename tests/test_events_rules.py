@@ -142,3 +142,41 @@ def test_reconcile_after_a_crash_closes_open_events_and_drops_dangling_files(tmp
     counts = store.reconcile(now=200.0)
     assert counts == {"closed": 2, "missing_files": 1, "orphan_files": 1}
     assert {e["state"] for e in store.events()} == {"interrupted"} and store.event("gone")["clip"] is None
+
+
+def test_a_mask_hides_motion_from_the_scene_change_measure() -> None:
+    import numpy as np
+
+    from shared.scene_change import SceneChangeDetector
+
+    still = np.full((360, 640, 3), 90, np.uint8)
+    clock = still.copy()
+    clock[20:80, 20:120] = 250  # something changes in the top-left corner only
+    plain, masked = SceneChangeDetector(), SceneChangeDetector(ignore=[[(0.0, 0.0), (0.25, 0.0), (0.25, 0.3), (0.0, 0.3)]])
+    for detector in (plain, masked):
+        detector.set_reference(still)
+    assert plain.features(clock).changed_fraction > 0.01
+    assert masked.features(clock).changed_fraction == 0.0
+    walker = still.copy()
+    walker[200:340, 300:360] = 10  # a change outside the mask still counts
+    assert masked.features(walker).changed_fraction > 0.01
+
+
+def test_edge_inference_drops_masked_and_filtered_detections_before_publishing(redis_server) -> None:
+    import numpy as np
+
+    from services.edge_infer.inference_loop import InferenceLoop
+    from shared.schemas import FrameRef
+    from shared.stream_bus import StreamBus
+    from vision.detectors.base import Detections
+    from vision.detectors.registry import load_detector
+
+    scene = parse_site(site({"masks": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]],
+                             "filters": {"person": {"min_score": 0.5}}})).scene("wide")
+    loop = InferenceLoop(StreamBus(redis_server.url), load_detector("nanodet"), [], "g", "c", scenes={"wide": scene})
+    found = Detections(boxes=np.array([[100, 100, 200, 400], [600, 300, 700, 900], [600, 300, 700, 900]], np.float32),
+                       scores=np.array([0.9, 0.9, 0.3], np.float32), class_ids=np.zeros(3, np.int32))
+    ref = FrameRef(camera_id="wide", seq=1, capture_ts=1.0, width=1000, height=1000)
+    published = loop._detection_set(ref, found)
+    assert [d.box[0] for d in published.detections] == [600]  # the first stands in the mask, the third is unsure
+    assert loop.counters["wide"].masked == 2

@@ -46,7 +46,8 @@ def feed_target(source: str) -> tuple[str, bool] | None:
 
 
 class DemuxedFeed:
-    """Packets of the first video stream of ``target``; ``origin_ts`` is the site time of its first frame."""
+    """Packets of the first video stream of ``target``. Stamped with their arrival time, or, with ``origin_ts``
+    (a replay), with that time plus their position in the file."""
 
     def __init__(self, target: str, loop: bool = False, paced: bool = True, origin_ts: float | None = None) -> None:
         self.target = target
@@ -83,11 +84,14 @@ class DemuxedFeed:
                 pts = (packet.pts if packet.pts is not None else packet.dts) + offset
                 dts = packet.dts + offset
                 last = max(last, pts + (packet.duration or 0))
-                ts = origin + float(pts * time_base)
+                media_s = float(pts * time_base)
                 if self.paced:
-                    delay = (ts - origin) - (time.monotonic() - started)
+                    delay = media_s - (time.monotonic() - started)
                     if delay > 0 and stop is not None and stop.wait(delay):
                         return
+                # live: the packet's arrival is its site time (capture stamps frames the same way); a replay
+                # of a file at full speed maps the file's clock onto the given origin
+                ts = origin + media_s if self.origin_ts is not None else time.time()
                 yield TimedPacket(ts, bytes(packet), pts, dts, time_base, bool(packet.is_keyframe))
                 if stop is not None and stop.is_set():
                     return
