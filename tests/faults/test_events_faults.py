@@ -87,7 +87,7 @@ def test_kill_9_of_the_events_service_during_writes_leaves_a_consistent_store(re
             started = time.monotonic()
             process = runner.start("events")
             starts = len(runner.processes)
-            assert wait_until(lambda: runner.logs().count("clips remuxed") == starts, 30), runner.logs()
+            assert wait_until(lambda n=starts: runner.logs().count("clips remuxed") == n, 30), runner.logs()
             recovery_s = time.monotonic() - started
         time.sleep(6.0)
         stop.set()
