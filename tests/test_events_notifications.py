@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from services.events.event_recorder import EventRecorder
-from services.events.event_store import EventStore
 from services.events.notifications import Notifier
 from services.events.replay import replay_file
+from shared.event_store import EventStore
 from shared.schemas import Detection, DetectionSet
 from shared.site_config import parse_site
 from tests.test_events_footage import FPS, ORIGIN, VIDEO, room_site

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.events.event_store import EventStore
 from services.events.rule_engine import CameraRules, TrackedObject
 from shared.errors import ConfigError
+from shared.event_store import EventStore
 from shared.site_config import parse_site
 from shared.zones import point_in_polygon
 

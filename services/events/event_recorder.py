@@ -18,10 +18,10 @@ import numpy as np
 
 from services.events.camera_tracks import CameraTracks
 from services.events.clip_buffer import ClipRecorder, PacketBuffer, TimedPacket
-from services.events.event_store import EventStore
 from services.events.notifications import Notice, Notifier
 from services.events.rule_engine import CameraRules, OpenEvent, TrackedObject, Transition
 from shared.event_rules import EventsConfig
+from shared.event_store import EventStore
 from shared.schemas import DetectionSet
 from shared.zones import CameraScene
 

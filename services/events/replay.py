@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 
 from services.events.event_recorder import EventRecorder
-from services.events.event_store import EventStore
 from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed
 from shared.event_rules import EventsConfig
+from shared.event_store import EventStore
 from shared.schemas import Detection, DetectionSet
 from shared.zones import CameraScene
 

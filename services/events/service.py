@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from services.events.event_recorder import EventRecorder
-from services.events.event_store import EventStore
 from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed, FeedError, feed_target, run_feed
 from services.events.settings import EventsSettings
+from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
 from shared.schemas import DetectionSet, Health, HealthState

@@ -1,5 +1,7 @@
 """Events on the edge: one SQLite database (WAL) plus the clip and snapshot files beside it.
 
+The events service writes it; the dashboard reads it (``readonly=True``) for the review page.
+
 Files are written first (to a ``.partial`` name, renamed when complete) and recorded in the
 database after, in one transaction, so a crash leaves at worst an unreferenced file; :meth:`reconcile`
 at start removes those, clears references to files that are gone and closes events the crash left
@@ -65,11 +67,18 @@ class RetentionReport:
 
 
 class EventStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, readonly: bool = False) -> None:
         self.directory = Path(directory)
         self.media = self.directory / "media"
-        self.media.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "events.sqlite"
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no events database at {self.path} (has the events service run?)")
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            return
+        self.media.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -143,6 +152,19 @@ class EventStore:
         query += " ORDER BY start_ts DESC LIMIT ?"
         args.append(limit)
         return [as_dict(row) for row in self.db.execute(query, args)]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The cameras, rules, zones and labels that occur in stored events (the review page's filters)."""
+        facets = {column: [r[0] for r in self.db.execute(f"SELECT DISTINCT {column} FROM events ORDER BY 1")]
+                  for column in ("camera", "rule", "zone")}
+        facets["label"] = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT json_each.value FROM events, json_each(events.labels) ORDER BY 1")]
+        return facets
+
+    def span(self) -> tuple[float, float] | None:
+        """Start of the oldest and of the newest stored event."""
+        row = self.db.execute("SELECT MIN(start_ts), MAX(start_ts) FROM events").fetchone()
+        return (row[0], row[1]) if row[0] is not None else None
 
     def activity(self, since: float, until: float, camera: str | None = None) -> list[dict]:
         query = "SELECT * FROM activity WHERE bucket_ts >= ? AND bucket_ts <= ?"
