@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS events (
     cloud_labels TEXT NOT NULL DEFAULT '[]',
     face_match TEXT,
     notified_ts REAL,
-    notification TEXT
+    notification TEXT,
+    uploaded_ts REAL
 );
 CREATE INDEX IF NOT EXISTS events_by_start ON events (start_ts);
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, start_ts);
@@ -120,6 +121,12 @@ class EventStore:
     def attach_file(self, event_id: str, kind: str, path: Path, **extra: Any) -> None:
         """Record a completed clip or snapshot file (kind: ``clip`` or ``snapshot``)."""
         self.update_event(event_id, **{kind: str(path.relative_to(self.media)), f"{kind}_bytes": path.stat().st_size}, **extra)
+
+    def pending_uploads(self, settled_before: float, limit: int = 20) -> list[dict]:
+        """Closed events, ended before ``settled_before`` (their clips finished), not yet sent to the cloud."""
+        rows = self.db.execute("SELECT * FROM events WHERE uploaded_ts IS NULL AND end_ts IS NOT NULL AND end_ts < ? "
+                               "ORDER BY start_ts LIMIT ?", (settled_before, limit))
+        return [as_dict(row) for row in rows]
 
     def mark_notified(self, event_id: str, ts: float, text: str) -> bool:
         """Record a notification once; False when the event was already notified (never a second one)."""

@@ -118,3 +118,28 @@ def test_cooldown_is_per_rule_and_track_and_never_two_notifications_per_event(tm
     t = walk(t, {"a": (400, 300, 300)}, seconds=61)  # the first person waits outside past the cooldown
     walk(t, {"a": (400, 300, 800)})  # and walks in again: notified again
     assert len(sent(queue)) == 2
+
+
+def test_finished_events_go_to_s3_and_dynamodb_once_and_wait_while_the_cloud_is_away(reference, tmp_path: Path, aws_env) -> None:
+    from services.events.cloud_upload import EventUploader
+
+    bucket, table = f"frames-{uuid.uuid4().hex[:8]}", f"frames-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    boto3.client("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    site = room_site([{"name": "walk-in", "zone": "floor"}])
+    result = replay_file(VIDEO, reference[:250], site.events, site.scene("room"), tmp_path / "events", ORIGIN, FPS)
+    store = result.recorder.store
+    away = EventUploader(store, "t", bucket, table, 30, s3=boto3.client("s3", endpoint_url="http://127.0.0.1:9"))
+    assert away.sweep(settled_before=ORIGIN + 3600) == 0 and away.counters.failures == 1  # nothing marked as sent
+    uploader = EventUploader(store, "t", bucket, table, 30)
+    assert uploader.sweep(settled_before=ORIGIN + 3600) == 2  # the two visits in the first 25 s
+    assert uploader.sweep(settled_before=ORIGIN + 3600) == 0  # each event once
+    keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"])
+    assert len(keys) == 4 and all(k.startswith("events/t/room/2026-01-01/") for k in keys)
+    items = boto3.resource("dynamodb").Table(table).scan()["Items"]
+    assert {i["pk"] for i in items} == {f"event#{e['id']}" for e in result.events}
+    for item in items:
+        assert item["kind"] == "event" and item["rule"] == "walk-in" and item["clip_key"] in keys
+        assert int(item["expires_at"]) == pytest.approx(float(item["capture_ts"]) + 30 * 86_400, abs=1)

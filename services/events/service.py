@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from services.events.cloud_upload import EventUploader
 from services.events.event_recorder import EventRecorder
 from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed, FeedError, feed_target, run_feed
@@ -30,6 +31,7 @@ from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 log = logging.getLogger(__name__)
 
 GROUP = "events"
+UPLOAD_INTERVAL_S = 15.0  # finished events go to the cloud within this (a sweep sends at most 20)
 
 
 class EventsService:
@@ -42,6 +44,9 @@ class EventsService:
         cameras = site.resolved()
         self.recorder = EventRecorder(self.store, site.events, {c.id: site.scene(c.id) for c in cameras},
                                       {c.id: c.name for c in cameras}, notifier)
+        self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
+                                      site.events.retention_days) \
+            if settings.events_upload_bucket and settings.events_upload_table else None
         self.lock = threading.Lock()
         self.progress = Progress(stall_after_s=30.0, fail_after_s=90.0)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -51,6 +56,7 @@ class EventsService:
         self.processed = 0
         self.skipped_cloud = 0
         self._next_retention = 0.0
+        self._next_upload = 0.0
 
     def start(self, stop: threading.Event) -> list[str]:
         """Reconcile the store after any crash, open the clip streams; lines saying what was found."""
@@ -99,6 +105,9 @@ class EventsService:
             now = time.time()
             if now >= self._next_retention:
                 self._enforce_retention(now)
+            if self.uploader is not None and now >= self._next_upload:
+                self._upload(now)
+                self._next_upload = now + UPLOAD_INTERVAL_S
             if now >= next_health:
                 self.bus.publish("health", self.health(), maxlen=1000)
                 next_health = now + self.settings.events_health_interval_s
@@ -142,6 +151,13 @@ class EventsService:
                      report.bytes_freed)
         self._next_retention = now + self.settings.events_retention_interval_s
 
+    def _upload(self, now: float) -> None:
+        if self.uploader is None:
+            return
+        settled = now - self.site.events.post_roll_s - 10.0  # the clip of an event closed earlier is finished
+        with self.lock:
+            self.uploader.sweep(settled)
+
     def counters(self) -> dict[str, Any]:
         counters = self.recorder.counters
         drops = [c.tracks.drops for c in self.recorder.cameras.values()]
@@ -150,7 +166,9 @@ class EventsService:
                 "notified": counters.notified, "notifications_suppressed": counters.notifications_suppressed,
                 "notification_failures": counters.notification_failures,
                 "masked": sum(d.masked for d in drops), "filtered": sum(d.filtered for d in drops),
-                "disk_bytes": self.store.used_bytes()}
+                "disk_bytes": self.store.used_bytes(),
+                "uploaded": self.uploader.counters.events if self.uploader else 0,
+                "upload_failures": self.uploader.counters.failures if self.uploader else 0}
 
     def state(self) -> tuple[HealthState, str]:
         return self.progress.state()

@@ -19,5 +19,8 @@ class EventsSettings(CommonSettings):
     events_link_base: str = Field("http://127.0.0.1:8088", description="dashboard address that notification links open "
                                   "(<base>/events/<id>); one reachable from the operators' phones")
     events_clips: bool = Field(True, description="record clips from each file/RTSP camera's own stream (a second connection)")
+    events_upload_bucket: str = Field("", description="S3 bucket for event clips and snapshots (the stack's FramesBucketName); "
+                                      "empty = events stay on the edge")
+    events_upload_table: str = Field("", description="DynamoDB table for event items (the stack's FramesTableName)")
     events_retention_interval_s: float = Field(300.0, gt=0, description="how often retention by age and disk budget runs")
     events_health_interval_s: float = Field(2.0, gt=0, description="how often counters go to the health stream")
