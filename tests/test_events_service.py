@@ -76,3 +76,50 @@ def test_the_service_records_an_event_with_a_clip_and_notifies_once_with_a_link(
     texts = sent(queue)
     assert len(texts) == 1 and texts[0].endswith(f"http://cams.example.net:8088/events/{event_id}")
     assert "walk-in: person in floor on Meeting room at" in texts[0]
+
+
+def test_a_synthetic_camera_gets_clips_encoded_once_and_snapshots_from_its_frame_ring(redis_server, tmp_path: Path) -> None:
+    from shared.schemas import FrameRef, decode_as
+    from shared.stream_bus import frames_stream
+
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"site": "t", "defaults": {"width": 640, "height": 360, "fps": 5},
+                                    "synthetic_scene": {"people": 2},
+                                    "cameras": [{"id": "beach", "role": "master", "source": "synthetic", "zones": {"sand": FLOOR}}],
+                                    "events": {"pre_roll_s": 1, "post_roll_s": 1, "rules": [{"name": "on-sand", "zone": "sand"}]}}))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HYBRIDCAM_"))}, "HYBRIDCAM_REDIS_URL": redis_server.url,
+           "HYBRIDCAM_SITE_FILE": str(site), "HYBRIDCAM_EVENTS_DIR": str(tmp_path / "events"), "PYTHONUNBUFFERED": "1"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    runner = ServiceRunner(env, logs)
+    bus = StreamBus(redis_server.url)
+    try:
+        runner.start("capture")
+        events = runner.start("events")
+        assert wait_until(lambda: "clips encoded once from its frames (H.264 640x360)" in runner.logs(), 30), runner.logs()
+        last, published, started = "$", 0, time.monotonic()
+        while time.monotonic() - started < 8:  # a person stands on the sand for 3 s, then nobody (detections by hand)
+            for entry in bus.follow({frames_stream("beach"): last}, count=10, block_ms=500):
+                last = entry.entry_id
+                ref = decode_as(entry.payload, FrameRef)
+                someone = 1.0 < time.monotonic() - started < 4.0
+                bus.publish(DETECTIONS_STREAM, DetectionSet(
+                    camera_id="beach", seq=ref.seq, frame_id=ref.frame_id, capture_ts=ref.capture_ts, width=640, height=360,
+                    model="t", provider="t", latency_ms=1.0,
+                    detections=[Detection(label="person", score=0.9, box=(300.0, 150.0, 360.0, 330.0))] if someone else []))
+                published += 1
+        time.sleep(1.5)
+        runner.stop_all()
+        assert events.returncode == 0, runner.logs()
+    finally:
+        runner.stop_all()
+        bus.close()
+    assert published >= 25
+    db = sqlite3.connect(tmp_path / "events" / "events.sqlite")
+    [(clip, snapshot, start, end)] = db.execute("SELECT clip, snapshot, start_ts, end_ts FROM events").fetchall()
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,nb_frames", "-of", "csv=p=0",
+                            str(tmp_path / "events" / "media" / clip)], capture_output=True, text=True, check=True).stdout
+    codec, width, frames = probe.strip().split(",")
+    assert (codec, width) == ("h264", "640") and int(frames) >= 5 * (end - start)  # the event's span at 5 fps, and more
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "events" / "media" / clip), "-f", "null", "-"], check=True)
+    assert snapshot and (tmp_path / "events" / "media" / snapshot).stat().st_size > 5_000

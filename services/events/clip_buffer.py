@@ -34,6 +34,25 @@ class TimedPacket:
     keyframe: bool
 
 
+@dataclass(frozen=True)
+class EncodedStream:
+    """What a clip of packets encoded here looks like (a camera without its own stream): the MP4's stream is
+    declared with the encoder's own settings, and the packets carry their parameter sets in band."""
+
+    codec: str
+    width: int
+    height: int
+    rate: Fraction
+    options: dict[str, str]
+
+    def encoder(self) -> Any:
+        context: Any = av.CodecContext.create(self.codec, "w")
+        context.width, context.height, context.pix_fmt = self.width, self.height, "yuv420p"
+        context.time_base, context.framerate = Fraction(1, 1000), self.rate
+        context.options = dict(self.options)
+        return context
+
+
 class PacketBuffer:
     """The newest packets of one camera, from a keyframe at or before ``pre_roll_s`` ago."""
 
@@ -72,7 +91,13 @@ class ClipRecorder:
         self.partial = path.with_name(path.name + ".partial")
         self.until_ts = until_ts
         self.container = av.open(str(self.partial), mode="w", format="mp4")
-        self.stream = self.container.add_stream_from_template(template)
+        self.stream: Any
+        if isinstance(template, EncodedStream):
+            self.stream = self.container.add_stream(template.codec, rate=template.rate)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = template.width, template.height, "yuv420p"
+            self.stream.codec_context.options = dict(template.options)
+        else:  # a demuxed stream: its codec parameters as they are
+            self.stream = self.container.add_stream_from_template(template)
         self.first_ts: float | None = None
         self.first_pts: int | None = None
         self.last_dts: int | None = None

@@ -21,11 +21,12 @@ from services.events.event_recorder import EventRecorder
 from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed, FeedError, feed_target, run_feed
 from services.events.settings import EventsSettings
+from services.events.synthetic_feed import SyntheticEncoder, run_synthetic_feed
 from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
 from shared.schemas import DetectionSet, Health, HealthState
-from shared.site_config import SiteConfig
+from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class EventsService:
         for camera in self.site.resolved():
             target = feed_target(camera.source)
             if target is None:
-                lines.append(f"{camera.id}: no clips (a {camera.source.split(':')[0]} source has no compressed stream of its own)")
+                lines.append(self._start_encoder(camera, stop))
                 continue
             feed = DemuxedFeed(target[0], loop=target[1], paced=True)
             try:
@@ -83,6 +84,18 @@ class EventsService:
                              name=f"clips-{camera.id}").start()
             lines.append(f"{camera.id}: clips remuxed from {feed.stream.codec_context.name} packets of {target[0]}")
         return lines
+
+    def _start_encoder(self, camera: ResolvedCamera, stop: threading.Event) -> str:
+        """A camera without its own stream: encode its frames once into the rolling buffer (when it has rules)."""
+        if not camera.source.strip().lower().startswith("synthetic") or not self.settings.events_encode_synthetic:
+            return f"{camera.id}: no clips (a {camera.source.split(':')[0]} source has no compressed stream of its own)"
+        if not self.recorder.cameras[camera.id].rules.states:
+            return f"{camera.id}: no clips needed (no rule watches it)"
+        encoder = SyntheticEncoder(camera.id, camera.width, camera.height, camera.fps, self.settings.events_encode_width)
+        self.recorder.set_template(camera.id, encoder.spec)
+        threading.Thread(target=run_synthetic_feed, args=(self.bus, encoder, self._packet_sink(camera.id), stop),
+                         daemon=True, name=f"clips-{camera.id}").start()
+        return f"{camera.id}: clips encoded once from its frames (H.264 {encoder.size[0]}x{encoder.size[1]})"
 
     def _packet_sink(self, camera_id: str):
         def deliver(item) -> None:

@@ -22,5 +22,8 @@ class EventsSettings(CommonSettings):
     events_upload_bucket: str = Field("", description="S3 bucket for event clips and snapshots (the stack's FramesBucketName); "
                                       "empty = events stay on the edge")
     events_upload_table: str = Field("", description="DynamoDB table for event items (the stack's FramesTableName)")
+    events_encode_synthetic: bool = Field(True, description="clips for synthetic cameras: their frames encoded once (H.264) "
+                                          "into the rolling buffer")
+    events_encode_width: int = Field(640, ge=64, le=3840, description="widest clip encoded for a camera without its own stream")
     events_retention_interval_s: float = Field(300.0, gt=0, description="how often retention by age and disk budget runs")
     events_health_interval_s: float = Field(2.0, gt=0, description="how often counters go to the health stream")
