@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
     face_match TEXT,
     notified_ts REAL,
     notification TEXT,
+    confirmation TEXT,
     uploaded_ts REAL
 );
 CREATE INDEX IF NOT EXISTS events_by_start ON events (start_ts);

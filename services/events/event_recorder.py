@@ -22,7 +22,7 @@ from services.events.notifications import Notice, Notifier
 from services.events.rule_engine import CameraRules, OpenEvent, TrackedObject, Transition
 from shared.event_rules import EventsConfig
 from shared.event_store import EventStore
-from shared.schemas import DetectionSet
+from shared.schemas import CloudConfirmRequest, DetectionSet
 from shared.zones import CameraScene
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class EventCounters:
     notified: int = 0
     notifications_suppressed: int = 0
     notification_failures: int = 0
+    confirm_requests: int = 0
+    confirmed: int = 0
+    refused: int = 0
+    confirm_timeouts: int = 0
 
 
 @dataclass
@@ -55,11 +59,23 @@ class CameraEvents:
     snapshot_quality: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class PendingConfirmation:
+    event: OpenEvent
+    frame_id: str
+    deadline: float
+
+
 class EventRecorder:
     def __init__(self, store: EventStore, config: EventsConfig, scenes: dict[str, CameraScene],
                  camera_names: dict[str, str] | None = None, notifier: Notifier | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, ask_cloud: Callable[[CloudConfirmRequest], None] | None = None,
+                 site: str = "site") -> None:
+        """``ask_cloud``: sends a rule's matching frame for confirmation (None: rules with cloud_confirm notify at once)."""
         self.store = store
+        self.ask_cloud = ask_cloud
+        self.site = site
+        self.pending: dict[str, PendingConfirmation] = {}
         self.config = config
         self.notifier = notifier
         self.camera_names = camera_names or {}
@@ -89,14 +105,48 @@ class EventRecorder:
 
     def on_detections(self, result: DetectionSet, frame: np.ndarray | None = None) -> list[Transition]:
         camera = self.cameras.get(result.camera_id)
-        if camera is None or result.source != "edge":
+        if camera is None:
+            return []
+        if result.source == "cloud":
+            self.on_cloud(result)
             return []
         objects = camera.tracks.update(result)
         self.store.add_activity(result.camera_id, result.capture_ts, len(objects))
         transitions = camera.rules.step(result.capture_ts, objects)
         for transition in transitions:
-            self._apply(camera, transition, frame)
+            self._apply(camera, transition, frame, result)
+        self.expire_confirmations(self.clock())
         return transitions
+
+    def on_cloud(self, result: DetectionSet) -> None:
+        """The cloud's answer for a frame: a pending confirmation notifies (a wanted label) or is refused;
+        any event open on that camera records the cloud's labels."""
+        labels = sorted({d.label for d in result.detections})
+        for event_id, pending in list(self.pending.items()):
+            if pending.frame_id != result.frame_id:
+                continue
+            del self.pending[event_id]
+            wanted = {label.lower() for label in (pending.event.rule.cloud_confirm.labels if pending.event.rule.cloud_confirm else ())}
+            confirmed = bool(wanted & {label.lower() for label in labels})
+            self.store.update_event(event_id, cloud_labels=labels, confirmation="confirmed" if confirmed else "refused")
+            if confirmed:
+                self.counters.confirmed += 1
+                self._notify(pending.event, cloud_labels=labels)
+            else:
+                self.counters.refused += 1
+        for state in self.cameras[result.camera_id].rules.states:
+            if state.open is not None and labels and state.open.id not in self.pending:
+                known = self.store.event(state.open.id)
+                merged = sorted(set(labels) | set(known["cloud_labels"] if known else []))
+                self.store.update_event(state.open.id, cloud_labels=merged)
+
+    def expire_confirmations(self, now: float) -> None:
+        """A confirmation the cloud did not answer in time: the event stays, unnotified."""
+        for event_id, pending in list(self.pending.items()):
+            if now >= pending.deadline:
+                del self.pending[event_id]
+                self.counters.confirm_timeouts += 1
+                self.store.update_event(event_id, confirmation="timeout")
 
     def flush(self, ts: float) -> None:
         """Close open events and finish their clips with what has arrived (the service stops)."""
@@ -106,7 +156,8 @@ class EventRecorder:
             for event_id, recorder in list(camera.recorders.items()):
                 self._finish_clip(camera, event_id, recorder)
 
-    def _apply(self, camera: CameraEvents, transition: Transition, frame: np.ndarray | None) -> None:
+    def _apply(self, camera: CameraEvents, transition: Transition, frame: np.ndarray | None,
+               result: DetectionSet | None = None) -> None:
         event = transition.event
         if transition.kind == "opened":
             self.counters.opened += 1
@@ -114,7 +165,8 @@ class EventRecorder:
                                   sorted(event.labels), sorted(event.track_ids), event.start_ts, event.opened_ts)
             self._start_clip(camera, event)
             self._snapshot(camera, event, frame)
-            self._notify(event)
+            if not self._ask_cloud(event, frame, result):
+                self._notify(event)
         elif transition.kind == "grew":
             self.store.update_event(event.id, labels=sorted(event.labels), track_ids=sorted(event.track_ids))
             self._snapshot(camera, event, frame)
@@ -177,7 +229,25 @@ class EventRecorder:
         self.store.attach_file(event.id, "snapshot", path)
         self.counters.snapshots += 1
 
-    def _notify(self, event: OpenEvent) -> None:
+    def _ask_cloud(self, event: OpenEvent, frame: np.ndarray | None, result: DetectionSet | None) -> bool:
+        """Send the matching frame for confirmation and hold the notification; False when the rule does not ask
+        (or cannot: no frame, no cloud path), so it notifies at once."""
+        confirm = event.rule.cloud_confirm
+        if confirm is None or self.ask_cloud is None or frame is None or result is None:
+            return False
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            return False
+        self.ask_cloud(CloudConfirmRequest(
+            site=self.site, event_id=event.id, rule=event.rule.name, camera_id=result.camera_id, frame_id=result.frame_id,
+            seq=result.seq, capture_ts=result.capture_ts, width=frame.shape[1], height=frame.shape[0], jpeg=jpeg.tobytes(),
+            labels=list(confirm.labels)))
+        self.pending[event.id] = PendingConfirmation(event, result.frame_id, self.clock() + confirm.within_s)
+        self.store.update_event(event.id, confirmation="pending")
+        self.counters.confirm_requests += 1
+        return True
+
+    def _notify(self, event: OpenEvent, cloud_labels: list[str] | None = None) -> None:
         if self.notifier is None or not event.rule.notify:
             return
         notice = Notice(event.id, event.rule.name, event.rule.severity, event.camera_id,
@@ -187,6 +257,8 @@ class EventRecorder:
             self.counters.notifications_suppressed += 1
             return
         text = self.notifier.text(notice, self.config.zone_info)
+        if cloud_labels:
+            text = f"{text} (cloud: {', '.join(cloud_labels)})"
         if not self.store.mark_notified(event.id, self.clock(), text):
             return  # already sent for this event
         try:

@@ -25,9 +25,9 @@ from services.events.synthetic_feed import SyntheticEncoder, run_synthetic_feed
 from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
-from shared.schemas import DetectionSet, Health, HealthState
+from shared.schemas import CloudConfirmRequest, DetectionSet, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import DETECTIONS_STREAM, StreamBus
+from shared.stream_bus import CLOUD_REQUESTS_STREAM, DETECTIONS_STREAM, StreamBus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class EventsService:
         notifier = Notifier(settings.events_alert_topic_arn, settings.events_link_base) if settings.events_alert_topic_arn else None
         cameras = site.resolved()
         self.recorder = EventRecorder(self.store, site.events, {c.id: site.scene(c.id) for c in cameras},
-                                      {c.id: c.name for c in cameras}, notifier)
+                                      {c.id: c.name for c in cameras}, notifier, ask_cloud=self._ask_cloud, site=site.site)
         self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
                                       site.events.retention_days) \
             if settings.events_upload_bucket and settings.events_upload_table else None
@@ -55,7 +55,7 @@ class EventsService:
         self.rings: dict[str, FrameRingReader] = {}
         self.namespace = ring_namespace(settings.redis_url)
         self.processed = 0
-        self.skipped_cloud = 0
+        self.cloud_results = 0
         self._next_retention = 0.0
         self._next_upload = 0.0
 
@@ -116,6 +116,8 @@ class EventsService:
                 self.bus.ack(DETECTIONS_STREAM, GROUP, [e.entry_id for e in entries])
             self.progress.beat()
             now = time.time()
+            with self.lock:
+                self.recorder.expire_confirmations(now)
             if now >= self._next_retention:
                 self._enforce_retention(now)
             if self.uploader is not None and now >= self._next_upload:
@@ -127,9 +129,14 @@ class EventsService:
         with self.lock:
             self.recorder.flush(time.time())
 
+    def _ask_cloud(self, request: CloudConfirmRequest) -> None:
+        self.bus.publish(CLOUD_REQUESTS_STREAM, request, maxlen=1000)
+
     def handle(self, result: DetectionSet) -> None:
         if result.source != "edge":
-            self.skipped_cloud += 1
+            with self.lock:
+                self.recorder.on_detections(result)  # the cloud's answer: confirmations, cloud labels
+            self.cloud_results += 1
             return
         frame = self._frame(result)
         with self.lock:
@@ -177,7 +184,9 @@ class EventsService:
         return {"detection_sets": self.processed, "events_opened": counters.opened, "events_closed": counters.closed,
                 "clips": counters.clips, "clip_failures": counters.clip_failures, "snapshots": counters.snapshots,
                 "notified": counters.notified, "notifications_suppressed": counters.notifications_suppressed,
-                "notification_failures": counters.notification_failures,
+                "notification_failures": counters.notification_failures, "cloud_results": self.cloud_results,
+                "confirm_requests": counters.confirm_requests, "confirmed": counters.confirmed, "refused": counters.refused,
+                "confirm_timeouts": counters.confirm_timeouts,
                 "masked": sum(d.masked for d in drops), "filtered": sum(d.filtered for d in drops),
                 "disk_bytes": self.store.used_bytes(),
                 "uploaded": self.uploader.counters.events if self.uploader else 0,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from services.sampler.confirmations import confirmation_records
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.face_candidates import FaceCandidates
@@ -45,7 +46,7 @@ from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import CloudFrame, FrameRef, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
+from shared.stream_bus import CLOUD_REQUESTS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
 
 log = logging.getLogger("sampler")
 
@@ -119,17 +120,29 @@ class Sampler:
         group = self.settings.sampler_group
         for stream in self.cameras:
             self.bus.ensure_group(stream, group, "0")
+        self.bus.ensure_group(CLOUD_REQUESTS_STREAM, group, "0")
         while not stop.is_set():
             block_ms = 250 if not any(self.waiting.values()) else max(10, int(self.settings.sampler_edge_wait_s * 250))
             entries = await asyncio.to_thread(
                 self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, block_ms, "0")
             entries += self._claim_stale()
             await self.handle(entries)
+            await self.confirm()
             await self.replay_spool()
             self.progress.beat()
             self.report()
         await self.finish()
         self.report(force=True)
+
+    async def confirm(self) -> None:
+        """Frames a rule wants confirmed go at once, outside the policy and its budget (services/sampler/confirmations.py)."""
+        group = self.settings.sampler_group
+        records, read = confirmation_records(self.bus, group, self.settings.sampler_consumer, self.site.site)
+        if records:
+            self.counters["sent_rule_confirm"] += len(records)
+            await self.forward(records)
+        if read:
+            self.bus.ack(CLOUD_REQUESTS_STREAM, group, read)
 
     def _claim_stale(self) -> list[StreamEntry]:
         now = time.monotonic()
