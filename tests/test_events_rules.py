@@ -180,3 +180,13 @@ def test_edge_inference_drops_masked_and_filtered_detections_before_publishing(r
     published = loop._detection_set(ref, found)
     assert [d.box[0] for d in published.detections] == [600]  # the first stands in the mask, the third is unsure
     assert loop.counters["wide"].masked == 2
+
+
+def test_the_samplers_change_measure_ignores_a_masters_masks() -> None:
+    from services.sampler.service import build_policy
+    from services.sampler.settings import SamplerSettings
+    from shared.settings import load_settings
+
+    parsed = parse_site(site({"masks": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]]}))
+    policy = build_policy(load_settings(SamplerSettings, sampler_policy="adaptive"), parsed)
+    assert policy.camera("wide").detector.ignore == parsed.scene("wide").masks  # type: ignore[attr-defined]

@@ -69,7 +69,7 @@ def build_policy(settings: SamplerSettings, site: SiteConfig) -> SamplingPolicy:
         if item is None:
             raise ConfigError(f"price set {settings.sampler_price_set!r} has no Rekognition price for a USD budget")
         usd_per_image = item.first_rate
-    return AdaptivePolicy(adaptive_settings_of(settings, usd_per_image))
+    return AdaptivePolicy(adaptive_settings_of(settings, usd_per_image), {c.id: site.scene(c.id).masks for c in site.masters()})
 
 
 @dataclass
