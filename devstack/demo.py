@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     cloud_stack = None
     if not args.no_cloud:
         cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown, args.faces)
+    if site.events.rules:  # zones and rules in the site file: events, and the dashboard's review page
+        env["HYBRIDCAM_EVENTS_DIR"] = env["HYBRIDCAM_DASHBOARD_EVENTS_DIR"] = str(run_dir / "events")
+        services.append(_service("events", ["events"], env, run_dir))
+        notes.append(f"events: {len(site.events.rules)} rule(s), stored in {run_dir / 'events'} (the dashboard's /review)")
     program_urls = ("", "") if args.no_program else _add_compositor(env, run_dir, services, notes)
     if args.dashboard_port != 0:
         _add_dashboard(env, run_dir, services, notes, program_urls, args.dashboard_port)

@@ -251,6 +251,25 @@ class Alert(Envelope):
     s3_key: str = ""
 
 
+class CloudConfirmRequest(Envelope):
+    """A rule's matching frame the edge wants the cloud to confirm at once, outside the sampling budget
+    (the events service asks; the sampler sends it as a CloudFrame, counted as reason ``rule_confirm``)."""
+
+    schema_name: ClassVar[str] = "cloud_confirm_request"
+
+    site: str
+    event_id: str = Field(min_length=1, max_length=64)
+    rule: str = Field(min_length=1, max_length=48)
+    camera_id: str
+    frame_id: str
+    seq: SeqNumber
+    capture_ts: Timestamp
+    width: Side
+    height: Side
+    jpeg: bytes = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list, max_length=32, description="labels that confirm the event")
+
+
 FACE_MATCH_KIND = "face_match"  # DynamoDB "kind" of a watch-list match item (written by the Lambda, removed by `faces remove`)
 _EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
 
@@ -330,7 +349,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest):
     register(_model)
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
 _REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's tracks (defaulted: none)

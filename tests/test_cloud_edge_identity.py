@@ -15,7 +15,7 @@ from cfnlint.decode import cfn_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cloud" / "cfn" / "template.yaml"
-EDGE_SERVICES = ("sampler", "results_bridge", "dashboard", "compositor")
+EDGE_SERVICES = ("sampler", "results_bridge", "dashboard", "compositor", "events")
 
 # What the issue allows, as (action, resource) with resources written as in the template.
 EDGE_GRANTS = {
@@ -27,12 +27,16 @@ EDGE_GRANTS = {
     ("dynamodb:Query", "Sub ${FramesTable.Arn}/index/camera-latest"),
     ("s3:GetObject", "Sub ${FramesBucket.Arn}/frames/*"),  # the cloud-frames panel's pictures, nothing else
     ("s3:GetObject", "Sub ${FramesBucket.Arn}/recordings/*"),  # HeadObject: a resumed recordings upload skips what is there
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/events/*"),  # the events service's clips and snapshots
+    ("dynamodb:PutItem", "GetAtt FramesTable.Arn"),  # its event items
+    ("sns:Publish", "Ref AlertTopic"),  # its notifications
 }
 # boto3 calls of the edge services -> the IAM action each needs.
 CALL_ACTIONS = {
     "put_records": "kinesis:PutRecords", "put_object": "s3:PutObject", "receive_message": "sqs:ReceiveMessage",
     "delete_message": "sqs:DeleteMessage", "delete_message_batch": "sqs:DeleteMessage", "query": "dynamodb:Query",
     '"get_object"': "s3:GetObject", "upload_file": "s3:PutObject", "head_object": "s3:GetObject",
+    "put_item": "dynamodb:PutItem", "publish": "sns:Publish",  # publish: also the stream bus's; the events service's SNS call needs it
 }
 
 

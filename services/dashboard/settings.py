@@ -9,6 +9,7 @@ credentials, region and endpoint come from the AWS SDK's own variables.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -59,6 +60,8 @@ class DashboardSettings(CommonSettings):
     dashboard_snapshot_width: int = Field(640, ge=64, le=3840, description="width of the camera tile pictures")
     dashboard_tile_fps: float = Field(
         4.0, gt=0.0, le=60.0, description="most pictures per second a page loads per camera tile (each is a JPEG encode here)")
+    dashboard_events_dir: Path = Field(Path("runs/events"), description="the events service's folder (HYBRIDCAM_EVENTS_DIR), "
+                                       "read-only, for the review page")
     dashboard_price_set: str = Field("us-east-1-2026", description="price set of the running cost estimate")
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from shared.metrics import LatencyHistograms
 from shared.progress import Progress
 from shared.schemas import Detection, DetectionSet, FrameRef, Health, HealthState
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
+from shared.zones import CameraScene
 from vision.detectors.base import Detections, Detector, InvalidFrameError
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,15 @@ class InferenceLoop:
         claim_idle_ms: int = 5000,
         metrics: CollectorRegistry | None = None,
         scheduler: MotionScheduler | None = None,
+        scenes: dict[str, CameraScene] | None = None,
     ) -> None:
+        """``scenes``: cameras with masks or object filters; their detections are dropped before publishing."""
         self.bus = bus
         self.pool = detector if isinstance(detector, DetectorPool) else DetectorPool([detector])
         self.detector = self.pool.first
         self.scheduler = scheduler
         self.carrier = TrackCarrier()
+        self.scenes = scenes or {}
         self.streams = streams
         self.group = group
         self.consumer = consumer
@@ -189,6 +193,11 @@ class InferenceLoop:
             Detection(label=label, class_id=int(cid), score=float(score), box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             for label, cid, score, box in zip(labels, detections.class_ids, detections.scores, detections.boxes)
         ]
+        scene = self.scenes.get(ref.camera_id)
+        if scene is not None:
+            kept = [d for d in items if scene.keeps(d.label, d.score, d.box, ref.width, ref.height)]
+            self.counters[ref.camera_id].masked += len(items) - len(kept)
+            items = kept
         now = time.time()
         return DetectionSet(
             camera_id=ref.camera_id,

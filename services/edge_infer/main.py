@@ -88,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         streams = [frames_stream(c.id) for c in cameras]
         metrics = service_registry(lambda: [loop.health()], bus.stream_collector(lambda: streams))
-        scheduler = MotionScheduler(pool.size, settings.edge_floor_fps) if settings.edge_schedule == "motion" else None
+        scenes = {c.id: site.scene(c.id) for c in cameras}
+        scenes = {c: scene for c, scene in scenes.items() if scene.masks or scene.filters}  # the rest pay nothing
+        scheduler = MotionScheduler(pool.size, settings.edge_floor_fps, masks={c: s.masks for c, s in scenes.items()}) \
+            if settings.edge_schedule == "motion" else None
         log.info("schedule: %s", f"motion-aware ({settings.edge_floor_fps:g} fps floor for still cameras, "
                  f"{pool.size} frame(s) a round, tracked boxes on skipped frames)" if scheduler else "every camera's newest frame")
         loop = InferenceLoop(
             bus, pool, streams, settings.edge_group, settings.edge_consumer,
-            settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics, scheduler,
+            settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics, scheduler, scenes,
         )
         service.close_with(lambda: log.info(
             "stopped after %.1f s: %d frames analysed, %d skipped", service.elapsed_s,

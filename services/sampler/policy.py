@@ -23,7 +23,7 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -343,8 +343,10 @@ class AdaptivePolicy:
     needs_pixels = True
     needs_edge = True
 
-    def __init__(self, settings: AdaptiveSettings | None = None) -> None:
+    def __init__(self, settings: AdaptiveSettings | None = None, masks: Mapping[str, Sequence] | None = None) -> None:
+        """``masks``: per camera, the site file's masks (normalised polygons) its change measure ignores."""
         self.settings = settings or AdaptiveSettings()
+        self.masks = dict(masks or {})
         self.cameras: dict[str, CameraState] = {}
         budget = self.settings.budget_images_per_hour
         self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
@@ -371,7 +373,8 @@ class AdaptivePolicy:
     def camera(self, camera_id: str) -> CameraState:
         state = self.cameras.get(camera_id)
         if state is None:
-            state = self.cameras[camera_id] = CameraState(SceneChangeDetector(self.settings.change))
+            state = self.cameras[camera_id] = CameraState(SceneChangeDetector(self.settings.change,
+                                                                              self.masks.get(camera_id, ())))
         return state
 
     def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:

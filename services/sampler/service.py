@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from services.sampler.confirmations import confirmation_records
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.face_candidates import FaceCandidates
@@ -45,7 +46,7 @@ from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import MAX_FRAME_TRACKS, CloudFrame, FrameRef, FrameTrack, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
+from shared.stream_bus import CLOUD_REQUESTS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
 
 log = logging.getLogger("sampler")
 
@@ -69,7 +70,7 @@ def build_policy(settings: SamplerSettings, site: SiteConfig) -> SamplingPolicy:
         if item is None:
             raise ConfigError(f"price set {settings.sampler_price_set!r} has no Rekognition price for a USD budget")
         usd_per_image = item.first_rate
-    return AdaptivePolicy(adaptive_settings_of(settings, usd_per_image))
+    return AdaptivePolicy(adaptive_settings_of(settings, usd_per_image), {c.id: site.scene(c.id).masks for c in site.masters()})
 
 
 @dataclass
@@ -128,6 +129,7 @@ class Sampler:
             self.bus.ensure_group(stream, group, "0")
         # Sending runs beside reading: a slow PutRecords (or a cloud that times out) must not hold up the reading of
         # frames, which capture overwrites in the ring about a second later.
+        self.bus.ensure_group(CLOUD_REQUESTS_STREAM, group, "0")
         self._outbox = asyncio.Queue(maxsize=OUTBOX_BATCHES)
         sending = asyncio.create_task(self._send_loop(), name="sampler-send")
         try:
@@ -139,6 +141,7 @@ class Sampler:
                     self.bus.read_group, list(self.cameras), group, self.settings.sampler_consumer, 100, block_ms, "0")
                 entries += self._claim_stale()
                 await self.handle(entries)
+                await self.confirm()
                 self.progress.beat()
                 self.report()
             await self.finish()
@@ -172,6 +175,20 @@ class Sampler:
             finished[stream].append(entry_id)
         for stream, entry_ids in finished.items():
             await asyncio.to_thread(self.bus.ack, stream, self.settings.sampler_group, entry_ids)
+
+    async def confirm(self) -> None:
+        """Frames a rule wants confirmed go at once, outside the policy and its budget (services/sampler/confirmations.py)."""
+        group = self.settings.sampler_group
+        records, read = confirmation_records(self.bus, group, self.settings.sampler_consumer, self.site.site)
+        if records:
+            self.counters["sent_rule_confirm"] += len(records)
+            if self._outbox is not None:
+                await self._outbox.put(records)  # acknowledged by the send loop once sent or spooled
+            else:
+                await self._forward_and_ack(records)
+        carried = {record.token[1] for record in records}
+        if others := [entry_id for entry_id in read if entry_id not in carried]:
+            self.bus.ack(CLOUD_REQUESTS_STREAM, group, others)
 
     def _claim_stale(self) -> list[StreamEntry]:
         now = time.monotonic()

@@ -62,8 +62,20 @@ function svgNode(name, attributes, label) {
   return node;
 }
 
+let regions = {};  // camera -> zones, lines and masks (normalised), from the site file
+
+function regionShapes(tile) {
+  const r = regions[tile.node.dataset.camera];
+  if (!r) return [];
+  const points = (poly) => poly.map(([x, y]) => `${x * tile.width},${y * tile.height}`).join(" ");
+  const named = (kind, name, shape) => { shape.appendChild(svgNode("title", {}, `${kind} ${name}`)); return shape; };
+  return [...r.masks.map((m) => named("mask", "", svgNode("polygon", { class: "mask", points: points(m) }))),
+          ...Object.entries(r.zones).map(([n, z]) => named("zone", n, svgNode("polygon", { class: "zone", points: points(z) }))),
+          ...Object.entries(r.lines).map(([n, l]) => named("line", n, svgNode("polyline", { class: "line", points: points(l) })))];
+}
+
 function drawBoxes(tile) {
-  const shapes = [];
+  const shapes = regionShapes(tile);
   const cloudFresh = tile.cloud && Date.now() / 1000 - tile.cloudAt < CLOUD_BOX_SECONDS;
   for (const [source, set] of [["edge", tile.edge], ["cloud", cloudFresh ? tile.cloud : null]]) {
     if (!set) continue;
@@ -287,6 +299,7 @@ function startProgram(configured) {
 
 async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
+  regions = await fetch("/api/regions").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
   if (state.tile_fps > 0) tileIntervalMs = 1000 / state.tile_fps;
   if (window.startLiveView) window.startLiveView(state.program_configured, startProgram);  // WebRTC, MJPEG fallback
   else startProgram(state.program_configured);
