@@ -42,6 +42,17 @@ class TrackCarrier:
             boxes, scores = by_label.get(key, ([], []))
             tracker.update(boxes, result.capture_ts, scores)
 
+    def with_track_ids(self, result: DetectionSet) -> DetectionSet:
+        """The analysed frame's detections with the id of the track each one updated (call after observe)."""
+        trackers = self._trackers.get(result.camera_id, {})
+        items = []
+        for item in result.detections:
+            tracker = trackers.get((item.label, item.class_id))
+            box = normalise(item.box, result.width, result.height)
+            track = next((t for t in tracker.tracks if t.last_seen == result.capture_ts and t.box == box), None) if tracker else None
+            items.append(item.model_copy(update={"track_id": track.track_id}) if track else item)
+        return result.model_copy(update={"detections": items})
+
     def coasting(self, result: DetectionSet) -> list[Detection]:
         """Tracked boxes of tracks the detector missed on this analysed frame (call after observe)."""
         items = []
