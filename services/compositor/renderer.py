@@ -126,6 +126,8 @@ class ProgramRenderer:
             p1 = (int(x + (bx1 * sx_frame - cx0) * scale_x), int(y + (by1 * sy_frame - cy0) * scale_y))
             cv2.rectangle(self.canvas, p0, p1, _BOX_COLOUR, 2)
             text = detection.label if shot.boxes_predicted else f"{detection.label} {detection.score:.2f}"
+            if detection.actions:  # what the person does (edge action classifier), next to the box
+                text += ": " + ", ".join(name.replace("_", " ") for name in detection.actions)
             cv2.putText(self.canvas, text, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
 
     def _place_pip(self, pip_frame: np.ndarray) -> None:

@@ -26,7 +26,8 @@ def detection_view(message: DetectionSet) -> dict[str, Any]:
         "camera_id": message.camera_id, "source": message.source, "seq": message.seq, "frame_id": message.frame_id,
         "capture_ts": message.capture_ts, "width": message.width, "height": message.height, "model": message.model,
         "provider": message.provider, "latency_ms": round(message.latency_ms, 1),
-        "boxes": [{"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box]}
+        "boxes": [{"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box],
+                   **({"actions": list(d.actions)} if d.actions else {})}
                   for d in message.detections],
     }
 

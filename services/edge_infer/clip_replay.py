@@ -7,7 +7,9 @@ no shared memory: the frames come from a list or a video file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import gzip
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -66,20 +68,44 @@ def video_frames(path: Path, every: int = 1, limit: int | None = None) -> Iterat
         capture.release()
 
 
-def replay(frames: Iterable[tuple[float, np.ndarray]], detector: Detector, stage: PoseStage | None,
-           camera_id: str = "clip", labels: tuple[str, ...] = ("person",)) -> Replay:
-    """Every frame through the detector, the tracker (track ids) and the pose stage, as edge_infer does."""
+DetectFn = Callable[[float, np.ndarray], list[Detection]]  # (seconds from the clip's start, frame)
+
+
+def live_detections(detector: Detector, labels: tuple[str, ...] = ("person",)) -> DetectFn:
+    """Each frame through the detector (only the wanted labels)."""
+    def detect(_ts: float, frame: np.ndarray) -> list[Detection]:
+        found = detector.detect(frame)
+        return [Detection(label=name, class_id=int(cid), score=float(score), box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+                for name, cid, score, box in zip(found.labels(detector.labels), found.class_ids, found.scores, found.boxes)
+                if name in labels]
+    return detect
+
+
+def recorded_detections(path: Path, labels: tuple[str, ...] = ("person",)) -> DetectFn:
+    """The edge detector's results recorded beside a clip (``hybridcam sampling-eval``'s NAME.detections.json.gz:
+    per frame, [label, score, x1, y1, x2, y2] items), so a replay need not run the detector again."""
+    content = json.loads(gzip.decompress(path.read_bytes()))
+    recorded, fps = content["edge"], float(content["footage"]["fps"])
+
+    def detect(ts: float, _frame: np.ndarray) -> list[Detection]:
+        index = round(ts * fps)
+        items = recorded[index] if index < len(recorded) else []
+        return [Detection(label=label, score=float(score), box=(float(x1), float(y1), float(x2), float(y2)))
+                for label, score, x1, y1, x2, y2 in items if label in labels]
+    return detect
+
+
+def replay(frames: Iterable[tuple[float, np.ndarray]], detect: DetectFn, stage: PoseStage | None,
+           camera_id: str = "clip", model: str = "replay") -> Replay:
+    """Every frame through the detections, the tracker (track ids) and the pose stage, as edge_infer does."""
     carrier = TrackCarrier()
     out = Replay()
     for seq, (ts, frame) in enumerate(frames):
         started = perf_counter()
-        found = detector.detect(frame)
+        items = detect(ts, frame)
         detected = perf_counter()
-        names = found.labels(detector.labels)
-        items = [Detection(label=name, class_id=int(cid), score=float(score), box=tuple(float(v) for v in box))  # type: ignore[arg-type]
-                 for name, cid, score, box in zip(names, found.class_ids, found.scores, found.boxes) if name in labels]
         result = DetectionSet(camera_id=camera_id, seq=seq, frame_id=f"{camera_id}-{seq}", capture_ts=ts,
-                              width=frame.shape[1], height=frame.shape[0], model=detector.name, provider="replay",
+                              width=frame.shape[1], height=frame.shape[0], model=model, provider="replay",
                               latency_ms=0.0, detections=items, published_ts=ts)
         carrier.observe(result)
         result = carrier.with_track_ids(result)

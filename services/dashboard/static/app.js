@@ -70,7 +70,8 @@ function drawBoxes(tile) {
     const sx = tile.width / set.width, sy = tile.height / set.height;
     for (const d of set.boxes) {
       const [x1, y1, x2, y2] = d.box.map(Number);
-      const caption = `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
+      const doing = Array.isArray(d.actions) && d.actions.length ? `: ${d.actions.map((a) => text(a).replace("_", " ")).join(", ")}` : "";
+      const caption = `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%${doing}`;
       const rect = svgNode("rect", { class: `box ${source}`, x: x1 * sx, y: y1 * sy, width: (x2 - x1) * sx, height: (y2 - y1) * sy });
       rect.appendChild(svgNode("title", {}, `${source}: ${caption}`));
       shapes.push(rect);
