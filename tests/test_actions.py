@@ -116,6 +116,9 @@ def test_posture_falls_back_to_the_box_without_torso_keypoints() -> None:
     limits = ActionThresholds()
     assert posture_of((0, 0, 100, 40), None, limits) == "lying"
     assert posture_of((0, 0, 40, 100), None, limits) == "upright"
+    # A person half out of the picture (the box cut by the frame's edge) says nothing about the posture.
+    assert posture_of((300, 380, 470, 432), None, limits, frame_size=(768, 432)) == "between"
+    assert posture_of((300, 380, 470, 420), None, limits, frame_size=(768, 432)) == "lying"
     _, keypoints = body(0, 0, 0.0)
     assert torso_angle_deg(keypoints, 0.3) == pytest.approx(0.0, abs=1e-3)
     keypoints[5, 2] = 0.1  # one shoulder unsure

@@ -67,6 +67,7 @@ def test_fall_is_detected_on_the_acted_fall(pose_model, nanodet) -> None:
     ("clips/one-by-one-stays-cut.mp4", True),  # a person stays 24 s in one spot
     ("faces/walking.mp4", False),  # two people walk towards the camera
     ("clips/store-aisle-cut.mp4", False),  # shoppers in an aisle
+    ("clips/worker-zone-cut.mp4", False),  # workers moving about a factory floor
 ])
 def test_no_fall_on_real_walking_clips(pose_model, nanodet, clip: str, recorded: bool) -> None:
     path = DATA / clip

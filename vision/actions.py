@@ -100,14 +100,22 @@ def torso_angle_deg(keypoints: np.ndarray | None, min_score: float) -> float | N
     return min(90.0, math.degrees(math.atan2(abs(float(dx)), -float(dy))))  # shoulders below the hips count as lying
 
 
-def posture_of(box: Box, keypoints: np.ndarray | None, limits: ActionThresholds) -> Posture:
+def posture_of(box: Box, keypoints: np.ndarray | None, limits: ActionThresholds,
+               frame_size: tuple[int, int] | None = None) -> Posture:
     angle = torso_angle_deg(keypoints, limits.keypoint_min_score)
     if angle is not None:
         return "upright" if angle <= limits.upright_angle_deg else "lying" if angle >= limits.lying_angle_deg else "between"
+    if frame_size is not None and cut_by_frame_edge(box, frame_size):
+        return "between"  # a person half out of the picture has a box of any shape: it says nothing
     width, height = max(box[2] - box[0], 1e-6), max(box[3] - box[1], 1e-6)
     if height / width >= limits.upright_aspect:
         return "upright"
     return "lying" if width / height >= limits.lying_aspect else "between"
+
+
+def cut_by_frame_edge(box: Box, frame_size: tuple[int, int], margin_px: float = 2.0) -> bool:
+    width, height = frame_size
+    return box[0] <= margin_px or box[1] <= margin_px or box[2] >= width - margin_px or box[3] >= height - margin_px
 
 
 def hands_up(keypoints: np.ndarray | None, limits: ActionThresholds) -> bool:
@@ -128,8 +136,9 @@ class ActionClassifier:
         self.limits = limits or ActionThresholds()
         self.tracks: dict[tuple[str, int], TrackActionState] = {}
 
-    def update(self, key: tuple[str, int], ts: float, box: Box, keypoints: np.ndarray | None) -> ActionUpdate:
-        """One observation (capture time, box in pixels, keypoints [17, 3] or None) of track ``key``."""
+    def update(self, key: tuple[str, int], ts: float, box: Box, keypoints: np.ndarray | None,
+               frame_size: tuple[int, int] | None = None) -> ActionUpdate:
+        """One observation (capture time, box in pixels, keypoints [17, 3] or None, frame width and height) of track ``key``."""
         state = self.tracks.get(key)
         centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         if state is None and (state := self._handover(key, ts, centre)) is not None:
@@ -137,11 +146,11 @@ class ActionClassifier:
         if state is None:
             state = self.tracks[key] = TrackActionState(
                 last_ts=ts, height=max(box[3] - box[1], 1.0), centre=centre, anchor=centre, anchor_since=ts,
-                last_upright_ts=ts, upright_centre_y=centre[1], posture=posture_of(box, keypoints, self.limits))
+                last_upright_ts=ts, upright_centre_y=centre[1], posture=posture_of(box, keypoints, self.limits, frame_size))
             return ActionUpdate(frozenset(), frozenset())
         if ts <= state.last_ts:
             return ActionUpdate(state.active, frozenset())  # late or repeated observation: the state only moves forward
-        active = self._step(state, ts, box, centre, keypoints)
+        active = self._step(state, ts, box, centre, posture_of(box, keypoints, self.limits, frame_size), keypoints)
         started = frozenset(active - state.active)
         for name in started:
             state.started[name] = ts
@@ -169,11 +178,10 @@ class ActionClassifier:
         self.tracks = {key: state for key, state in self.tracks.items()
                        if key in kept or now - state.last_ts <= self.limits.forget_s}
 
-    def _step(self, state: TrackActionState, ts: float, box: Box, centre: tuple[float, float],
+    def _step(self, state: TrackActionState, ts: float, box: Box, centre: tuple[float, float], posture: Posture,
               keypoints: np.ndarray | None) -> frozenset[ActionName]:
         limits = self.limits
         dt = ts - state.last_ts
-        posture = posture_of(box, keypoints, limits)
         if posture == "upright":  # the standing height only learns from upright views
             state.height += (1.0 - math.exp(-dt / 2.0)) * (max(box[3] - box[1], 1.0) - state.height)
         moved = math.dist(centre, state.centre) / state.height

@@ -114,7 +114,7 @@ class PoseStage:
         self._poses[key] = PersonKeypoints(
             keypoints=[(float(x), float(y), float(min(max(s, 0.0), 1.0))) for x, y, s in keypoints],
             score=min(max(pose.score, 0.0), 1.0), ts=result.capture_ts)
-        update = self.classifier.update(key, result.capture_ts, item.box, keypoints)
+        update = self.classifier.update(key, result.capture_ts, item.box, keypoints, (result.width, result.height))
         for name in sorted(update.started):
             self.counters.actions_started[name] += 1
             log.info("camera %s person %d: %s", result.camera_id, item.track_id, name.replace("_", " "))
