@@ -5,7 +5,9 @@ when it offers a GPU, else OpenVINO (or onnxruntime) on the CPU, int8 where the 
 HYBRIDCAM_EDGE_BACKEND / HYBRIDCAM_EDGE_PRECISION force one. Several requests run in flight. Frames arrive as
 shared-memory references; a frame that is stale, overwritten or corrupt is skipped and
 counted, never queued. Detections and the acknowledgement of their frame are written in
-one Redis transaction, so a restart neither loses nor duplicates results.
+one Redis transaction, so a restart neither loses nor duplicates results. With HYBRIDCAM_EDGE_POSE=crops
+(or frame), tracked people also get MoveNet keypoints and actions (fall, lying, running, loitering,
+hands raised) on their detections: docs/actions.md.
 """
 
 from __future__ import annotations
