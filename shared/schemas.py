@@ -12,7 +12,7 @@ import base64
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -89,6 +89,23 @@ class FrameRef(Envelope):
         return frame_id_of(self.camera_id, self.seq, self.capture_ts)
 
 
+# What a tracked person does (edge pose stage, vision/actions.py). A rule condition such as
+# ``action: fall`` matches a detection whose ``actions`` holds that name (docs/actions.md).
+ActionName = Literal["fall", "lying", "running", "loitering", "hands_raised"]
+ACTION_NAMES: tuple[str, ...] = get_args(ActionName)
+POSE_KEYPOINTS = 17  # COCO order, as MoveNet gives them: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
+
+
+class PersonKeypoints(BaseModel):
+    """One person's pose: 17 keypoints (x, y in frame pixels, score), estimated on the frame captured at ``ts``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keypoints: list[tuple[Coordinate, Coordinate, Score]] = Field(min_length=POSE_KEYPOINTS, max_length=POSE_KEYPOINTS)
+    score: Score
+    ts: Timestamp = Field(description="capture time of the frame the pose was estimated on (older on carried boxes)")
+
+
 class Detection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -98,6 +115,9 @@ class Detection(BaseModel):
     box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 in frame pixels")
     tracked: bool = Field(False, description="carried forward by the tracker onto a frame the detector skipped")
     track_id: int | None = None
+    pose: PersonKeypoints | None = Field(None, description="the tracked person's latest keypoints (edge pose stage)")
+    actions: list[ActionName] = Field(default_factory=list, max_length=len(ACTION_NAMES),
+                                      description="what the tracked person does now (edge action classifier)")
 
 
 DetectionSource = Literal["edge", "cloud"]
@@ -108,11 +128,12 @@ class DetectionSet(Envelope):
     the detector skipped.
 
     v2 added ``tracked`` here and ``tracked``/``track_id`` on each Detection, all with defaults,
-    so v1 messages still decode (as untracked).
+    so v1 messages still decode (as untracked). v3 added ``pose`` and ``actions`` on each Detection,
+    with defaults, so v1 and v2 messages still decode (without poses or actions).
     """
 
     schema_name: ClassVar[str] = "detection_set"
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     camera_id: str
     seq: SeqNumber
@@ -352,6 +373,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
 for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest):
     register(_model)
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
+_REGISTRY[(DetectionSet.schema_name, 2)] = DetectionSet  # v2 lacks only v3's defaulted fields (pose, actions)
 _REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's tracks (defaulted: none)
 
 

@@ -158,6 +158,19 @@ class DetectionFusion:
                          if (labels is None and d.label in self.labels) or (labels is not None and d.label in labels))
         return boxes
 
+    def recent_actions(self, camera_id: str, now: float, within_s: float) -> list[tuple[Box, frozenset[str]]]:
+        """Normalised boxes of people doing something (edge action classifier) in (now - within_s, now], with their actions."""
+        state = self.cameras.get(camera_id)
+        found: list[tuple[Box, frozenset[str]]] = []
+        for observation in reversed(state.observations if state else []):
+            if observation.capture_ts > now:
+                continue
+            if observation.capture_ts < now - within_s:
+                break
+            found.extend((_normalised(d, observation.width, observation.height), frozenset(d.actions))
+                         for d in observation.detections if d.actions)
+        return found
+
     def detections_for_frame(self, camera_id: str, capture_ts: float, max_gap_s: float = 0.5) -> Observation | None:
         """The observation to draw over a frame: the same frame, else the latest before it."""
         state = self.cameras.get(camera_id)

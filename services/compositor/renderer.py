@@ -132,6 +132,8 @@ class ProgramRenderer:
                 cv2.putText(self.canvas, cloud, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _CLOUD_COLOUR, 2)
                 continue
             text = detection.label if shot.boxes_predicted else f"{detection.label} {detection.score:.2f}"
+            if detection.actions:  # what the person does (edge action classifier), next to the box
+                text += ": " + ", ".join(name.replace("_", " ") for name in detection.actions)
             cv2.putText(self.canvas, text, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
 
     def _place_pip(self, pip_frame: np.ndarray) -> None:

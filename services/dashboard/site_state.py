@@ -25,7 +25,8 @@ Event = dict[str, Any]
 def detection_view(message: DetectionSet, track_labels: CloudTrackLabels | None = None) -> dict[str, Any]:
     """A detection set for the page; an edge box whose track the cloud labelled carries that label (cloud_label)."""
     def box_view(d: Detection) -> dict[str, Any]:
-        view: dict[str, Any] = {"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box]}
+        view: dict[str, Any] = {"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box],
+                                **({"actions": list(d.actions)} if d.actions else {})}
         cloud = track_labels.text(message.camera_id, d.track_id) if track_labels and message.source == "edge" else None
         return view | ({"track_id": d.track_id, "cloud_label": cloud} if cloud else {})
 

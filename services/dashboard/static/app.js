@@ -82,9 +82,11 @@ function drawBoxes(tile) {
     const sx = tile.width / set.width, sy = tile.height / set.height;
     for (const d of set.boxes) {
       const [x1, y1, x2, y2] = d.box.map(Number);
-      // An edge box whose object the cloud has labelled shows the cloud's label (kept for the track's life).
+      // An edge box whose object the cloud has labelled shows the cloud's label (kept for the track's life),
+      // and what the person is doing when the pose stage says so.
       const named = d.cloud_label ? text(d.cloud_label) : "";
-      const caption = named || `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
+      const doing = Array.isArray(d.actions) && d.actions.length ? `: ${d.actions.map((a) => text(a).replace("_", " ")).join(", ")}` : "";
+      const caption = (named || `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`) + doing;
       const rect = svgNode("rect", { class: `box ${source}`, x: x1 * sx, y: y1 * sy, width: (x2 - x1) * sx, height: (y2 - y1) * sy });
       rect.appendChild(svgNode("title", {}, `${named ? "cloud, on the edge's track" : source}: ${caption}`));
       shapes.push(rect);
