@@ -33,6 +33,8 @@ class CommonSettings(BaseSettings):
     health_port: int = Field(0, ge=0, le=65535, description="HTTP port of /health; 0 = no HTTP endpoint")
     redis_password: SecretStr | None = Field(None, description="password of the site's Redis (compose passes it to "
                                              "redis-server as requirepass); added to redis_url when that has none")
+    uplink_kbps: float = Field(0.0, ge=0.0, description="the site's uplink to the cloud in kbit/s: the sampler fits frames and "
+                               "super-resolution patches into it, the program's RTMP push takes its share; 0 = no budget")
     stall_exit_s: float = Field(120.0, ge=0, description="exit (code 70) when the main loop made no progress this long, "
                                 "so the restart policy restarts the service; 0 = never")
 

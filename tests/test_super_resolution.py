@@ -89,3 +89,29 @@ def test_the_online_trainer_beats_bicubic_on_held_back_frames_of_the_same_real_c
                                     for f in held_back])))
     assert gains[-1] > 0.5, f"gain over bicubic per round: {gains}"
     assert gains[-1] > gains[0]
+
+
+def test_with_an_uplink_budget_the_sampler_sends_within_10_percent_of_it_over_a_minute_of_a_real_clip(
+        frames: list[np.ndarray]) -> None:
+    from services.sampler.encoding import FrameEncoder
+    from services.sampler.uplink_fit import UplinkFitter
+    from shared.uplink import ByteBudget, kbit_per_s_to_bytes
+
+    budget_kbps = 64.0
+    fitter = UplinkFitter(ByteBudget(kbit_per_s_to_bytes(budget_kbps)), FrameEncoder(quality=85))
+    offered = sent_bytes = sent = 0
+    for index, frame in enumerate(frames[:600]):  # 60 s of capture time at 10 fps
+        if index % 3:
+            continue  # the policy chose every 3rd frame: more than 64 kbit/s carries at full quality
+        offered += 1
+        encoded = fitter.encode(frame, ts=index / 10.0)
+        if encoded is not None:
+            sent += 1
+            sent_bytes += len(encoded.jpeg)
+            assert encoded.width * encoded.shrink_factor in range(frame.shape[1] - 3, frame.shape[1] + 1)
+    rate_kbps = sent_bytes * 8 / 1000 / 60.0
+    assert abs(rate_kbps - budget_kbps) <= 0.1 * budget_kbps, f"{rate_kbps:.1f} kbit/s against a budget of {budget_kbps}"
+    steps = {name: count for name, count in fitter.counters.items() if name.startswith("uplink_sent_")}
+    assert sum(steps.values()) == sent and sent + fitter.counters["uplink_over_budget"] == offered  # every decision counted
+    assert fitter.counters["uplink_bytes"] == sent_bytes and fitter.counters["uplink_bytes_saved"] > sent_bytes
+    assert "uplink_sent_x1_q85" not in steps  # full quality would have cost more than the budget holds
