@@ -95,3 +95,30 @@ def test_patches_train_a_model_the_endpoint_uses_and_the_lambda_detects_on_the_r
     assert people, results[0].detections
     for person in people:
         assert person.box is not None and 0 <= person.box[0] < person.box[2] <= shrunk.shape[1] + 1
+
+
+def test_the_template_has_the_super_resolution_endpoint_trainer_and_live_channel_off_by_default() -> None:
+    from tests.test_cloud_stack import policy_document
+    from tests.test_faces_template import template as read_template
+
+    template = read_template()
+    parameters, resources = template["Parameters"], template["Resources"]
+    assert parameters["SuperResolution"]["Default"] == "off" and parameters["LiveChannel"]["Default"] == "off"
+    by_condition = {name: r.get("Condition") for name, r in resources.items()}
+    for name in ("SuperResolutionModel", "SuperResolutionEndpointConfig", "SuperResolutionEndpoint", "TrainerTask",
+                 "TrainerService", "SuperResolutionInvokePolicy"):
+        assert by_condition[name] == "WantsSuperResolution", name
+    for name in ("LiveInput", "LiveChannelResource", "LivePackagingChannel", "LiveHlsEndpoint"):
+        assert by_condition[name] == "WantsLiveChannel", name
+    assert resources["LiveInput"]["Properties"]["Type"] == "RTMP_PUSH"
+    trainer = resources["TrainerTask"]["Properties"]["ContainerDefinitions"][0]
+    assert trainer["Command"][:3] == ["hybridcam", "cloud", "sr-train"]
+    variables = resources["DetectorFunction"]["Properties"]["Environment"]["Variables"]
+    assert "SUPER_RESOLUTION_ENDPOINT" in variables
+    # the edge may add patches and nothing else of the training data; the models are the cloud's
+    edge = policy_document(resources["EdgePolicy"]["Properties"]["PolicyDocument"])["Statement"]
+    patches = [s for s in edge if s["Sid"] == "SuperResolutionPatches"]
+    assert patches and patches[0]["Action"] == "s3:PutObject"
+    assert not any("sr-models" in str(s["Resource"]) for s in edge)
+    rules = resources["FramesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("Prefix") == "sr-patches/" for r in rules)
