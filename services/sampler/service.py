@@ -395,9 +395,10 @@ class Sampler:
 
 def uplink_budget(settings: SamplerSettings) -> ByteBudget | None:
     """The sampler's share of the site's uplink, or None without a budget."""
-    if not settings.uplink_kbps:
+    if not settings.sampler_uplink_kbps:
         return None
-    return ByteBudget(kbit_per_s_to_bytes(settings.uplink_kbps * settings.sampler_uplink_share))
+    log.info("uplink budget: %g kbit/s for sampled frames and patches", settings.sampler_uplink_kbps)
+    return ByteBudget(kbit_per_s_to_bytes(settings.sampler_uplink_kbps))
 
 
 def patch_sender(settings: SamplerSettings, site: str, budget: ByteBudget | None) -> PatchSender | None:

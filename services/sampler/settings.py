@@ -71,8 +71,6 @@ class SamplerSettings(CommonSettings):
     sampler_edge_silence_s: float = Field(5.0, gt=0.0, description="no edge result for this long: fall back to change + heartbeat (health says so)")
 
     # -- the thin uplink (docs/uplink.md) ------------------------------------------------------
-    sampler_uplink_share: float = Field(1.0, gt=0.0, le=1.0, description="share of HYBRIDCAM_UPLINK_KBPS the sampler may use "
-                                        "(the rest is the program's RTMP push)")
     sampler_patches_per_s: float = Field(0.0, ge=0.0, le=100.0, description="super-resolution patches sent per second "
                                          "(LiveNAS: about 10); 0 = no patches")
     sampler_patch_px: int = Field(64, ge=32, le=512, description="side of a patch in frame pixels (a multiple of 16 x the shrink factor)")
