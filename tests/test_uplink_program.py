@@ -36,3 +36,17 @@ def test_the_program_cap_applies_only_to_a_budgeted_rtmp_push(monkeypatch: pytes
     monkeypatch.setenv("HYBRIDCAM_UPLINK_PROGRAM_KBPS", "3000")
     with pytest.raises(ConfigError, match="HYBRIDCAM_UPLINK_PROGRAM_KBPS"):
         load_settings(CompositorSettings)
+
+
+def test_the_dashboard_shows_what_crossed_the_uplink_against_its_budget() -> None:
+    from services.dashboard.site_state import SiteState
+    from shared.schemas import Health
+    from tests.test_dashboard_parts import SITE
+
+    state = SiteState(SITE.site, SITE.resolved())
+    sampler = Health(service="sampler", instance="s1", state="ok", counters={
+        "uptime_s": 60.0, "frames_sampled": 30.0, "records_sent": 30.0, "bytes_sent": 300_000.0,
+        "patch_bytes": 180_000.0, "uplink_bytes_saved": 2_000_000.0, "uplink_budget_kbps": 64.0})
+    uplink = next(e["data"] for e in state.apply(sampler) if e["type"] == "uplink")
+    assert uplink["bytes_sent"] + uplink["patch_bytes"] == 480_000.0  # 64 kbit/s over the minute
+    assert uplink["budget_kbps"] == 64.0 and uplink["bytes_saved"] == 2_000_000.0 and uplink["uptime_s"] == 60.0

@@ -335,6 +335,7 @@ class Sampler:
                                 if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
             "edge_silent_cameras": len(self.edge_silent),
+            "uplink_budget_kbps": self.settings.sampler_uplink_kbps,
             **{k: v for k, v in self.pairing.counters.items()},
             **(self.uplink.counters if self.uplink else {}),
             **(self.patches.counters if self.patches else {}),
