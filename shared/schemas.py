@@ -215,6 +215,8 @@ class CloudFrame(Envelope):
     s3_key: str | None = None
     face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
     tracks: list[FrameTrack] = Field(default_factory=list, max_length=MAX_FRAME_TRACKS)
+    shrink_factor: int = Field(1, ge=1, le=8, description="the uplink budget shrank the frame by this factor (v2)")
+    jpeg_quality: int = Field(0, ge=0, le=100, description="JPEG quality it was sent at; 0 = not said (v2)")
 
     def track_of(self, box: tuple[float, float, float, float]) -> int | None:
         """The edge track a cloud box (frame pixels) is about: the best overlap, or the box it lies inside."""
@@ -348,6 +350,37 @@ class FaceMatches(Envelope):
                                       description="people whose alert this frame raised")
 
 
+MAX_PATCHES = 256
+MAX_PATCH_BYTES = 256 * 1024
+
+
+class UplinkPatch(BaseModel):
+    """A piece of a frame at full quality, where the uplink's compression hurt most (shared/uplink.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    capture_ts: Timestamp
+    x: Annotated[int, Field(ge=0, le=MAX_PIXELS_SIDE)]
+    y: Annotated[int, Field(ge=0, le=MAX_PIXELS_SIDE)]
+    jpeg: bytes = Field(max_length=MAX_PATCH_BYTES)
+    distortion: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+    """the patch's squared error after the uplink, as a multiple of its frame's"""
+
+
+class PatchSet(Envelope):
+    """Patches of one master camera's frames for the cloud's super-resolution trainer (an S3 object)."""
+
+    schema_name: ClassVar[str] = "patch_set"
+
+    site: str = Field(max_length=128)
+    camera_id: str = Field(max_length=128)
+    frame_width: Side
+    frame_height: Side
+    shrink_factor: int = Field(ge=2, le=8, description="the uplink shrinks frames by this factor ...")
+    uplink_jpeg_quality: int = Field(ge=1, le=100, description="... and compresses them at this JPEG quality")
+    patches: list[UplinkPatch] = Field(max_length=MAX_PATCHES)
+
+
 def alerts_of(result: CloudResult) -> list[Alert]:
     """The alerts a cloud result carries, with each label's best score in the frame."""
     alerts = []
@@ -372,6 +405,7 @@ def register(model: type[Envelope]) -> type[Envelope]:
 
 for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest):
     register(_model)
+_REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's defaulted fields
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
 _REGISTRY[(DetectionSet.schema_name, 2)] = DetectionSet  # v2 lacks only v3's defaulted fields (pose, actions)
 _REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's tracks (defaulted: none)

@@ -144,7 +144,7 @@ class Program:
         self.follower.want_face_matches = self.face_labels is not None
         self.encoder = H264Encoder(
             settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
-            settings.compositor_crf, settings.compositor_keyframe_s,
+            settings.compositor_crf, settings.compositor_keyframe_s, settings.program_max_kbps,
         )
         self.fetcher = FrameFetcher()
         self.frames: dict[str, np.ndarray] = {}

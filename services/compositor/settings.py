@@ -92,6 +92,11 @@ class CompositorSettings(CommonSettings):
             raise ValueError(f"unknown output(s) {', '.join(unknown)}; choose from mp4, hls, mjpeg, rtmp, h264")
         return ",".join(names)
 
+    @property
+    def program_max_kbps(self) -> float:
+        """The encode's cap when the program is pushed over a budgeted uplink (HYBRIDCAM_UPLINK_PROGRAM_KBPS); 0 = none."""
+        return self.uplink_program_kbps if self.uplink_kbps and "rtmp" in self.output_names else 0.0
+
     @model_validator(mode="after")
     def _consistent(self) -> CompositorSettings:
         if self.compositor_width % 2 or self.compositor_height % 2:

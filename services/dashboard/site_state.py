@@ -145,6 +145,8 @@ class SiteState:
             "state": report.state, "message": report.message,
             "frames_sampled": counters.get("frames_sampled", 0.0), "records_sent": counters.get("records_sent", 0.0),
             "bytes_sent": counters.get("bytes_sent", 0.0), "spool_depth": counters.get("spool_depth", 0.0),
+            "patch_bytes": counters.get("patch_bytes", 0.0), "bytes_saved": counters.get("uplink_bytes_saved", 0.0),
+            "budget_kbps": counters.get("uplink_budget_kbps", 0.0), "uptime_s": counters.get("uptime_s", 0.0),
             "cost": cost.as_dict() if cost else None,
             "sampling": sampling.as_dict() if (sampling := summarize(counters)) else None,
         }

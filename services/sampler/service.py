@@ -29,6 +29,8 @@ from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.face_candidates import FaceCandidates
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord
+from services.sampler.patch_sampler import PatchSampler
+from services.sampler.patch_sender import PatchSender
 from services.sampler.policy import (
     AdaptivePolicy,
     EveryNthFrame,
@@ -40,6 +42,7 @@ from services.sampler.policy import (
 )
 from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
+from services.sampler.uplink_fit import UplinkFitter
 from shared.errors import ConfigError
 from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
 from shared.progress import Progress
@@ -47,6 +50,7 @@ from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import MAX_FRAME_TRACKS, CloudFrame, FrameRef, FrameTrack, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
 from shared.stream_bus import CLOUD_REQUESTS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry, frames_stream
+from shared.uplink import ByteBudget, UplinkQuality, kbit_per_s_to_bytes
 
 log = logging.getLogger("sampler")
 
@@ -86,7 +90,8 @@ class Sampler:
     """The loop: frame entries -> (edge result) -> policy -> JPEG -> Kinesis (or the spool) -> acknowledge."""
 
     def __init__(self, settings: SamplerSettings, site: SiteConfig, bus: StreamBus, sender: KinesisSender,
-                 spool: Spool, policy: SamplingPolicy, encoder: FrameEncoder, pairing: EdgePairing | None = None) -> None:
+                 spool: Spool, policy: SamplingPolicy, encoder: FrameEncoder, pairing: EdgePairing | None = None,
+                 uplink: UplinkFitter | None = None, patches: PatchSender | None = None) -> None:
         self.settings = settings
         self.site = site
         self.bus = bus
@@ -94,6 +99,8 @@ class Sampler:
         self.spool = spool
         self.policy = policy
         self.encoder = encoder
+        self.uplink = uplink
+        self.patches = patches
         self.fetcher = FrameFetcher()
         self.face_candidates = FaceCandidates(bus, settings.sampler_face_min_px) if settings.sampler_face_watch else None
         self.cameras: dict[str, ResolvedCamera] = {frames_stream(c.id): c for c in site.masters()}
@@ -161,11 +168,17 @@ class Sampler:
                 batch = await asyncio.wait_for(self._outbox.get(), timeout=0.5)
             except TimeoutError:
                 await self.replay_spool()
+                await self._send_patches()
                 continue
             if batch is None:
                 return
             await self._forward_and_ack(batch)
             await self.replay_spool()
+            await self._send_patches()
+
+    async def _send_patches(self) -> None:
+        if self.patches is not None:
+            await self.patches.send(self.sender.claim_check.s3, time.time())
 
     async def _forward_and_ack(self, records: list[OutgoingRecord]) -> None:
         await self.forward(records)
@@ -228,6 +241,8 @@ class Sampler:
             await self._outbox.put(outgoing)  # the send loop forwards and acknowledges them
         elif outgoing:  # driven without run() (tests, replays): forward here
             await self._forward_and_ack(outgoing)
+        if self._outbox is None:
+            await self._send_patches()
         for stream, entry_ids in finished.items():
             self.bus.ack(stream, self.settings.sampler_group, entry_ids)
 
@@ -264,6 +279,8 @@ class Sampler:
                 log.debug("frame %s cannot be read: %s", ref.frame_id, error)
                 return self._not_evaluated(token, ref, "unreadable")
         self._current[token] = (ref, borrowed)
+        if self.patches is not None and self.patches.due(ref.capture_ts):
+            self._offer_patches(ref, borrowed)
         facts = FrameFacts(token, ref.camera_id, ref.seq, ref.capture_ts, edge)
         self.counters["frames_evaluated"] += 1
         self.coverage.add(evaluated=True)
@@ -274,6 +291,14 @@ class Sampler:
         self.counters["frames_not_evaluated"] += 1
         self.coverage.add(evaluated=False)
         return [Verdict(token, "skip", reason, ref.camera_id, ref.capture_ts)]
+
+    def _offer_patches(self, ref: FrameRef, borrowed: BorrowedFrame | None) -> None:
+        try:
+            pixels = borrowed.pixels if borrowed is not None else self.fetcher.fetch(ref)
+            self.patches.offer(ref.camera_id, pixels, ref.capture_ts)  # type: ignore[union-attr]
+        except (FrameGone, ValueError) as error:
+            self.counters["patch_frames_gone"] += 1
+            log.debug("frame %s gone before its patches were chosen: %s", ref.frame_id, error)
 
     def _apply(self, verdicts: list[Verdict], outgoing: list[OutgoingRecord], finished: dict[str, list[str]]) -> None:
         for verdict in verdicts:
@@ -301,17 +326,21 @@ class Sampler:
         ref, borrowed = self._current[token]
         try:
             pixels = borrowed.pixels if borrowed is not None else self.fetcher.fetch(ref)
-            encoded = self.encoder.encode(pixels)
+            encoded = self.uplink.encode(pixels, ref.capture_ts) if self.uplink else self.encoder.encode(pixels)
             if borrowed is not None and not borrowed.still_valid():
                 raise FrameGone("overwritten in the ring while it was encoded")
         except (FrameGone, ValueError) as error:
             self.counters["frames_gone"] += 1
             log.debug("sampled frame %s is gone: %s", ref.frame_id, error)
             return None
+        if encoded is None:
+            self.counters["skipped_uplink"] += 1  # the policy chose it, but no step of the ladder fits the budget now
+            return None
         frame = CloudFrame(site=self.site.site, frame_id=ref.frame_id, camera_id=ref.camera_id, seq=ref.seq,
                            capture_ts=ref.capture_ts, width=encoded.width, height=encoded.height, jpeg=encoded.jpeg,
                            face_candidate=self.face_candidates is not None and self.face_candidates.marks(ref),
-                           tracks=self._tracks.get(token, []))
+                           tracks=self._tracks.get(token, []),
+                           shrink_factor=encoded.shrink_factor, jpeg_quality=encoded.quality)
         self.counters["face_candidates"] += frame.face_candidate
         return OutgoingRecord(ref.camera_id, frame.encode(), token=token)
 
@@ -392,7 +421,10 @@ class Sampler:
             "edge_silent_cameras": len(self.edge_silent), "edge_tracking_cameras": len(self.tracking),
             "coverage": round(self._coverage(), 5),
             "coverage_recent": round(self.coverage.share(), 5),
+            "uplink_budget_kbps": self.settings.sampler_uplink_kbps,
             **{k: v for k, v in self.pairing.counters.items()},
+            **(self.uplink.counters if self.uplink else {}),
+            **(self.patches.counters if self.patches else {}),
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
 
@@ -486,6 +518,26 @@ class CoverageWindow:
         return 1.0 - self.missed_share()
 
 
+def uplink_budget(settings: SamplerSettings) -> ByteBudget | None:
+    """The sampler's share of the site's uplink, or None without a budget."""
+    if not settings.sampler_uplink_kbps:
+        return None
+    log.info("uplink budget: %g kbit/s for sampled frames and patches", settings.sampler_uplink_kbps)
+    return ByteBudget(kbit_per_s_to_bytes(settings.sampler_uplink_kbps))
+
+
+def patch_sender(settings: SamplerSettings, site: str, budget: ByteBudget | None) -> PatchSender | None:
+    if not settings.sampler_patches_per_s:
+        return None
+    quality = UplinkQuality(settings.sampler_patch_factor, settings.sampler_patch_jpeg_quality)
+    chooser = PatchSampler(quality, settings.sampler_patch_px, patches_per_s=settings.sampler_patches_per_s)
+    log.info("super-resolution patches: %g a second, %d px, measured at %s, to s3://%s/%s/",
+             settings.sampler_patches_per_s, settings.sampler_patch_px, quality.describe(),
+             settings.sampler_claim_check_bucket, settings.sampler_patch_prefix)
+    return PatchSender(chooser, site, settings.sampler_claim_check_bucket, settings.sampler_patch_prefix,
+                       settings.sampler_patch_flush_s, budget)
+
+
 def decided_frames(counters: dict[str, float]) -> float:
     """Frames the policy decided about: sent plus deliberately skipped."""
     return counters.get("frames_sampled", 0) + sum(v for k, v in counters.items() if k.startswith("skipped_"))
@@ -520,7 +572,11 @@ async def open_sampler(settings: SamplerSettings, site: SiteConfig,
             log.info("spool holds %d records from an earlier run; they go first", len(spool))
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         encoder = FrameEncoder(settings.sampler_jpeg_quality, settings.sampler_max_side, settings.sampler_max_jpeg_bytes)
-        sampler = Sampler(settings, site, bus, sender, spool, policy or build_policy(settings, site), encoder)
+        budget = uplink_budget(settings)
+        uplink = UplinkFitter(budget, encoder) if budget is not None else None
+        patches = patch_sender(settings, site.site, budget)
+        sampler = Sampler(settings, site, bus, sender, spool, policy or build_policy(settings, site), encoder,
+                          uplink=uplink, patches=patches)
         try:
             yield sampler
         finally:

@@ -73,10 +73,23 @@ class SamplerSettings(CommonSettings):
     sampler_edge_wait_s: float = Field(0.3, ge=0.0, le=5.0, description="how long a frame waits for its edge detection set")
     sampler_edge_silence_s: float = Field(5.0, gt=0.0, description="no edge result for this long: fall back to change + heartbeat (health says so)")
 
+    # -- the thin uplink (docs/uplink.md) ------------------------------------------------------
+    sampler_patches_per_s: float = Field(0.0, ge=0.0, le=100.0, description="super-resolution patches sent per second "
+                                         "(LiveNAS: about 10); 0 = no patches")
+    sampler_patch_px: int = Field(64, ge=32, le=512, description="side of a patch in frame pixels (a multiple of 16 x the shrink factor)")
+    sampler_patch_factor: int = Field(2, ge=2, le=4, description="the shrink factor patches are measured and trained for")
+    sampler_patch_jpeg_quality: int = Field(40, ge=5, le=95, description="the JPEG quality patches are measured at (the uplink's)")
+    sampler_patch_prefix: str = Field("sr-patches", min_length=1, description="S3 key prefix of patch sets in the claim-check bucket")
+    sampler_patch_flush_s: float = Field(10.0, gt=0.0, description="a camera's patches go to S3 as one object this often")
+
     @model_validator(mode="after")
     def _unsure_band_ascends(self) -> SamplerSettings:
         if self.sampler_unsure_low >= self.sampler_unsure_high:
             raise ValueError("HYBRIDCAM_SAMPLER_UNSURE_LOW must be below HYBRIDCAM_SAMPLER_UNSURE_HIGH")
         if self.sampler_budget_images_per_hour and self.sampler_budget_usd_per_hour:
             raise ValueError("set a budget in images per hour or in USD per hour, not both")
+        if self.sampler_patches_per_s and self.sampler_patch_px % (16 * self.sampler_patch_factor):
+            raise ValueError("HYBRIDCAM_SAMPLER_PATCH_PX must be a multiple of 16 x HYBRIDCAM_SAMPLER_PATCH_FACTOR")
+        if self.sampler_patches_per_s and not self.sampler_claim_check_bucket:
+            raise ValueError("HYBRIDCAM_SAMPLER_PATCHES_PER_S needs HYBRIDCAM_SAMPLER_CLAIM_CHECK_BUCKET (patches go to S3)")
         return self

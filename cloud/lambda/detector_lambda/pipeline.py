@@ -27,6 +27,7 @@ from detector_lambda.logs import logger
 from detector_lambda.records import FrameRecord
 from detector_lambda.settings import LambdaSettings
 from detector_lambda.storage import FrameItem, FrameStore, FrameTable
+from detector_lambda.super_resolution import Restorer, scaled_back
 from shared.schemas import CloudFrame, CloudResult, Detection, encode_text
 
 
@@ -40,6 +41,7 @@ class Pipeline:
     sqs: Any
     clock: Callable[[], float] = time.time
     face_watch: FaceWatch | None = None
+    restorer: Restorer | None = None
 
     def process(self, record: FrameRecord) -> FrameItem:
         item = self.stored_item(record) or self.analyse(record)
@@ -58,14 +60,21 @@ class Pipeline:
 
     def analyse(self, record: FrameRecord) -> FrameItem:
         image = self.fetch_image(record)
-        labels = self.detector.detect(image)
+        labels = self.detect(record, image)
         s3_key = self.store.store_frame(record.frame, image)
         return self.table.put_frame(record.frame, labels, s3_key, self.detector.backend, self.detector.model,
                                     self.clock())
 
+    def detect(self, record: FrameRecord, image: FrameImage) -> list[FoundLabel]:
+        """Detection, on the frame restored to full size first when the uplink shrank it."""
+        if self.restorer is None:
+            return self.detector.detect(image)
+        restored, factor = self.restorer.restore(record.frame, image)
+        return scaled_back(self.detector.detect(restored), factor)
+
     def fetch_image(self, record: FrameRecord) -> FrameImage:
         frame = record.frame
-        needs_bytes = frame.jpeg is not None or self.detector.needs_bytes(
+        needs_bytes = frame.jpeg is not None or (self.restorer is not None and frame.shrink_factor > 1) or self.detector.needs_bytes(
             FrameImage(frame.width, frame.height, s3_bucket=frame.s3_bucket, s3_key=frame.s3_key))
         return self.store.fetch_image(frame, needs_bytes)
 
@@ -152,4 +161,12 @@ def build_pipeline(settings: LambdaSettings, detector: LabelDetector | None = No
                         settings.frames_bucket, rules),
         sqs=boto3.client("sqs"),
         face_watch=build_face_watch(settings),
+        restorer=build_restorer(settings),
     )
+
+
+def build_restorer(settings: LambdaSettings) -> Restorer | None:
+    if not settings.super_resolution_endpoint:
+        return None
+    return Restorer(boto3.client("sagemaker-runtime", config=client_config()), settings.super_resolution_endpoint,
+                    settings.frames_bucket, settings.super_resolution_model_prefix)

@@ -131,7 +131,12 @@ function showDetections(set) {
 
 function showUplink(uplink) {
   $("#frames-sent").textContent = Math.round(uplink.frames_sampled || 0).toLocaleString();
-  $("#bytes-sent").textContent = `${((uplink.bytes_sent || 0) / 1e6).toFixed(1)} MB`;
+  const sent = (uplink.bytes_sent || 0) + (uplink.patch_bytes || 0);
+  const kbps = uplink.uptime_s ? sent * 8 / 1000 / uplink.uptime_s : 0;
+  const budget = uplink.budget_kbps ? ` of ${Math.round(uplink.budget_kbps)}` : "";
+  $("#bytes-sent").textContent = `${(sent / 1e6).toFixed(1)} MB, ${Math.round(kbps)}${budget} kbit/s`;
+  $("#bytes-sent").title = `frames ${((uplink.bytes_sent || 0) / 1e6).toFixed(2)} MB, super-resolution patches ` +
+    `${((uplink.patch_bytes || 0) / 1e6).toFixed(2)} MB; the budget saved ${((uplink.bytes_saved || 0) / 1e6).toFixed(2)} MB`;
   if (uplink.cost) {
     $("#cost-so-far").textContent = money(uplink.cost.so_far_usd);
     $("#cost-month").textContent = money(uplink.cost.cloud_month_usd);
