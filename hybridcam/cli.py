@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("edge-infer", "services.edge_infer.main", "detect objects in the newest frame of each camera with ONNX Runtime"),
     Command("sampler", "services.sampler.main", "send the master frames that change what we know to the cloud path (Kinesis)"),
     Command("results-bridge", "services.results_bridge.main", "bring cloud detections back from SQS onto the detection stream"),
+    Command("events", "services.events.main", "zones and rules on the edge's tracks: events with a clip, notifications, retention"),
     Command("compositor", "services.compositor.main", "cut one FullHD program from all cameras, directed by detections"),
     Command("director-eval", "devstack.director_eval", "run the director offline on recorded files or a synthetic scene and measure its cut"),
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),

@@ -41,6 +41,7 @@ DETECTIONS_STREAM = "detections"
 HEALTH_STREAM = "health"
 ALERTS_STREAM = "alerts"
 FACE_MATCHES_STREAM = "face_matches"  # watch-list hits from the cloud (FaceMatches), for the dashboard and compositor
+CLOUD_REQUESTS_STREAM = "cloud_requests"  # frames the events service wants confirmed at once (CloudConfirmRequest)
 DEADLETTER_STREAM = "deadletter"
 PAYLOAD_FIELD = b"m"
 DEADLETTER_BODY_LIMIT = 1024 * 1024  # longer bodies are kept truncated: the dead-letter stream must stay small
