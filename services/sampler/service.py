@@ -117,6 +117,7 @@ class Sampler:
         self.started = time.time()
         self._started_monotonic = time.monotonic()
         self._last_report = 0.0
+        self._reported_state: HealthState | None = None
         self._last_claim = 0.0
         # A turn reads for at most a second, then decides and forwards: a forward to an unreachable
         # cloud takes its attempts and timeouts (about a minute at worst) before it spools. A Redis
@@ -182,6 +183,7 @@ class Sampler:
 
     async def _forward_and_ack(self, records: list[OutgoingRecord]) -> None:
         await self.forward(records)
+        self.report()  # a cloud that just went away (or came back) is in health before the frames are acknowledged
         finished: dict[str, list[str]] = defaultdict(list)
         for record in records:
             stream, entry_id = record.token
@@ -454,9 +456,10 @@ class Sampler:
 
     def report(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_report < self.settings.sampler_health_interval_s:
-            return
-        self._last_report = now
+        state = self.state()
+        if not force and state == self._reported_state and now - self._last_report < self.settings.sampler_health_interval_s:
+            return  # a change of state is reported at once; counters every health interval
+        self._last_report, self._reported_state = now, state
         health = self.health()
         self.bus.publish(HEALTH_STREAM, health)
         if self.settings.sampler_counters_file is not None:
