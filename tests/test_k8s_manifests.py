@@ -56,7 +56,7 @@ def test_each_camera_group_is_one_pod_pinned_to_its_node_with_memory_backed_ring
         containers = {c["name"]: c for c in pod["containers"]}
         assert set(containers) == {"capture", "edge-infer"}
         frames = next(v for v in pod["volumes"] if v["name"] == "frames")
-        want_mib = math.ceil(group_shm_bytes([cameras[c] for c in group.cameras], 8) / 2**20)
+        want_mib = math.ceil(group_shm_bytes([cameras[c] for c in group.cameras], 0) / 2**20)
         assert frames["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{want_mib}Mi"}
         env = {c: {e["name"]: e.get("value") for e in containers[c]["env"]} for c in containers}
         assert env["capture"]["HYBRIDCAM_CAPTURE_CAMERAS"] == ",".join(group.cameras)

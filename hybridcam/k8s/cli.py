@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rendering.add_argument("--gpu", action="store_true", help="edge-infer on an NVIDIA GPU (TensorRT image, nvidia.com/gpu: 1)")
     rendering.add_argument("--gpu-image", default="hybridcam-edge-gpu:0.1.0", help="the TensorRT edge image")
     rendering.add_argument("--cloud", action="store_true", help="add the sampler (the cloud path's edge side)")
-    rendering.add_argument("--ring-slots", type=int, default=8, help="frames per camera ring (sizes /dev/shm; default 8)")
+    rendering.add_argument("--ring-slots", type=int, default=0,
+                           help="frames per camera ring (sizes /dev/shm); default 0: one second at each camera's rate, as capture")
     rendering.add_argument("--with-secrets", action="store_true",
                            help="render the Secret with a random Redis password and dashboard token (trials only)")
     rendering.add_argument("--pull-policy", default="IfNotPresent", choices=["IfNotPresent", "Always", "Never"])
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
             if not problems:
                 print(f"{path}: every manifest is valid against Kubernetes {args.kubernetes_version}")
         return 1 if failures else 0
-    if not 2 <= args.ring_slots <= 64:
-        raise ConfigError(f"--ring-slots is between 2 and 64, not {args.ring_slots}")
+    if args.ring_slots == 1 or not 0 <= args.ring_slots <= 1024:
+        raise ConfigError(f"--ring-slots is 0 (one second at the camera's rate) or 2 to 1024, not {args.ring_slots}")
     site = load_site(args.site)
     options = RenderOptions(
         profile=args.profile, image=args.image, gpu=args.gpu, gpu_image=args.gpu_image, cloud=args.cloud,

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from hybridcam.plan.planner import SHM_SPARE_BYTES
-from shared.frame_ring import ring_bytes
+from hybridcam.plan.planner import RING_SECONDS, SHM_SPARE_BYTES
+from shared.frame_ring import ring_bytes, ring_slots_for
 from shared.site_config import PlacementGroup, ResolvedCamera, SiteConfig
 
 MIB = 1024 * 1024
@@ -53,7 +53,7 @@ class RenderOptions:
     image: str = "hybridcam-edge:0.1.0"
     gpu_image: str = "hybridcam-edge-gpu:0.1.0"
     gpu: bool = False
-    ring_slots: int = 8
+    ring_slots: int = 0  # frames per camera ring; 0 = one second at the camera's rate, as capture sizes them
     cloud: bool = False
     redis_password: str = ""
     dashboard_token: str = ""
@@ -203,8 +203,9 @@ def deployment(name: str, component: str, pod_spec: dict[str, Any], replicas: in
 
 
 def group_shm_bytes(cameras: list[ResolvedCamera], slots: int) -> int:
-    """Every ring twice (a restarted capture may replace one while readers hold the old) plus spare."""
-    return 2 * sum(ring_bytes(c.width, c.height, slots) for c in cameras) + SHM_SPARE_BYTES
+    """Every ring twice (a restarted capture may replace one while readers hold the old) plus spare;
+    ``slots`` per ring, or (0) one second at each camera's rate, as capture sizes them."""
+    return 2 * sum(ring_bytes(c.width, c.height, slots or ring_slots_for(c.fps, RING_SECONDS)) for c in cameras) + SHM_SPARE_BYTES
 
 
 def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: RenderOptions, cross_node: bool) -> list[Manifest]:
@@ -215,6 +216,7 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
     mounts = [site_mount(), {"name": "frames", "mountPath": "/dev/shm"}]
     capture_env = common_env(8080) + [{"name": "HYBRIDCAM_CAPTURE_CAMERAS", "value": ids},
                                       {"name": "HYBRIDCAM_CAPTURE_RING_SLOTS", "value": str(options.ring_slots)},
+                                      {"name": "HYBRIDCAM_CAPTURE_RING_S", "value": f"{RING_SECONDS:g}"},
                                       {"name": "HYBRIDCAM_CAPTURE_INLINE_JPEG", "value": "true" if cross_node else "false"}]
     edge_env = common_env(8081) + [{"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids}]
     edge_resources = resources(1.0, EDGE_CPU_LIMIT, PROCESS_MEMORY["edge-infer"])

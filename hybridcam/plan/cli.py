@@ -167,7 +167,7 @@ def print_plan(plan: Plan, request: PlanInput, fraction_source: str) -> None:
         print(f"    offered {server.offered_fps:g} frames/s, analysed {server.analysed_fps:.1f} frames/s, "
               f"{server.load:.0%} of the server's budget")
         print(f"    /dev/shm {server.shm_bytes(request.ring_slots) / MIB:,.0f} MiB (rings "
-              f"{server.ring_bytes(request.ring_slots) / MIB:,.0f} MiB, {request.ring_slots} slots per camera, twice for "
+              f"{server.ring_bytes(request.ring_slots) / MIB:,.0f} MiB, one second of frames per camera, twice for "
               f"restart headroom); Redis {server.frame_ref_bytes(capacity.redis_bytes_per_frame_ref) / MIB:.1f} MiB of frame "
               f"references ({FRAME_STREAM_MAXLEN} per camera at {capacity.redis_bytes_per_frame_ref} B, {figure}), "
               f"{server.frame_ref_bytes(inline_bytes(plan, server)) / MIB:,.0f} MiB with inline JPEGs for other nodes")

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridcam.plan.capacity_file import Budget, CapacityFile
 from services.capture.camera_worker import FRAME_STREAM_MAXLEN
-from shared.frame_ring import ring_bytes
+from shared.frame_ring import ring_bytes, ring_slots_for
 
 MIB = 1024 * 1024
 SHM_SPARE_BYTES = 16 * MIB  # as docker/frame_memory.py: every ring twice plus spare
 KINESIS_SHARD_RECORDS_PER_S = 1000
 KINESIS_SHARD_BYTES_PER_S = 1 * MIB
+RING_SECONDS = 1.0  # HYBRIDCAM_CAPTURE_RING_S's default
 SITE_STREAMS = 5  # detections, health, alerts, cloud results, events: on the site Redis, each bounded by stream_maxlen
 
 
@@ -45,7 +46,7 @@ class PlanInput(BaseModel):
     headroom: float = Field(0.8, gt=0, le=1, description="share of a server's budget the plan may use")
     sites: int = Field(1, ge=1, le=100_000)
     send_fraction: float = Field(gt=0, le=1)
-    ring_slots: int = Field(8, ge=2, le=64)
+    ring_slots: int = Field(0, ge=0, le=1024, description="frames per camera ring; 0 = one second at the camera's rate, as capture")
     stream_maxlen: int = Field(2000, ge=10)
     servers: int | None = Field(None, ge=1, le=10_000, description="fixed number of servers; default as many as the target needs")
     lambda_s_per_frame: float = Field(0.4, gt=0)
@@ -97,7 +98,9 @@ class Server:
         return sum(camera.analysed_fps for camera in self.cameras)
 
     def ring_bytes(self, slots: int) -> int:
-        return sum(ring_bytes(camera.width, camera.height, slots) for camera in self.cameras)
+        """The rings of the server's cameras: ``slots`` each, or (0) one second at each camera's rate, as capture sizes them."""
+        return sum(ring_bytes(camera.width, camera.height, slots or ring_slots_for(camera.fps, RING_SECONDS))
+                   for camera in self.cameras)
 
     def shm_bytes(self, slots: int) -> int:
         return 2 * self.ring_bytes(slots) + SHM_SPARE_BYTES
