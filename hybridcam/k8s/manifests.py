@@ -38,6 +38,7 @@ SITE_CONFIGMAP = "hybridcam-site"
 REDIS_IMAGE = "docker.io/library/redis:7.2.5-bookworm"
 HAPROXY_IMAGE = "docker.io/library/haproxy:2.9-alpine"
 SITE_FILE = "/etc/hybridcam/site.yaml"
+PROBE_CACHE = "/var/cache/hybridcam/backend-probe"
 Manifest = dict[str, Any]
 
 # Requests and limits per container, from the benchmarks on the 2-core development machine
@@ -80,6 +81,9 @@ def render(site: SiteConfig, site_text: str, options: RenderOptions) -> list[Man
     return manifests
 
 
+ROOT_OWNED_ON_PODMAN = {"frames", "probe-cache"}
+
+
 def one_box(manifests: list[Manifest], host_suffix: str) -> None:
     """What the single-node profile changes so that `podman kube play` (4.3) runs it too.
 
@@ -89,19 +93,22 @@ def one_box(manifests: list[Manifest], host_suffix: str) -> None:
       the probes run `python -m hybridcam.healthcheck URL` instead (not the `hybridcam` command, whose
       imports take seconds on a busy box; and no argument with a space: podman re-splits them);
     - podman ignores Services and resolves a Pod by its own name (NAME-pod-0): ``host_suffix``;
-    - podman makes a memory-backed emptyDir a disk volume owned by root, and removes a finished init
-      container while the Pod starts, racing itself: the edge Pod uses the Pod's own /dev/shm instead
-      (shared by its containers, 64 MiB: enough for small trial sites only).
+    - podman makes an emptyDir a disk volume owned by root (fsGroup is not applied), and removes a
+      finished init container while the Pod starts, racing itself: the edge Pod uses the Pod's own
+      /dev/shm instead (shared by its containers, 64 MiB: enough for small trial sites only), and
+      edge-infer keeps its back-end probe's figures in its home (measured again after a restart).
     """
     for manifest in manifests:
         if manifest["kind"] != "Deployment":
             continue
         pod = manifest["spec"]["template"]["spec"]
-        if pod.pop("initContainers", None):
-            manifest["spec"]["template"]["metadata"].pop("annotations", None)
-            pod["volumes"] = [volume for volume in pod["volumes"] if volume["name"] != "frames"]
+        pod.pop("initContainers", None)
+        pod["volumes"] = [volume for volume in pod.get("volumes", []) if volume["name"] not in ROOT_OWNED_ON_PODMAN]
         for container in pod["containers"]:
-            container["volumeMounts"] = [mount for mount in container.get("volumeMounts", []) if mount["name"] != "frames"]
+            container["volumeMounts"] = [mount for mount in container.get("volumeMounts", [])
+                                         if mount["name"] not in ROOT_OWNED_ON_PODMAN]
+            container["env"] = [variable for variable in container.get("env", [])
+                                if variable["name"] != "HYBRIDCAM_EDGE_PROBE_CACHE_DIR"]
             container.pop("ports", None)
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 check = container.get(probe, {}).pop("httpGet", None)
@@ -218,7 +225,9 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
                                       {"name": "HYBRIDCAM_CAPTURE_RING_SLOTS", "value": str(options.ring_slots)},
                                       {"name": "HYBRIDCAM_CAPTURE_RING_S", "value": f"{RING_SECONDS:g}"},
                                       {"name": "HYBRIDCAM_CAPTURE_INLINE_JPEG", "value": "true" if cross_node else "false"}]
-    edge_env = common_env(8081) + [{"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids}]
+    # the back-end probe's figures (tens of seconds to measure at the first start) outlive a container restart
+    edge_env = common_env(8081) + [{"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids},
+                                   {"name": "HYBRIDCAM_EDGE_PROBE_CACHE_DIR", "value": PROBE_CACHE}]
     edge_resources = resources(1.0, EDGE_CPU_LIMIT, PROCESS_MEMORY["edge-infer"])
     image = options.image
     if options.gpu:
@@ -230,10 +239,12 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
         container("capture", options.image, ["hybridcam", "capture"], capture_env, 8080,
                   resources(capture_cpu, "2", PROCESS_MEMORY["capture"] + shm_mib), options, mounts),
         container("edge-infer", image, ["hybridcam", "edge-infer"], edge_env, 8081, edge_resources, options,
-                  mounts + ([{"name": "tensorrt-cache", "mountPath": "/var/cache/hybridcam/tensorrt"}] if options.gpu else []),
-                  start_s=600 if options.gpu else 60),
+                  mounts + [{"name": "probe-cache", "mountPath": PROBE_CACHE}]
+                  + ([{"name": "tensorrt-cache", "mountPath": "/var/cache/hybridcam/tensorrt"}] if options.gpu else []),
+                  start_s=600 if options.gpu else 300),
     ]
-    volumes = [site_volume(), {"name": "frames", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}}]
+    volumes = [site_volume(), {"name": "frames", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}},
+               {"name": "probe-cache", "emptyDir": {"sizeLimit": "16Mi"}}]
     if options.gpu:
         volumes.append({"name": "tensorrt-cache", "hostPath": {"path": "/var/cache/hybridcam/tensorrt", "type": "DirectoryOrCreate"}})
     # The memory volume is created root-owned where fsGroup is not applied (podman kube play): the
