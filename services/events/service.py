@@ -22,6 +22,7 @@ from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed, FeedError, feed_target, run_feed
 from services.events.settings import EventsSettings
 from services.events.synthetic_feed import SyntheticEncoder, run_synthetic_feed
+from shared.errors import ConfigError
 from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
@@ -41,13 +42,18 @@ class EventsService:
         self.site = site
         self.bus = bus
         self.store = EventStore(settings.events_dir)
-        notifier = Notifier(settings.events_alert_topic_arn, settings.events_link_base) if settings.events_alert_topic_arn else None
+        self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
+                                      site.events.retention_days, link_expiry_s=settings.events_link_expiry_s) \
+            if settings.events_upload_bucket and settings.events_upload_table else None
+        if settings.events_link == "presigned" and self.uploader is None:
+            raise ConfigError("HYBRIDCAM_EVENTS_LINK=presigned needs HYBRIDCAM_EVENTS_UPLOAD_BUCKET and _UPLOAD_TABLE "
+                              "(the stack's FramesBucketName and FramesTableName)")
+        link_for = self.uploader.presigned_link if self.uploader is not None and settings.events_link == "presigned" else None
+        notifier = Notifier(settings.events_alert_topic_arn, settings.events_link_base, link_for=link_for) \
+            if settings.events_alert_topic_arn else None
         cameras = site.resolved()
         self.recorder = EventRecorder(self.store, site.events, {c.id: site.scene(c.id) for c in cameras},
                                       {c.id: c.name for c in cameras}, notifier, ask_cloud=self._ask_cloud, site=site.site)
-        self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
-                                      site.events.retention_days) \
-            if settings.events_upload_bucket and settings.events_upload_table else None
         self.lock = threading.Lock()
         self.progress = Progress(stall_after_s=30.0, fail_after_s=90.0)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
