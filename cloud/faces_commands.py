@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="list the people on the watch-list")
     remove = sub.add_parser("remove", help="delete a person's faces and past match items")
     remove.add_argument("name")
+    remove.add_argument("--events-dir", type=Path, help="also forget the name in this edge's stored events "
+                                                         "(HYBRIDCAM_EVENTS_DIR of the events service, on the edge host)")
     for action in sub.choices.values():
         action.add_argument("--collection", help="Rekognition collection (default: the stack's FaceCollectionId)")
         action.add_argument("--table", help="frames table for match items (default: the stack's FramesTableName)")
@@ -49,6 +51,17 @@ def _targets(args: argparse.Namespace) -> tuple[str, str | None]:
     if not collection:
         raise ConfigError("the stack has no FaceCollectionId output; pass --collection or redeploy the stack.")
     return collection, table or outputs.get("FramesTableName")
+
+
+def forget_in_events(events_dir: Path, name: str) -> int:
+    """The person's name removed from the face matches of the edge's stored events (docs/events.md)."""
+    from shared.event_store import EventStore
+
+    store = EventStore(events_dir)
+    try:
+        return store.forget_person(name)
+    finally:
+        store.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.name} had no faces in {collection}")
             print(f"removed {args.name}: {removal.faces} face(s) from {collection}, {removal.match_items} past match item(s)"
                   + (f" from {table}" if table else " (no frames table given: match items left)"))
+            if args.events_dir is not None:
+                print(f"forgot {args.name} in {forget_in_events(args.events_dir, args.name)} stored event(s) in {args.events_dir}")
     except (WatchListError, DeployError) as error:
         print(f"hybridcam faces {args.action}: {error}")
         return 1

@@ -22,7 +22,7 @@ from services.events.notifications import Notice, Notifier
 from services.events.rule_engine import CameraRules, OpenEvent, TrackedObject, Transition
 from shared.event_rules import EventsConfig
 from shared.event_store import EventStore
-from shared.schemas import CloudConfirmRequest, DetectionSet
+from shared.schemas import CloudConfirmRequest, DetectionSet, FaceMatches
 from shared.zones import CameraScene
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,13 @@ class EventRecorder:
         for event_id, pending in list(self.pending.items()):
             if pending.frame_id != result.frame_id:
                 continue
-            del self.pending[event_id]
-            wanted = {label.lower() for label in (pending.event.rule.cloud_confirm.labels if pending.event.rule.cloud_confirm else ())}
+            confirm = pending.event.rule.cloud_confirm
+            wanted = {label.lower() for label in (confirm.labels if confirm else ())}
             confirmed = bool(wanted & {label.lower() for label in labels})
+            if not confirmed and confirm is not None and confirm.watch_list:
+                self.store.update_event(event_id, cloud_labels=labels)  # a watch-list hit may still come, until the limit
+                continue
+            del self.pending[event_id]
             self.store.update_event(event_id, cloud_labels=labels, confirmation="confirmed" if confirmed else "refused")
             if confirmed:
                 self.counters.confirmed += 1
@@ -139,6 +143,23 @@ class EventRecorder:
                 known = self.store.event(state.open.id)
                 merged = sorted(set(labels) | set(known["cloud_labels"] if known else []))
                 self.store.update_event(state.open.id, cloud_labels=merged)
+
+    def on_face_matches(self, matches: FaceMatches) -> None:
+        """Watch-list hits of a cloud frame: recorded on the event it confirms or the camera's open events, and a
+        pending confirmation that waits for the watch list notifies."""
+        people = sorted({m.person for m in matches.matches})
+        if not people or matches.camera_id not in self.cameras:
+            return
+        for event_id, pending in list(self.pending.items()):
+            confirm = pending.event.rule.cloud_confirm
+            if pending.frame_id == matches.frame_id and confirm is not None and confirm.watch_list:
+                del self.pending[event_id]
+                self.store.update_event(event_id, face_match=", ".join(people), confirmation="confirmed")
+                self.counters.confirmed += 1
+                self._notify(pending.event, cloud_labels=[f"watch list: {', '.join(people)}"])
+        for state in self.cameras[matches.camera_id].rules.states:
+            if state.open is not None and state.open.id not in self.pending:
+                self.store.update_event(state.open.id, face_match=", ".join(people))
 
     def expire_confirmations(self, now: float) -> None:
         """A confirmation the cloud did not answer in time: the event stays, unnotified."""

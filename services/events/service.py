@@ -26,9 +26,9 @@ from shared.errors import ConfigError
 from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
-from shared.schemas import CloudConfirmRequest, DetectionSet, Health, HealthState
+from shared.schemas import CloudConfirmRequest, DetectionSet, FaceMatches, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import CLOUD_REQUESTS_STREAM, DETECTIONS_STREAM, StreamBus
+from shared.stream_bus import CLOUD_REQUESTS_STREAM, DETECTIONS_STREAM, FACE_MATCHES_STREAM, StreamBus
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,19 @@ class EventsService:
 
     def run(self, stop: threading.Event) -> None:
         self.bus.ensure_group(DETECTIONS_STREAM, GROUP)
+        self.bus.ensure_group(FACE_MATCHES_STREAM, GROUP)
         self.bus.on_retry = self.progress.beat
         next_health = 0.0
         while not stop.is_set():
-            entries = self.bus.read_group([DETECTIONS_STREAM], GROUP, self.consumer, count=100, block_ms=500)
+            entries = self.bus.read_group([DETECTIONS_STREAM, FACE_MATCHES_STREAM], GROUP, self.consumer, count=100, block_ms=500)
             for entry in entries:
                 if isinstance(entry.message, DetectionSet):
                     self.handle(entry.message)
-            if entries:
-                self.bus.ack(DETECTIONS_STREAM, GROUP, [e.entry_id for e in entries])
+                elif isinstance(entry.message, FaceMatches):
+                    with self.lock:
+                        self.recorder.on_face_matches(entry.message)
+            for stream in {e.stream for e in entries}:
+                self.bus.ack(stream, GROUP, [e.entry_id for e in entries if e.stream == stream])
             self.progress.beat()
             now = time.time()
             with self.lock:
