@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 SHARPNESS_FULL = 150.0  # Laplacian variance at which a crop counts as fully sharp
 
 
+FrameSource = np.ndarray | Callable[[], np.ndarray | None] | None
+
+
 @dataclass
 class EventCounters:
     opened: int = 0
@@ -103,7 +106,9 @@ class EventRecorder:
             if item.ts >= recorder.until_ts:
                 self._finish_clip(camera, event_id, recorder)
 
-    def on_detections(self, result: DetectionSet, frame: np.ndarray | None = None) -> list[Transition]:
+    def on_detections(self, result: DetectionSet, frame: FrameSource = None) -> list[Transition]:
+        """``frame``: the detection's picture, or a callable that fetches it (called only when a snapshot or a
+        cloud confirmation needs it)."""
         camera = self.cameras.get(result.camera_id)
         if camera is None:
             return []
@@ -169,6 +174,13 @@ class EventRecorder:
                 self.counters.confirm_timeouts += 1
                 self.store.update_event(event_id, confirmation="timeout")
 
+    def finish_overdue(self, now: float, grace_s: float = 10.0) -> None:
+        """Finish clips whose post-roll ended ``grace_s`` ago without the packets to close them (a stream lost)."""
+        for camera in self.cameras.values():
+            for event_id, recorder in list(camera.recorders.items()):
+                if now > recorder.until_ts + grace_s:
+                    self._finish_clip(camera, event_id, recorder)
+
     def flush(self, ts: float) -> None:
         """Close open events and finish their clips with what has arrived (the service stops)."""
         for camera in self.cameras.values():
@@ -177,9 +189,10 @@ class EventRecorder:
             for event_id, recorder in list(camera.recorders.items()):
                 self._finish_clip(camera, event_id, recorder)
 
-    def _apply(self, camera: CameraEvents, transition: Transition, frame: np.ndarray | None,
+    def _apply(self, camera: CameraEvents, transition: Transition, source: FrameSource,
                result: DetectionSet | None = None) -> None:
         event = transition.event
+        frame = None if transition.kind == "closed" else source() if callable(source) else source
         if transition.kind == "opened":
             self.counters.opened += 1
             self.store.open_event(event.id, event.camera_id, event.rule.name, event.place, event.rule.severity,

@@ -86,8 +86,8 @@ class EventsService:
                 lines.append(f"{camera.id}: no clips: {error}")
                 continue
             self.feeds[camera.id] = feed
-            threading.Thread(target=run_feed, args=(feed, self._packet_sink(camera.id), stop), daemon=True,
-                             name=f"clips-{camera.id}").start()
+            threading.Thread(target=run_feed, args=(feed, self._packet_sink(camera.id), stop, self._template_sink(camera.id)),
+                             daemon=True, name=f"clips-{camera.id}").start()
             lines.append(f"{camera.id}: clips remuxed from {feed.stream.codec_context.name} packets of {target[0]}")
         return lines
 
@@ -102,6 +102,12 @@ class EventsService:
         threading.Thread(target=run_synthetic_feed, args=(self.bus, encoder, self._packet_sink(camera.id), stop),
                          daemon=True, name=f"clips-{camera.id}").start()
         return f"{camera.id}: clips encoded once from its frames (H.264 {encoder.size[0]}x{encoder.size[1]})"
+
+    def _template_sink(self, camera_id: str):
+        def reopened(stream) -> None:
+            with self.lock:
+                self.recorder.set_template(camera_id, stream)
+        return reopened
 
     def _packet_sink(self, camera_id: str):
         def deliver(item) -> None:
@@ -128,6 +134,7 @@ class EventsService:
             now = time.time()
             with self.lock:
                 self.recorder.expire_confirmations(now)
+                self.recorder.finish_overdue(now)
             if now >= self._next_retention:
                 self._enforce_retention(now)
             if self.uploader is not None and now >= self._next_upload:
@@ -148,9 +155,8 @@ class EventsService:
                 self.recorder.on_detections(result)  # the cloud's answer: confirmations, cloud labels
             self.cloud_results += 1
             return
-        frame = self._frame(result)
         with self.lock:
-            self.recorder.on_detections(result, frame)
+            self.recorder.on_detections(result, lambda: self._frame(result))
         self.processed += 1
 
     def _frame(self, result: DetectionSet) -> np.ndarray | None:
