@@ -21,7 +21,7 @@ from services.events.clip_buffer import ClipRecorder, PacketBuffer, TimedPacket
 from services.events.notifications import Notice, Notifier
 from services.events.rule_engine import CameraRules, OpenEvent, TrackedObject, Transition
 from shared.event_rules import EventsConfig
-from shared.event_store import EventStore
+from shared.event_store import ACTIVITY_BUCKET_S, EventStore
 from shared.schemas import CloudConfirmRequest, DetectionSet, FaceMatches
 from shared.zones import CameraScene
 
@@ -60,6 +60,7 @@ class CameraEvents:
     template: Any = None  # the stream the camera's packets come from (PyAV), None without a clip feed
     recorders: dict[str, ClipRecorder] = field(default_factory=dict)
     snapshot_quality: dict[str, float] = field(default_factory=dict)
+    activity: tuple[int, int] | None = None  # (bucket start, most objects seen in it), written when the bucket ends
 
 
 @dataclass
@@ -116,7 +117,7 @@ class EventRecorder:
             self.on_cloud(result)
             return []
         objects = camera.tracks.update(result)
-        self.store.add_activity(result.camera_id, result.capture_ts, len(objects))
+        self._note_activity(camera, result.capture_ts, len(objects))
         transitions = camera.rules.step(result.capture_ts, objects)
         for transition in transitions:
             self._apply(camera, transition, frame, result)
@@ -181,9 +182,20 @@ class EventRecorder:
                 if now > recorder.until_ts + grace_s:
                     self._finish_clip(camera, event_id, recorder)
 
+    def _note_activity(self, camera: CameraEvents, ts: float, objects: int) -> None:
+        """The activity bar's figure: one database write per camera and bucket, not one per frame."""
+        bucket = int(ts // ACTIVITY_BUCKET_S * ACTIVITY_BUCKET_S)
+        if camera.activity is not None and camera.activity[0] != bucket:
+            self.store.add_activity(camera.scene.camera_id, camera.activity[0], camera.activity[1])
+            camera.activity = None
+        camera.activity = (bucket, max(objects, camera.activity[1] if camera.activity else 0))
+
     def flush(self, ts: float) -> None:
         """Close open events and finish their clips with what has arrived (the service stops)."""
         for camera in self.cameras.values():
+            if camera.activity is not None:
+                self.store.add_activity(camera.scene.camera_id, camera.activity[0], camera.activity[1])
+                camera.activity = None
             for transition in camera.rules.flush(ts):
                 self._apply(camera, transition, None)
             for event_id, recorder in list(camera.recorders.items()):
