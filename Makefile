@@ -47,12 +47,14 @@ faults: install system-packages  ## inject every fault scenario and print the ta
 		--timeout $(if $(or $(FULL),$(HOURS)),$(shell echo $$(( ($(or $(HOURS),1) + 1) * 3600 ))),900) $(FAULTS_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
-bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler, live view)
+bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler, live view, actions); writes config/capacity/<this machine>.yaml
 	$(PY) bench/edge.py
+	$(PY) bench/capacity.py
 	@if [ -f bench/cloud.py ]; then $(PY) bench/cloud.py; fi
 	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
 	@if [ -f bench/sampler.py ]; then $(PY) bench/sampler.py; fi
 	@if [ -f bench/live_view.py ]; then $(PY) bench/live_view.py; fi
+	@if [ -f bench/actions.py ]; then $(PY) bench/actions.py; fi
 
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 	$(PY) -m hybridcam cost $(COST_ARGS)

@@ -2,24 +2,25 @@
 
 Runs the real services on a real redis-server: capture with N synthetic cameras (default 6 at
 1920x1080, 15 fps), edge-infer, the compositor stamping each frame's capture time into the
-program as a binary code (outputs: h264 for WebRTC, the MJPEG preview, HLS) and the dashboard.
-Headless Debian Chromium (Playwright) then watches the program three ways, one after the other,
+program as a binary code (outputs: h264 for WebRTC and the WebSocket, the MJPEG preview, HLS) and the dashboard.
+Headless Debian Chromium (Playwright) then watches the program four ways, one after the other,
 with V pages each:
 
 * WebRTC: the dashboard page itself (its live view, aiortc sending the compositor's H.264);
-* MJPEG: the dashboard page with WebRTC refused, so it falls back to /program.mjpg;
+* WebSocket: the dashboard page with the compositor's H.264 over a WebSocket, decoded with WebCodecs onto a canvas;
+* MJPEG: the dashboard page showing /program.mjpg;
 * HLS: a page playing the compositor's playlist natively (served next to it, so a canvas may read it);
 * camera: the dashboard's WebRTC view of one camera (a second encode, in the dashboard): its CPU cost
   (the camera's picture carries no timecode, so no latency for it).
 
 In the page, every new picture is drawn to a canvas as it is presented (requestVideoFrameCallback;
-for the MJPEG <img>, every animation frame) and its code read back:
+for the MJPEG <img>, every animation frame; for the WebSocket canvas, as each picture is drawn) and its code read back:
 latency = presentation time - capture time, both on this machine's clock. CPU per viewer is
 the extra CPU of the servers (dashboard + compositor) and of the browser while the pages watch,
 over a baseline measured with no page open, divided by V.
 
     python bench/live_view.py [--seconds 15] [--viewers 2] [--cameras 6] [--fps 15] [--program-fps 15] [--no-edge]
-                              [--program-delay 0.4]
+                              [--program-delay 0.4] [--modes webrtc,websocket,mjpeg,hls,camera]
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ MEASURE_JS = """([selector, programWidth]) => {
   const m = window.__measure = { samples: [], presented: 0, distinct: 0, last: -1, started: performance.now(), stop: false,
                                  firstPresented: null, lastPresented: null };
   const read = (shownAt) => {
-    const width = el.videoWidth || el.naturalWidth;
+    const width = el.videoWidth || el.naturalWidth || (el.tagName === "CANVAS" ? el.width : 0);
     if (!width) return;
     const block = 16 * width / programWidth;
     canvas.width = Math.ceil(24 * block); canvas.height = Math.ceil(2 * block);
@@ -92,6 +93,9 @@ MEASURE_JS = """([selector, programWidth]) => {
       if (!m.stop) el.requestVideoFrameCallback(onFrame);
     };
     el.requestVideoFrameCallback(onFrame);
+  } else if (el.tagName === "CANVAS") {
+    // The WebSocket view draws each decoded picture on its canvas and says so; it is shown at the next paint.
+    el.addEventListener("picture", () => { if (!m.stop) read(performance.timeOrigin + performance.now()); });
   } else {
     const onAnimationFrame = (now) => {
       read(performance.timeOrigin + now);
@@ -108,6 +112,8 @@ RTC_STATS_JS = """async () => {
            jitterBufferMs: out.jitterBufferEmittedCount ? 1000 * out.jitterBufferDelay / out.jitterBufferEmittedCount : null,
            decodeMs: out.framesDecoded ? 1000 * out.totalDecodeTime / out.framesDecoded : null };
 }"""
+SOCKET_STATS_JS = """() => (typeof liveSocket === "undefined" || !liveSocket.decoder) ? null :
+  { codec: liveSocket.codec, decoded: liveSocket.decoded, skipped: liveSocket.skipped, drawn: liveSocket.presented }"""
 COLLECT_JS = """() => { const m = window.__measure; m.stop = true;
   const presented = m.firstPresented === null ? m.presented : m.lastPresented - m.firstPresented;
   return { samples: m.samples, distinct: m.distinct, presented, callbacks: m.presented,
@@ -223,9 +229,9 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
         server_pct = (servers.seconds() - server0) / elapsed * 100
         browser_pct = (browser_cpu.seconds() - browser0) / elapsed * 100
         mode_text = pages[0].evaluate("() => document.querySelector('#program-mode')?.textContent || ''")
-        rtc = pages[0].evaluate(RTC_STATS_JS)
-        if rtc:
-            mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in rtc.items())
+        receiver = pages[0].evaluate(RTC_STATS_JS) or pages[0].evaluate(SOCKET_STATS_JS)
+        if receiver:
+            mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in receiver.items())
         return [p.evaluate(COLLECT_JS) for p in pages], server_pct, browser_pct, mode_text
     finally:
         for context in contexts:
@@ -243,6 +249,8 @@ def main() -> int:
     parser.add_argument("--program-fps", type=float, default=15.0)
     parser.add_argument("--mjpeg-fps", type=float, default=5.0, help="MJPEG preview rate (the compositor's default is 5)")
     parser.add_argument("--no-edge", action="store_true", help="leave edge detection out")
+    parser.add_argument("--modes", type=lambda text: [m.strip().lower() for m in text.split(",") if m.strip()], default=[],
+                        help="comma list of the modes to watch (webrtc, websocket, mjpeg, hls, camera); default all")
     parser.add_argument("--program-delay", type=float, default=0.4,
                         help="the compositor's program delay behind capture, s (its default 0.4 puts boxes on their own frames; "
                              "every mode's latency includes it)")
@@ -321,18 +329,22 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
         idle_browser = (browser_cpu.seconds() - browser0) / idle_s * 100
 
         def webrtc(page: Page) -> str:
-            page.goto(f"{url}/?token={token}")
+            page.goto(f"{url}/?token={token}&transport=webrtc")
             page.wait_for_selector("#program-mode.ok", timeout=30_000)
             return "#program-video"
 
+        def websocket(page: Page) -> str:
+            page.goto(f"{url}/?token={token}&transport=websocket")
+            page.wait_for_selector("#program-mode.ok", timeout=30_000)
+            return "#program-canvas"
+
         def camera(page: Page) -> str:
-            page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}")
+            page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}&transport=webrtc")
             page.wait_for_selector("#program-mode.ok", timeout=30_000)
             return "#program-video"
 
         def mjpeg(page: Page) -> str:
-            page.route("**/api/webrtc/offer", lambda route: route.abort())
-            page.goto(f"{url}/?token={token}")
+            page.goto(f"{url}/?token={token}&transport=mjpeg")
             page.wait_for_function("document.querySelector('#program').naturalWidth > 0", timeout=30_000)
             return "#program"
 
@@ -343,7 +355,10 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
 
         results = []
         tap.start()
-        for name, open_page in (("WebRTC", webrtc), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera)):
+        modes = (("WebRTC", webrtc), ("WebSocket", websocket), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera))
+        for name, open_page in modes:
+            if args.modes and name.lower() not in args.modes:
+                continue
             tapped = len(tap.samples)
             try:
                 pages, server_pct, browser_pct, mode_text = watch(browser, open_page, args.viewers, args.seconds, servers, browser_cpu)

@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", type=Path, default=None, help=f"site file (default: {DEFAULT_SITE_FILE.name}, 6 synthetic cameras)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to run; 0 = until Ctrl-C (default 60)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where logs and outputs go (default runs/demo)")
+    parser.add_argument("--rtsp", action="store_true",
+                        help="real RTSP cameras: serve the project's road footage (H.264/H.265, 25-60 fps) over RTSP on "
+                             "this machine and capture from it (default site config/site.rtsp.yaml)")
     parser.add_argument("--no-cloud", action="store_true", help="leave out the cloud path")
     parser.add_argument("--no-program", action="store_true", help="leave out the compositor")
     parser.add_argument("--watch", default="Person",
@@ -115,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
         from devstack.demo_faces import site_with_lobby
 
         site_file = site_with_lobby(site_file, run_dir)
+    rtsp_server = None
+    if args.rtsp:
+        from devstack.demo_rtsp import RTSP_SITE, start_rtsp_cameras
+
+        site_file, rtsp_server = start_rtsp_cameras((args.site or RTSP_SITE).resolve(), run_dir)
     site = load_site(site_file)
     redis_url, local_redis = _redis(os.environ.get("HYBRIDCAM_REDIS_URL"))
     env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site_file), "PYTHONUNBUFFERED": "1"}
@@ -137,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
     console.print(f"[bold]hybridcam demo[/] site [cyan]{site.site}[/] ({len(site.cameras)} cameras) from {site_file}")
     console.print(f"redis {redacted_url(redis_url)}{' (started for this demo)' if local_redis else ''}; logs and outputs in {run_dir}")
+    if rtsp_server is not None:
+        notes.append(f"RTSP cameras: the project's RTSP server at rtsp://127.0.0.1:{rtsp_server.port}/ ({', '.join(rtsp_server.mounts)})")
     for note in notes:
         console.print(note)
     for service in services:
@@ -168,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         dashboard.refresh()
         if local_redis:
             local_redis.stop()
+        if rtsp_server is not None:
+            rtsp_server.stop()
     _print_summary(dashboard, time.monotonic() - started, run_dir)
     for service in stopped_early:
         console.print(f"[red]{service.name} stopped unexpectedly; last lines of {service.log_path}:[/]\n{service.last_lines()}")

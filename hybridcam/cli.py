@@ -39,6 +39,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),
     Command("faces", "cloud.faces_commands", "enrol, list or remove people on the face watch-list (Rekognition collection)"),
     Command("cost", "hybridcam.cost.cli", "compare monthly cost of cloud-only, hybrid and edge-only for a site"),
+    Command("plan", "hybridcam.plan.cli", "size a site or fleet: edge servers and placement, memory, uplink, Kinesis, Lambda, cost"),
+    Command("k8s", "hybridcam.k8s.cli", "render Kubernetes manifests from the site file (Pods per camera group) and validate them offline"),
     Command("healthcheck", "hybridcam.healthcheck", "probe a service's /health endpoint (for container health checks)"),
 )
 

@@ -117,6 +117,17 @@ class SyntheticSceneConfig(BaseModel):
     scenario: Literal["wander", "walkthrough"] = "wander"
 
 
+class PlacementGroup(BaseModel):
+    """A camera group that runs on one edge server: capture and edge inference share its memory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$", description="group name (a DNS label)")
+    node: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$",
+                      description="value of the node label that pins the group to its server")
+    cameras: list[str] = Field(min_length=1, max_length=256)
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +136,8 @@ class SiteConfig(BaseModel):
     synthetic_scene: SyntheticSceneConfig = SyntheticSceneConfig()
     cameras: list[CameraConfig] = Field(min_length=1)
     events: EventsConfig = EventsConfig()
+    placement: list[PlacementGroup] = Field(default_factory=list, max_length=256,
+                                            description="camera groups per edge server; empty: one server runs every camera")
 
     @model_validator(mode="before")
     @classmethod
@@ -150,6 +163,7 @@ class SiteConfig(BaseModel):
                     f"camera {camera.id!r} covers {camera.covers.master!r}, which is not a master camera"
                 )
         self._check_rules()
+        self._check_placement(set(ids))
         return self
 
     def _check_rules(self) -> None:
@@ -173,6 +187,29 @@ class SiteConfig(BaseModel):
         region = camera.covers.region
         return CameraScene.build(camera.id, camera, by_id[camera.covers.master],
                                  RegionTransform(region.x0, region.y0, region.x1, region.y1))
+
+    def _check_placement(self, ids: set[str]) -> None:
+        if not self.placement:
+            return
+        groups = [group.group for group in self.placement]
+        if len(set(groups)) != len(groups):
+            raise ValueError("placement: group names must be unique")
+        placed = [camera for group in self.placement for camera in group.cameras]
+        unknown = sorted(set(placed) - ids)
+        if unknown:
+            raise ValueError(f"placement names camera {unknown[0]!r}, which is not in the cameras list")
+        twice = sorted({camera for camera in placed if placed.count(camera) > 1})
+        if twice:
+            raise ValueError(f"placement puts camera {twice[0]!r} in more than one group")
+        missing = sorted(ids - set(placed))
+        if missing:
+            raise ValueError(f"placement leaves camera {missing[0]!r} on no server")
+
+    def placement_groups(self) -> list[PlacementGroup]:
+        """The site's camera groups; a site without placement is one group on one server."""
+        if self.placement:
+            return list(self.placement)
+        return [PlacementGroup(group="edge", node="edge", cameras=[camera.id for camera in self.cameras])]
 
     def resolved(self) -> list[ResolvedCamera]:
         return [self._resolve(camera) for camera in self.cameras]

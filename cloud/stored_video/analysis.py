@@ -164,8 +164,8 @@ def write_outputs(video: VideoInfo, results: LabelResults, settings: VideoAnalys
     reel_s = write_reel(video.path, segments, paths["reel"], settings.fade_s) if segments else 0.0
     write_reel_edl(segments, video.path, settings.metric, paths["reel_edl"], settings.fade_s)
     say(f"highlights: {len(segments)} segments by {settings.metric}, {reel_s:.1f} s")
-    write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s, faces=faces)
-    say("annotated copy written")
+    delivered = write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s, faces=faces)
+    say(video.count_note(delivered) or "annotated copy written")
     written = {name: path.name for name, path in paths.items() if name != "report"}
     if face_path is not None:
         written["face matches"] = face_path.name

@@ -7,6 +7,8 @@ worker handles pacing, reconnection and publishing, so a new kind of camera is o
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
@@ -88,7 +90,12 @@ class OpenCVSource:
     def read_into(self, out: np.ndarray, seq: int) -> None:
         if self.capture is None:
             raise SourceError(f"{self.description} is not open")
+        started = time.monotonic()
         ok, frame = self.capture.read()
+        if self.paced_by_source and isinstance(self.target, str) and time.monotonic() - started >= self.read_timeout_s:
+            # FFmpeg's read time-out fired: after it OpenCV drains the frames still inside the decoder, one per
+            # time-out, so a silent camera would trickle old frames for several time-outs. Silent is lost.
+            raise SourceError(f"{self.description} sent nothing for {self.read_timeout_s:g} s (read time-out)")
         if not ok and self.loop:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self.capture.read()
@@ -127,7 +134,21 @@ class SyntheticSource:
         return None
 
 
-def open_source(camera: ResolvedCamera, scene: SceneRenderer | None) -> FrameSource:
+@dataclass(frozen=True)
+class NetworkTimeouts:
+    open_timeout_s: float = 10.0  # a camera that does not answer
+    read_timeout_s: float = 5.0  # a camera whose connection stays open but sends nothing
+
+
+def use_rtsp_transport(transport: str) -> None:
+    """RTSP media over TCP (interleaved) or UDP for every camera of this process. FFmpeg tries UDP first
+    by default; over TCP nothing is lost to a full socket buffer at 1080p60 and NAT does not matter.
+    OPENCV_FFMPEG_CAPTURE_OPTIONS set by the user wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"rtsp_transport;{transport}")
+
+
+def open_source(camera: ResolvedCamera, scene: SceneRenderer | None,
+                network: NetworkTimeouts = NetworkTimeouts()) -> FrameSource:
     """Build the source a camera's URL names; an unusable URL is a ConfigError."""
     url = camera.source.strip()
     parsed = urlparse(url)
@@ -137,7 +158,8 @@ def open_source(camera: ResolvedCamera, scene: SceneRenderer | None) -> FrameSou
             raise ConfigError(f"camera {camera.id}: synthetic source but no synthetic scene was built")
         return SyntheticSource(scene, camera.id, camera.fps)
     if scheme in ("rtsp", "rtsps", "rtmp", "http", "https"):
-        return OpenCVSource(url, f"{scheme.upper()} camera {camera.id} ({parsed.hostname})")
+        return OpenCVSource(url, f"{scheme.upper()} camera {camera.id} ({parsed.hostname})",
+                            open_timeout_s=network.open_timeout_s, read_timeout_s=network.read_timeout_s)
     if scheme == "usb":
         index = (parsed.netloc or parsed.path.strip("/")) or "0"
         if not index.isdigit():

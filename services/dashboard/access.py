@@ -1,4 +1,4 @@
-"""Token check in front of every route but /health (an ASGI middleware, so live streams stay streams).
+"""Token check in front of every route but /health, WebSockets included (an ASGI middleware, so live streams stay streams).
 
 The token may come as ``Authorization: Bearer <token>``, as the ``hybridcam_token`` cookie,
 or once as ``?token=<token>`` in the address: the answer then sets the cookie, so the
@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
 Scope = MutableMapping[str, Any]
@@ -26,7 +26,7 @@ COOKIE_NAME = "hybridcam_token"
 OPEN_PATHS = frozenset({"/health"})
 
 
-def presented_token(request: Request) -> tuple[str, bool]:
+def presented_token(request: HTTPConnection) -> tuple[str, bool]:
     """(token, came in the query string)."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -53,10 +53,16 @@ class TokenGate:
         self.secure_cookie = secure_cookie  # None: as the request came (scheme or X-Forwarded-Proto)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or not self.token or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        given, from_query = presented_token(Request(scope))
+        given, from_query = presented_token(HTTPConnection(scope))
+        if scope["type"] == "websocket":
+            if hmac.compare_digest(given.encode(), self.token):
+                await self.app(scope, receive, send)
+            else:  # closed before it is accepted: the handshake is answered 403
+                await send({"type": "websocket.close", "code": 1008, "reason": "a valid token is required"})
+            return
         if not hmac.compare_digest(given.encode(), self.token):
             answer = PlainTextResponse("a valid token is required (Authorization: Bearer, or open the page with ?token=...)",
                                        status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hybridcam"'})

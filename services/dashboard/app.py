@@ -3,7 +3,8 @@
 Routes: ``/`` the page, ``/events`` the live event stream (server-sent events), ``/review`` and
 ``/events/<id>`` the review page with its ``/api/events`` (services/dashboard/event_review.py), ``/api/state``,
 ``/api/cameras/{camera}/snapshot.jpg``, ``/api/cloud-frames``, ``/program.mjpg`` (the compositor's
-MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``.
+MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``; the
+live view's routes are in webrtc.py and live_socket.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.dashboard.camera_snapshots import CameraSnapshots
 from services.dashboard.cloud_frames import CloudFrameBrowser, CloudFramesError
 from services.dashboard.event_review import EventArchive, add_event_routes
 from services.dashboard.live_feed import LiveFeed
+from services.dashboard.live_socket import LiveSockets, add_live_socket_routes
 from services.dashboard.security_headers import SecurityHeaders, content_security_policy, origin_of
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
@@ -102,6 +104,7 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
     add_event_routes(app, archive, site, STATIC_DIR / "review.html")
     live_views = LiveViews(settings, [c.id for c in cameras], registry)
     add_webrtc_routes(app, live_views)
+    add_live_socket_routes(app, LiveSockets(settings, live_views, registry))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.token:
         app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie)

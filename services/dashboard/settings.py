@@ -41,7 +41,16 @@ class DashboardSettings(CommonSettings):
     dashboard_webrtc_turn_username: str = Field("", description="user name for the turn: servers")
     dashboard_webrtc_turn_credential: SecretStr | None = Field(None, description="credential for the turn: servers")
     dashboard_webrtc_max_viewers: int = Field(16, ge=1, le=256, description="open WebRTC viewers at most")
+    dashboard_webrtc_max_viewers_per_client: int = Field(
+        4, ge=1, le=256, description="open WebRTC viewers at most from one client address")
+    dashboard_webrtc_connect_timeout_s: float = Field(
+        15.0, gt=0.0, le=300.0, description="a WebRTC viewer not connected this long after its offer is released")
     dashboard_webrtc_camera_width: int = Field(960, ge=160, le=3840, description="width of a single-camera WebRTC view (encoded here)")
+    dashboard_live_transports: str = Field(
+        "websocket,webrtc,mjpeg", pattern=r"^\s*(websocket|webrtc|mjpeg)\s*(,\s*(websocket|webrtc|mjpeg)\s*)*$",
+        description="live view transports the page tries, best first: websocket (the program's H.264 decoded with WebCodecs), "
+                    "webrtc, mjpeg; the page says which one plays")
+    dashboard_live_socket_max_viewers: int = Field(16, ge=1, le=256, description="open WebSocket live viewers at most")
     dashboard_frames_table: str = Field("", description="DynamoDB table of analysed frames (stack output FramesTableName)")
     dashboard_frames_bucket: str = Field("", description="S3 bucket of analysed frames (stack output FramesBucketName)")
     dashboard_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")

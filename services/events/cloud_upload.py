@@ -71,7 +71,8 @@ class EventUploader:
                 self.counters.bytes += path.stat().st_size
         item = {
             "pk": f"event#{event['id']}", "kind": "event", "site": self.site, "camera_id": event["camera"],
-            "capture_ts": Decimal(str(round(event["start_ts"], 3))), "end_ts": Decimal(str(round(event["end_ts"] or event["start_ts"], 3))),
+            # start_ts, not capture_ts: an event item must stay out of the camera-latest index (the cloud-frames panel)
+            "start_ts": Decimal(str(round(event["start_ts"], 3))), "end_ts": Decimal(str(round(event["end_ts"] or event["start_ts"], 3))),
             "rule": event["rule"], "zone": event["zone"], "severity": event["severity"], "labels": event["labels"],
             "track_ids": [Decimal(t) for t in event["track_ids"]], "cloud_labels": event["cloud_labels"],
             "expires_at": Decimal(int(event["start_ts"] + self.retention_days * 86_400)), **keys,

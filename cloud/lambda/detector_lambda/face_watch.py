@@ -10,11 +10,16 @@ fields of settings.py). The pipeline calls it last, for a first delivery and a r
 2. SearchFacesByImage on a crop around each kept face (SearchFacesByImage alone only searches the
    largest face of an image). A result whose searched face is not the face the crop was made for is
    dropped (a larger neighbour can sit inside the crop);
-3. a match at or above FACE_MATCH_THRESHOLD writes a match item (``facematch#<frame_id>#<n>``: person,
-   face id, camera, times, similarity, box, the small face crop; TTL FACE_MATCH_TTL_DAYS), raises one SNS
+3. a match at or above FACE_MATCH_THRESHOLD writes a match item in FACE_MATCHES_TABLE (key: person, and
+   ``match#<frame_id>#<n>``; face id, camera, times, similarity, box, the small face crop; TTL
+   FACE_MATCH_TTL_DAYS), raises one SNS
    alert "NAME seen on CAMERA, similarity N%" unless that person's cooldown (FACE_ALERT_COOLDOWN_S,
    counted in capture time, claimed with a conditional put like label alerts) holds, and goes back to
    the edge as a FaceMatches message on the results queue.
+
+The matches table is keyed by person so that ``hybridcam faces remove`` erases a person with one
+consistent Query; it is not the frames table, so the edge identity (which may query that table's
+camera-latest index) never reads a match. The cooldown item (``cooldown``) lives beside the matches.
 
 Person names are stored in the collection as ExternalImageId (spaces as underscores: Rekognition allows
 only ``[a-zA-Z0-9_.-:]``); see ``shared.schemas.face_external_id``/``face_person``. Retries are idempotent: match items are
@@ -37,8 +42,8 @@ from detector_lambda.settings import LambdaSettings
 from detector_lambda.storage import to_dynamo
 from shared.schemas import FACE_MATCH_KIND, CloudFrame, FaceMatch, FaceMatches, encode_text, face_person, utc_iso
 
-MATCH_PREFIX = "facematch#"
-COOLDOWN_PREFIX = "facecooldown#"
+MATCH_PREFIX = "match#"
+COOLDOWN_KEY = "cooldown"
 REFERENCE_HEIGHT = 1080
 MIN_CROP_PX = 80  # Rekognition rejects images under 80 px a side
 CROP_MARGIN = 1.0  # face sides of context on each side of the face
@@ -210,7 +215,7 @@ class FaceWatch:
 
     def _put_match(self, frame: CloudFrame, index: int, match: FaceMatch, processed_ts: float) -> None:
         item = {
-            "pk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": FACE_MATCH_KIND, "person": match.person,
+            "person": match.person, "sk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": FACE_MATCH_KIND,
             "face_id": match.face_id, "camera_id": frame.camera_id, "frame_id": frame.frame_id,
             "capture_ts": frame.capture_ts, "capture_time": utc_iso(frame.capture_ts), "processed_ts": processed_ts,
             "similarity": match.similarity, "box": list(match.box), "crop_jpeg": match.crop_jpeg or b"",
@@ -218,7 +223,7 @@ class FaceWatch:
         }
         try:
             self.dynamodb.put_item(TableName=self.table, Item={k: to_dynamo(v) for k, v in item.items()},
-                                   ConditionExpression="attribute_not_exists(pk)")
+                                   ConditionExpression="attribute_not_exists(sk)")
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -239,18 +244,18 @@ class FaceWatch:
 
     @staticmethod
     def _cooldown_key(person: str) -> dict[str, Any]:
-        return {"pk": {"S": f"{COOLDOWN_PREFIX}{person.lower()}"}}
+        return {"person": {"S": person}, "sk": {"S": COOLDOWN_KEY}}
 
     def _claim_cooldown(self, frame: CloudFrame, person: str) -> bool:
         """Cooldown per person, in capture time: one alert per appearance, whichever camera or shard sees it."""
         until = frame.capture_ts + self.config.alert_cooldown_s
-        item = {**self._cooldown_key(person), "kind": {"S": "face_cooldown"}, "person": {"S": person},
+        item = {**self._cooldown_key(person), "kind": {"S": "face_cooldown"},
                 "frame_id": {"S": frame.frame_id}, "until_ts": to_dynamo(until),
                 "expires_at": to_dynamo(int(until + 86400))}
         try:
             self.dynamodb.put_item(
                 TableName=self.table, Item=item,
-                ConditionExpression=("attribute_not_exists(pk) OR until_ts <= :seen "
+                ConditionExpression=("attribute_not_exists(sk) OR until_ts <= :seen "
                                      "OR (frame_id = :frame AND attribute_not_exists(published))"),
                 ExpressionAttributeValues={":seen": to_dynamo(frame.capture_ts), ":frame": {"S": frame.frame_id}})
             return True
@@ -267,5 +272,5 @@ def build_face_watch(settings: LambdaSettings) -> FaceWatch | None:
     if not config.enabled:
         return None
     return FaceWatch(config, boto3.client("rekognition", config=client_config()), boto3.client("dynamodb"),
-                     settings.frames_table, boto3.client("sns"), settings.alert_topic_arn,
+                     settings.face_matches_table, boto3.client("sns"), settings.alert_topic_arn,
                      boto3.client("sqs"), settings.results_queue_url, boto3.client("s3"))
