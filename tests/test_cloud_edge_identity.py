@@ -30,6 +30,7 @@ EDGE_GRANTS = {
     ("s3:PutObject", "Sub ${FramesBucket.Arn}/events/*"),  # the events service's clips and snapshots
     ("dynamodb:PutItem", "GetAtt FramesTable.Arn"),  # its event items
     ("sns:Publish", "Ref AlertTopic"),  # its notifications
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/sr-patches/*"),  # the sampler's super-resolution patch sets (docs/uplink.md)
 }
 # boto3 calls of the edge services -> the IAM action each needs.
 CALL_ACTIONS = {
