@@ -33,10 +33,13 @@ MULTI_POSE_MIN_IOU = 0.3  # a multi-pose person belongs to the tracked box it ov
 class PoseCounters:
     estimated: int = 0
     pose_ms: float = 0.0
+    failed: int = 0  # frames whose poses failed (published without new poses)
+    frame_gone: int = 0  # frames overwritten in their ring before the pose stage read them
     actions_started: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, float]:
-        out = {"pose.estimated": float(self.estimated),
+        out = {"pose.estimated": float(self.estimated), "pose.failed": float(self.failed),
+               "pose.frame_gone": float(self.frame_gone),
                "pose.ms_mean": round(self.pose_ms / self.estimated, 2) if self.estimated else 0.0}
         out.update({f"action.{name}": float(count) for name, count in self.actions_started.items()})
         return out
