@@ -109,6 +109,8 @@ def replay(frames: Iterable[tuple[float, np.ndarray]], detect: DetectFn, stage: 
                               latency_ms=0.0, detections=items, published_ts=ts)
         carrier.observe(result)
         result = carrier.with_track_ids(result)
+        if coasting := carrier.coasting(result):  # confirmed tracks the detector missed, as edge_infer adds them
+            result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         if stage is not None:
             posed_before = stage.counters.estimated
             result = stage.annotate(frame, result)

@@ -64,8 +64,11 @@ class PoseStage:
         due = self._due(result)
         if due:
             poses = self._estimate(pixels, result, due)
+            # Tracks the detector saw on this frame (a coasting box is a track it missed: maybe the one that just fell).
+            present = {(result.camera_id, d.track_id) for d in result.detections
+                       if d.track_id is not None and d.label == PERSON and not d.tracked}
             for index, pose in poses.items():
-                self._observe(result, result.detections[index], pose)
+                self._observe(result, result.detections[index], pose, present)
         self._forget(result)
         return self.decorate(result)
 
@@ -109,7 +112,7 @@ class PoseStage:
         self.counters.pose_ms += self.model.last_ms
         return match_poses(found, {index: result.detections[index].box for index in due})
 
-    def _observe(self, result: DetectionSet, item: Detection, pose: PersonPose) -> None:
+    def _observe(self, result: DetectionSet, item: Detection, pose: PersonPose, present: set[tuple[str, int]]) -> None:
         assert item.track_id is not None
         key = (result.camera_id, item.track_id)
         self._posed_at[key] = result.capture_ts
@@ -117,7 +120,7 @@ class PoseStage:
         self._poses[key] = PersonKeypoints(
             keypoints=[(float(x), float(y), float(min(max(s, 0.0), 1.0))) for x, y, s in keypoints],
             score=min(max(pose.score, 0.0), 1.0), ts=result.capture_ts)
-        update = self.classifier.update(key, result.capture_ts, item.box, keypoints, (result.width, result.height))
+        update = self.classifier.update(key, result.capture_ts, item.box, keypoints, (result.width, result.height), present)
         for name in sorted(update.started):
             self.counters.actions_started[name] += 1
             log.info("camera %s person %d: %s", result.camera_id, item.track_id, name.replace("_", " "))
