@@ -69,6 +69,11 @@ def test_lying_down_slowly_is_lying_but_no_fall() -> None:
     assert "lying" in first and "fall" not in first
 
 
+def test_someone_first_seen_lying_is_lying_but_has_not_fallen() -> None:
+    first = run([(600, 600, 90.0, False)] * 60)
+    assert "lying" in first and "fall" not in first
+
+
 def test_walking_standing_and_sitting_still_raise_nothing() -> None:
     walk = [(100 + 25 * i, 600, 0.0, False) for i in range(100)]
     lean = [(100 + 25 * 99, 600, 30.0 * math.sin(i / 5) ** 2, False) for i in range(100)]  # bending, never lying

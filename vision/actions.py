@@ -145,9 +145,10 @@ class ActionClassifier:
         if state is None and (state := self._handover(key, ts, centre, present)) is not None:
             self.tracks[key] = state
         if state is None:
-            state = self.tracks[key] = TrackActionState(
+            posture = posture_of(box, keypoints, self.limits, frame_size)
+            state = self.tracks[key] = TrackActionState(  # someone first seen lying has not fallen in view
                 last_ts=ts, height=max(box[3] - box[1], 1.0), centre=centre, anchor=centre, anchor_since=ts,
-                last_upright_ts=ts, upright_centre_y=centre[1], posture=posture_of(box, keypoints, self.limits, frame_size))
+                last_upright_ts=ts if posture == "upright" else -math.inf, upright_centre_y=centre[1], posture=posture)
             return ActionUpdate(frozenset(), frozenset())
         if ts <= state.last_ts:
             return ActionUpdate(state.active, frozenset())  # late or repeated observation: the state only moves forward
