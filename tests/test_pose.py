@@ -72,3 +72,23 @@ def test_the_pose_stage_poses_at_most_max_people_each_at_most_rate_hz(photo: np.
     assert set(posed_at) == {1, 2, 3, 4, 5}  # least recently posed first: everyone gets a turn
     for times in posed_at.values():
         assert all(b - a >= 0.2 - 1e-6 for a, b in zip(times, times[1:]))
+
+
+def test_a_frame_the_pose_model_cannot_take_costs_only_its_poses(photo: np.ndarray) -> None:
+    """The edge loop publishes the frame's detections without new poses and counts pose.failed; the loop goes on."""
+    from services.edge_infer.inference_loop import InferenceLoop
+    from shared.frame_ring import BorrowedFrame
+
+    model = SinglePoseModel(MODELS / "movenet-lightning.onnx", ["CPUExecutionProvider"], threads=1)
+    stage = PoseStage(model)
+    loop = InferenceLoop.__new__(InferenceLoop)  # only the pose step is exercised: no bus, no detector
+    loop.pose_stage = stage
+    person = Detection(label="person", score=0.9, box=PERSON_BOX, track_id=1)
+    result = DetectionSet(camera_id="c", seq=1, frame_id="c-1", capture_ts=1.0, width=640, height=424, model="m",
+                          provider="p", latency_ms=0.0, detections=[person])
+    grey = BorrowedFrame(pixels=photo[..., 0], reader=None, slot=0, seq=1)  # 2-D: not a colour frame
+    assert loop._with_poses(grey, result) == result
+    assert stage.counters.failed == 1
+    good = BorrowedFrame(pixels=photo, reader=None, slot=0, seq=1)
+    posed = loop._with_poses(good, result.model_copy(update={"capture_ts": 2.0}))
+    assert posed.detections[0].pose is not None and stage.counters.estimated == 1
