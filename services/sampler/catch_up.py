@@ -3,8 +3,8 @@
 A master frame waits in its stream (and for its edge result) before the sampler reads its pixels from the
 ring, which capture overwrites about a second after writing it. A sampler that cannot keep up (a starved
 CPU, a burst of work) would otherwise race capture and lose whichever frames it happened to reach too late.
-Instead, while a camera's frames are read later than ``share`` of its ring's span (less the wait for their edge
-result that still follows, and at least 0.25 s) after capture, only one
+Instead, while a camera's frames are read later than ``share`` of what their ring can afford (its span less the
+wait for their edge result that still follows; at least 0.25 s) after capture, only one
 in ``every`` of them is evaluated (by sequence number, so the choice is even), ``every`` growing while the
 sampler stays behind and shrinking once it has caught up. The skipped frames are counted as not evaluated
 (``skipped_decimated``) and the health message states the rate; nothing is dropped silently.
@@ -30,7 +30,7 @@ class _Camera:
 
 
 class CatchUp:
-    def __init__(self, share: float = 0.6) -> None:
+    def __init__(self, share: float = 0.75) -> None:
         self.share = share
         self.cameras: dict[str, _Camera] = {}
 
@@ -41,7 +41,7 @@ class CatchUp:
         state = self.cameras.setdefault(camera_id, _Camera())
         state.age_s = age_s
         if ring_span_s is not None and now - state.adjusted_at >= ADJUST_S:
-            limit = max(MIN_BACKLOG_S, self.share * ring_span_s - wait_s)
+            limit = max(MIN_BACKLOG_S, self.share * (ring_span_s - wait_s))
             if age_s > limit and state.every < MAX_EVERY:
                 state.every, state.adjusted_at = state.every + 1, now
                 if state.every == 2:
