@@ -209,7 +209,7 @@ def main() -> int:
         width, height = (int(v) for v in size.split("x"))
         play_cameras(url, float(seconds), namespace, float(fps), int(slots), int(lag), (width, height))
         return 0
-    console = Console(width=150)
+    console = Console(width=200)
     if args.coverage_only:
         coverage_table(console, args.seconds)
         return 0
