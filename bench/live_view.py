@@ -7,7 +7,8 @@ Headless Debian Chromium (Playwright) then watches the program four ways, one af
 with V pages each:
 
 * WebRTC: the dashboard page itself (its live view, aiortc sending the compositor's H.264);
-* WebSocket: the dashboard page with the compositor's H.264 over a WebSocket, decoded with WebCodecs onto a canvas;
+* WebSocket: the dashboard page with the compositor's H.264 over a WebSocket, decoded with WebCodecs and drawn on
+  the program canvas by a worker (read there, after each picture);
 * MJPEG: the dashboard page showing /program.mjpg;
 * HLS: a page playing the compositor's playlist natively (served next to it, so a canvas may read it);
 * camera: the dashboard's WebRTC view of one camera (a second encode, in the dashboard): its CPU cost
@@ -43,7 +44,7 @@ import av
 import httpx
 import numpy as np
 import psutil
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Worker, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -112,8 +113,29 @@ RTC_STATS_JS = """async () => {
            jitterBufferMs: out.jitterBufferEmittedCount ? 1000 * out.jitterBufferDelay / out.jitterBufferEmittedCount : null,
            decodeMs: out.framesDecoded ? 1000 * out.totalDecodeTime / out.framesDecoded : null };
 }"""
-SOCKET_STATS_JS = """() => (typeof liveSocket === "undefined" || !liveSocket.decoder) ? null :
-  { codec: liveSocket.codec, decoded: liveSocket.decoded, skipped: liveSocket.skipped, drawn: liveSocket.presented }"""
+# The same, inside the WebSocket view's worker, which draws each picture on its OffscreenCanvas and then calls
+# self.onPicture with it.
+MEASURE_WORKER_JS = """(programWidth) => {
+  const m = self.__measure = { samples: [], presented: 0, distinct: 0, last: -1, started: performance.now(), stop: false,
+                               firstPresented: null, lastPresented: null };
+  self.onPicture = (canvas) => {
+    if (m.stop) return;
+    const block = 16 * canvas.width / programWidth;
+    const data = canvas.getContext("2d").getImageData(0, 0, Math.ceil(24 * block), Math.ceil(2 * block)).data;
+    const width = Math.ceil(24 * block);
+    let value = 0;
+    for (let bit = 0; bit < 48; bit++) {
+      const x = Math.floor((bit % 24 + 0.5) * block), y = Math.floor((Math.floor(bit / 24) + 0.5) * block);
+      const i = (y * width + x) * 4;
+      if ((data[i] + data[i + 1] + data[i + 2]) / 3 > 128) value += 2 ** bit;
+    }
+    m.presented += 1;
+    if (value !== m.last) { m.last = value; m.distinct += 1; if (value > 1e12) m.samples.push(performance.timeOrigin + performance.now() - value); }
+  };
+}"""
+SOCKET_STATS_JS = """() => (typeof liveSocket === "undefined" || !liveSocket.worker) ? null :
+  { codec: liveSocket.codec, decoded: liveSocket.decoded, skipped: liveSocket.skipped, undrawn: liveSocket.undrawn,
+    shown: liveSocket.presented }"""
 COLLECT_JS = """() => { const m = window.__measure; m.stop = true;
   const presented = m.firstPresented === null ? m.presented : m.lastPresented - m.firstPresented;
   return { samples: m.samples, distinct: m.distinct, presented, callbacks: m.presented,
@@ -221,8 +243,15 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
     pages = [c.new_page() for c in contexts]
     try:
         selectors = [open_page(p) for p in pages]
+        measured: list[Page | Worker] = []
         for page, selector in zip(pages, selectors, strict=True):
-            page.evaluate(MEASURE_JS, [selector, 1920])
+            if selector == "worker":  # the WebSocket view draws in its worker
+                worker = next(w for w in page.workers if w.url.endswith("live_socket_worker.js"))
+                worker.evaluate(MEASURE_WORKER_JS, 1920)
+                measured.append(worker)
+            else:
+                page.evaluate(MEASURE_JS, [selector, 1920])
+                measured.append(page)
         server0, browser0, t0 = servers.seconds(), browser_cpu.seconds(), time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - t0
@@ -232,7 +261,7 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
         receiver = pages[0].evaluate(RTC_STATS_JS) or pages[0].evaluate(SOCKET_STATS_JS)
         if receiver:
             mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in receiver.items())
-        return [p.evaluate(COLLECT_JS) for p in pages], server_pct, browser_pct, mode_text
+        return [p.evaluate(COLLECT_JS) for p in measured], server_pct, browser_pct, mode_text
     finally:
         for context in contexts:
             context.close()
@@ -330,17 +359,17 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
 
         def webrtc(page: Page) -> str:
             page.goto(f"{url}/?token={token}&transport=webrtc")
-            page.wait_for_selector("#program-mode.ok", timeout=30_000)
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
             return "#program-video"
 
         def websocket(page: Page) -> str:
             page.goto(f"{url}/?token={token}&transport=websocket")
-            page.wait_for_selector("#program-mode.ok", timeout=30_000)
-            return "#program-canvas"
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
+            return "worker"
 
         def camera(page: Page) -> str:
             page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}&transport=webrtc")
-            page.wait_for_selector("#program-mode.ok", timeout=30_000)
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
             return "#program-video"
 
         def mjpeg(page: Page) -> str:
