@@ -296,6 +296,13 @@ def _recalls(pools: dict[Candidate, DetectorPool], frames: list[np.ndarray]) -> 
 Measure = Callable[[Path, MachineOffer, Sequence[Candidate], float], ProbeResult]
 
 
+def probe_is_cached(model_path: Path, cache_dir: Path | None = None) -> bool:
+    """Whether this machine's figures for the model are cached (a start would not measure)."""
+    offer = MachineOffer.detect()
+    result, _ = ProbeCache(cache_dir or default_cache_dir()).load(model_path, fingerprint(model_path, offer))
+    return result is not None
+
+
 def measured_choice(
     model_path: Path, backend: str = AUTO, precision: str = AUTO, *, requests: int = 0, threads: int = 0,
     offer: MachineOffer | None = None, probe_s: float = 0.5, cache_dir: Path | None = None,
