@@ -189,6 +189,7 @@ def bench_loop(policy: str, seconds: float, folder: Path, fps: float = FPS, slot
         return {"cpu_share": cpu / wall, "frames_per_s": counters["frames_seen"] / wall,
                 "coverage": counters["frames_evaluated"] / decided if decided else 0.0,
                 "not_evaluated": counters["frames_not_evaluated"], "decided": decided,
+                "decimated": counters.get("skipped_decimated", 0.0), "gone": counters.get("skipped_gone", 0.0),
                 "cpu_ms_per_frame": 1000 * cpu / seen, "projected_share": cpu / seen * MASTERS * FPS,
                 "sent": counters["frames_sampled"], "seen": counters["frames_seen"],
                 "edge_missing": counters.get("edge_missing", 0.0)}
@@ -208,7 +209,7 @@ def main() -> int:
         width, height = (int(v) for v in size.split("x"))
         play_cameras(url, float(seconds), namespace, float(fps), int(slots), int(lag), (width, height))
         return 0
-    console = Console(width=150)
+    console = Console(width=200)
     if args.coverage_only:
         coverage_table(console, args.seconds)
         return 0
@@ -259,8 +260,8 @@ def coverage_table(console: Console, seconds: float) -> None:
                 rows.append((fps, size, label, slots, bench_loop("adaptive", seconds, Path(tmp), fps, slots, EDGE_LAG_S, size)))
     table = Table(title=f"Sampler coverage: master frames evaluated, {MASTERS} masters, edge results {EDGE_LAG_S * 1000:.0f} ms "
                         "after each frame (goal: at most 1 % not evaluated)")
-    for heading in ("rate", "size", "ring", "slots", "frames/s arrived", "decided", "not evaluated", "coverage",
-                    "CPU % measured", "missed vs 8 slots"):
+    for heading in ("rate", "size", "ring", "slots", "frames/s arrived", "decided", "not evaluated", "of them decimated",
+                    "coverage", "CPU % measured", "missed vs 8 slots"):
         table.add_column(heading, justify="left" if heading in ("ring", "size") else "right")
     baseline: dict[float, float] = {}
     for fps, size, label, slots, r in rows:
@@ -269,7 +270,7 @@ def coverage_table(console: Console, seconds: float) -> None:
             baseline[fps] = missed
         ratio = f"{missed / baseline[fps]:.3f}x" if baseline.get(fps) else "-"
         table.add_row(f"{fps:g} fps", f"{size[0]}x{size[1]}", label, str(slots), f"{r['frames_per_s']:.1f}", f"{r['decided']:.0f}",
-                      f"{r['not_evaluated']:.0f}", f"{100 * r['coverage']:.2f}%", f"{100 * r['cpu_share']:.1f}",
+                      f"{r['not_evaluated']:.0f}", f"{r['decimated']:.0f}", f"{100 * r['coverage']:.2f}%", f"{100 * r['cpu_share']:.1f}",
                       "baseline" if slots == 8 else ratio)
     console.print(table)
 

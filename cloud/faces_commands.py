@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("--settle-s", type=float, default=65.0,
                         help="wait this long, then sweep the matches again: a search already running when the faces "
                              "were deleted can still write one (the detector's time-out is 60 s; default 65)")
+    remove.add_argument("--events-dir", type=Path, help="also forget the name in this edge's stored events "
+                                                         "(HYBRIDCAM_EVENTS_DIR of the events service, on the edge host)")
     for action in sub.choices.values():
         action.add_argument("--collection", help="Rekognition collection (default: the stack's FaceCollectionId)")
         action.add_argument("--table", help="face matches table (default: the stack's FaceMatchesTableName)")
@@ -52,6 +54,17 @@ def _targets(args: argparse.Namespace) -> tuple[str, str | None]:
     if not collection:
         raise ConfigError("the stack has no FaceCollectionId output; pass --collection or redeploy the stack.")
     return collection, table or outputs.get("FaceMatchesTableName")
+
+
+def forget_in_events(events_dir: Path, name: str) -> int:
+    """The person's name removed from the face matches of the edge's stored events (docs/events.md)."""
+    from shared.event_store import EventStore
+
+    store = EventStore(events_dir)
+    try:
+        return store.forget_person(name)
+    finally:
+        store.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.name} had no faces in {collection}")
             print(f"removed {args.name}: {removal.faces} face(s) from {collection}, {removal.match_items} past match item(s)"
                   + (f" from {table}" if table else " (no face matches table given: match items left)"))
+            if args.events_dir is not None:
+                print(f"forgot {args.name} in {forget_in_events(args.events_dir, args.name)} stored event(s) in {args.events_dir}")
     except (WatchListError, DeployError) as error:
         print(f"hybridcam faces {args.action}: {error}")
         return 1

@@ -78,12 +78,20 @@ class TimeWindow(BaseModel):
 
 
 class CloudConfirmation(BaseModel):
-    """Send the matching frame to the cloud at once; alert only if it finds one of ``labels`` within ``within_s``."""
+    """Send the matching frame to the cloud at once; alert only if it finds one of ``labels`` (or, with
+    ``watch_list``, a face on the watch list) within ``within_s``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    labels: tuple[str, ...] = Field(min_length=1)
+    labels: tuple[str, ...] = ()
+    watch_list: bool = False
     within_s: float = Field(10.0, gt=0.0, le=300.0)
+
+    @model_validator(mode="after")
+    def _something_to_wait_for(self) -> CloudConfirmation:
+        if not self.labels and not self.watch_list:
+            raise ValueError("cloud_confirm needs labels to wait for, or watch_list: true")
+        return self
 
 
 class RuleConfig(BaseModel):

@@ -136,6 +136,18 @@ class EventStore:
                                  (ts, text, event_id)).rowcount
         return changed == 1
 
+    def forget_person(self, name: str) -> int:
+        """Remove a watch-list name from every event's face matches (``hybridcam faces remove``); events changed."""
+        changed = 0
+        with self.transaction() as db:
+            for row in db.execute("SELECT id, face_match FROM events WHERE face_match IS NOT NULL").fetchall():
+                people = [p for p in row["face_match"].split(", ") if p]
+                kept = [p for p in people if p != name]
+                if kept != people:
+                    db.execute("UPDATE events SET face_match = ? WHERE id = ?", (", ".join(kept) or None, row["id"]))
+                    changed += 1
+        return changed
+
     def add_activity(self, camera: str, ts: float, objects: int) -> None:
         bucket = int(ts // ACTIVITY_BUCKET_S * ACTIVITY_BUCKET_S)
         self.db.execute("INSERT INTO activity (camera, bucket_ts, objects) VALUES (?, ?, ?) "

@@ -492,6 +492,11 @@ class FrameFetcher:
             return False
         return reader.slot_seq(ref.slot) > ref.seq
 
+    def ring_slots(self, name: str | None) -> int | None:
+        """Slots of an attached ring (None before the first read of it)."""
+        reader = self._readers.get(name) if name is not None else None
+        return reader.layout.slots if reader is not None else None
+
     def release_stale(self) -> int:
         """Let go of every ring that was replaced or removed; return how many."""
         stale = [name for name, reader in self._readers.items() if reader.stale()]

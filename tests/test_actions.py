@@ -69,6 +69,11 @@ def test_lying_down_slowly_is_lying_but_no_fall() -> None:
     assert "lying" in first and "fall" not in first
 
 
+def test_someone_first_seen_lying_is_lying_but_has_not_fallen() -> None:
+    first = run([(600, 600, 90.0, False)] * 60)
+    assert "lying" in first and "fall" not in first
+
+
 def test_walking_standing_and_sitting_still_raise_nothing() -> None:
     walk = [(100 + 25 * i, 600, 0.0, False) for i in range(100)]
     lean = [(100 + 25 * 99, 600, 30.0 * math.sin(i / 5) ** 2, False) for i in range(100)]  # bending, never lying
@@ -110,6 +115,19 @@ def test_a_fall_that_breaks_the_track_carries_on_in_the_new_track() -> None:
         track = 1 if angle < 50 else 2
         fired |= "fall" in classifier.update(("cam", track), i / FPS, box, keypoints).active
     assert fired
+
+
+def test_a_live_track_keeps_its_state_when_a_new_box_appears_beside_it() -> None:
+    """A spurious second box over a standing person must not take the person's state (their loitering clock)."""
+    classifier = ActionClassifier(ActionThresholds(loiter_s=5.0))
+    for i in range(80):
+        box, keypoints = body(500, 600)
+        present = {("cam", 1), ("cam", 2)} if i == 30 else {("cam", 1)}
+        if i == 30:  # the detector also boxes the person's upper half once: a new track next to the live one
+            upper, upper_keypoints = body(500, 500)
+            classifier.update(("cam", 2), i / FPS + 0.01, upper, upper_keypoints, present=present)
+        active = classifier.update(("cam", 1), (i + 1) / FPS, box, keypoints, present=present).active
+    assert "loitering" in active
 
 
 def test_posture_falls_back_to_the_box_without_torso_keypoints() -> None:

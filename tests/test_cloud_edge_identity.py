@@ -30,6 +30,7 @@ EDGE_GRANTS = {
     ("s3:PutObject", "Sub ${FramesBucket.Arn}/events/*"),  # the events service's clips and snapshots
     ("dynamodb:PutItem", "GetAtt FramesTable.Arn"),  # its event items
     ("sns:Publish", "Ref AlertTopic"),  # its notifications
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/sr-patches/*"),  # the sampler's super-resolution patch sets (docs/uplink.md)
 }
 # boto3 calls of the edge services -> the IAM action each needs.
 CALL_ACTIONS = {
@@ -64,7 +65,10 @@ def test_the_edge_policy_grants_exactly_what_the_issue_lists() -> None:
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     grants = set()
     for statement in statements:
-        assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource"}
+        assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
+        if "Condition" in statement:  # only the event items' writes are narrowed, to their own keys
+            assert statement["Action"] == "dynamodb:PutItem"
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["event#*"]}}
         grants |= {(action, as_text(resource)) for action in listed(statement["Action"])
                    for resource in listed(statement["Resource"])}
     assert grants == EDGE_GRANTS
@@ -129,6 +133,7 @@ def test_the_deployment_docs_list_the_edge_permissions_of_the_template() -> None
     rows = re.findall(r"^\| (`[a-z0-9]+:[A-Za-z]+`(?:, `[a-z0-9]+:[A-Za-z]+`)*) \| ([^|]+) \|", text, re.M)
     documented = set()
     names = {"the frames stream": "GetAtt FramesStream.Arn", "the results queue": "GetAtt ResultsQueue.Arn",
+             "the alert topic": "Ref AlertTopic", "`FramesTable` (keys `event#...` only)": "GetAtt FramesTable.Arn",
              "`FramesBucket/<ClaimCheckPrefix>/*`": "Sub ${FramesBucket.Arn}/${ClaimCheckPrefix}/*",
              "`FramesTable/index/camera-latest`": "Sub ${FramesTable.Arn}/index/camera-latest"}
     for actions, resource in rows:

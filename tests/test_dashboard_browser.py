@@ -60,7 +60,7 @@ def site_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site.write_text(yaml.safe_dump(document))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYBRIDCAM_", "AWS_"))}
-    env.update({"HYBRIDCAM_EDGE_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
+    env.update({"HYBRIDCAM_EDGE_THREADS": "1", "HYBRIDCAM_EDGE_PROBE_S": "0", "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
     log = (root / "demo.log").open("wb")
     demo = subprocess.Popen(
         [sys.executable, "-m", "hybridcam", "demo", "--duration", "0", "--site", str(site), "--run-dir", str(root / "run"),

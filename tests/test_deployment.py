@@ -46,10 +46,10 @@ from frame_memory import required_bytes  # noqa: E402  (docker/ holds scripts, n
 from write_example_env import variables  # noqa: E402
 
 DOCKERFILES = ("docker/Dockerfile", "docker/Dockerfile.gpu")
-PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor", "dashboard"}
-SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard",
+PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor", "dashboard", "events"}
+SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard", "events",
             "moto", "local_models", "cloud_poller"}
-METRICS_SERVICES = {"capture", "edge_infer", "sampler", "results_bridge", "compositor"}
+METRICS_SERVICES = {"capture", "edge_infer", "sampler", "results_bridge", "compositor", "events"}
 DASHBOARD_TOKEN = "deploy-test-token"
 HEALTHY_WITHIN_S = 60.0
 

@@ -87,3 +87,28 @@ def test_the_sampler_sends_a_confirmation_request_as_a_cloud_frame(redis_server)
     frame = decode_as(records[0].data, CloudFrame)
     assert (frame.frame_id, frame.jpeg, frame.site) == ("gate-1-1", jpeg, "t")
     bus.close()
+
+
+def test_a_watch_list_confirmation_waits_for_the_face_match_and_records_the_name(tmp_path: Path, topic) -> None:  # noqa: F811
+    from shared.schemas import FaceMatch, FaceMatches
+
+    arn, queue = topic
+    site = parse_site({"site": "t", "cameras": [{"id": "gate", "source": "synthetic", "role": "master",
+                                                 "zones": {"yard": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}}],
+                       "events": {"rules": [{"name": "known-face", "zone": "yard", "notify": ["email"], "inertia": 1,
+                                             "cloud_confirm": {"watch_list": True, "within_s": 5}}]}})
+    asked: list[CloudConfirmRequest] = []
+    recorder = EventRecorder(EventStore(tmp_path), site.events, {"gate": site.scene("gate")}, notifier=Notifier(arn, LINK_BASE),
+                             clock=Clock(1_767_261_600.0), ask_cloud=asked.append, site="t")
+    recorder.on_detections(frame_set(1_767_261_600.0, [("person", box_at(400, 800))]), np.full((1000, 1000, 3), 90, np.uint8))
+    [request] = asked
+    recorder.on_detections(frame_set(request.capture_ts, [("Person", (400, 300, 500, 700))], "cloud", request.frame_id))
+    assert sent(queue) == [] and recorder.store.event(request.event_id)["confirmation"] == "pending"  # the label is not enough
+    recorder.on_face_matches(FaceMatches(site="t", frame_id=request.frame_id, camera_id="gate", seq=request.seq,
+                                         capture_ts=request.capture_ts, processed_ts=request.capture_ts + 1, width=1000,
+                                         height=1000, matches=[FaceMatch(person="Ana Lima", face_id="f1", similarity=97.0,
+                                                                         box=(420.0, 320.0, 470.0, 380.0))]))
+    [text] = sent(queue)
+    assert "(cloud: watch list: Ana Lima)" in text
+    event = recorder.store.event(request.event_id)
+    assert event["face_match"] == "Ana Lima" and event["confirmation"] == "confirmed" and event["cloud_labels"] == ["Person"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -144,3 +145,34 @@ def test_finished_events_go_to_s3_and_dynamodb_once_and_wait_while_the_cloud_is_
         assert item["kind"] == "event" and item["rule"] == "walk-in" and item["clip_key"] in keys
         assert int(item["expires_at"]) == pytest.approx(float(item["start_ts"]) + 30 * 86_400, abs=1)
         assert "capture_ts" not in item  # never in the camera-latest index, where the cloud-frames panel reads
+
+
+def test_presigned_links_open_the_snapshot_at_once_and_the_clip_once_the_event_is_over(reference, tmp_path: Path, aws_env, topic) -> None:
+    import httpx
+
+    from services.events.cloud_upload import EventUploader
+    from shared.event_store import EventStore
+
+    arn, queue = topic
+    bucket, table = f"frames-{uuid.uuid4().hex[:8]}", f"frames-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    boto3.client("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    store = EventStore(tmp_path / "events")  # the replay opens the same folder: the uploader reads what it writes
+    uploader = EventUploader(store, "t", bucket, table, 30, link_expiry_s=600)
+    site = room_site([{"name": "walk-in", "zone": "floor", "notify": ["sms"]}])
+    replay_file(VIDEO, reference[:250], site.events, site.scene("room"), tmp_path / "events", ORIGIN, FPS,
+                notifier=Notifier(arn, LINK_BASE, link_for=uploader.presigned_link))
+    texts = sent(queue)
+    assert len(texts) == 2 and all("snapshot http" in t and " clip http" in t for t in texts)
+    snapshot_url = texts[0].split("snapshot ", 1)[1].split(" ", 1)[0]
+    clip_url = texts[0].split(" clip ", 1)[1].split(" ", 1)[0]
+    expires = int(httpx.URL(clip_url).params["Expires"])
+    assert abs(expires - (time.time() + 600)) < 60  # short-lived
+    snapshot = httpx.get(snapshot_url)
+    assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"  # a JPEG, readable at once
+    assert httpx.get(clip_url).status_code == 404  # the clip is not there until the event is over and uploaded
+    assert uploader.sweep(settled_before=ORIGIN + 3600) == 2
+    clip = httpx.get(clip_url)
+    assert clip.status_code == 200 and clip.content[4:8] == b"ftyp"

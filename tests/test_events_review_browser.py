@@ -41,7 +41,8 @@ def stored_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     replay_file(VIDEO, reference[:300], older.events, older.scene("room"), root / "events", now - 65 * 60, FPS)
     site = root / "site.yaml"
     site.write_text(json.dumps({"site": "review", "cameras": [{"id": "room", "source": "synthetic", "role": "master",
-                                                                "zones": {"floor": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}}]}))
+                                                                "zones": {"floor": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]},
+                                                                "masks": [[[0, 0], [0.6, 0], [0.6, 0.6], [0, 0.6]]]}]}))
     return root / "events", site
 
 
@@ -88,6 +89,11 @@ def test_review_filters_to_a_rule_plays_a_clip_and_jumps_ten_minutes_earlier(
         assert "walk-in on room" in page.locator("#player-title").inner_text()
         assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0  # CSP: no inline script
         page.screenshot(path=str(tmp_path / "review.png"))
+
+        page.goto(f"{url}/")  # the live page draws the camera's zone over its tile
+        wait_for(page, "document.querySelectorAll('figure[data-camera=room] svg.boxes polygon.zone').length === 1", 15_000)
+        assert page.evaluate("document.querySelector('figure[data-camera=room] polygon.zone title').textContent") == "zone floor"
+        assert page.locator("figure[data-camera=room] svg.boxes polygon.mask").count() == 1
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=15)

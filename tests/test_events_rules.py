@@ -190,3 +190,16 @@ def test_the_samplers_change_measure_ignores_a_masters_masks() -> None:
     parsed = parse_site(site({"masks": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]]}))
     policy = build_policy(load_settings(SamplerSettings, sampler_policy="adaptive"), parsed)
     assert policy.camera("wide").detector.ignore == parsed.scene("wide").masks  # type: ignore[attr-defined]
+
+
+def test_faces_remove_forgets_the_name_in_the_edges_stored_events(tmp_path: Path) -> None:
+    from cloud.faces_commands import forget_in_events
+
+    store = EventStore(tmp_path)
+    for event_id, people in (("a", "Ana Lima"), ("b", "Ana Lima, Rui Sousa"), ("c", "Rui Sousa")):
+        store.open_event(event_id, "cam", "r", "z", "low", ["person"], [1], 100.0, 100.0)
+        store.update_event(event_id, face_match=people)
+    store.close()
+    assert forget_in_events(tmp_path, "Ana Lima") == 2
+    store = EventStore(tmp_path)
+    assert [store.event(e)["face_match"] for e in "abc"] == [None, "Rui Sousa", "Rui Sousa"]

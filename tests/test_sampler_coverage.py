@@ -114,6 +114,32 @@ def test_frames_a_short_ring_loses_are_counted_and_said(redis_server: LocalRedis
     seen = counters["frames_evaluated"] + counters["frames_not_evaluated"]
     missed = counters["frames_not_evaluated"]
     assert missed >= 0.5 * seen, counters
-    assert missed == counters.get("skipped_gone", 0) + counters.get("skipped_unreadable", 0), counters
+    assert missed == sum(counters.get(f"skipped_{reason}", 0) for reason in ("gone", "unreadable", "decimated")), counters
+    assert not counters.get("skipped_decimated"), "a ring shorter than the edge wait is no backlog: decimating would not help"
     assert counters["coverage"] == pytest.approx(1 - missed / seen, abs=1e-4)
     assert "not evaluated" in message and "HYBRIDCAM_CAPTURE_RING_S" in message, message
+
+
+def test_a_sampler_behind_the_rings_decimates_on_purpose_at_a_stated_rate_and_catches_up() -> None:
+    """services/sampler/catch_up.py on its own: frames read later than the ring can afford are skipped evenly (1 in N,
+    N growing while behind), the rate is stated, and every frame is evaluated again once the backlog is gone."""
+    from services.sampler.catch_up import CatchUp
+
+    catch_up = CatchUp()
+    span, wait, now = 1.0, 0.3, 1000.0
+    skipped = []
+    for seq in range(100):  # 4 s of a 25 fps camera, each frame read 0.6 s after capture (the limit is 0.525 s)
+        now += 0.04
+        skip = catch_up.skip("road", seq, 0.6, span, now, wait)
+        every = catch_up.decimating().get("road", 1)
+        assert skip == (every > 1 and seq % every != 0), "1 in N, evenly by sequence number"
+        skipped.append(skip)
+    assert every >= 4 and sum(skipped) >= 50, (every, sum(skipped))
+    assert "road 1 in" in catch_up.describe() and "behind capture" in catch_up.describe()
+    for seq in range(100, 400):  # caught up: read 0.05 s after capture
+        now += 0.04
+        catch_up.skip("road", seq, 0.05, span, now, wait)
+    assert catch_up.decimating() == {} and catch_up.describe() == ""
+    assert not catch_up.skip("road", 401, 0.05, span, now + 1, wait)
+    assert not any(catch_up.skip("short", seq, 0.1, 0.08, now + seq, wait) for seq in range(20)), \
+        "a ring shorter than the edge wait: frames are lost (and counted as gone), not decimated"

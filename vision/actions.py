@@ -17,7 +17,7 @@ upright, smoothed), so the rules do not depend on the camera's distance or resol
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -137,16 +137,18 @@ class ActionClassifier:
         self.tracks: dict[tuple[str, int], TrackActionState] = {}
 
     def update(self, key: tuple[str, int], ts: float, box: Box, keypoints: np.ndarray | None,
-               frame_size: tuple[int, int] | None = None) -> ActionUpdate:
-        """One observation (capture time, box in pixels, keypoints [17, 3] or None, frame width and height) of track ``key``."""
+               frame_size: tuple[int, int] | None = None, present: Collection[tuple[str, int]] = ()) -> ActionUpdate:
+        """One observation (capture time, box in pixels, keypoints [17, 3] or None, frame width and height) of track
+        ``key``; ``present``: the tracks in the same frame (still alive, so their state is never handed over)."""
         state = self.tracks.get(key)
         centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        if state is None and (state := self._handover(key, ts, centre)) is not None:
+        if state is None and (state := self._handover(key, ts, centre, present)) is not None:
             self.tracks[key] = state
         if state is None:
-            state = self.tracks[key] = TrackActionState(
+            posture = posture_of(box, keypoints, self.limits, frame_size)
+            state = self.tracks[key] = TrackActionState(  # someone first seen lying has not fallen in view
                 last_ts=ts, height=max(box[3] - box[1], 1.0), centre=centre, anchor=centre, anchor_since=ts,
-                last_upright_ts=ts, upright_centre_y=centre[1], posture=posture_of(box, keypoints, self.limits, frame_size))
+                last_upright_ts=ts if posture == "upright" else -math.inf, upright_centre_y=centre[1], posture=posture)
             return ActionUpdate(frozenset(), frozenset())
         if ts <= state.last_ts:
             return ActionUpdate(state.active, frozenset())  # late or repeated observation: the state only moves forward
@@ -157,12 +159,13 @@ class ActionClassifier:
         state.active = active
         return ActionUpdate(active, started)
 
-    def _handover(self, key: tuple[str, int], ts: float, centre: tuple[float, float]) -> TrackActionState | None:
+    def _handover(self, key: tuple[str, int], ts: float, centre: tuple[float, float],
+                  present: Collection[tuple[str, int]]) -> TrackActionState | None:
         """A new track where another of the same camera just ended: the same person (a fall changes the box so
         much that the tracker may start a new track), so the new track carries on from the old one's state."""
         limits = self.limits
         candidates = [(math.dist(centre, state.centre) / state.height, other) for other, state in self.tracks.items()
-                      if other[0] == key[0] and other != key and 0 < ts - state.last_ts <= limits.handover_s]
+                      if other[0] == key[0] and other != key and other not in present and 0 < ts - state.last_ts <= limits.handover_s]
         near = [(distance, other) for distance, other in candidates if distance <= limits.handover_distance]
         if not near:
             return None

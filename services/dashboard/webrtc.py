@@ -23,7 +23,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,8 @@ from services.dashboard.settings import DashboardSettings
 from shared.h264_stream import CLOCK, AccessUnit
 
 log = logging.getLogger(__name__)
-QUEUED_UNITS = 30  # about a second at the program rate: more means the viewer is stuck
+QUEUED_UNITS = 8  # about half a second at the program rate: more means the viewer is behind; skip to a key frame
+STALE_S = 0.25  # a unit that waited this long is dropped, with the rest of its group, when a newer key frame waits
 SWEEP_EVERY_S = 1.0  # how often unconnected viewers and dead sources are looked for
 H264_ONLY = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
 
@@ -53,7 +54,11 @@ class Offer(BaseModel):
 class EncodedVideoTrack(MediaStreamTrack):
     """Hands pre-encoded H.264 to aiortc's sender (it packetizes av.Packets without re-encoding).
 
-    Starts at a key frame; a viewer that falls a second behind skips to the next key frame.
+    Starts at a key frame. Under load it degrades by dropping before sending, never by queueing: a viewer
+    more than QUEUED_UNITS behind skips to the next key frame, and a group whose pictures waited STALE_S
+    is dropped when a newer key frame is already here. Each unit is stamped when it is sent, so the RTP
+    clock follows the sending pace and a busy sender does not look like network jitter to the browser
+    (whose jitter buffer would then hold every picture longer).
     """
 
     kind = "video"
@@ -61,36 +66,55 @@ class EncodedVideoTrack(MediaStreamTrack):
     def __init__(self, source: UnitSource) -> None:
         super().__init__()
         self.source = source
-        self.queue: asyncio.Queue[AccessUnit] = asyncio.Queue(maxsize=QUEUED_UNITS)
+        self.queue: deque[tuple[float, AccessUnit]] = deque()
+        self.ready = asyncio.Event()
         self.waiting_for_keyframe = True
         self.dropped = 0
+        self._stamp = 0
         source.subscribe(self.offer)
 
     def offer(self, unit: AccessUnit) -> None:
         if self.waiting_for_keyframe and not unit.is_keyframe:
             return
-        if self.queue.full():
-            self.dropped += self.queue.qsize()
-            while not self.queue.empty():
-                self.queue.get_nowait()
+        if len(self.queue) >= QUEUED_UNITS:
+            self.dropped += len(self.queue)
+            self.queue.clear()
             self.waiting_for_keyframe = not unit.is_keyframe
             if self.waiting_for_keyframe:
                 return
         self.waiting_for_keyframe = False
-        self.queue.put_nowait(unit)
+        self.queue.append((time.monotonic(), unit))
+        self.ready.set()
+
+    def _next_unit(self) -> AccessUnit:
+        arrived, unit = self.queue.popleft()
+        if time.monotonic() - arrived > STALE_S and any(u.is_keyframe for _, u in self.queue):
+            while not self.queue[0][1].is_keyframe:
+                self.queue.popleft()
+                self.dropped += 1
+            self.dropped += 1
+            _, unit = self.queue.popleft()
+        return unit
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        unit = await self.queue.get()
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.queue:
+                break
+            self.ready.clear()
+            await self.ready.wait()
+        unit = self._next_unit()
+        self._stamp = max(self._stamp + 1, int(time.monotonic() / CLOCK))
         packet = av.Packet(unit.data)
-        packet.pts = packet.dts = unit.pts
+        packet.pts = packet.dts = self._stamp
         packet.time_base = CLOCK
         return packet
 
     def stop(self) -> None:
         self.source.unsubscribe(self.offer)
         super().stop()
+        self.ready.set()
 
 
 @dataclass

@@ -45,7 +45,7 @@ from vision.detectors.onnx_detector import OnnxDetector
 
 log = logging.getLogger(__name__)
 RECALL_FLOOR = 0.95  # of FP32's people, the floor the int8 model was built to (models/README.md)
-RECALL_FRAMES = 60  # about 60 people of FP32's: a 0.95 floor is then 3 people missed
+RECALL_FRAMES = 120  # about 110 people of FP32's: fewer make the 0.95 floor a matter of one or two people
 PROBE_ROUNDS = 3
 FORMAT = 1
 
@@ -296,6 +296,13 @@ def _recalls(pools: dict[Candidate, DetectorPool], frames: list[np.ndarray]) -> 
 Measure = Callable[[Path, MachineOffer, Sequence[Candidate], float], ProbeResult]
 
 
+def probe_is_cached(model_path: Path, cache_dir: Path | None = None) -> bool:
+    """Whether this machine's figures for the model are cached (a start would not measure)."""
+    offer = MachineOffer.detect()
+    result, _ = ProbeCache(cache_dir or default_cache_dir()).load(model_path, fingerprint(model_path, offer))
+    return result is not None
+
+
 def measured_choice(
     model_path: Path, backend: str = AUTO, precision: str = AUTO, *, requests: int = 0, threads: int = 0,
     offer: MachineOffer | None = None, probe_s: float = 0.5, cache_dir: Path | None = None,
@@ -314,8 +321,8 @@ def measured_choice(
     cache = ProbeCache(cache_dir or default_cache_dir())
     result, why = cache.load(model_path, fingerprint(model_path, offer))
     if result is None or {m.candidate for m in result.measurements} < set(wanted):
-        log.info("back-end probe: measuring %d candidates (%s; about %.0f s once, then cached in %s)",
-                 len(wanted), why or "new candidates", len(wanted) * (PROBE_ROUNDS * probe_s + 1.5), cache.folder)
+        log.info("back-end probe: measuring %d candidates (%s; once, then cached in %s)",
+                 len(wanted), why or "new candidates", cache.folder)
         result = (measure_with or measure)(model_path, offer, wanted, probe_s)
         cache.save(model_path, result)
     result = ProbeResult(result.fingerprint, tuple(m for m in result.measurements if m.candidate in wanted),

@@ -108,6 +108,8 @@ def replay(frames: Iterable[tuple[float, np.ndarray]], detect: DetectFn, stage: 
                               width=frame.shape[1], height=frame.shape[0], model=model, provider="replay",
                               latency_ms=0.0, detections=items, published_ts=ts)
         result = carrier.observe(result)
+        if coasting := carrier.coasting(result):  # confirmed tracks the detector missed, as edge_infer adds them
+            result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         if stage is not None:
             posed_before = stage.counters.estimated
             result = stage.annotate(frame, result)

@@ -192,10 +192,13 @@ class InferenceLoop:
     def _with_poses(self, frame: BorrowedFrame, result: DetectionSet) -> DetectionSet:
         """Poses and actions of the tracked people; a pose that fails (bad crop) costs the frame its poses only."""
         assert self.pose_stage is not None
+        if not frame.still_valid():  # overwritten in its ring since the detector read it: no pose from other pixels
+            self.pose_stage.counters.frame_gone += 1
+            return self.pose_stage.decorate(result)
         try:
             posed = self.pose_stage.annotate(frame.pixels, result)
         except (InvalidFrameError, ValueError) as error:
-            self.counters[result.camera_id].dropped["pose_failed"] += 1
+            self.pose_stage.counters.failed += 1
             log.warning("camera %s frame %d: pose stage failed (%s)", result.camera_id, result.seq, error)
             return result
         return posed

@@ -33,10 +33,13 @@ MULTI_POSE_MIN_IOU = 0.3  # a multi-pose person belongs to the tracked box it ov
 class PoseCounters:
     estimated: int = 0
     pose_ms: float = 0.0
+    failed: int = 0  # frames whose poses failed (published without new poses)
+    frame_gone: int = 0  # frames overwritten in their ring before the pose stage read them
     actions_started: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, float]:
-        out = {"pose.estimated": float(self.estimated),
+        out = {"pose.estimated": float(self.estimated), "pose.failed": float(self.failed),
+               "pose.frame_gone": float(self.frame_gone),
                "pose.ms_mean": round(self.pose_ms / self.estimated, 2) if self.estimated else 0.0}
         out.update({f"action.{name}": float(count) for name, count in self.actions_started.items()})
         return out
@@ -61,8 +64,11 @@ class PoseStage:
         due = self._due(result)
         if due:
             poses = self._estimate(pixels, result, due)
+            # Tracks the detector saw on this frame (a coasting box is a track it missed: maybe the one that just fell).
+            present = {(result.camera_id, d.track_id) for d in result.detections
+                       if d.track_id is not None and d.label == PERSON and not d.tracked}
             for index, pose in poses.items():
-                self._observe(result, result.detections[index], pose)
+                self._observe(result, result.detections[index], pose, present)
         self._forget(result)
         return self.decorate(result)
 
@@ -106,7 +112,7 @@ class PoseStage:
         self.counters.pose_ms += self.model.last_ms
         return match_poses(found, {index: result.detections[index].box for index in due})
 
-    def _observe(self, result: DetectionSet, item: Detection, pose: PersonPose) -> None:
+    def _observe(self, result: DetectionSet, item: Detection, pose: PersonPose, present: set[tuple[str, int]]) -> None:
         assert item.track_id is not None
         key = (result.camera_id, item.track_id)
         self._posed_at[key] = result.capture_ts
@@ -114,7 +120,7 @@ class PoseStage:
         self._poses[key] = PersonKeypoints(
             keypoints=[(float(x), float(y), float(min(max(s, 0.0), 1.0))) for x, y, s in keypoints],
             score=min(max(pose.score, 0.0), 1.0), ts=result.capture_ts)
-        update = self.classifier.update(key, result.capture_ts, item.box, keypoints, (result.width, result.height))
+        update = self.classifier.update(key, result.capture_ts, item.box, keypoints, (result.width, result.height), present)
         for name in sorted(update.started):
             self.counters.actions_started[name] += 1
             log.info("camera %s person %d: %s", result.camera_id, item.track_id, name.replace("_", " "))

@@ -28,8 +28,9 @@ class UploadCounters:
 
 class EventUploader:
     def __init__(self, store: EventStore, site: str, bucket: str, table: str, retention_days: float,
-                 s3: Any = None, dynamodb: Any = None) -> None:
+                 s3: Any = None, dynamodb: Any = None, link_expiry_s: int = 86_400) -> None:
         self.store = store
+        self.link_expiry_s = link_expiry_s
         self.site = site
         self.bucket = bucket
         self.table = table
@@ -79,6 +80,25 @@ class EventUploader:
         self._dynamodb_client().put_item(Item=item)
         self.store.update_event(event["id"], uploaded_ts=time.time())
         self.counters.events += 1
+
+    def presigned_link(self, event_id: str) -> str:
+        """Short-lived links to the event's snapshot (uploaded now) and clip (uploaded once the event is over:
+        the link works from then on), for notifications when the dashboard is not reachable from outside."""
+        event = self.store.event(event_id)
+        if event is None:
+            raise KeyError(event_id)
+        s3 = self._s3_client()
+        parts = []
+        if event.get("snapshot") and (self.store.media / event["snapshot"]).exists():
+            key = self.key(event, "snapshot")
+            s3.put_object(Bucket=self.bucket, Key=key, Body=(self.store.media / event["snapshot"]).read_bytes(),
+                          ContentType="image/jpeg")
+            parts.append("snapshot " + s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                                 ExpiresIn=self.link_expiry_s))
+        clip = s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self.key(event, "clip")},
+                                         ExpiresIn=self.link_expiry_s)
+        parts.append(f"clip {clip}")
+        return " ".join(parts)
 
     def _s3_client(self) -> Any:
         if self._s3 is None:

@@ -21,13 +21,16 @@ from services.events.clip_buffer import ClipRecorder, PacketBuffer, TimedPacket
 from services.events.notifications import Notice, Notifier
 from services.events.rule_engine import CameraRules, OpenEvent, TrackedObject, Transition
 from shared.event_rules import EventsConfig
-from shared.event_store import EventStore
-from shared.schemas import CloudConfirmRequest, DetectionSet
+from shared.event_store import ACTIVITY_BUCKET_S, EventStore
+from shared.schemas import CloudConfirmRequest, DetectionSet, FaceMatches
 from shared.zones import CameraScene
 
 log = logging.getLogger(__name__)
 
 SHARPNESS_FULL = 150.0  # Laplacian variance at which a crop counts as fully sharp
+
+
+FrameSource = np.ndarray | Callable[[], np.ndarray | None] | None
 
 
 @dataclass
@@ -57,6 +60,7 @@ class CameraEvents:
     template: Any = None  # the stream the camera's packets come from (PyAV), None without a clip feed
     recorders: dict[str, ClipRecorder] = field(default_factory=dict)
     snapshot_quality: dict[str, float] = field(default_factory=dict)
+    activity: tuple[int, int] | None = None  # (bucket start, most objects seen in it), written when the bucket ends
 
 
 @dataclass
@@ -103,7 +107,9 @@ class EventRecorder:
             if item.ts >= recorder.until_ts:
                 self._finish_clip(camera, event_id, recorder)
 
-    def on_detections(self, result: DetectionSet, frame: np.ndarray | None = None) -> list[Transition]:
+    def on_detections(self, result: DetectionSet, frame: FrameSource = None) -> list[Transition]:
+        """``frame``: the detection's picture, or a callable that fetches it (called only when a snapshot or a
+        cloud confirmation needs it)."""
         camera = self.cameras.get(result.camera_id)
         if camera is None:
             return []
@@ -111,7 +117,7 @@ class EventRecorder:
             self.on_cloud(result)
             return []
         objects = camera.tracks.update(result)
-        self.store.add_activity(result.camera_id, result.capture_ts, len(objects))
+        self._note_activity(camera, result.capture_ts, len(objects))
         transitions = camera.rules.step(result.capture_ts, objects)
         for transition in transitions:
             self._apply(camera, transition, frame, result)
@@ -125,9 +131,13 @@ class EventRecorder:
         for event_id, pending in list(self.pending.items()):
             if pending.frame_id != result.frame_id:
                 continue
-            del self.pending[event_id]
-            wanted = {label.lower() for label in (pending.event.rule.cloud_confirm.labels if pending.event.rule.cloud_confirm else ())}
+            confirm = pending.event.rule.cloud_confirm
+            wanted = {label.lower() for label in (confirm.labels if confirm else ())}
             confirmed = bool(wanted & {label.lower() for label in labels})
+            if not confirmed and confirm is not None and confirm.watch_list:
+                self.store.update_event(event_id, cloud_labels=labels)  # a watch-list hit may still come, until the limit
+                continue
+            del self.pending[event_id]
             self.store.update_event(event_id, cloud_labels=labels, confirmation="confirmed" if confirmed else "refused")
             if confirmed:
                 self.counters.confirmed += 1
@@ -140,6 +150,23 @@ class EventRecorder:
                 merged = sorted(set(labels) | set(known["cloud_labels"] if known else []))
                 self.store.update_event(state.open.id, cloud_labels=merged)
 
+    def on_face_matches(self, matches: FaceMatches) -> None:
+        """Watch-list hits of a cloud frame: recorded on the event it confirms or the camera's open events, and a
+        pending confirmation that waits for the watch list notifies."""
+        people = sorted({m.person for m in matches.matches})
+        if not people or matches.camera_id not in self.cameras:
+            return
+        for event_id, pending in list(self.pending.items()):
+            confirm = pending.event.rule.cloud_confirm
+            if pending.frame_id == matches.frame_id and confirm is not None and confirm.watch_list:
+                del self.pending[event_id]
+                self.store.update_event(event_id, face_match=", ".join(people), confirmation="confirmed")
+                self.counters.confirmed += 1
+                self._notify(pending.event, cloud_labels=[f"watch list: {', '.join(people)}"])
+        for state in self.cameras[matches.camera_id].rules.states:
+            if state.open is not None and state.open.id not in self.pending:
+                self.store.update_event(state.open.id, face_match=", ".join(people))
+
     def expire_confirmations(self, now: float) -> None:
         """A confirmation the cloud did not answer in time: the event stays, unnotified."""
         for event_id, pending in list(self.pending.items()):
@@ -148,17 +175,36 @@ class EventRecorder:
                 self.counters.confirm_timeouts += 1
                 self.store.update_event(event_id, confirmation="timeout")
 
+    def finish_overdue(self, now: float, grace_s: float = 10.0) -> None:
+        """Finish clips whose post-roll ended ``grace_s`` ago without the packets to close them (a stream lost)."""
+        for camera in self.cameras.values():
+            for event_id, recorder in list(camera.recorders.items()):
+                if now > recorder.until_ts + grace_s:
+                    self._finish_clip(camera, event_id, recorder)
+
+    def _note_activity(self, camera: CameraEvents, ts: float, objects: int) -> None:
+        """The activity bar's figure: one database write per camera and bucket, not one per frame."""
+        bucket = int(ts // ACTIVITY_BUCKET_S * ACTIVITY_BUCKET_S)
+        if camera.activity is not None and camera.activity[0] != bucket:
+            self.store.add_activity(camera.scene.camera_id, camera.activity[0], camera.activity[1])
+            camera.activity = None
+        camera.activity = (bucket, max(objects, camera.activity[1] if camera.activity else 0))
+
     def flush(self, ts: float) -> None:
         """Close open events and finish their clips with what has arrived (the service stops)."""
         for camera in self.cameras.values():
+            if camera.activity is not None:
+                self.store.add_activity(camera.scene.camera_id, camera.activity[0], camera.activity[1])
+                camera.activity = None
             for transition in camera.rules.flush(ts):
                 self._apply(camera, transition, None)
             for event_id, recorder in list(camera.recorders.items()):
                 self._finish_clip(camera, event_id, recorder)
 
-    def _apply(self, camera: CameraEvents, transition: Transition, frame: np.ndarray | None,
+    def _apply(self, camera: CameraEvents, transition: Transition, source: FrameSource,
                result: DetectionSet | None = None) -> None:
         event = transition.event
+        frame = None if transition.kind == "closed" else source() if callable(source) else source
         if transition.kind == "opened":
             self.counters.opened += 1
             self.store.open_event(event.id, event.camera_id, event.rule.name, event.place, event.rule.severity,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,9 +33,12 @@ class Notice:
 class Notifier:
     """Decides whether an event may notify (cooldown per rule and track) and sends it through SNS."""
 
-    def __init__(self, topic_arn: str, link_base: str, sns: Any = None) -> None:
+    def __init__(self, topic_arn: str, link_base: str, sns: Any = None,
+                 link_for: Callable[[str], str] | None = None) -> None:
+        """``link_for``: the link text for an event id when it is not the dashboard's event page (presigned URLs)."""
         self.topic_arn = topic_arn
         self.link_base = link_base.rstrip("/")
+        self.link_for = link_for
         self._sns = sns
         self._last: OrderedDict[tuple[str, int], float] = OrderedDict()
 
@@ -51,6 +55,8 @@ class Notifier:
         return True
 
     def link(self, event_id: str) -> str:
+        if self.link_for is not None:
+            return self.link_for(event_id)
         return f"{self.link_base}/events/{event_id}"
 
     def text(self, notice: Notice, zone_info: ZoneInfo) -> str:
@@ -61,7 +67,8 @@ class Notifier:
 
     def send(self, notice: Notice, text: str) -> None:
         sns = self._client()
-        short = text if len(text) <= 160 else f"{notice.rule} on {notice.camera_name}: {self.link(notice.event_id)}"
+        link = text.rsplit(" - ", 1)[-1]
+        short = text if len(text) <= 160 else f"{notice.rule} on {notice.camera_name}: {link}"
         sns.publish(TopicArn=self.topic_arn, Subject=f"hybridcam: {notice.rule} on {notice.camera_name}"[:99],
                     MessageStructure="json",
                     Message=json.dumps({"default": text, "email": text, "sms": short}),

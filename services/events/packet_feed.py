@@ -107,10 +107,16 @@ class DemuxedFeed:
             self.container = None
 
 
-def run_feed(feed: DemuxedFeed, deliver: Callable[[TimedPacket], None], stop: threading.Event, retry_s: float = 5.0) -> None:
-    """Deliver packets until stopped, reopening a lost stream after ``retry_s``."""
+def run_feed(feed: DemuxedFeed, deliver: Callable[[TimedPacket], None], stop: threading.Event,
+             reopened: Callable[[Any], None] | None = None, retry_s: float = 5.0) -> None:
+    """Deliver packets until stopped, reopening a lost stream after ``retry_s`` (``reopened`` gets its new stream,
+    the template of the clips cut from then on)."""
     while not stop.is_set():
         try:
+            if feed.stream is None:
+                stream = feed.open()
+                if reopened is not None:
+                    reopened(stream)
             for item in feed.packets(stop):
                 deliver(item)
             if not feed.loop:

@@ -22,12 +22,13 @@ from services.events.notifications import Notifier
 from services.events.packet_feed import DemuxedFeed, FeedError, feed_target, run_feed
 from services.events.settings import EventsSettings
 from services.events.synthetic_feed import SyntheticEncoder, run_synthetic_feed
+from shared.errors import ConfigError
 from shared.event_store import EventStore
 from shared.frame_ring import FrameGone, FrameRingReader, ring_name, ring_namespace
 from shared.progress import Progress
-from shared.schemas import CloudConfirmRequest, DetectionSet, Health, HealthState
+from shared.schemas import CloudConfirmRequest, DetectionSet, FaceMatches, Health, HealthState
 from shared.site_config import ResolvedCamera, SiteConfig
-from shared.stream_bus import CLOUD_REQUESTS_STREAM, DETECTIONS_STREAM, StreamBus
+from shared.stream_bus import CLOUD_REQUESTS_STREAM, DETECTIONS_STREAM, FACE_MATCHES_STREAM, StreamBus
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,18 @@ class EventsService:
         self.site = site
         self.bus = bus
         self.store = EventStore(settings.events_dir)
-        notifier = Notifier(settings.events_alert_topic_arn, settings.events_link_base) if settings.events_alert_topic_arn else None
+        self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
+                                      site.events.retention_days, link_expiry_s=settings.events_link_expiry_s) \
+            if settings.events_upload_bucket and settings.events_upload_table else None
+        if settings.events_link == "presigned" and self.uploader is None:
+            raise ConfigError("HYBRIDCAM_EVENTS_LINK=presigned needs HYBRIDCAM_EVENTS_UPLOAD_BUCKET and _UPLOAD_TABLE "
+                              "(the stack's FramesBucketName and FramesTableName)")
+        link_for = self.uploader.presigned_link if self.uploader is not None and settings.events_link == "presigned" else None
+        notifier = Notifier(settings.events_alert_topic_arn, settings.events_link_base, link_for=link_for) \
+            if settings.events_alert_topic_arn else None
         cameras = site.resolved()
         self.recorder = EventRecorder(self.store, site.events, {c.id: site.scene(c.id) for c in cameras},
                                       {c.id: c.name for c in cameras}, notifier, ask_cloud=self._ask_cloud, site=site.site)
-        self.uploader = EventUploader(self.store, site.site, settings.events_upload_bucket, settings.events_upload_table,
-                                      site.events.retention_days) \
-            if settings.events_upload_bucket and settings.events_upload_table else None
         self.lock = threading.Lock()
         self.progress = Progress(stall_after_s=30.0, fail_after_s=90.0)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -80,8 +86,8 @@ class EventsService:
                 lines.append(f"{camera.id}: no clips: {error}")
                 continue
             self.feeds[camera.id] = feed
-            threading.Thread(target=run_feed, args=(feed, self._packet_sink(camera.id), stop), daemon=True,
-                             name=f"clips-{camera.id}").start()
+            threading.Thread(target=run_feed, args=(feed, self._packet_sink(camera.id), stop, self._template_sink(camera.id)),
+                             daemon=True, name=f"clips-{camera.id}").start()
             lines.append(f"{camera.id}: clips remuxed from {feed.stream.codec_context.name} packets of {target[0]}")
         return lines
 
@@ -97,6 +103,12 @@ class EventsService:
                          daemon=True, name=f"clips-{camera.id}").start()
         return f"{camera.id}: clips encoded once from its frames (H.264 {encoder.size[0]}x{encoder.size[1]})"
 
+    def _template_sink(self, camera_id: str):
+        def reopened(stream) -> None:
+            with self.lock:
+                self.recorder.set_template(camera_id, stream)
+        return reopened
+
     def _packet_sink(self, camera_id: str):
         def deliver(item) -> None:
             with self.lock:
@@ -105,19 +117,24 @@ class EventsService:
 
     def run(self, stop: threading.Event) -> None:
         self.bus.ensure_group(DETECTIONS_STREAM, GROUP)
+        self.bus.ensure_group(FACE_MATCHES_STREAM, GROUP)
         self.bus.on_retry = self.progress.beat
         next_health = 0.0
         while not stop.is_set():
-            entries = self.bus.read_group([DETECTIONS_STREAM], GROUP, self.consumer, count=100, block_ms=500)
+            entries = self.bus.read_group([DETECTIONS_STREAM, FACE_MATCHES_STREAM], GROUP, self.consumer, count=100, block_ms=500)
             for entry in entries:
                 if isinstance(entry.message, DetectionSet):
                     self.handle(entry.message)
-            if entries:
-                self.bus.ack(DETECTIONS_STREAM, GROUP, [e.entry_id for e in entries])
+                elif isinstance(entry.message, FaceMatches):
+                    with self.lock:
+                        self.recorder.on_face_matches(entry.message)
+            for stream in {e.stream for e in entries}:
+                self.bus.ack(stream, GROUP, [e.entry_id for e in entries if e.stream == stream])
             self.progress.beat()
             now = time.time()
             with self.lock:
                 self.recorder.expire_confirmations(now)
+                self.recorder.finish_overdue(now)
             if now >= self._next_retention:
                 self._enforce_retention(now)
             if self.uploader is not None and now >= self._next_upload:
@@ -138,9 +155,8 @@ class EventsService:
                 self.recorder.on_detections(result)  # the cloud's answer: confirmations, cloud labels
             self.cloud_results += 1
             return
-        frame = self._frame(result)
         with self.lock:
-            self.recorder.on_detections(result, frame)
+            self.recorder.on_detections(result, lambda: self._frame(result))
         self.processed += 1
 
     def _frame(self, result: DetectionSet) -> np.ndarray | None:

@@ -7,6 +7,7 @@ Zones, rules, pre/post-roll and retention are per site, in the site file's ``eve
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -18,6 +19,10 @@ class EventsSettings(CommonSettings):
     events_alert_topic_arn: str = Field("", description="SNS topic for SMS/email (the stack's AlertTopicArn); empty = no notifications")
     events_link_base: str = Field("http://127.0.0.1:8088", description="dashboard address that notification links open "
                                   "(<base>/events/<id>); one reachable from the operators' phones")
+    events_link: Literal["dashboard", "presigned"] = Field(
+        "dashboard", description="what notification links open: the dashboard's event page, or short-lived presigned "
+                                 "URLs of the snapshot and clip in the stack's bucket (needs _UPLOAD_BUCKET/_TABLE)")
+    events_link_expiry_s: int = Field(86_400, ge=60, le=604_800, description="how long presigned links work")
     events_clips: bool = Field(True, description="record clips from each file/RTSP camera's own stream (a second connection)")
     events_upload_bucket: str = Field("", description="S3 bucket for event clips and snapshots (the stack's FramesBucketName); "
                                       "empty = events stay on the edge")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from services.sampler.catch_up import CatchUp
 from services.sampler.confirmations import confirmation_records
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
@@ -44,7 +45,7 @@ from services.sampler.settings import SamplerSettings
 from services.sampler.spool import Spool
 from services.sampler.uplink_fit import UplinkFitter
 from shared.errors import ConfigError
-from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
+from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone, ring_span_s
 from shared.progress import Progress
 from shared.result_counters import CLOUD_RESULT_COUNTERS_KEY
 from shared.schemas import MAX_FRAME_TRACKS, CloudFrame, FrameRef, FrameTrack, Health, HealthState
@@ -84,6 +85,8 @@ class WaitingFrame:
     entry: StreamEntry
     ref: FrameRef
     arrived: float
+    read_lag_s: float = 0.0
+    """capture to the sampler reading its stream entry: how far the sampler is behind (the edge wait comes after)"""
 
 
 class Sampler:
@@ -126,6 +129,8 @@ class Sampler:
         bus.on_retry = self.progress.beat
         self._current: dict[Token, tuple[FrameRef, BorrowedFrame | None]] = {}
         self.coverage = CoverageWindow()
+        self.catch_up = CatchUp()
+        self.fps = {c.id: c.fps for c in site.masters()}
         self._outbox: asyncio.Queue[list[OutgoingRecord] | None] | None = None
         self._tracks: dict[Token, list[FrameTrack]] = {}
         """the edge's tracked objects in the frames being decided (they travel with a sent frame)"""
@@ -223,7 +228,7 @@ class Sampler:
         for entry in entries:
             self.counters["frames_seen"] += 1
             if entry.stream in self.waiting and isinstance(entry.message, FrameRef):
-                self.waiting[entry.stream].append(WaitingFrame(entry, entry.message, now))
+                self.waiting[entry.stream].append(WaitingFrame(entry, entry.message, now, time.time() - entry.message.capture_ts))
             else:
                 self.counters["not_frames"] += 1
                 finished[entry.stream].append(entry.entry_id)
@@ -273,6 +278,8 @@ class Sampler:
                                    for t in edge.tracks[:MAX_FRAME_TRACKS]]
         borrowed: BorrowedFrame | None = None
         if self.policy.needs_pixels:
+            if self._decimate(ref, frame.read_lag_s):
+                return self._not_evaluated(token, ref, "decimated")
             if self.fetcher.lapped(ref):  # the sampler fell behind the ring: skip it cheaply, counted
                 return self._not_evaluated(token, ref, "gone")
             try:
@@ -287,6 +294,13 @@ class Sampler:
         self.counters["frames_evaluated"] += 1
         self.coverage.add(evaluated=True)
         return self.policy.offer(facts, borrowed.pixels if borrowed else None)
+
+    def _decimate(self, ref: FrameRef, read_lag_s: float) -> bool:
+        """Skip on purpose while behind the rings (services/sampler/catch_up.py), rather than lose frames by chance."""
+        slots = self.fetcher.ring_slots(ref.shm_name)
+        span = ring_span_s(slots, self.fps.get(ref.camera_id, 0.0)) if slots else None
+        wait = self.settings.sampler_edge_wait_s if self.policy.needs_edge else 0.0
+        return self.catch_up.skip(ref.camera_id, ref.seq, read_lag_s, span or None, time.time(), wait)
 
     def _not_evaluated(self, token: Token, ref: FrameRef, reason: str) -> list[Verdict]:
         """A master frame the policy never saw (its pixels were gone or unreadable): counted, and said in health."""
@@ -418,10 +432,11 @@ class Sampler:
             "spool_depth": len(self.spool), "spool_bytes": self.spool.bytes,
             "uptime_s": round(time.time() - self.started, 3), "master_cameras": len(self.cameras),
             "frames_saved": sum(v for k, v in self.counters.items()
-                                if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
+                                if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone", "skipped_decimated")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
             "edge_silent_cameras": len(self.edge_silent), "edge_tracking_cameras": len(self.tracking),
             "coverage": round(self._coverage(), 5),
+            "decimating_cameras": len(self.catch_up.decimating()),
             "coverage_recent": round(self.coverage.share(), 5),
             "uplink_budget_kbps": self.settings.sampler_uplink_kbps,
             **{k: v for k, v in self.pairing.counters.items()},
@@ -448,10 +463,14 @@ class Sampler:
             parts.append(f"cloud unreachable: {self.cloud_down_reason}")
         if self.edge_silent:
             parts.append(f"no edge results for {', '.join(self.edge_silent)}: sampling on change + heartbeat")
+        decimating = self.catch_up.describe()
+        if decimating:
+            parts.append(decimating)
         missed = self.coverage.missed_share()
         if missed > COVERAGE_WARN_SHARE:
-            parts.append(f"{missed:.1%} of the last {self.coverage.total()} master frames not evaluated (overwritten in the ring "
-                         "before the sampler read them: raise HYBRIDCAM_CAPTURE_RING_S or lower the cameras' rate)")
+            parts.append(f"{missed:.1%} of the last {self.coverage.total()} master frames not evaluated (decimated on purpose, "
+                         "or overwritten in the ring before the sampler read them: raise HYBRIDCAM_CAPTURE_RING_S or lower the "
+                         "cameras' rate)")
         return "; ".join(parts)
 
     def report(self, force: bool = False) -> None:

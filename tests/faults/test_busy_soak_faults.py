@@ -74,6 +74,7 @@ def test_12_busy_real_scene_soak(redis_server, aws_env: dict[str, str], tmp_path
     boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
     env = {**os.environ, **aws_env, "HYBRIDCAM_REDIS_URL": redis_server.url, "PYTHONUNBUFFERED": "1",
            "HYBRIDCAM_SITE_FILE": str(busy_site(tmp_path / "site.yaml")), "HYBRIDCAM_EDGE_THREADS": "1",
+           "HYBRIDCAM_STREAM_MAXLEN": "200",  # every stream reaches its bound within the warm-up (the default 2000 takes minutes)
            "HYBRIDCAM_COMPOSITOR_OUTPUTS": "mp4", "HYBRIDCAM_COMPOSITOR_OUTPUT_DIR": str(tmp_path / "program"),
            "HYBRIDCAM_COMPOSITOR_WIDTH": "640", "HYBRIDCAM_COMPOSITOR_HEIGHT": "360", "HYBRIDCAM_COMPOSITOR_FPS": str(FPS),
            "HYBRIDCAM_COMPOSITOR_SEGMENT_S": "30", "HYBRIDCAM_COMPOSITOR_RETENTION_GB": "0.01",
@@ -118,15 +119,16 @@ def test_12_busy_real_scene_soak(redis_server, aws_env: dict[str, str], tmp_path
     coverage = [(e1 - e0) / max(1.0, (e1 - e0) + (m1 - m0))
                 for (_, e0, m0), (_, e1, m1) in zip(evaluated[:: int(WINDOW_S / SAMPLE_S)], evaluated[int(WINDOW_S / SAMPLE_S)::
                                                                                                       int(WINDOW_S / SAMPLE_S)])]
-    total_evaluated, total_missed = evaluated[-1][1], evaluated[-1][2]
-    overall = total_evaluated / max(1.0, total_evaluated + total_missed)
+    total_evaluated, total_missed = evaluated[-1][1] - evaluated[0][1], evaluated[-1][2] - evaluated[0][2]
+    overall = total_evaluated / max(1.0, total_evaluated + total_missed)  # after the warm-up, like the other figures
     record_fault(FaultResult(
         "12 busy soak", f"{total_s / 60:.0f} min of a busy real road looped at {FPS} fps (master + slave)", None,
         len(growth) + 1, sum(g <= 0.05 for g in growth.values()) + (redis_growth <= 0.05), 0, 0, restarts=len(unexpected_exits),
         notes=f"RSS after {WARM_UP_S:.0f} s warm-up: " + ", ".join(f"{k} {rss[k][0]:.0f}->{rss[k][-1]:.0f} MB ({100 * g:+.1f}%)"
                                                                   for k, g in growth.items())
               + f"; Redis memory {redis_memory[0] / 1e6:.2f}->{redis_memory[-1] / 1e6:.2f} MB ({100 * redis_growth:+.1f}%)"
-              + f"; sampler coverage {overall:.2%} overall, per {WINDOW_S:.0f} s window {min(coverage, default=0):.2%}-"
+              + f"; sampler coverage {overall:.2%} after warm-up ({total_missed:.0f} of {total_evaluated + total_missed:.0f} "
+                f"master frames not evaluated), per {WINDOW_S:.0f} s window {min(coverage, default=0):.2%}-"
                 f"{max(coverage, default=0):.2%}"
               + f"; program fps per window {min(program_fps, default=0):.1f}-{max(program_fps, default=0):.1f} "
                 f"(median {statistics.median(program_fps) if program_fps else 0:.1f})"))

@@ -1,11 +1,10 @@
-// Live view over a WebSocket: the compositor's own H.264 access units, decoded here with WebCodecs and
-// drawn to a canvas as soon as each is decoded. No jitter buffer: a late picture is shown late, never held.
+// Live view over a WebSocket: the compositor's own H.264 access units, read, decoded with WebCodecs and drawn
+// on the program canvas by a worker (live_socket_worker.js; the canvas handed over as an OffscreenCanvas),
+// so a busy page's main thread never holds a picture. No jitter buffer: a late picture is shown late, never held.
 "use strict";
 
-const SOCKET_CONNECT_MS = 8000;  // no picture within this: try the next transport
-const SOCKET_MAX_DECODE_QUEUE = 3;  // more pictures waiting to be decoded: skip to the next key frame
-const RECORD_HEADER = 16;  // shared/h264_stream.py: "H4", flags, 0, length (u32), pts (i64, 1/90000 s)
-const liveSocket = { ws: null, decoder: null, presented: 0, decoded: 0, skipped: 0, codec: "" };
+const SOCKET_CONNECT_MS = 20000;  // no picture within this: try the next transport (a busy compositor may take seconds to its next key frame)
+const liveSocket = { worker: null, presented: 0, decoded: 0, skipped: 0, undrawn: 0, width: 0, height: 0, codec: "" };
 
 // "" when this browser can decode H.264 with WebCodecs, else why not (said on the badge).
 async function webCodecsProblem() {
@@ -20,80 +19,57 @@ async function webCodecsProblem() {
   }
 }
 
-// The codec string of an Annex-B key frame, from its SPS (profile, constraints, level): "avc1.PPCCLL".
-function h264CodecOf(bytes) {
-  for (let i = 0; i + 6 < bytes.length; i++) {
-    if (bytes[i] === 0 && bytes[i + 1] === 0 && bytes[i + 2] === 1 && (bytes[i + 3] & 0x1f) === 7) {
-      const hex = (b) => b.toString(16).padStart(2, "0");
-      return `avc1.${hex(bytes[i + 4])}${hex(bytes[i + 5])}${hex(bytes[i + 6])}`;
-    }
-  }
-  return "";
-}
-
-// Plays `source` on `canvas`; resolves once the first picture is drawn, rejects when that cannot happen.
+// Plays `source` on `canvas`; resolves once the first picture is shown, rejects when that cannot happen.
 // `onLost` is called if the stream ends after it started.
 function connectLiveSocket(canvas, source, onLost) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/live/socket?source=${encodeURIComponent(source)}`);
-  ws.binaryType = "arraybuffer";
-  liveSocket.ws = ws;
-  const context = canvas.getContext("2d");
-  let decoder = null, config = null, waitingForKey = true, started = false;
+  const url = `${scheme}://${location.host}/api/live/socket?source=${encodeURIComponent(source)}`;
+  const worker = new Worker("/static/live_socket_worker.js");
+  liveSocket.worker = worker;
+  canvas.hidden = false;
+  let context = null;
+  if (canvas.transferControlToOffscreen) {
+    const offscreen = canvas.transferControlToOffscreen();  // once per canvas: a later try gets a fresh one
+    worker.postMessage({ url, canvas: offscreen }, [offscreen]);
+  } else {
+    context = canvas.getContext("2d");
+    worker.postMessage({ url });
+  }
+  let started = false;
   return new Promise((resolve, reject) => {
     const fail = (why) => { if (!started) reject(new Error(why)); else if (onLost) onLost(why); };
+    const begin = () => { if (!started) { started = true; clearTimeout(timer); resolve(); } };
     const timer = setTimeout(() => { fail(`no picture within ${SOCKET_CONNECT_MS / 1000} s`); releaseLiveSocket(); },
       SOCKET_CONNECT_MS);
-    const draw = (frame) => {
-      if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
-        canvas.width = frame.displayWidth; canvas.height = frame.displayHeight;
+    worker.addEventListener("message", (event) => {
+      const message = event.data;
+      if (message.type === "frame") {  // no OffscreenCanvas: drawn here
+        if (canvas.width !== message.frame.displayWidth) {
+          canvas.width = message.frame.displayWidth; canvas.height = message.frame.displayHeight;
+        }
+        context.drawImage(message.frame, 0, 0);
+        message.frame.close();
+        begin();
+      } else if (message.type === "shown") {
+        Object.assign(liveSocket, message.stats);
+        begin();
+      } else if (message.type === "codec") {
+        liveSocket.codec = message.codec;
+      } else if (message.type === "stats") {
+        Object.assign(liveSocket, message.stats);
+      } else if (message.type === "closed") {
+        clearTimeout(timer);
+        releaseLiveSocket();
+        fail(message.why);
       }
-      context.drawImage(frame, 0, 0);
-      frame.close();
-      liveSocket.presented += 1;
-      canvas.dispatchEvent(new Event("picture"));
-      if (!started) { started = true; clearTimeout(timer); resolve(); }
-    };
-    const open = (codec) => {
-      config = { codec, optimizeForLatency: true };
-      liveSocket.codec = codec;
-      decoder = new VideoDecoder({ output: draw, error: (error) => { fail(`decoder: ${error.message}`); releaseLiveSocket(); } });
-      decoder.configure(config);
-      liveSocket.decoder = decoder;
-    };
-    ws.addEventListener("message", (event) => {
-      const view = new DataView(event.data);
-      if (event.data.byteLength < RECORD_HEADER || view.getUint8(0) !== 0x48 || view.getUint8(1) !== 0x34) return;
-      const key = (view.getUint8(2) & 1) === 1;
-      const data = new Uint8Array(event.data, RECORD_HEADER, view.getUint32(4));
-      if (!key && waitingForKey) { liveSocket.skipped += 1; return; }
-      if (decoder === null) {
-        const codec = h264CodecOf(data);
-        if (!codec) { fail("a key frame without SPS"); releaseLiveSocket(); return; }
-        open(codec);
-      }
-      if (decoder.decodeQueueSize > SOCKET_MAX_DECODE_QUEUE) {
-        // Behind: old pictures shown late are worse than a skip. Drop the queue at the next key frame.
-        if (!key) { waitingForKey = true; liveSocket.skipped += 1; return; }
-        decoder.reset();
-        decoder.configure(config);
-      }
-      waitingForKey = false;
-      const timestamp = Number(view.getBigInt64(8)) * 1e6 / 90000;
-      decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
-      liveSocket.decoded += 1;
     });
-    ws.addEventListener("close", (event) => {
-      clearTimeout(timer);
-      fail(`socket closed${event.reason ? `: ${event.reason}` : ` (${event.code})`}`);
-    });
+    worker.addEventListener("error", (event) => { clearTimeout(timer); releaseLiveSocket(); fail(`worker: ${event.message}`); });
   });
 }
 
 function releaseLiveSocket() {
-  if (liveSocket.ws) liveSocket.ws.close();
-  if (liveSocket.decoder && liveSocket.decoder.state !== "closed") liveSocket.decoder.close();
-  liveSocket.ws = null; liveSocket.decoder = null;
+  if (liveSocket.worker) liveSocket.worker.terminate();
+  liveSocket.worker = null;
 }
 
 window.addEventListener("pagehide", releaseLiveSocket);

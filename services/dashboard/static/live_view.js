@@ -2,7 +2,7 @@
 // that works here, and the badge says which (and why the better ones did not).
 "use strict";
 
-const LIVE_CONNECT_MS = 8000;   // no picture within this: give up on WebRTC, show MJPEG
+const LIVE_CONNECT_MS = 20000;  // no picture within this: give up on WebRTC (a busy compositor may take seconds to its next key frame)
 const liveView = { id: null, pc: null };
 
 function waitForIceGathering(pc, timeoutMs) {
@@ -90,9 +90,9 @@ async function startLiveView(mjpegConfigured, startMjpeg) {
       if (transport === "websocket") {
         const problem = await webCodecsProblem();
         if (problem) throw new Error(problem);
-        img.hidden = true; video.hidden = true; canvas.hidden = false;
+        img.hidden = true; video.hidden = true;
         show("WebSocket connecting…", "unknown");
-        await connectLiveSocket(canvas, source, (why) => { releaseLiveSocket(); failures.push(`WebSocket lost: ${why}`); fallBack(); });
+        await connectLiveSocket(canvas, source, (why) => { failures.push(`WebSocket lost: ${why}`); fallBack(); });
         show(named("WebSocket"), "ok", [`H.264 ${liveSocket.codec} decoded in the page (WebCodecs)`, triedFirst()].filter(Boolean).join("; "));
         return;
       }
