@@ -162,12 +162,13 @@ class FaceWatch:
             return None
         jpeg = image.jpeg if image.jpeg is not None else self._fetch(image)
         progress = self._progress(frame.frame_id)
+        boxes: list[tuple[float, float, float, float]]
         if "boxes" in progress:
-            boxes = [tuple(float(v) for v in box) for box in progress["boxes"]]
+            boxes = [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in progress["boxes"]]
         else:
             boxes = self.searchable_faces(jpeg, frame.width, frame.height, image)
             progress = self._save_progress(frame.frame_id, boxes=[list(box) for box in boxes])
-        crops = crop_faces(jpeg, boxes)  # type: ignore[arg-type]
+        crops = crop_faces(jpeg, boxes)
         if "hits" in progress:
             matches = [self._match_of(hit, crops[int(hit["crop"])]) for hit in progress["hits"]]
         else:
