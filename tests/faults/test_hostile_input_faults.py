@@ -88,6 +88,7 @@ async def _viewer_connects(url: str, timeout_s: float) -> float | None:
         await peer.close()
 
 
+@pytest.mark.faults_slow
 def test_12_malformed_and_half_open_webrtc_offers(redis_server: LocalRedis, tmp_path: Path) -> None:
     runner = _runner(_env(redis_server, tmp_path, HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS="16",
                           HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS_PER_CLIENT="16",
@@ -147,6 +148,7 @@ def _nan_face_matches_body(camera_id: str) -> bytes:
                           "matches": [match], "alerts": []}, use_bin_type=True)
 
 
+@pytest.mark.faults_slow
 def test_13_nan_face_matches_on_the_results_queue(redis_server: LocalRedis, moto_server: LocalMoto, tmp_path: Path) -> None:
     moto = moto_server
     camera = CAMERAS[0]["id"]
