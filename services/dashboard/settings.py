@@ -29,6 +29,14 @@ class DashboardSettings(CommonSettings):
     dashboard_host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs a token")
     dashboard_port: int = Field(8088, ge=1, le=65535, description="HTTP port of the page")
     dashboard_token: SecretStr | None = Field(None, description="access token (Bearer header, cookie or ?token=)")
+    dashboard_allowed_hosts: str = Field(
+        "", description="comma-separated host names the page may be reached under without a token, besides "
+                        "localhost/127.0.0.1/::1 (a DNS-rebinding page's name is refused)")
+    dashboard_max_event_streams: int = Field(64, ge=1, le=10_000, description="open /events streams at most (one per page)")
+    dashboard_max_program_streams: int = Field(
+        16, ge=1, le=1000, description="open /program.mjpg relays at most (each a stream from the compositor)")
+    dashboard_login_failures: int = Field(
+        10, ge=1, le=10_000, description="failed token checks per client address in a minute before it gets 429")
     dashboard_secure_cookie: bool | None = Field(
         None, description="mark the token cookie Secure: true, false, or empty = when the request came over HTTPS "
                           "(directly or per X-Forwarded-Proto from a TLS proxy)")

@@ -6,7 +6,7 @@
 
 The frame's item is looked up first, so a retried record never pays for detection or the S3 put
 again. The result goes to the edge before any SNS call, so an SNS outage never holds a result back;
-each side effect sets a progress flag on the item (alerts_claimed, result_sent, alerts_done) and a
+each side effect sets a progress flag on the item (alerts_claimed, result_sent, alerts_done, faces_done) and a
 retry skips what is flagged. A new step (a face search, say) is one more method called from
 ``process`` with the item it needs.
 """
@@ -120,14 +120,17 @@ class Pipeline:
 
         Inline bytes are used as they came; a claim-checked frame is read back from its stored copy
         (item.s3_key in the frames bucket), and only when the frame is searched. The step is idempotent
-        (conditional match items, a cooldown claim per person), so a retry simply runs it again.
+        (conditional match items, a cooldown claim per person, saved progress), and once done the item's
+        ``faces_done`` flag makes a retry skip it: no Rekognition call is paid twice.
         """
-        if self.face_watch is None or not self.face_watch.wants(record.frame):
+        if self.face_watch is None or not self.face_watch.wants(record.frame) or item.faces_done:
             return
         frame = record.frame
         image = FrameImage(frame.width, frame.height, jpeg=frame.jpeg, s3_bucket=self.settings.frames_bucket,
                            s3_key=item.s3_key)
         self.face_watch.process(frame, image, item.processed_ts)
+        item.faces_done = True
+        self.table.mark(item.frame_id, faces_done=True)
 
 
 def detections_of(labels: list[FoundLabel], frame: CloudFrame | None = None) -> list[Detection]:

@@ -113,6 +113,7 @@ class FrameItem:
     alerts_claimed: bool = False
     alerts_done: bool = False
     result_sent: bool = False
+    faces_done: bool = False
     created: bool = True
 
 
@@ -178,7 +179,8 @@ class FrameTable:
             frame_id=frame_id, labels=labels_from_item(item.get("labels", [])), s3_key=str(item.get("s3_key", "")),
             model=str(item.get("model", "")), processed_ts=float(item.get("processed_ts", 0.0)),
             alerts=list(item.get("alerts", [])), alerts_claimed=bool(item.get("alerts_claimed")),
-            alerts_done=bool(item.get("alerts_done")), result_sent=bool(item.get("result_sent")), created=False,
+            alerts_done=bool(item.get("alerts_done")), result_sent=bool(item.get("result_sent")),
+            faces_done=bool(item.get("faces_done")), created=False,
         )
 
     def mark(self, frame_id: str, **flags: Any) -> None:
