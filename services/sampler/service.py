@@ -328,6 +328,7 @@ class Sampler:
                                 if k.startswith("skipped_") and k not in ("skipped_unreadable", "skipped_gone")),
             "frames_waiting": sum(len(q) for q in self.waiting.values()), "frames_held": len(self.held),
             "edge_silent_cameras": len(self.edge_silent), "edge_tracking_cameras": len(self.tracking),
+            "objects_sent": getattr(self.policy, "objects_sent", 0),
             **{k: v for k, v in self.pairing.counters.items()},
         }
         return {name: float(values.get(name, 0)) for name in sorted(set(values) | set(COUNTER_NAMES))}
