@@ -23,7 +23,7 @@ STUDY_FPS = 15.0
 STUDY_HOURS = 2.0
 STUDY_PRICE_SET = "2019-eu-west-1"
 STUDY_PAID_USD = 216.0
-GOAL_USD = 10.0
+GOAL_USD = 5.0
 
 
 class SendFractionError(ValueError):
@@ -90,12 +90,31 @@ def fraction_from_file(path: Path, policy: str = "adaptive") -> MeasuredFraction
     except json.JSONDecodeError as error:
         raise SendFractionError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("clips"), list):
-        found = [(p["sent_fraction"], clip.get("name", "?"), p["sent_fraction"] * clip["fps"] if clip.get("fps") else None)
-                 for clip in data["clips"] for p in clip.get("policies", []) if p.get("label") == policy]
+        found = [(clip, p) for clip in data["clips"] for p in clip.get("policies", []) if p.get("label") == policy]
         if not found:
             raise SendFractionError(f"{path} has no results for the {policy!r} policy")
-        fraction, clip, rate = max(found, key=lambda item: item[0])
-        return MeasuredFraction(fraction, f"policy {policy}, the largest over {len(found)} clip(s): {clip}", rate)
+        if all("objects" in p and clip.get("frames") and clip.get("fps") for clip, p in found):
+            return _pooled_object_fraction(found, policy)
+        fraction, name, rate = max(((p["sent_fraction"], clip.get("name", "?"),
+                                     p["sent_fraction"] * clip["fps"] if clip.get("fps") else None) for clip, p in found),
+                                   key=lambda item: item[0])
+        return MeasuredFraction(fraction, f"policy {policy}, the largest over {len(found)} clip(s): {name}", rate)
     if isinstance(data, dict) and data.get("send_fraction") is not None:
         return MeasuredFraction(float(data["send_fraction"]), f"run of policy {data.get('policy', '?')}")
     raise SendFractionError(f"{path} is neither a sampling-eval --json file nor a run counters file with send_fraction")
+
+
+def _pooled_object_fraction(found: list[tuple[dict, dict]], policy: str) -> MeasuredFraction:
+    """The object-level evaluation's send fraction: frames sent over frames decided on all clips together,
+    with the objects the cloud saw at that fraction (what the fraction buys)."""
+    frames = sum(int(clip["frames"]) for clip, _ in found)
+    seconds = sum(int(clip["frames"]) / float(clip["fps"]) for clip, _ in found)
+    sent = sum(int(p["sent"]) for _, p in found)
+    objects = sum(int(p["objects"]) for _, p in found)
+    seen = sum(int(p["objects_seen"]) for _, p in found)
+    recall = f"{seen / objects:.0%}" if objects else "-"
+    per_object = f"{sent / objects:.2f}" if objects else "-"
+    return MeasuredFraction(sent / frames if frames else 0.0,
+                            f"policy {policy} over {len(found)} clip(s), {frames:,} frames: the cloud saw {seen} of "
+                            f"{objects} objects ({recall}), {per_object} frames per object",
+                            sent / seconds if seconds else None)

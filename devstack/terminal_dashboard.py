@@ -165,6 +165,8 @@ class TerminalDashboard:
             (f"master frames sent to the cloud ({sampling.policy})", str(sampling.sent)),
             ("master frames saved (not sent)", f"{sampling.saved} ({sampling.saved_share:.1%})"),
             ("sent for", ", ".join(f"{k} {v}" for k, v in sampling.sent_reasons.items()) or "-"),
+            ("objects sent to the cloud (edge tracks)", str(sampling.objects_sent)),
+            ("frames sent per object", f"{sampling.frames_per_object:.2f}" if sampling.frames_per_object else "-"),
         ]
 
 

@@ -20,6 +20,12 @@ class SamplingSummary:
     saved: int
     sent_reasons: dict[str, int] = field(default_factory=dict)
     skipped_reasons: dict[str, int] = field(default_factory=dict)
+    objects_sent: int = 0
+    """distinct edge tracks the sent frames showed (0 where the edge does not track)"""
+
+    @property
+    def frames_per_object(self) -> float | None:
+        return self.sent / self.objects_sent if self.objects_sent else None
 
     @property
     def saved_share(self) -> float:
@@ -29,12 +35,15 @@ class SamplingSummary:
     def line(self) -> str:
         sent = ", ".join(f"{k} {v}" for k, v in self.sent_reasons.items()) or "-"
         skipped = ", ".join(f"{k} {v}" for k, v in self.skipped_reasons.items()) or "-"
-        return (f"cloud sampling ({self.policy}): {self.sent} sent, {self.saved} saved ({self.saved_share:.1%}); "
+        objects = (f"; {self.objects_sent} objects sent, {self.frames_per_object:.2f} frames per object"
+                   if self.frames_per_object is not None else "")
+        return (f"cloud sampling ({self.policy}): {self.sent} sent, {self.saved} saved ({self.saved_share:.1%}){objects}; "
                 f"sent for: {sent}; skipped as: {skipped}")
 
     def as_dict(self) -> dict[str, object]:
         return {"policy": self.policy, "sent": self.sent, "saved": self.saved, "saved_share": self.saved_share,
-                "sent_reasons": self.sent_reasons, "skipped_reasons": self.skipped_reasons}
+                "sent_reasons": self.sent_reasons, "skipped_reasons": self.skipped_reasons,
+                "objects_sent": self.objects_sent, "frames_per_object": self.frames_per_object}
 
 
 def summarize(counters: dict[str, float]) -> SamplingSummary | None:
@@ -46,4 +55,5 @@ def summarize(counters: dict[str, float]) -> SamplingSummary | None:
     policy = "every_nth" if "every_nth" in sent or "not_nth" in skipped else "adaptive"
     saved = sum(v for k, v in skipped.items() if k not in NOT_SAVED)
     order = lambda items: dict(sorted(items.items(), key=lambda kv: -kv[1]))  # noqa: E731
-    return SamplingSummary(policy, sum(sent.values()), saved, order(sent), order(skipped))
+    return SamplingSummary(policy, sum(sent.values()), saved, order(sent), order(skipped),
+                           int(counters.get("objects_sent", 0)))

@@ -57,6 +57,7 @@ def test_each_new_track_goes_once_when_well_visible_and_a_covered_one_never_agai
     for _ in range(30):  # a second person joins: one more send, for him only
         replay.offer(room(2), tracked((7, 0.9, MIDDLE), (8, 0.8, (0.7, 0.3, 0.8, 0.7))))
     assert replay.sent()[first + 1:] == [(121, "new_object")]
+    assert replay.policy.objects_sent == 2  # type: ignore[attr-defined]
     assert policy().tracking_cameras() == [] and replay.policy.tracking_cameras() == ["cam"]  # type: ignore[attr-defined]
 
 
@@ -133,4 +134,4 @@ def test_track_memory_is_bounded() -> None:
 def test_edge_tracks_keep_the_best_box_of_a_track_and_ignore_other_labels() -> None:
     tracks = edge_tracks([("person", 0.9, MIDDLE, 1), ("person", 0.45, MIDDLE, 1), ("dog", 0.9, MIDDLE, None),
                           ("person", 0.2, MIDDLE, None)], WATCH, BAND, 0.04)
-    assert tracks == (EdgeTrack(1, 1.0, False),)
+    assert tracks == (EdgeTrack(1, 1.0, False, "person", MIDDLE),)

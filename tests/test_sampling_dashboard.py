@@ -23,6 +23,8 @@ def test_the_summary_counts_saved_frames_apart_from_unreadable_ones() -> None:
     assert (summary.policy, summary.sent, summary.saved) == ("adaptive", 12, 486)
     assert list(summary.sent_reasons) == ["changed", "appeared", "heartbeat"]  # largest first
     assert summary.saved_share == 486 / 498
+    assert summary.objects_sent == 0 and summary.frames_per_object is None
+    assert summarize(COUNTERS | {"objects_sent": 6.0}).frames_per_object == 2.0  # type: ignore[union-attr]
     assert summarize({"frames_sampled": 3.0}) is None
     assert summarize({"sent_every_nth": 3.0, "skipped_not_nth": 27.0}).policy == "every_nth"  # type: ignore[union-attr]
 
@@ -50,5 +52,14 @@ def test_the_terminal_table_prints_frames_sent_saved_and_the_reasons(redis_serve
         assert "changed 7, appeared 3, heartbeat 2" in text
         rows = dict(dashboard.summary_rows())
         assert rows["master frames saved (not sent)"] == "486 (97.6%)"
+        assert rows["objects sent to the cloud (edge tracks)"] == "0" and rows["frames sent per object"] == "-"
+        bus.publish(HEALTH_STREAM, Health(service="sampler", instance="s1", state="ok",
+                                          counters=COUNTERS | {"sent_new_object": 4.0, "objects_sent": 8.0}))
+        dashboard.refresh()
+        rows = dict(dashboard.summary_rows())
+        assert rows["objects sent to the cloud (edge tracks)"] == "8" and rows["frames sent per object"] == "2.00"
+        console = Console(width=200, record=True)
+        console.print(dashboard.render("site"))
+        assert "8 objects sent, 2.00 frames per object" in console.export_text()
     finally:
         bus.close()

@@ -22,7 +22,8 @@ CHART_DPI = 100
 def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
     """Top row: object recall against frames sent; bottom row: median first-send delay of objects. One column per clip."""
     clips = list(scores_by_clip)
-    fig, axes = plt.subplots(2, len(clips), figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
+    width_px = max(CHART_WIDTH_PX, 260 * len(clips))
+    fig, axes = plt.subplots(2, len(clips), figsize=(width_px / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
                              dpi=CHART_DPI, squeeze=False, sharex="col")
     try:
         for column, clip in enumerate(clips):
@@ -42,13 +43,14 @@ def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
             recall_ax.axhline(95, color="grey", linestyle=":", linewidth=1)
             delay_ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
             for ax in (recall_ax, delay_ax):
-                ax.axvline(5, color="grey", linestyle="--", linewidth=1)
+                ax.axvline(2, color="grey", linestyle="--", linewidth=1)
                 ax.set_xscale("log")
                 ax.grid(True, which="both", alpha=0.3)
             recall_ax.set_ylim(-2, 102)
             delay_ax.set_yscale("symlog", linthresh=1.0)
             recall_ax.set_title(clip, fontsize=9)
-            delay_ax.set_xlabel("frames sent to the cloud (% of master frames)")
+            delay_ax.set_xlabel("% of frames sent" if column else "frames sent to the cloud (% of master frames)",
+                                fontsize=8)
         axes[0][0].set_ylabel("objects seen by the cloud (%)")
         axes[1][0].set_ylabel("median first-send delay (s)")
         axes[0][0].legend(fontsize=8, loc="lower right", framealpha=0.9)
@@ -80,7 +82,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 </style></head>
 <body>
 <h1>hybridcam sampling evaluation</h1>
-<img alt="Object recall against frames sent, one curve per policy" width="{CHART_WIDTH_PX}" height="{CHART_HEIGHT_PX}"
+<img alt="Object recall against frames sent, one curve per policy" style="max-width: 100%"
  src="data:image/png;base64,{encoded}">
 {''.join(sections)}
 {paragraphs}

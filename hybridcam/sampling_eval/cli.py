@@ -54,9 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-object-px", type=float, default=12.0,
                         help="an object counts as seen in a sent frame where its box's shorter side has at least "
                              "this many pixels (default 12)")
-    parser.add_argument("--detector-stride", type=int, default=1, metavar="N",
+    parser.add_argument("--detector-stride", type=int, default=0, metavar="N",
                         help="run the detectors on every Nth frame only (high-rate footage on a small machine; "
-                             "between them the reference repeats and the edge's tracker carries; default 1)")
+                             "between them the reference repeats and the edge's tracker carries; default 0: the "
+                             "stride of the cached results, else every frame)")
     parser.add_argument("--cloud-latency", type=float, default=1.0,
                         help="seconds after a send before the adaptive policy learns the cloud's answer (default 1.0)")
     parser.add_argument("--cache-dir", type=Path, help="where per-frame results are cached (default: beside each video)")
@@ -84,8 +85,8 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task(f"{footage.name}: detectors on every frame", total=footage.frame_count)
-        if args.detector_stride < 1:
-            raise ConfigError("--detector-stride must be at least 1")
+        if args.detector_stride < 0:
+            raise ConfigError("--detector-stride must be 0 (as cached) or at least 1")
         choice = DetectorChoice(threads=args.threads, stride=args.detector_stride)
         results = frame_results(footage, choice, args.cache_dir,
                                 lambda done, total: progress.update(task, completed=done))

@@ -34,7 +34,8 @@ class DetectorChoice:
     threads: int = 0
     stride: int = 1
     """run both detectors on every stride-th frame only (high-rate footage on a small machine): the
-    frames between repeat the reference's last result, and the edge's tracker carries its boxes"""
+    frames between repeat the reference's last result, and the edge's tracker carries its boxes;
+    0 = the stride of the cached results, 1 when there are none"""
 
     def key(self) -> dict[str, Any]:
         key: dict[str, Any] = {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
@@ -93,7 +94,7 @@ def load_cached(path: Path, footage: Footage, choice: DetectorChoice) -> FrameRe
             data = json.load(stream)
     except (OSError, ValueError, EOFError):
         return None
-    if data.get("version") != CACHE_VERSION or data.get("detectors") != choice.key():
+    if data.get("version") != CACHE_VERSION or not _same_detectors(data.get("detectors"), choice):
         return None
     if data.get("footage", {}).get("fingerprint") != footage.fingerprint:
         return None
@@ -103,7 +104,14 @@ def load_cached(path: Path, footage: Footage, choice: DetectorChoice) -> FrameRe
     delivered = data["footage"].get("delivered_frames")
     if delivered is not None:  # an earlier run read the file to its end: its count, not the container's, is the length
         key.update(frame_count=int(delivered), delivered_frames=int(delivered))
-    return FrameResults(key, choice.key(), edge, reference)  # type: ignore[arg-type]
+    return FrameResults(key, data["detectors"], edge, reference)  # type: ignore[arg-type]
+
+
+def _same_detectors(cached: Any, choice: DetectorChoice) -> bool:
+    if choice.stride > 0:
+        return bool(cached == choice.key())
+    return isinstance(cached, dict) and {k: v for k, v in cached.items() if k != "stride"} == DetectorChoice(
+        choice.edge_model, choice.edge_score_threshold, choice.reference_model).key()
 
 
 def save(path: Path, results: FrameResults) -> None:
@@ -126,6 +134,7 @@ def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | No
     results = load_cached(path, footage, choice) or FrameResults(footage_key(footage), choice.key())
     if results.complete:
         return results
+    stride = results.stride if choice.stride == 0 else choice.stride
     from vision.detectors import load_detector
 
     threads = choice.threads or None
@@ -138,7 +147,7 @@ def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | No
         for index, frame in enumerate(footage.frames()):
             if index < done:
                 continue
-            if index % choice.stride == 0 or not results.reference:
+            if index % stride == 0 or not results.reference:
                 results.edge.append(stored(edge.detect(frame)))
                 results.reference.append(stored(reference.detect(frame)))
             else:  # between analysed frames: the reference's last result; the edge did not run

@@ -351,6 +351,8 @@ class AdaptivePolicy:
         budget = self.settings.budget_images_per_hour
         self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
         self.held: Candidate | None = None
+        self.objects_sent = 0
+        """edge tracks a sent frame covered for the first time (objects the cloud has seen)"""
         self._busy_exponent_cap = self._exponent_reaching_heartbeat()
 
     def _exponent_reaching_heartbeat(self) -> int:
@@ -533,6 +535,7 @@ class AdaptivePolicy:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
             for track in facts.edge.tracks or ():
+                self.objects_sent += track.track_id not in state.covered
                 state.covered[track.track_id] = facts.ts
         if candidate.kept is not None:
             state.detector.set_reference(candidate.kept)

@@ -439,6 +439,7 @@ class Sampler:
             "decimating_cameras": len(self.catch_up.decimating()),
             "coverage_recent": round(self.coverage.share(), 5),
             "uplink_budget_kbps": self.settings.sampler_uplink_kbps,
+            "objects_sent": getattr(self.policy, "objects_sent", 0),
             **{k: v for k, v in self.pairing.counters.items()},
             **(self.uplink.counters if self.uplink else {}),
             **(self.patches.counters if self.patches else {}),
