@@ -98,6 +98,7 @@ class Row:
     lapped_pictures: float | None = None  # share of program pictures whose pixels are not the frame of their boxes
     reconnects: float = 0.0
     note: str = ""
+    window: tuple[float, float] | None = None  # the measuring window, wall-clock seconds
 
 
 def latest_counters(bus: StreamBus) -> dict[tuple[str, str], dict[str, float]]:
@@ -201,12 +202,18 @@ def fill_counters(row: Row, window: Window, sets: list[DetectionSet], pictures: 
     seen, gone = window.delta("sampler", "frames_seen"), window.delta("sampler", "skipped_gone")
     row.sampler_coverage = (seen - gone) / master_frames if master_frames else None
     row.program_fps = window.delta("compositor", "pictures") / seconds
+    row.window = (window.started, window.ended)
+    measure_pictures(row, pictures)
+
+
+def measure_pictures(row: Row, pictures: list[dict]) -> None:
+    """Latency, and the share of pictures whose pixels are not the frame their boxes belong to (an older frame, or
+    none at all: every frame the program wanted was lapped before it read it)."""
     latencies = [(p["now"] - p["capture_ts"]) * 1000 for p in pictures if p.get("capture_ts")]
     if latencies:
         row.latency_ms = (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
-    with_pixels = [p for p in pictures if p.get("pixels_seq") is not None]
-    if with_pixels:
-        row.lapped_pictures = sum(1 for p in with_pixels if p["pixels_seq"] != p["seq"]) / len(with_pixels)
+    if pictures:
+        row.lapped_pictures = sum(1 for p in pictures if p.get("pixels_seq") != p["seq"]) / len(pictures)
 
 
 class Reference:
@@ -289,19 +296,26 @@ def score(pairs: list[tuple[list[Box], list[Box]]]) -> tuple[float, float, int]:
 def score_row(row: Row, pictures: list[dict], sets: list[DetectionSet], footage: Path, reference: Reference) -> None:
     width, height = SIZES[row.size]
     length = reference.length(footage)
-    shown = [p for p in pictures if p.get("pixels_seq") is not None]
     analysed = [s for s in sets if not s.tracked]
-    reference.prepare(footage, {p["pixels_seq"] % length for p in shown} | {s.seq % length for s in analysed})
+    reference.prepare(footage, {(p["seq"] if p.get("pixels_seq") is None else p["pixels_seq"]) % length for p in pictures}
+                      | {s.seq % length for s in analysed})
     overlay_pairs = []
-    for picture in shown:
+    for picture in pictures:
         sx = width / picture["size"][0] if picture["size"][0] else 1.0
         sy = height / picture["size"][1] if picture["size"][1] else 1.0
         drawn = [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in picture["boxes"]]
+        if picture.get("pixels_seq") is None:
+            # no frame of this camera on air (every one it wanted was lapped): its boxes sit on nothing, and the
+            # objects of the frame they belong to are not shown boxed
+            overlay_pairs.append((drawn, []))
+            overlay_pairs.append(([], reference.of(footage, picture["seq"])))
+            continue
         truth = reference.of(footage, picture["pixels_seq"])
         overlay_pairs.append(([b for b in drawn if in_crop(b, picture["crop"], width, height)],
                               [b for b in truth if in_crop(b, picture["crop"], width, height)]))
     if overlay_pairs:
-        row.overlay = score(overlay_pairs)
+        precision, recall, _ = score(overlay_pairs)
+        row.overlay = (precision, recall, len(pictures))
     edge_pairs = [([d.box for d in s.detections if d.label in LABELS], reference.of(footage, s.seq)) for s in analysed]
     if edge_pairs:
         row.edge = score(edge_pairs)
@@ -335,6 +349,28 @@ def table(rows: list[Row]) -> Table:
     return out
 
 
+def rescore(results: Path, work: Path) -> int:
+    """Overlay and edge scores again from the kept overlay logs and detection sets; counters as measured."""
+    reference = Reference()
+    rows = []
+    for saved in json.loads(results.read_text()):
+        row = Row(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        folder = work / f"{row.cameras}x{row.size}{row.fps}"
+        overlay_log = folder / "overlay.jsonl"
+        sets = [DetectionSet.model_validate_json(line) for line in (folder / "detections.jsonl").read_text().splitlines()] \
+            if (folder / "detections.jsonl").exists() else []
+        start, end = row.window or ((min(s.capture_ts for s in sets), max(s.capture_ts for s in sets)) if sets else (0.0, 0.0))
+        pictures = [json.loads(line) for line in overlay_log.read_text(encoding="utf-8").splitlines()] if overlay_log.exists() else []
+        pictures = [p for p in pictures if start <= p["now"] <= end]
+        measure_pictures(row, pictures)
+        width, height = SIZES[row.size]
+        score_row(row, pictures, sets, footage_variant(ROAD_60FPS, FOOTAGE_CACHE, width, height, row.fps, "h264"), reference)
+        rows.append(row)
+    console.print(table(rows))
+    results.with_suffix(".rescored.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 camera at 720p, 15/25/30/60 fps, 15 s each (about 4 minutes)")
@@ -345,7 +381,10 @@ def main() -> int:
     parser.add_argument("--warmup-timeout", type=float, default=90.0, help="longest wait for the services to be running")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--work-dir", type=Path, help="keep each row's logs, site, overlay log and detections here (default: a temporary folder)")
+    parser.add_argument("--rescore", type=Path, help="score again the rows of this --json file from their --work-dir (no services run)")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args.rescore, args.work_dir or args.rescore.parent / "work")
     if args.quick:
         args.cameras, args.sizes, args.seconds = "1", "720p", min(args.seconds, 15.0)
     grid = [Row(int(c), int(f), s) for c in args.cameras.split(",") for s in args.sizes.split(",") for f in args.fps.split(",")]
@@ -366,11 +405,11 @@ def main() -> int:
                 score_row(row, pictures, sets, footage, reference)
                 rows.append(row)
                 console.print(table(rows[-1:]))
+                if args.json:  # after every row: a long grid cut short keeps what it measured
+                    args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
         finally:
             moto.stop()
     console.print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
     complete = [r for r in rows if not r.note]
     if complete:
         console.print(f"median analysed share {statistics.median(r.analysed_fps / max(r.capture_fps, 1e-6) for r in complete):.0%} "
