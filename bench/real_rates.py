@@ -99,6 +99,7 @@ class Row:
     reconnects: float = 0.0
     note: str = ""
     window: tuple[float, float] | None = None  # the measuring window, wall-clock seconds
+    load: float | None = None  # the machine's 1-minute load average at the end of the window (others' work included)
 
 
 def latest_counters(bus: StreamBus) -> dict[tuple[str, str], dict[str, float]]:
@@ -170,6 +171,7 @@ def run_row(row: Row, args: argparse.Namespace, moto: LocalMoto, work: Path) -> 
         first_id = bus.redis.xinfo_stream(DETECTIONS_STREAM)["last-generated-id"]
         time.sleep(args.seconds)
         window.ended, window.last = time.time(), latest_counters(bus)
+        row.load = os.getloadavg()[0]
         items = bus.redis.xrange(DETECTIONS_STREAM, min=f"({first_id.decode() if isinstance(first_id, bytes) else first_id}")
     finally:
         for process in processes.values():
@@ -321,12 +323,31 @@ def score_row(row: Row, pictures: list[dict], sets: list[DetectionSet], footage:
         row.edge = score(edge_pairs)
 
 
+def markdown(rows: list[Row]) -> str:
+    """The figures as a Markdown table (docs/benchmarks.md)."""
+    lines = ["| cameras | size | fps | capture fps | analysed fps (share, x15) | sampler coverage | program fps | latency p50/p95 ms "
+             "| overlay P/R | edge P/R | overlay/edge P/R | boxes on other pixels | load |", "|" + "---|" * 13]
+    baseline = {(r.cameras, r.size): r for r in rows if r.fps == 15}
+    for r in rows:
+        base = baseline.get((r.cameras, r.size))
+        x15 = f", {r.analysed_fps / base.analysed_fps:.2f}x" if base and base.analysed_fps and r is not base else ""
+        ratio = f"{r.overlay[0] / r.edge[0]:.2f} / {r.overlay[1] / r.edge[1]:.2f}" if r.overlay and r.edge and r.edge[0] and r.edge[1] else "-"
+        cells = [str(r.cameras), r.size, str(r.fps), f"{r.capture_fps:.1f} ({r.capture_fps / (r.cameras * r.fps):.0%})",
+                 f"{r.analysed_fps:.1f} ({r.analysed_fps / max(r.capture_fps, 1e-6):.0%}{x15})",
+                 f"{r.sampler_coverage:.0%}" if r.sampler_coverage is not None else "-", f"{r.program_fps:.1f}",
+                 f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
+                 f"{r.overlay[0]:.2f} / {r.overlay[1]:.2f}" if r.overlay else "-", f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-",
+                 ratio, f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.load:.0f}" if r.load is not None else "-"]
+        lines.append("| " + " | ".join(cells) + " |" + (f" {r.note}" if r.note else ""))
+    return "\n".join(lines)
+
+
 def table(rows: list[Row]) -> Table:
     out = Table(title="real rates: real footage over RTSP, default settings (ratios to the 15 fps row of the same cameras and size)",
                 title_justify="left")
     for column in ("cameras", "size", "fps", "capture fps (share)", "analysed fps (share)", "x15", "sampler coverage",
                    "program fps", "latency p50/p95 ms", "overlay P/R", "edge P/R (ceiling)", "overlay/edge", "x15 overlay R",
-                   "boxes on other pixels", "reconnects", "note"):
+                   "boxes on other pixels", "reconnects", "load", "note"):
         out.add_column(column, justify="right")
     baseline = {(r.cameras, r.size): r for r in rows if r.fps == 15}
     for r in rows:
@@ -344,7 +365,8 @@ def table(rows: list[Row]) -> Table:
             f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
             f"{r.overlay[0]:.2f} / {r.overlay[1]:.2f}" if r.overlay else "-",
             f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-", ratio, x15_overlay,
-            f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.reconnects:.0f}", r.note,
+            f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.reconnects:.0f}",
+            f"{r.load:.0f}" if r.load is not None else "-", r.note,
         )
     return out
 
@@ -367,6 +389,7 @@ def rescore(results: Path, work: Path) -> int:
         score_row(row, pictures, sets, footage_variant(ROAD_60FPS, FOOTAGE_CACHE, width, height, row.fps, "h264"), reference)
         rows.append(row)
     console.print(table(rows))
+    print(markdown(rows))
     results.with_suffix(".rescored.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
     return 0
 
@@ -410,6 +433,7 @@ def main() -> int:
         finally:
             moto.stop()
     console.print(table(rows))
+    print(markdown(rows))
     complete = [r for r in rows if not r.note]
     if complete:
         console.print(f"median analysed share {statistics.median(r.analysed_fps / max(r.capture_fps, 1e-6) for r in complete):.0%} "
