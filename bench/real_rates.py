@@ -292,7 +292,7 @@ def score(pairs: list[tuple[list[Box], list[Box]]]) -> tuple[float, float, int]:
     drawn = sum(len(d) for d, _ in pairs)
     truth = sum(len(r) for _, r in pairs)
     hits = sum(matches(d, r) for d, r in pairs)
-    return (hits / drawn if drawn else 1.0), (hits / truth if truth else 1.0), len(pairs)
+    return (hits / drawn if drawn else float("nan")), (hits / truth if truth else float("nan")), len(pairs)  # nan: none drawn / none there
 
 
 def score_row(row: Row, pictures: list[dict], sets: list[DetectionSet], footage: Path, reference: Reference) -> None:
@@ -338,7 +338,7 @@ def markdown(rows: list[Row]) -> str:
                  f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
                  f"{r.overlay[0]:.2f} / {r.overlay[1]:.2f}" if r.overlay else "-", f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-",
                  ratio, f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.load:.0f}" if r.load is not None else "-"]
-        lines.append("| " + " | ".join(cells) + " |" + (f" {r.note}" if r.note else ""))
+        lines.append(("| " + " | ".join(cells) + " |").replace("nan", "n/a") + (f" {r.note}" if r.note else ""))
     return "\n".join(lines)
 
 
@@ -359,7 +359,7 @@ def table(rows: list[Row]) -> Table:
         if r.overlay and r.edge and r.edge[0] and r.edge[1]:
             ratio = f"{r.overlay[0] / r.edge[0]:.2f} / {r.overlay[1] / r.edge[1]:.2f}"
         x15_overlay = f"{r.overlay[1] / base.overlay[1]:.2f}" if r.overlay and base and base.overlay and base.overlay[1] else "-"
-        out.add_row(
+        out.add_row(*(cell.replace("nan", "n/a") for cell in (
             str(r.cameras), r.size, str(r.fps), f"{r.capture_fps:.1f} ({r.capture_fps / offered:.0%})", share, x15,
             f"{r.sampler_coverage:.1%}" if r.sampler_coverage is not None else "-", f"{r.program_fps:.1f}",
             f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
@@ -367,7 +367,7 @@ def table(rows: list[Row]) -> Table:
             f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-", ratio, x15_overlay,
             f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.reconnects:.0f}",
             f"{r.load:.0f}" if r.load is not None else "-", r.note,
-        )
+        )))
     return out
 
 
