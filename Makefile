@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -m "not faults_slow"
 FAULTS_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages demo lint test compose-test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
+.PHONY: help install system-packages demo lint test compose-test kube-test faults bench cost images up down logs constraints package-lambda deploy-cloud destroy-cloud clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -38,22 +38,28 @@ test: install lint system-packages  ## lint, then the test suite with the fast f
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi
 	@$(MAKE) --no-print-directory compose-test
+	@$(MAKE) --no-print-directory kube-test
 
 compose-test:  ## build the images and run the stack in containers, faults included (skipped with a reason where no engine can run)
 	@$(PYTHON) scripts/compose_check.py $(COMPOSE_TEST_ARGS)
+
+kube-test: install  ## podman kube play of the rendered Kubernetes manifests: probes healthy, detections on every camera (after compose-test)
+	@$(PY) scripts/kube_play_check.py $(KUBE_TEST_ARGS)
 
 faults: install system-packages  ## inject every fault scenario and print the table (FULL=1: 10 min outage, 1 h soak; HOURS=N soak)
 	@HYBRIDCAM_FAULTS_FULL=$(if $(FULL),1,0) $(if $(HOURS),HYBRIDCAM_FAULTS_SOAK_HOURS=$(HOURS)) $(PY) -m pytest tests/faults -o addopts="" -q -rfE \
 		--timeout $(if $(or $(FULL),$(HOURS)),$(shell echo $$(( ($(or $(HOURS),1) + 1) * 3600 ))),900) $(FAULTS_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no fault scenario was collected: failing on purpose" >&2; exit 1; fi; exit $$rc
 
-bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler, live view)
+bench: install  ## print the benchmark figures (edge, cloud path, compositor, sampler, live view, actions); writes config/capacity/<this machine>.yaml
 	$(PY) bench/edge.py
+	$(PY) bench/capacity.py
 	@if [ -f bench/cloud.py ]; then $(PY) bench/cloud.py; fi
 	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
 	@if [ -f bench/sampler.py ]; then $(PY) bench/sampler.py; fi
 	@if [ -f bench/live_view.py ]; then $(PY) bench/live_view.py; fi
 	@if [ -f bench/real_rates.py ]; then $(PY) bench/real_rates.py --quick; fi
+	@if [ -f bench/actions.py ]; then $(PY) bench/actions.py; fi
 
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)
 	$(PY) -m hybridcam cost $(COST_ARGS)

@@ -119,8 +119,9 @@ def bench_hop(redis_url: str, iterations: int) -> None:
                 if inline:
                     ref = FrameRef(camera_id="b", seq=seq, capture_ts=time.time(), width=1920, height=1080, jpeg=encode_jpeg(frame))
                 else:
-                    ring.commit(slot, seq, time.time())
-                    ref = FrameRef(camera_id="b", seq=seq, capture_ts=time.time(), width=1920, height=1080,
+                    captured = time.time()
+                    ring.commit(slot, seq, captured)
+                    ref = FrameRef(camera_id="b", seq=seq, capture_ts=captured, width=1920, height=1080,
                                    shm_name=ring.name, slot=slot)
                 last_id = bus.publish(stream, ref)
                 consumer.join()

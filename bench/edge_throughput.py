@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,12 +41,12 @@ from devstack.servers import LocalRedis  # noqa: E402
 from services.capture.scene_builder import build_scene  # noqa: E402
 from services.capture.synthetic_scene import SyntheticScene  # noqa: E402
 from services.edge_infer.backend_choice import BackendChoice, choose_backend  # noqa: E402
+from services.edge_infer.backend_probe import measured_choice, time_model_calls  # noqa: E402
 from services.edge_infer.detector_agreement import NO_FRAMES, Agreement, agreement, read_clip_frames  # noqa: E402
 from services.edge_infer.detector_pool import DetectorPool, open_pool  # noqa: E402
 from shared.schemas import DetectionSet, decode  # noqa: E402
 from shared.site_config import load_site  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus  # noqa: E402
-from vision.detectors.onnx_detector import OnnxDetector  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 NANODET = REPO / "models" / "nanodet.onnx"
@@ -95,32 +94,19 @@ def accuracy_frames() -> tuple[list[np.ndarray], list[np.ndarray], str]:
     return real, synthetic, source
 
 
-def time_model_calls(pool: DetectorPool, seconds: float) -> float:
-    """session.run calls per second with every detector of the pool busy on its own thread."""
-    counts = [0] * pool.size
-    deadline = time.perf_counter() + seconds
-
-    def worker(index: int, detector: OnnxDetector) -> None:
-        feed, names = {detector.input_name: detector.input_buffer}, detector.output_names
-        while time.perf_counter() < deadline:
-            detector.session.run(names, feed)
-            counts[index] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i, d)) for i, d in enumerate(pool.detectors)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
-
-
 def bench_model_calls(rounds: int, slice_s: float) -> dict[str, float]:
     cores = len(os.sched_getaffinity(0))
     pools: dict[str, tuple[BackendChoice, DetectorPool]] = {}
     for variant in variants(cores):
-        choice = choose_backend(NANODET, variant.backend, variant.precision, requests=variant.requests,
-                                threads=variant.threads)
+        if variant.backend == "auto":
+            # What edge_infer runs: the probe's choice, measured afresh here (a cache of its own) so the row shows
+            # what the probe finds on this machine now.
+            with tempfile.TemporaryDirectory(prefix="hybridcam-probe-") as cache:
+                choice = measured_choice(NANODET, cache_dir=Path(cache))
+            console.print(f"[dim]automatic choice: {choice.describe()}[/]")
+        else:
+            choice = choose_backend(NANODET, variant.backend, variant.precision, requests=variant.requests,
+                                    threads=variant.threads)
         pools[variant.label] = (choice, open_pool(choice, score_threshold=SCORE_THRESHOLD))
     sample = cv2.resize(cv2.imread(str(REPO / "tests" / "data" / "kite.jpg")), (1920, 1080))
     for _, pool in pools.values():
@@ -159,6 +145,9 @@ def bench_model_calls(rounds: int, slice_s: float) -> dict[str, float]:
                       f"{statistics.median(rates[label]):.1f}", f"{ratio:.2f}", *cells(real_agreement), *cells(synthetic_agreement))
         pool.close()
     console.print(table)
+    fastest = max((label for label in summary if label != "automatic choice"), key=summary.__getitem__)
+    console.print(f"automatic choice: {summary['automatic choice'] / summary[fastest]:.2f} of the fastest variant "
+                  f"({fastest}, {summary[fastest]:.2f}x FP32) in this run (goal >= 0.95)")
     return summary
 
 

@@ -2,24 +2,26 @@
 
 Runs the real services on a real redis-server: capture with N synthetic cameras (default 6 at
 1920x1080, 15 fps), edge-infer, the compositor stamping each frame's capture time into the
-program as a binary code (outputs: h264 for WebRTC, the MJPEG preview, HLS) and the dashboard.
-Headless Debian Chromium (Playwright) then watches the program three ways, one after the other,
+program as a binary code (outputs: h264 for WebRTC and the WebSocket, the MJPEG preview, HLS) and the dashboard.
+Headless Debian Chromium (Playwright) then watches the program four ways, one after the other,
 with V pages each:
 
 * WebRTC: the dashboard page itself (its live view, aiortc sending the compositor's H.264);
-* MJPEG: the dashboard page with WebRTC refused, so it falls back to /program.mjpg;
+* WebSocket: the dashboard page with the compositor's H.264 over a WebSocket, decoded with WebCodecs and drawn on
+  the program canvas by a worker (read there, after each picture);
+* MJPEG: the dashboard page showing /program.mjpg;
 * HLS: a page playing the compositor's playlist natively (served next to it, so a canvas may read it);
 * camera: the dashboard's WebRTC view of one camera (a second encode, in the dashboard): its CPU cost
   (the camera's picture carries no timecode, so no latency for it).
 
 In the page, every new picture is drawn to a canvas as it is presented (requestVideoFrameCallback;
-for the MJPEG <img>, every animation frame) and its code read back:
+for the MJPEG <img>, every animation frame; for the WebSocket canvas, as each picture is drawn) and its code read back:
 latency = presentation time - capture time, both on this machine's clock. CPU per viewer is
 the extra CPU of the servers (dashboard + compositor) and of the browser while the pages watch,
 over a baseline measured with no page open, divided by V.
 
     python bench/live_view.py [--seconds 15] [--viewers 2] [--cameras 6] [--fps 15] [--program-fps 15] [--no-edge]
-                              [--program-delay 0.4]
+                              [--program-delay 0.4] [--modes webrtc,websocket,mjpeg,hls,camera] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import av
 import httpx
 import numpy as np
 import psutil
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Worker, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -65,7 +67,7 @@ MEASURE_JS = """([selector, programWidth]) => {
   const m = window.__measure = { samples: [], presented: 0, distinct: 0, last: -1, started: performance.now(), stop: false,
                                  firstPresented: null, lastPresented: null };
   const read = (shownAt) => {
-    const width = el.videoWidth || el.naturalWidth;
+    const width = el.videoWidth || el.naturalWidth || (el.tagName === "CANVAS" ? el.width : 0);
     if (!width) return;
     const block = 16 * width / programWidth;
     canvas.width = Math.ceil(24 * block); canvas.height = Math.ceil(2 * block);
@@ -92,6 +94,9 @@ MEASURE_JS = """([selector, programWidth]) => {
       if (!m.stop) el.requestVideoFrameCallback(onFrame);
     };
     el.requestVideoFrameCallback(onFrame);
+  } else if (el.tagName === "CANVAS") {
+    // The WebSocket view draws each decoded picture on its canvas and says so; it is shown at the next paint.
+    el.addEventListener("picture", () => { if (!m.stop) read(performance.timeOrigin + performance.now()); });
   } else {
     const onAnimationFrame = (now) => {
       read(performance.timeOrigin + now);
@@ -108,7 +113,30 @@ RTC_STATS_JS = """async () => {
            jitterBufferMs: out.jitterBufferEmittedCount ? 1000 * out.jitterBufferDelay / out.jitterBufferEmittedCount : null,
            decodeMs: out.framesDecoded ? 1000 * out.totalDecodeTime / out.framesDecoded : null };
 }"""
-COLLECT_JS = """() => { const m = window.__measure; m.stop = true;
+# The same, inside the WebSocket view's worker, which draws each picture on its OffscreenCanvas and then calls
+# self.onPicture with it.
+MEASURE_WORKER_JS = """(programWidth) => {
+  const m = self.__measure = { samples: [], presented: 0, distinct: 0, last: -1, started: performance.now(), stop: false,
+                               firstPresented: null, lastPresented: null };
+  self.onPicture = (canvas) => {
+    if (m.stop) return;
+    const block = 16 * canvas.width / programWidth;
+    const data = canvas.getContext("2d").getImageData(0, 0, Math.ceil(24 * block), Math.ceil(2 * block)).data;
+    const width = Math.ceil(24 * block);
+    let value = 0;
+    for (let bit = 0; bit < 48; bit++) {
+      const x = Math.floor((bit % 24 + 0.5) * block), y = Math.floor((Math.floor(bit / 24) + 0.5) * block);
+      const i = (y * width + x) * 4;
+      if ((data[i] + data[i + 1] + data[i + 2]) / 3 > 128) value += 2 ** bit;
+    }
+    m.presented += 1;
+    if (value !== m.last) { m.last = value; m.distinct += 1; if (value > 1e12) m.samples.push(performance.timeOrigin + performance.now() - value); }
+  };
+}"""
+SOCKET_STATS_JS = """() => (typeof liveSocket === "undefined" || !liveSocket.worker) ? null :
+  { codec: liveSocket.codec, decoded: liveSocket.decoded, skipped: liveSocket.skipped, undrawn: liveSocket.undrawn,
+    shown: liveSocket.presented }"""
+COLLECT_JS = """() => { const m = self.__measure; m.stop = true;
   const presented = m.firstPresented === null ? m.presented : m.lastPresented - m.firstPresented;
   return { samples: m.samples, distinct: m.distinct, presented, callbacks: m.presented,
            seconds: (performance.now() - m.started) / 1000 }; }"""
@@ -215,18 +243,25 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
     pages = [c.new_page() for c in contexts]
     try:
         selectors = [open_page(p) for p in pages]
+        measured: list[Page | Worker] = []
         for page, selector in zip(pages, selectors, strict=True):
-            page.evaluate(MEASURE_JS, [selector, 1920])
+            if selector == "worker":  # the WebSocket view draws in its worker
+                worker = next(w for w in page.workers if w.url.endswith("live_socket_worker.js"))
+                worker.evaluate(MEASURE_WORKER_JS, 1920)
+                measured.append(worker)
+            else:
+                page.evaluate(MEASURE_JS, [selector, 1920])
+                measured.append(page)
         server0, browser0, t0 = servers.seconds(), browser_cpu.seconds(), time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - t0
         server_pct = (servers.seconds() - server0) / elapsed * 100
         browser_pct = (browser_cpu.seconds() - browser0) / elapsed * 100
         mode_text = pages[0].evaluate("() => document.querySelector('#program-mode')?.textContent || ''")
-        rtc = pages[0].evaluate(RTC_STATS_JS)
-        if rtc:
-            mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in rtc.items())
-        return [p.evaluate(COLLECT_JS) for p in pages], server_pct, browser_pct, mode_text
+        receiver = pages[0].evaluate(RTC_STATS_JS) or pages[0].evaluate(SOCKET_STATS_JS)
+        if receiver:
+            mode_text += "; receiver: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in receiver.items())
+        return [p.evaluate(COLLECT_JS) for p in measured], server_pct, browser_pct, mode_text
     finally:
         for context in contexts:
             context.close()
@@ -234,7 +269,8 @@ def watch(browser: Browser, open_page: Callable[[Page], str], viewers: int, seco
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per mode")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per mode (all rounds together)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per mode (use 3 or more on a machine whose load varies)")
     parser.add_argument("--viewers", type=int, default=2, help="pages watching at once per mode")
     parser.add_argument("--cameras", type=int, default=6, choices=range(1, 7))
     parser.add_argument("--width", type=int, default=1920)
@@ -243,6 +279,8 @@ def main() -> int:
     parser.add_argument("--program-fps", type=float, default=15.0)
     parser.add_argument("--mjpeg-fps", type=float, default=5.0, help="MJPEG preview rate (the compositor's default is 5)")
     parser.add_argument("--no-edge", action="store_true", help="leave edge detection out")
+    parser.add_argument("--modes", type=lambda text: [m.strip().lower() for m in text.split(",") if m.strip()], default=[],
+                        help="comma list of the modes to watch (webrtc, websocket, mjpeg, hls, camera); default all")
     parser.add_argument("--program-delay", type=float, default=0.4,
                         help="the compositor's program delay behind capture, s (its default 0.4 puts boxes on their own frames; "
                              "every mode's latency includes it)")
@@ -321,18 +359,22 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
         idle_browser = (browser_cpu.seconds() - browser0) / idle_s * 100
 
         def webrtc(page: Page) -> str:
-            page.goto(f"{url}/?token={token}")
-            page.wait_for_selector("#program-mode.ok", timeout=30_000)
+            page.goto(f"{url}/?token={token}&transport=webrtc")
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
             return "#program-video"
 
+        def websocket(page: Page) -> str:
+            page.goto(f"{url}/?token={token}&transport=websocket")
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
+            return "worker"
+
         def camera(page: Page) -> str:
-            page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}")
-            page.wait_for_selector("#program-mode.ok", timeout=30_000)
+            page.goto(f"{url}/?token={token}&live=camera:livewide{os.getpid()}&transport=webrtc")
+            page.wait_for_selector("#program-mode.ok", timeout=60_000)
             return "#program-video"
 
         def mjpeg(page: Page) -> str:
-            page.route("**/api/webrtc/offer", lambda route: route.abort())
-            page.goto(f"{url}/?token={token}")
+            page.goto(f"{url}/?token={token}&transport=mjpeg")
             page.wait_for_function("document.querySelector('#program').naturalWidth > 0", timeout=30_000)
             return "#program"
 
@@ -343,28 +385,25 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
 
         results = []
         tap.start()
-        for name, open_page in (("WebRTC", webrtc), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera)):
-            tapped = len(tap.samples)
-            try:
-                pages, server_pct, browser_pct, mode_text = watch(browser, open_page, args.viewers, args.seconds, servers, browser_cpu)
-            except Exception as error:  # a mode that cannot play is reported, the others still run
-                print(f"{name}: {error}; last lines of the dashboard's log:\n{_tail(logs / 'dashboard.log')}", flush=True)
-                results.append(ModeResult(name, np.array([]), 0.0, 0.0, 0.0, 0.0, f"{type(error).__name__}: {str(error)[:160]}"))
-                continue
-            samples = np.array([s for p in pages for s in p["samples"]]) if name != "camera" else np.array([])
-            rate = float(np.mean([p["distinct"] / p["seconds"] for p in pages])) if name != "camera" else 0.0
-            presented = float(np.mean([p["presented"] / p["seconds"] for p in pages])) if name != "MJPEG" else 0.0
-            note = f"page says {mode_text!r}" if name != "HLS" else ""
-            meanwhile = np.array(tap.samples[tapped:])
-            if meanwhile.size and name != "camera":
-                note = (f"compositor's output meanwhile p50 {np.percentile(meanwhile, 50):.0f} ms, p95 {np.percentile(meanwhile, 95):.0f} ms; "
-                        + note).rstrip("; ")
-            if name == "MJPEG":
-                note += f"; preview at {args.mjpeg_fps:g} fps, 960 wide"
-            if name == "camera":
-                note += "; one camera over WebRTC: its own 960-wide encode in the dashboard, shared by the viewers; no timecode in a camera's picture"
-            results.append(ModeResult(name, samples, rate, presented, (server_pct - idle_server) / args.viewers,
-                                      (browser_pct - idle_browser) / args.viewers, note))
+        modes = [(n, f) for n, f in (("WebRTC", webrtc), ("WebSocket", websocket), ("MJPEG", mjpeg), ("HLS", hls), ("camera", camera))
+                 if not args.modes or n.lower() in args.modes]
+        # Interleaved rounds, each mode's first place rotating: a load that comes and goes (another job on the
+        # machine) then falls on every mode alike, and the figures of a mode pool its rounds.
+        watched: dict[str, list[Watched]] = {name: [] for name, _ in modes}
+        problems: dict[str, str] = {}
+        for round_ in range(args.rounds):
+            for name, open_page in modes[round_ % len(modes):] + modes[: round_ % len(modes)]:
+                tapped = len(tap.samples)
+                try:
+                    pages, server_pct, browser_pct, mode_text = watch(browser, open_page, args.viewers, args.seconds / args.rounds,
+                                                                      servers, browser_cpu)
+                except Exception as error:  # a mode that cannot play is reported, the others still run
+                    print(f"{name}: {error}; last lines of the dashboard's log:\n{_tail(logs / 'dashboard.log')}", flush=True)
+                    problems[name] = f"{type(error).__name__}: {str(error)[:160]}"
+                    continue
+                watched[name].append(Watched(pages, server_pct, browser_pct, mode_text, list(tap.samples[tapped:])))
+        for name, _ in modes:
+            results.append(_mode_result(name, watched[name], problems.get(name, ""), args, idle_server, idle_browser))
             print(results[-1].row(), flush=True)
         browser.close()
     tap.stop.set()
@@ -375,6 +414,41 @@ def measure_all(args: argparse.Namespace, url: str, token: str, hls_url: str, se
               f"p95 {p95:.0f} ms ({tap_ms.size} pictures, over all modes)")
     print(f"baseline with no page open: servers {idle_server:.0f} %, browser {idle_browser:.0f} % (100 % = one core)")
     return results
+
+
+@dataclass
+class Watched:
+    """One round of one mode."""
+
+    pages: list[dict]
+    server_pct: float
+    browser_pct: float
+    mode_text: str
+    output_ms: list[float]  # the compositor's output meanwhile
+
+
+def _mode_result(name: str, rounds: list[Watched], problem: str, args: argparse.Namespace, idle_server: float,
+                 idle_browser: float) -> ModeResult:
+    if not rounds:
+        return ModeResult(name, np.array([]), 0.0, 0.0, 0.0, 0.0, problem or "not watched")
+    pages = [p for r in rounds for p in r.pages]
+    samples = np.array([s for p in pages for s in p["samples"]]) if name != "camera" else np.array([])
+    rate = float(np.mean([p["distinct"] / p["seconds"] for p in pages])) if name != "camera" else 0.0
+    presented = float(np.mean([p["presented"] / p["seconds"] for p in pages])) if name != "MJPEG" else 0.0
+    note = f"page says {rounds[-1].mode_text!r}" if name != "HLS" else ""
+    meanwhile = np.array([ms for r in rounds for ms in r.output_ms])
+    if meanwhile.size and name != "camera":
+        note = (f"compositor's output meanwhile p50 {np.percentile(meanwhile, 50):.0f} ms, p95 {np.percentile(meanwhile, 95):.0f} ms; "
+                + note).rstrip("; ")
+    if name == "MJPEG":
+        note += f"; preview at {args.mjpeg_fps:g} fps, 960 wide"
+    if name == "camera":
+        note += "; one camera over WebRTC: its own 960-wide encode in the dashboard, shared by the viewers; no timecode in a camera's picture"
+    if problem:
+        note += f"; {len(rounds)} of {args.rounds} rounds played ({problem})"
+    server = float(np.mean([r.server_pct for r in rounds])) - idle_server
+    browser = float(np.mean([r.browser_pct for r in rounds])) - idle_browser
+    return ModeResult(name, samples, rate, presented, server / args.viewers, browser / args.viewers, note)
 
 
 def _tail(log: Path, lines: int = 15) -> str:

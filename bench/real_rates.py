@@ -215,7 +215,14 @@ def measure_pictures(row: Row, pictures: list[dict]) -> None:
     if latencies:
         row.latency_ms = (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
     if pictures:
-        row.lapped_pictures = sum(1 for p in pictures if p.get("pixels_seq") != p["seq"]) / len(pictures)
+        row.lapped_pictures = sum(1 for p in pictures if on_air(p) != p["seq"]) / len(pictures)
+
+
+def on_air(picture: dict) -> int | None:
+    """The seq of the frame whose pixels the picture showed; None when no frame of the camera was on air
+    (the overlay log writes -1, or null in its first version)."""
+    seq = picture.get("pixels_seq")
+    return seq if seq is not None and seq >= 0 else None
 
 
 class Reference:
@@ -299,14 +306,14 @@ def score_row(row: Row, pictures: list[dict], sets: list[DetectionSet], footage:
     width, height = SIZES[row.size]
     length = reference.length(footage)
     analysed = [s for s in sets if not s.tracked]
-    reference.prepare(footage, {(p["seq"] if p.get("pixels_seq") is None else p["pixels_seq"]) % length for p in pictures}
+    reference.prepare(footage, {(p["seq"] if on_air(p) is None else p["pixels_seq"]) % length for p in pictures}
                       | {s.seq % length for s in analysed})
     overlay_pairs = []
     for picture in pictures:
         sx = width / picture["size"][0] if picture["size"][0] else 1.0
         sy = height / picture["size"][1] if picture["size"][1] else 1.0
         drawn = [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in picture["boxes"]]
-        if picture.get("pixels_seq") is None:
+        if on_air(picture) is None:
             # no frame of this camera on air (every one it wanted was lapped): its boxes sit on nothing, and the
             # objects of the frame they belong to are not shown boxed
             overlay_pairs.append((drawn, []))

@@ -5,6 +5,8 @@
   hybridcam cloud outputs      print the stack's outputs (as KEY=VALUE, or JSON with --json)
   hybridcam cloud local-models serve the local Rekognition/SageMaker stand-in (a real ONNX detector)
   hybridcam cloud poll         run the local Kinesis event source: feed the stream to the Lambda handler
+  hybridcam cloud sr-train     the super-resolution trainer: patch sets in S3 -> a model per camera (docs/uplink.md)
+  hybridcam cloud sr-serve     the super-resolution endpoint's container (SageMaker's /ping and /invocations)
 
 Settings: HYBRIDCAM_CLOUD_* (see cloud/settings.py); AWS clients honour AWS_ENDPOINT_URL (moto).
 """
@@ -62,6 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     poll.add_argument("--max-retries", type=int, default=3)
     poll.add_argument("--checkpoint", help="checkpoint file (default HYBRIDCAM_CLOUD_POLL_CHECKPOINT)")
     poll.add_argument("--once", action="store_true", help="drain the stream once and exit")
+    train = sub.add_parser("sr-train", help="train the super-resolution networks online from the edge's patches")
+    train.add_argument("--bucket", required=True, help="the frames bucket (the stack's FramesBucketName output)")
+    train.add_argument("--patch-prefix", default="sr-patches", help="where the sampler puts patch sets (default sr-patches)")
+    train.add_argument("--model-prefix", default="sr-models", help="where models go (default sr-models)")
+    train.add_argument("--steps-per-round", type=int, default=100, help="Adam steps per round (default 100)")
+    train.add_argument("--min-new-patches", type=int, default=20, help="patches a camera needs for a new round (default 20)")
+    train.add_argument("--poll-s", type=float, default=10.0, help="seconds between looks for new patch sets (default 10)")
+    train.add_argument("--once", action="store_true", help="one turn, then exit")
+    serve_sr = sub.add_parser("sr-serve", help="serve the super-resolution endpoint's container on port 8080")
+    serve_sr.add_argument("--host", default="0.0.0.0")
+    serve_sr.add_argument("--port", type=int, default=8080)
 
 
 def _stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
             serve(args.host or settings.model_host, args.port or settings.model_port, args.detector)
         elif args.action == "poll":
             return run_poller(args, stack, region, settings.poll_checkpoint)
+        elif args.action == "sr-train":
+            return run_trainer(args)
+        elif args.action == "sr-serve":
+            from cloud.super_resolution.container import serve as serve_container
+
+            serve_container(args.host, args.port)
     except DeployError as error:
         print(f"hybridcam cloud {args.action}: {error}")
         return 1
@@ -129,6 +148,31 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no AWS credentials found: configure a profile, or set AWS_ENDPOINT_URL and keys for moto.") from None
     except BotoCoreError as error:
         raise ConfigError(f"AWS could not be reached: {error}") from None
+    return 0
+
+
+def run_trainer(args: argparse.Namespace) -> int:
+    import boto3
+
+    try:
+        from cloud.super_resolution.training_loop import TrainingLoop
+    except ImportError as error:
+        raise ConfigError(f"the super-resolution trainer needs JAX and optax: pip install 'hybridcam[superres]' ({error})") from None
+    loop = TrainingLoop(boto3.client("s3"), args.bucket,
+                        args.patch_prefix, args.model_prefix, args.steps_per_round, args.min_new_patches)
+    print(f"training super-resolution networks from s3://{args.bucket}/{args.patch_prefix}/ "
+          f"-> s3://{args.bucket}/{args.model_prefix}/<site>/<camera>.onnx; Ctrl-C stops")
+    if args.once:
+        written = loop.turn()
+        print(f"{len(written)} model(s) written: {', '.join(written) or 'none (not enough new patches)'}")
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        loop.run(stop, args.poll_s)
+    except KeyboardInterrupt:
+        pass
+    print(f"trainer stopped: {loop.counters['rounds']} round(s), {loop.counters['patches_read']} patches read")
     return 0
 
 
@@ -145,6 +189,8 @@ def run_poller(args: argparse.Namespace, stack: str, region: str | None, default
             os.environ.setdefault(variable, outputs[output])
         if "FaceCollectionId" in outputs:  # the watch-list; searched only when FACE_SEARCH=enabled
             os.environ.setdefault("FACE_COLLECTION", outputs["FaceCollectionId"])
+        if "FaceMatchesTableName" in outputs:
+            os.environ.setdefault("FACE_MATCHES_TABLE", outputs["FaceMatchesTableName"])
     poller = EventSourcePoller(stream, load_handler(), args.batch_size, args.checkpoint or default_checkpoint,
                                args.max_retries)
     print(poller.describe())

@@ -103,14 +103,15 @@ def scenario_load(scenario: Scenario, sending_cameras: int) -> CloudLoad:
     frames_per_s = sending_cameras * scenario.sampled_fps
     active_seconds = scenario.active_hours * 3600
     frames = frames_per_s * active_seconds
+    jpeg_bytes = scenario.uplink_jpeg_bytes(sending_cameras)
     return CloudLoad(
         frames=frames,
         records=frames,
-        bytes_sent=frames * scenario.jpeg_bytes,
+        bytes_sent=frames * jpeg_bytes,
         invocations=math.ceil(frames / scenario.lambda_batch_size),
         alerts=scenario.alerts_per_camera_hour * sending_cameras * scenario.active_hours,
         peak_records_per_s=frames_per_s,
-        peak_bytes_per_s=frames_per_s * scenario.jpeg_bytes,
+        peak_bytes_per_s=frames_per_s * jpeg_bytes,
     )
 
 
@@ -202,6 +203,35 @@ def results_and_alerts(bill: _Bill, scenario: Scenario, alerts: float, result_wr
         bill.charge("DynamoDB reads", "dynamodb.read_request_unit", reads * read_units)
 
 
+def super_resolution(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
+    """The thin uplink's cloud side: the endpoint before the detector, the trainer, the patch sets in S3."""
+    hours = scenario.provisioned_hours_per_month
+    bill.charge("Super-resolution endpoint instance-hours", f"sagemaker.{scenario.sr_instance}", hours)
+    bill.charge("SageMaker data processed (super-resolution)", "sagemaker.data_processed_gb", load.bytes_sent / GB)
+    bill.charge("Super-resolution trainer vCPU-hours", "fargate.vcpu_hour", scenario.sr_trainer_vcpu * hours)
+    bill.charge("Super-resolution trainer GB-hours", "fargate.gb_hour", scenario.sr_trainer_gb * hours)
+    bill.charge("S3 PUT requests (patch sets)", "s3.put_request",
+                scenario.master_count * scenario.sr_patch_sets_per_hour * scenario.active_hours)
+    bill.estimate.notes.append(
+        f"Super-resolution: 1 x {scenario.sr_instance} endpoint and a {scenario.sr_trainer_vcpu:g} vCPU / "
+        f"{scenario.sr_trainer_gb:g} GB Fargate trainer, {hours:,.0f} h a month; priced, not measured on AWS.")
+
+
+def live_channel(bill: _Bill, scenario: Scenario) -> None:
+    """The program to many viewers: MediaLive input and output hours, MediaPackage ingest and egress."""
+    hours = scenario.active_hours
+    bill.charge("MediaLive input hours (RTMP, HD)", "medialive.input_hd_hour", hours)
+    bill.charge("MediaLive output hours (HD AVC)", "medialive.output_hd_hour", hours)
+    gb_per_hour = scenario.live_bitrate_mbps * 1e6 / 8 * 3600 / GB
+    bill.charge("MediaPackage ingest", "mediapackage.ingest_gb", gb_per_hour * hours)
+    if scenario.live_viewer_hours:
+        bill.charge("MediaPackage egress to viewers", "mediapackage.egress_gb", gb_per_hour * scenario.live_viewer_hours)
+        bill.charge("Data transfer out to viewers", "datatransfer.out_gb", gb_per_hour * scenario.live_viewer_hours)
+    bill.estimate.notes.append(
+        f"Live channel: {scenario.live_bitrate_mbps:g} Mbps for {hours:,.0f} h a month, "
+        f"{scenario.live_viewer_hours:,.0f} viewer-hours.")
+
+
 def _video_stream_ingest(bill: _Bill, scenario: Scenario, consumed: bool = True) -> float:
     video_gb = scenario.cameras * scenario.bitrate_bits_per_s / 8 * scenario.active_hours * 3600 / GB
     bill.charge("KVS ingest", "kvs.ingest_gb", video_gb)
@@ -274,6 +304,13 @@ def estimate_architecture(
         frame_path(bill, scenario, load)
         alerts = load.alerts if measured_load is not None else _alerts_all_cameras(scenario)
         results_and_alerts(bill, scenario, alerts)
+        if scenario.uplink_kbps is not None and measured_load is None:
+            estimate.notes.append(f"Uplink: {scenario.uplink_kbps:g} kbit/s; each sampled frame about "
+                                  f"{scenario.uplink_jpeg_bytes(scenario.master_count) / 1000:,.1f} KB.")
+        if scenario.super_resolution:
+            super_resolution(bill, scenario, load)
+        if scenario.live_channel:
+            live_channel(bill, scenario)
         if measured_load is not None:
             estimate.notes.append("Cloud path projected from a measured pipeline run.")
     elif key == "edge-only":

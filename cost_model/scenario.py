@@ -114,6 +114,20 @@ class Scenario(BaseModel):
     edge_gpu_box_watts: float = Field(120.0, ge=0, description="average power draw of the edge GPU box in watts")
     cameras_per_edge_gpu_box: int = Field(8, ge=1, description="cameras one edge GPU box serves")
     electricity_usd_per_kwh: float = Field(0.17, ge=0, description="electricity price in USD per kWh")
+    uplink_kbps: float | None = Field(
+        None, gt=0, description="the site's uplink budget in kbit/s: the hybrid sampler shrinks and compresses sampled "
+        "frames to fit it (docs/uplink.md), so each record is at most the budget's share of a second")
+    super_resolution: bool = Field(
+        False, description="hybrid: a super-resolution endpoint restores shrunk frames before detection, with its online "
+        "trainer (a Fargate task) and the edge's patches in S3")
+    sr_instance: str = Field("ml.c5.xlarge", description="SageMaker instance type of the super-resolution endpoint")
+    sr_trainer_vcpu: float = Field(2.0, gt=0, description="vCPUs of the super-resolution trainer's Fargate task")
+    sr_trainer_gb: float = Field(4.0, gt=0, description="memory in GB of the super-resolution trainer's Fargate task")
+    sr_patch_sets_per_hour: float = Field(360.0, ge=0, description="patch-set objects each master puts in S3 an hour "
+                                          "(one every 10 s by default)")
+    live_channel: bool = Field(False, description="hybrid: the program to many viewers through MediaLive and MediaPackage")
+    live_bitrate_mbps: float = Field(4.0, gt=0, le=10, description="bitrate of the live channel's program in Mbps")
+    live_viewer_hours: float = Field(0.0, ge=0, description="viewer-hours a month watching the live channel (egress)")
     price_set: str = Field("us-east-1-2026", description="price set name (see --list-price-sets) or a YAML file path")
     architectures: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ARCHITECTURES),
@@ -165,7 +179,7 @@ class Scenario(BaseModel):
             if bad:
                 raise ValueError(f"masters: camera {bad[0]} does not exist (cameras are 1..{self.cameras})")
         limit = KINESIS_LARGE_RECORD_LIMIT_BYTES if self.kinesis_large_records else KINESIS_DEFAULT_RECORD_LIMIT_BYTES
-        if self.jpeg_bytes > limit:
+        if self.uplink_jpeg_bytes(self.master_count) > limit:
             hint = "" if self.kinesis_large_records else "; set kinesis_large_records for records up to 10 MiB"
             raise ValueError(
                 f"jpeg_kb: a {self.jpeg_bytes / 1000:,.0f} KB frame is over the Kinesis record limit "
@@ -188,6 +202,13 @@ class Scenario(BaseModel):
         if self.jpeg_kb is not None:
             return self.jpeg_kb * 1000
         return self.width * self.height * JPEG_BYTES_PER_PIXEL
+
+    def uplink_jpeg_bytes(self, sending_cameras: int) -> float:
+        """Bytes of one sampled frame: the estimate, or the uplink budget's share when that is smaller."""
+        if self.uplink_kbps is None or not sending_cameras:
+            return self.jpeg_bytes
+        per_frame = self.uplink_kbps * 1000 / 8 / (sending_cameras * self.sampled_fps)
+        return min(self.jpeg_bytes, per_frame)
 
     @property
     def bitrate_bits_per_s(self) -> float:

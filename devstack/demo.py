@@ -110,6 +110,27 @@ def _redis(existing_url: str | None) -> tuple[str, LocalRedis | None]:
     return local.url, local
 
 
+def _no_probe_wait(env: dict[str, str], notes: list[str]) -> None:
+    """The demo never waits for the back-end probe: without this machine's cached figures, edge_infer takes the
+    rule's choice this time (the probe takes tens of seconds, once; `hybridcam edge-infer` or `make up` runs it)."""
+    if "HYBRIDCAM_EDGE_PROBE_S" in env:
+        return
+    from services.edge_infer.backend_probe import probe_is_cached
+    from services.edge_infer.settings import EdgeInferSettings
+    from shared.settings import load_settings
+    from vision.detectors.registry import DEFAULT_MODELS_DIR, resolve_model_path
+
+    settings = load_settings(EdgeInferSettings)
+    try:
+        cached = probe_is_cached(resolve_model_path(settings.edge_model, DEFAULT_MODELS_DIR), settings.edge_probe_cache_dir)
+    except (OSError, ValueError):
+        cached = False
+    if not cached:
+        env["HYBRIDCAM_EDGE_PROBE_S"] = "0"
+        notes.append("edge back-end: chosen by rule (this machine's probe is not cached yet; the first "
+                     "`hybridcam edge-infer` measures it once)")
+
+
 def run(args: argparse.Namespace) -> int:
     site_file = (args.site or Path(os.environ.get("HYBRIDCAM_SITE_FILE", DEFAULT_SITE_FILE))).resolve()
     run_dir: Path = args.run_dir.resolve()
@@ -127,14 +148,19 @@ def run(args: argparse.Namespace) -> int:
     redis_url, local_redis = _redis(os.environ.get("HYBRIDCAM_REDIS_URL"))
     env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_url, "HYBRIDCAM_SITE_FILE": str(site_file), "PYTHONUNBUFFERED": "1"}
 
+    notes: list[str] = []
+    _no_probe_wait(env, notes)
     services = [
         _service("capture", ["capture"], env, run_dir),
         _service("edge-infer", ["edge-infer"], env, run_dir),
     ]
-    notes: list[str] = []
     cloud_stack = None
     if not args.no_cloud:
         cloud_stack = _start_cloud_path(env, run_dir, services, notes, args.watch, args.alert_cooldown, args.faces)
+    if site.events.rules:  # zones and rules in the site file: events, and the dashboard's review page
+        env["HYBRIDCAM_EVENTS_DIR"] = env["HYBRIDCAM_DASHBOARD_EVENTS_DIR"] = str(run_dir / "events")
+        services.append(_service("events", ["events"], env, run_dir))
+        notes.append(f"events: {len(site.events.rules)} rule(s), stored in {run_dir / 'events'} (the dashboard's /review)")
     program_urls = ("", "") if args.no_program else _add_compositor(env, run_dir, services, notes)
     if args.dashboard_port != 0:
         _add_dashboard(env, run_dir, services, notes, program_urls, args.dashboard_port)

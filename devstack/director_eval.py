@@ -113,6 +113,7 @@ def _recorded(args: argparse.Namespace, settings: CompositorSettings, labels: fr
     cache = DetectionCache(cache_path(clip, args.model, args.cache_dir), clip, args.model)
     detector = None
     timed: list[TimedDetections] = []
+    delivered: int | None = None  # frames the file really holds: the detector ran on every one it delivered
     for camera in cameras:
         if not cache.has(camera):
             if detector is None:
@@ -121,8 +122,14 @@ def _recorded(args: argparse.Namespace, settings: CompositorSettings, labels: fr
                 detector = load_detector(args.model, score_threshold=0.35)
             print(f"detecting on every frame of {camera.id} ({frames} frames, {args.model}); cached in {cache.path}", flush=True)
             cache.store(camera, detect_every_frame(camera, detector, labels | settings.watch_label_set, progress=_progress(frames)))
-        for detection_set in detection_sets(camera, cache.frames(camera), EPOCH, fps, args.model):
+        per_frame = cache.frames(camera)
+        delivered = min(delivered, len(per_frame)) if delivered is not None else len(per_frame)
+        for detection_set in detection_sets(camera, per_frame, EPOCH, fps, args.model):
             timed.append(TimedDetections(detection_set.capture_ts, detection_set))
+    if delivered is not None and delivered != frames:
+        print(f"{clip.name}: the container says {frames} frames, the file delivers {delivered}; using the {delivered} it delivers",
+              flush=True)
+        frames = delivered
     seconds = frames / fps
     if args.seconds:
         seconds = min(seconds, args.seconds)

@@ -67,6 +67,7 @@ class LocalCloud:
             "FRAMES_BUCKET": outputs["FramesBucketName"], "FRAMES_TABLE": outputs["FramesTableName"],
             "ALERT_TOPIC_ARN": outputs["AlertTopicArn"], "RESULTS_QUEUE_URL": outputs["ResultsQueueUrl"],
             "FAILED_RECORDS_QUEUE_URL": outputs["FailedRecordsQueueUrl"],
+            "FACE_MATCHES_TABLE": outputs["FaceMatchesTableName"],
             **self.lambda_settings,
             "HYBRIDCAM_CLOUD_STACK_NAME": self.stack_name,
             "HYBRIDCAM_CLOUD_REGION": REGION,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from services.capture.settings import CaptureSettings
 from shared.errors import ConfigError
-from shared.frame_ring import ring_bytes, ring_name, ring_namespace
+from shared.frame_ring import ring_bytes, ring_name, ring_namespace, ring_slots_for
 from shared.health import HealthServer
 from shared.settings import load_settings
 from shared.site_config import load_site
@@ -41,16 +41,17 @@ MIB = 1024 * 1024
 SPARE_BYTES = 16 * MIB  # Python's own semaphores and small blocks
 
 
-def ring_sizes(site_file: Path, slots: int, redis_url: str) -> dict[str, int]:
-    """Ring name -> bytes, for every camera of the site (the stack of that Redis)."""
+def ring_sizes(site_file: Path, slots: int, redis_url: str, ring_s: float = 1.0) -> dict[str, int]:
+    """Ring name -> bytes, for every camera of the site (the stack of that Redis); ``slots`` 0 sizes each
+    camera's ring from its rate (``ring_s`` seconds, as capture does)."""
     namespace = ring_namespace(redis_url)
-    return {ring_name(camera.id, namespace): ring_bytes(camera.width, camera.height, slots)
+    return {ring_name(camera.id, namespace): ring_bytes(camera.width, camera.height, slots or ring_slots_for(camera.fps, ring_s))
             for camera in load_site(site_file).resolved()}
 
 
-def required_bytes(site_file: Path, slots: int, redis_url: str = "") -> int:
+def required_bytes(site_file: Path, slots: int = 0, redis_url: str = "", ring_s: float = 1.0) -> int:
     """Bytes of shared memory every camera's ring of the site takes together."""
-    return sum(ring_sizes(site_file, slots, redis_url).values())
+    return sum(ring_sizes(site_file, slots, redis_url, ring_s).values())
 
 
 def recommended_shm_size(required: int) -> str:
@@ -74,6 +75,12 @@ def memory_state(folder: Path, rings: dict[str, int]) -> dict:
             "rings_present": len(present), "rings_expected": len(rings)}
 
 
+def _slots_text(settings: CaptureSettings) -> str:
+    if settings.capture_ring_slots:
+        return f"{settings.capture_ring_slots} slots per camera"
+    return f"{settings.capture_ring_s:g} s of frames per camera at its rate"
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(CaptureSettings)
-        rings = ring_sizes(settings.site_file, settings.capture_ring_slots, settings.redis_url)
+        rings = ring_sizes(settings.site_file, settings.capture_ring_slots, settings.redis_url, settings.capture_ring_s)
         required = sum(rings.values())
     except ConfigError as error:
         print(f"frame memory: {error}", file=sys.stderr)
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     size, _ = folder_bytes(args.folder)
     print(f"frame memory: site {settings.site_file} needs {required / MIB:.1f} MiB of rings "
-          f"({settings.capture_ring_slots} slots per camera); {args.folder} holds {size / MIB:.1f} MiB", flush=True)
+          f"({_slots_text(settings)}); {args.folder} holds {size / MIB:.1f} MiB", flush=True)
     if size < required:
         print(f"frame memory: {args.folder} is too small: set STACK_FRAME_MEMORY={recommended} (shm_size)", flush=True)
     elif size < 2 * required:

@@ -45,8 +45,8 @@ COMPOSE_SECTION = """
 # STACK_SITE_FILE=./config/site.demo.yaml
 # shared memory for the frame rings (shm_size of the frames service): sum over cameras of
 # 64 + slots x (64 + width x height x 3) bytes, twice (restart headroom), plus 16 MiB; print it
-# for your site with `python docker/frame_memory.py --recommend`. Demo site 270m; 6 cameras at 4K 2295m.
-# STACK_FRAME_MEMORY=270m
+# for your site with `python docker/frame_memory.py --recommend`. Demo site 396m; 6 cameras at 1080p25 1939m.
+# STACK_FRAME_MEMORY=396m
 # Redis memory: maxmemory for the data, container limit above it (append-only rewrites fork)
 # STACK_REDIS_MAXMEMORY=512mb
 # STACK_REDIS_MEM_LIMIT=768m

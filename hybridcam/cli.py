@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("edge-infer", "services.edge_infer.main", "detect objects in the newest frame of each camera with ONNX Runtime"),
     Command("sampler", "services.sampler.main", "send the master frames that change what we know to the cloud path (Kinesis)"),
     Command("results-bridge", "services.results_bridge.main", "bring cloud detections back from SQS onto the detection stream"),
+    Command("events", "services.events.main", "zones and rules on the edge's tracks: events with a clip, notifications, retention"),
     Command("compositor", "services.compositor.main", "cut one FullHD program from all cameras, directed by detections"),
     Command("director-eval", "devstack.director_eval", "run the director offline on recorded files or a synthetic scene and measure its cut"),
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),
@@ -38,6 +39,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),
     Command("faces", "cloud.faces_commands", "enrol, list or remove people on the face watch-list (Rekognition collection)"),
     Command("cost", "hybridcam.cost.cli", "compare monthly cost of cloud-only, hybrid and edge-only for a site"),
+    Command("plan", "hybridcam.plan.cli", "size a site or fleet: edge servers and placement, memory, uplink, Kinesis, Lambda, cost"),
+    Command("k8s", "hybridcam.k8s.cli", "render Kubernetes manifests from the site file (Pods per camera group) and validate them offline"),
     Command("healthcheck", "hybridcam.healthcheck", "probe a service's /health endpoint (for container health checks)"),
 )
 

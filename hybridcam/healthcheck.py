@@ -16,3 +16,11 @@ def run(args: argparse.Namespace) -> int:
     healthy, reason = probe(args.url, args.timeout)
     print(("healthy: " if healthy else "unhealthy: ") + reason)
     return 0 if healthy else 1
+
+
+if __name__ == "__main__":  # `python -m hybridcam.healthcheck URL`: without the CLI's imports, fast on a busy box
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m hybridcam.healthcheck", description=__doc__)
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -45,7 +45,7 @@ WORK = REPO / "build" / "compose-test"
 PROJECT = "hybridcam-compose-test"
 PODMAN_SOCKET = "/run/podman/podman.sock"
 IMAGE_TAG = os.environ.get("STACK_IMAGE_TAG", "0.1.0")
-EDGE_SERVICES = ["redis", "frames", "capture", "edge_infer", "compositor", "dashboard"]
+EDGE_SERVICES = ["redis", "frames", "capture", "edge_infer", "events", "compositor", "dashboard"]
 CLOUD_SERVICES = ["moto", "local_models", "cloud_poller", "sampler", "results_bridge"]
 HEALTHY_WITHIN_S = float(os.environ.get("HYBRIDCAM_COMPOSE_HEALTHY_S", "300"))
 

@@ -7,7 +7,8 @@
 #   export DOCKER_HOST=unix:///run/podman/podman.sock   # then docker-compose talks to podman
 #
 # What it does, and why each step is needed on such a host (none of it on a normal Docker host):
-#  1. apt: podman runc netavark aardvark-dns iptables debootstrap docker-compose.
+#  1. apt: podman runc netavark aardvark-dns iptables debootstrap docker-compose catatonit.
+#     catatonit: the pause process of a podman Pod's infra container (`podman kube play`).
 #     netavark needs iptables for the compose network; aardvark-dns resolves service names.
 #  2. Where setrlimit beyond the current hard limit is refused (containers or VMs without
 #     CAP_SYS_RESOURCE), an OCI runtime wrapper strips the rlimits from the container spec before
@@ -53,7 +54,7 @@ command -v apt-get >/dev/null || { echo "container host: not a Debian host (no a
 mkdir -p /run/lock && exec 9>/run/lock/hybridcam-container-host.lock && flock 9
 
 # 1. packages
-need=(podman runc netavark aardvark-dns iptables debootstrap docker-compose curl ca-certificates)
+need=(podman runc netavark aardvark-dns iptables debootstrap docker-compose curl ca-certificates catatonit)
 missing=(); for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"

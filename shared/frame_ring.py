@@ -26,6 +26,7 @@ from __future__ import annotations
 import _posixshmem  # CPython's shm_open/shm_unlink, what multiprocessing.shared_memory uses
 import errno
 import hashlib
+import math
 import mmap
 import os
 import struct
@@ -79,6 +80,45 @@ def ring_namespace(redis_url: str) -> str:
 def ring_bytes(width: int, height: int, slots: int) -> int:
     """Shared memory one camera's ring needs (size /dev/shm from this)."""
     return _HEADER_SIZE + slots * (_SLOT_HEADER_SIZE + width * height * 3)
+
+
+RING_SPARE_SLOTS = 2  # the slot being written and one a slow reader may still be copying
+
+
+def ring_slots_for(fps: float, seconds: float) -> int:
+    """Slots a camera's ring needs so that a reader looking ``seconds`` behind the newest frame still
+    finds its frame at ``fps``: the frames of that span plus the slot being written and one spare."""
+    if fps <= 0 or seconds <= 0:
+        raise ValueError("a ring is sized from a positive frame rate and a positive number of seconds")
+    return max(4, math.ceil(fps * seconds) + RING_SPARE_SLOTS)
+
+
+def ring_span_s(slots: int, fps: float) -> float:
+    """How far behind the newest frame a reader can look in a ring of ``slots`` at ``fps``."""
+    return max(0, slots - RING_SPARE_SLOTS) / fps if fps > 0 else 0.0
+
+
+def check_shared_memory(rings: dict[str, int], folder: str = _SHM_FOLDER) -> None:
+    """Raise FrameMemoryFull, in one sentence, when ``folder`` cannot hold these rings (name -> bytes)
+    together; a ring already there under its name (a previous capture's) is counted as free."""
+    free = shared_memory_free_bytes(folder)
+    if free is None:
+        return
+    reclaimable = 0
+    for name in rings:
+        try:
+            reclaimable += os.stat(os.path.join(folder, name)).st_size
+        except OSError:
+            pass
+    needed = sum(rings.values())
+    if needed > free + reclaimable:
+        largest = max(rings.values(), default=0)
+        raise FrameMemoryFull(
+            errno.ENOSPC,
+            f"shared memory is too small for the frame rings: {len(rings)} camera(s) need {needed / _MIB:.1f} MiB "
+            f"(the largest ring {largest / _MIB:.1f} MiB), {folder} has {(free + reclaimable) / _MIB:.1f} MiB free; "
+            "lower HYBRIDCAM_CAPTURE_RING_S (or set HYBRIDCAM_CAPTURE_RING_SLOTS) or raise STACK_FRAME_MEMORY (the shm_size)",
+        )
 
 
 def shared_memory_free_bytes(folder: str = _SHM_FOLDER) -> int | None:
@@ -349,36 +389,40 @@ class FrameRingReader(_Ring):
         """Replaced, or the name now points to another block (or to none)."""
         return self.replaced() or self.block.unlinked_or_replaced()
 
-    def read(self, slot: int, seq: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Copy frame ``seq`` from ``slot`` (into ``out`` when given); raise FrameGone if lapped."""
+    def read(self, slot: int, seq: int, out: np.ndarray | None = None, capture_ts: float | None = None) -> np.ndarray:
+        """Copy frame ``seq`` from ``slot`` (into ``out`` when given); raise FrameGone if lapped.
+
+        With ``capture_ts`` the slot must also hold the frame captured then: sequence numbers restart
+        with capture, so a reference from before a restart can name a slot and seq a new frame now has.
+        """
         if self.replaced():
             raise RingReplaced(f"frame ring {self.name!r} has a new writer")
         if not 0 <= slot < self.layout.slots:
             raise FrameGone(f"slot {slot} outside ring of {self.layout.slots}")
-        header = self._headers[slot]
-        if _SLOT_HEADER.unpack_from(header, 0)[0] != seq:
-            raise FrameGone(f"slot {slot} no longer holds frame {seq}")
+        if not self.holds(slot, seq, capture_ts):
+            raise FrameGone(f"slot {slot} no longer holds frame {seq}" + (f" of {capture_ts!r}" if capture_ts else ""))
         if out is None:
             out = np.empty_like(self._pixels[slot])
         np.copyto(out, self._pixels[slot])
-        if _SLOT_HEADER.unpack_from(header, 0)[0] != seq:
+        if not self.holds(slot, seq, capture_ts):
             raise FrameGone(f"slot {slot} was overwritten while frame {seq} was read")
         return out
 
-    def view(self, slot: int, seq: int) -> np.ndarray:
+    def view(self, slot: int, seq: int, capture_ts: float | None = None) -> np.ndarray:
         """Zero-copy, read-only view of frame ``seq``; check :meth:`holds` after using it."""
         if self.replaced():
             raise RingReplaced(f"frame ring {self.name!r} has a new writer")
-        if not 0 <= slot < self.layout.slots or not self.holds(slot, seq):
+        if not 0 <= slot < self.layout.slots or not self.holds(slot, seq, capture_ts):
             raise FrameGone(f"slot {slot} no longer holds frame {seq}")
         view = self._pixels[slot].view()
         view.flags.writeable = False
         return view
 
-    def holds(self, slot: int, seq: int) -> bool:
+    def holds(self, slot: int, seq: int, capture_ts: float | None = None) -> bool:
         if self.closed:
             return False
-        return bool(_SLOT_HEADER.unpack_from(self._headers[slot], 0)[0] == seq)
+        held_seq, held_ts = _SLOT_HEADER.unpack_from(self._headers[slot], 0)
+        return bool(held_seq == seq and (capture_ts is None or held_ts == capture_ts))
 
     def slot_seq(self, slot: int) -> int:
         """Sequence number of the frame the slot holds now."""
@@ -412,7 +456,7 @@ class FrameFetcher:
         self._sweep_due()
         if ref.shm_name is not None and ref.slot is not None:
             try:
-                return self._read_shared(ref.shm_name, ref.slot, ref.seq, out)
+                return self._read_shared(ref.shm_name, ref.slot, ref.seq, out, ref.capture_ts)
             except FileNotFoundError:
                 if ref.jpeg is None:
                     raise FrameGone(f"frame ring {ref.shm_name!r} does not exist on this host") from None
@@ -431,10 +475,10 @@ class FrameFetcher:
             try:
                 reader = self._reader(ref.shm_name)
                 try:
-                    return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
+                    return BorrowedFrame(reader.view(ref.slot, ref.seq, ref.capture_ts), reader, ref.slot, ref.seq, ref.capture_ts)
                 except RingReplaced:
                     reader = self._reattach(ref.shm_name)
-                    return BorrowedFrame(reader.view(ref.slot, ref.seq), reader, ref.slot, ref.seq)
+                    return BorrowedFrame(reader.view(ref.slot, ref.seq, ref.capture_ts), reader, ref.slot, ref.seq, ref.capture_ts)
             except FileNotFoundError:
                 if ref.jpeg is None:
                     raise FrameGone(f"frame ring {ref.shm_name!r} does not exist on this host") from None
@@ -447,6 +491,11 @@ class FrameFetcher:
         if reader is None or ref.slot is None or not 0 <= ref.slot < reader.layout.slots:
             return False
         return reader.slot_seq(ref.slot) > ref.seq
+
+    def ring_slots(self, name: str | None) -> int | None:
+        """Slots of an attached ring (None before the first read of it)."""
+        reader = self._readers.get(name) if name is not None else None
+        return reader.layout.slots if reader is not None else None
 
     def release_stale(self) -> int:
         """Let go of every ring that was replaced or removed; return how many."""
@@ -478,11 +527,11 @@ class FrameFetcher:
         reader = self._readers[name] = FrameRingReader(name)
         return reader
 
-    def _read_shared(self, name: str, slot: int, seq: int, out: np.ndarray | None) -> np.ndarray:
+    def _read_shared(self, name: str, slot: int, seq: int, out: np.ndarray | None, capture_ts: float) -> np.ndarray:
         try:
-            return self._reader(name).read(slot, seq, out)
+            return self._reader(name).read(slot, seq, out, capture_ts)
         except RingReplaced:
-            return self._reattach(name).read(slot, seq, out)
+            return self._reattach(name).read(slot, seq, out, capture_ts)
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -496,9 +545,10 @@ class BorrowedFrame:
     reader: FrameRingReader | None
     slot: int
     seq: int
+    capture_ts: float | None = None
 
     def still_valid(self) -> bool:
-        return self.reader is None or self.reader.holds(self.slot, self.seq)
+        return self.reader is None or self.reader.holds(self.slot, self.seq, self.capture_ts)
 
 
 class FrameRefLike(Protocol):  # structural type of shared.schemas.FrameRef, kept import-free
@@ -508,6 +558,8 @@ class FrameRefLike(Protocol):  # structural type of shared.schemas.FrameRef, kep
     def slot(self) -> int | None: ...
     @property
     def seq(self) -> int: ...
+    @property
+    def capture_ts(self) -> float: ...
     @property
     def jpeg(self) -> bytes | None: ...
     @property

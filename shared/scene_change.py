@@ -20,6 +20,7 @@ one size (a new size starts over without a reference).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -102,8 +103,12 @@ class KeptFrame:
 class SceneChangeDetector:
     """One camera's reference frame and the buffers its comparisons reuse."""
 
-    def __init__(self, settings: SceneChangeSettings | None = None) -> None:
+    def __init__(self, settings: SceneChangeSettings | None = None,
+                 ignore: Sequence[Sequence[tuple[float, float]]] = ()) -> None:
+        """``ignore``: normalised polygons (the camera's masks: a clock, a tree) whose pixels never count as change."""
         self.settings = settings or SceneChangeSettings()
+        self.ignore = tuple(tuple(polygon) for polygon in ignore)
+        self._keep: np.ndarray | None = None
         self._source_shape: tuple[int, ...] | None = None
         self._size: tuple[int, int] = (0, 0)
         self._has_reference = False
@@ -192,6 +197,8 @@ class SceneChangeDetector:
             cv2.blur(self._small_grey, (blur, blur), dst=self._grey)
         else:
             np.copyto(self._grey, self._small_grey)
+        if self._keep is not None:  # masked pixels are black in every frame, so they never differ
+            cv2.bitwise_and(self._grey, self._keep, dst=self._grey)
         cv2.Canny(self._grey, self.settings.edge_low, self.settings.edge_high, edges=self._edges)
         self._has_current = True
 
@@ -213,6 +220,12 @@ class SceneChangeDetector:
         self._diff, self._mask = np.empty(small, np.uint8), np.empty(small, np.uint8)
         self._edges, self._reference_edges, self._edge_xor = (np.empty(small, np.uint8) for _ in range(3))
         self._labels = np.empty(small, np.int32)
+        self._keep = None
+        if self.ignore:
+            self._keep = np.full(small, 255, np.uint8)
+            for polygon in self.ignore:
+                points = np.array([[x * small_w, y * small_h] for x, y in polygon], np.int32)
+                cv2.fillPoly(self._keep, [points], 0)
         self._source_shape = shape
         self._has_reference = False
         self._has_current = False

@@ -12,7 +12,7 @@ import base64
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -89,6 +89,23 @@ class FrameRef(Envelope):
         return frame_id_of(self.camera_id, self.seq, self.capture_ts)
 
 
+# What a tracked person does (edge pose stage, vision/actions.py). A rule condition such as
+# ``action: fall`` matches a detection whose ``actions`` holds that name (docs/actions.md).
+ActionName = Literal["fall", "lying", "running", "loitering", "hands_raised"]
+ACTION_NAMES: tuple[str, ...] = get_args(ActionName)
+POSE_KEYPOINTS = 17  # COCO order, as MoveNet gives them: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
+
+
+class PersonKeypoints(BaseModel):
+    """One person's pose: 17 keypoints (x, y in frame pixels, score), estimated on the frame captured at ``ts``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keypoints: list[tuple[Coordinate, Coordinate, Score]] = Field(min_length=POSE_KEYPOINTS, max_length=POSE_KEYPOINTS)
+    score: Score
+    ts: Timestamp = Field(description="capture time of the frame the pose was estimated on (older on carried boxes)")
+
+
 class Detection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -98,6 +115,9 @@ class Detection(BaseModel):
     box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 in frame pixels")
     tracked: bool = Field(False, description="carried forward by the tracker onto a frame the detector skipped")
     track_id: int | None = None
+    pose: PersonKeypoints | None = Field(None, description="the tracked person's latest keypoints (edge pose stage)")
+    actions: list[ActionName] = Field(default_factory=list, max_length=len(ACTION_NAMES),
+                                      description="what the tracked person does now (edge action classifier)")
 
 
 DetectionSource = Literal["edge", "cloud"]
@@ -108,11 +128,12 @@ class DetectionSet(Envelope):
     the detector skipped.
 
     v2 added ``tracked`` here and ``tracked``/``track_id`` on each Detection, all with defaults,
-    so v1 messages still decode (as untracked).
+    so v1 messages still decode (as untracked). v3 added ``pose`` and ``actions`` on each Detection,
+    with defaults, so v1 and v2 messages still decode (without poses or actions).
     """
 
     schema_name: ClassVar[str] = "detection_set"
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     camera_id: str
     seq: SeqNumber
@@ -150,14 +171,36 @@ class Health(Envelope):
     counters: dict[str, float] = Field(default_factory=dict)
 
 
+MAX_FRAME_TRACKS = 256
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+TRACK_SAME_IOU = 0.3
+"""a cloud box overlapping an edge track's box at least this much (IoU) is that object ..."""
+TRACK_INSIDE = 0.6
+"""... and so is one lying at least this much inside it (a part of it: a face, a hard hat, a bag)"""
+
+
+class FrameTrack(BaseModel):
+    """An object the edge tracks in a sampled frame: what the cloud finds over its box is about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    track_id: int = Field(ge=0, le=MAX_SEQ)
+    label: str = Field(max_length=64)
+    box: tuple[Unit, Unit, Unit, Unit] = Field(description="x1, y1, x2, y2 normalised to the frame (0..1)")
+
+
 class CloudFrame(Envelope):
     """One sampled master frame on its way to the cloud (a Kinesis record).
 
     The JPEG travels inline when it fits the record limit; otherwise it was put in S3
     first and only ``s3_bucket``/``s3_key`` travel (claim-check).
+
+    v2 added ``tracks`` (the edge's tracked objects in the frame, so the cloud's answer can name
+    them: its detections carry their ``track_id``); v1 messages still decode, with no tracks.
     """
 
     schema_name: ClassVar[str] = "cloud_frame"
+    schema_version: ClassVar[int] = 2
 
     site: str
     frame_id: str
@@ -171,10 +214,33 @@ class CloudFrame(Envelope):
     s3_bucket: str | None = None
     s3_key: str | None = None
     face_candidate: bool = Field(False, description="the edge saw a person large enough to hold a searchable face")
+    tracks: list[FrameTrack] = Field(default_factory=list, max_length=MAX_FRAME_TRACKS)
+    shrink_factor: int = Field(1, ge=1, le=8, description="the uplink budget shrank the frame by this factor (v2)")
+    jpeg_quality: int = Field(0, ge=0, le=100, description="JPEG quality it was sent at; 0 = not said (v2)")
+
+    def track_of(self, box: tuple[float, float, float, float]) -> int | None:
+        """The edge track a cloud box (frame pixels) is about: the best overlap, or the box it lies inside."""
+        x0, y0, x1, y1 = box[0] / self.width, box[1] / self.height, box[2] / self.width, box[3] / self.height
+        area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        best, best_value = None, 0.0
+        for track in self.tracks:
+            tx0, ty0, tx1, ty1 = track.box
+            inter = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
+            union = area + max(0.0, tx1 - tx0) * max(0.0, ty1 - ty0) - inter
+            overlap = inter / union if union > 0 else 0.0
+            inside = inter / area if area > 0 else 0.0
+            value = 1.0 + overlap if overlap >= TRACK_SAME_IOU else (inside if inside >= TRACK_INSIDE else 0.0)
+            if value > best_value:
+                best, best_value = track.track_id, value
+        return best
 
 
 class CloudResult(Envelope):
-    """What the cloud found in one sampled frame; goes back to the edge through SQS."""
+    """What the cloud found in one sampled frame; goes back to the edge through SQS.
+
+    A detection over an object the edge tracked in that frame (CloudFrame v2 ``tracks``) carries its
+    ``track_id``, so the edge keeps the cloud's label on that object for as long as it tracks it.
+    """
 
     schema_name: ClassVar[str] = "cloud_result"
 
@@ -208,6 +274,25 @@ class Alert(Envelope):
     s3_key: str = ""
 
 
+class CloudConfirmRequest(Envelope):
+    """A rule's matching frame the edge wants the cloud to confirm at once, outside the sampling budget
+    (the events service asks; the sampler sends it as a CloudFrame, counted as reason ``rule_confirm``)."""
+
+    schema_name: ClassVar[str] = "cloud_confirm_request"
+
+    site: str
+    event_id: str = Field(min_length=1, max_length=64)
+    rule: str = Field(min_length=1, max_length=48)
+    camera_id: str
+    frame_id: str
+    seq: SeqNumber
+    capture_ts: Timestamp
+    width: Side
+    height: Side
+    jpeg: bytes = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list, max_length=32, description="labels that confirm the event")
+
+
 FACE_MATCH_KIND = "face_match"  # DynamoDB "kind" of a watch-list match item (written by the Lambda, removed by `faces remove`)
 _EXTERNAL_ID = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
 
@@ -225,16 +310,26 @@ def face_person(external_id: str) -> str:
     return external_id.replace("_", " ")
 
 
+# Bounds of a watch-list message: it crosses the cloud boundary and ends up drawn on the program and
+# in the page's JSON, so every number must be finite and every list and string short.
+MAX_FACE_MATCHES = 64  # faces matched in one frame
+MAX_FACE_CROP_BYTES = 64 * 1024  # the Lambda's thumbnail is a 96 px JPEG of a few KB
+MAX_NAME_CHARS = 255  # Rekognition's ExternalImageId limit; also ids of sites, cameras and frames
+Similarity = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+BoundedName = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+
+
 class FaceMatch(BaseModel):
     """One face in a frame that matched a person on the watch list."""
 
     model_config = ConfigDict(frozen=True)
 
-    person: str
-    face_id: str = Field(description="the collection's id of the enrolled face it matched")
-    similarity: float = Field(ge=0.0, le=100.0)
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
-    crop_jpeg: bytes | None = Field(None, description="small JPEG of the face, for the operator's watch-list panel")
+    person: BoundedName
+    face_id: str = Field(max_length=128, description="the collection's id of the enrolled face it matched")
+    similarity: Similarity
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="x1, y1, x2, y2 of the face in frame pixels")
+    crop_jpeg: bytes | None = Field(None, max_length=MAX_FACE_CROP_BYTES,
+                                    description="small JPEG of the face, for the operator's watch-list panel")
 
 
 class FaceMatches(Envelope):
@@ -242,16 +337,48 @@ class FaceMatches(Envelope):
 
     schema_name: ClassVar[str] = "face_matches"
 
-    site: str
-    frame_id: str
-    camera_id: str
-    seq: int = Field(ge=0)
-    capture_ts: float
-    processed_ts: float
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    matches: list[FaceMatch] = Field(default_factory=list)
-    alerts: list[str] = Field(default_factory=list, description="people whose alert this frame raised")
+    site: BoundedName
+    frame_id: BoundedName
+    camera_id: BoundedName
+    seq: SeqNumber
+    capture_ts: Timestamp
+    processed_ts: Timestamp
+    width: Side
+    height: Side
+    matches: list[FaceMatch] = Field(default_factory=list, max_length=MAX_FACE_MATCHES)
+    alerts: list[BoundedName] = Field(default_factory=list, max_length=MAX_FACE_MATCHES,
+                                      description="people whose alert this frame raised")
+
+
+MAX_PATCHES = 256
+MAX_PATCH_BYTES = 256 * 1024
+
+
+class UplinkPatch(BaseModel):
+    """A piece of a frame at full quality, where the uplink's compression hurt most (shared/uplink.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    capture_ts: Timestamp
+    x: Annotated[int, Field(ge=0, le=MAX_PIXELS_SIDE)]
+    y: Annotated[int, Field(ge=0, le=MAX_PIXELS_SIDE)]
+    jpeg: bytes = Field(max_length=MAX_PATCH_BYTES)
+    distortion: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+    """the patch's squared error after the uplink, as a multiple of its frame's"""
+
+
+class PatchSet(Envelope):
+    """Patches of one master camera's frames for the cloud's super-resolution trainer (an S3 object)."""
+
+    schema_name: ClassVar[str] = "patch_set"
+
+    site: str = Field(max_length=128)
+    camera_id: str = Field(max_length=128)
+    frame_width: Side
+    frame_height: Side
+    shrink_factor: int = Field(ge=2, le=8, description="the uplink shrinks frames by this factor ...")
+    uplink_jpeg_quality: int = Field(ge=1, le=100, description="... and compresses them at this JPEG quality")
+    patches: list[UplinkPatch] = Field(max_length=MAX_PATCHES)
 
 
 def alerts_of(result: CloudResult) -> list[Alert]:
@@ -276,9 +403,12 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest, PatchSet):
     register(_model)
+_REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's defaulted fields
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields
+_REGISTRY[(DetectionSet.schema_name, 2)] = DetectionSet  # v2 lacks only v3's defaulted fields (pose, actions)
+_REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's tracks (defaulted: none)
 
 
 def decode(raw: bytes) -> Envelope:

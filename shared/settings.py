@@ -33,8 +33,23 @@ class CommonSettings(BaseSettings):
     health_port: int = Field(0, ge=0, le=65535, description="HTTP port of /health; 0 = no HTTP endpoint")
     redis_password: SecretStr | None = Field(None, description="password of the site's Redis (compose passes it to "
                                              "redis-server as requirepass); added to redis_url when that has none")
+    uplink_kbps: float = Field(0.0, ge=0.0, description="the site's uplink to the cloud in kbit/s: the sampler fits frames and "
+                               "super-resolution patches into it, the program's RTMP push takes its share; 0 = no budget")
+    uplink_program_kbps: float = Field(0.0, ge=0.0, description="the part of HYBRIDCAM_UPLINK_KBPS kept for the program's RTMP "
+                                       "push (the compositor caps its encode at it); the sampler gets the rest")
     stall_exit_s: float = Field(120.0, ge=0, description="exit (code 70) when the main loop made no progress this long, "
                                 "so the restart policy restarts the service; 0 = never")
+
+    @model_validator(mode="after")
+    def _program_fits_the_uplink(self) -> CommonSettings:
+        if self.uplink_kbps and self.uplink_program_kbps >= self.uplink_kbps:
+            raise ValueError("HYBRIDCAM_UPLINK_PROGRAM_KBPS must leave part of HYBRIDCAM_UPLINK_KBPS for the sampler")
+        return self
+
+    @property
+    def sampler_uplink_kbps(self) -> float:
+        """What the sampler may send: the uplink less the program push's part (0 = no budget)."""
+        return max(0.0, self.uplink_kbps - self.uplink_program_kbps) if self.uplink_kbps else 0.0
 
     @model_validator(mode="after")
     def _password_in_url(self) -> CommonSettings:

@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigError, describe_validation_error
+from shared.event_rules import EventsConfig
+from shared.zones import CameraRegions, CameraScene, RegionTransform
 
 CameraRole = Literal["master", "slave"]
 
@@ -66,8 +68,9 @@ class CameraDefaults(BaseModel):
     cloud_sample_every: int = Field(10, ge=1, description="forward every Nth frame of a master camera to the cloud")
 
 
-class CameraConfig(CameraDefaults):
-    """One camera entry of the site file, with the site's defaults merged in."""
+class CameraConfig(CameraDefaults, CameraRegions):
+    """One camera entry of the site file, with the site's defaults merged in (zones, lines, masks and
+    filters: shared/zones.py)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,48}$")
     source: str = Field(
@@ -83,7 +86,7 @@ class CameraConfig(CameraDefaults):
         return self.name or self.id
 
 
-class ResolvedCamera(CameraDefaults):
+class ResolvedCamera(CameraDefaults, CameraRegions):
     """A camera with every default filled in and its display name: what services actually use."""
 
     model_config = ConfigDict(frozen=True)
@@ -114,6 +117,17 @@ class SyntheticSceneConfig(BaseModel):
     scenario: Literal["wander", "walkthrough"] = "wander"
 
 
+class PlacementGroup(BaseModel):
+    """A camera group that runs on one edge server: capture and edge inference share its memory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$", description="group name (a DNS label)")
+    node: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$",
+                      description="value of the node label that pins the group to its server")
+    cameras: list[str] = Field(min_length=1, max_length=256)
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +135,9 @@ class SiteConfig(BaseModel):
     defaults: CameraDefaults = CameraDefaults()
     synthetic_scene: SyntheticSceneConfig = SyntheticSceneConfig()
     cameras: list[CameraConfig] = Field(min_length=1)
+    events: EventsConfig = EventsConfig()
+    placement: list[PlacementGroup] = Field(default_factory=list, max_length=256,
+                                            description="camera groups per edge server; empty: one server runs every camera")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +162,54 @@ class SiteConfig(BaseModel):
                 raise ValueError(
                     f"camera {camera.id!r} covers {camera.covers.master!r}, which is not a master camera"
                 )
+        self._check_rules()
+        self._check_placement(set(ids))
         return self
+
+    def _check_rules(self) -> None:
+        scenes = {camera.id: self.scene(camera.id) for camera in self.cameras}
+        for rule in self.events.rules:
+            unknown = [c for c in rule.cameras if c not in scenes]
+            if unknown:
+                raise ValueError(f"rule {rule.name!r} names camera {unknown[0]!r}, which is not in the site")
+            watched = rule.cameras or tuple(scenes)
+            if rule.zone is not None and not any(rule.zone in scenes[c].zones for c in watched):
+                raise ValueError(f"rule {rule.name!r} names zone {rule.zone!r}, which no camera it watches has")
+            if rule.line is not None and not any(rule.line in scenes[c].lines for c in watched):
+                raise ValueError(f"rule {rule.name!r} names line {rule.line!r}, which no camera it watches has")
+
+    def scene(self, camera_id: str) -> CameraScene:
+        """A camera's zones, lines, masks and filters, with those of the master it covers mapped into its view."""
+        by_id = {camera.id: camera for camera in self.cameras}
+        camera = by_id[camera_id]
+        if camera.covers is None:
+            return CameraScene.build(camera.id, camera)
+        region = camera.covers.region
+        return CameraScene.build(camera.id, camera, by_id[camera.covers.master],
+                                 RegionTransform(region.x0, region.y0, region.x1, region.y1))
+
+    def _check_placement(self, ids: set[str]) -> None:
+        if not self.placement:
+            return
+        groups = [group.group for group in self.placement]
+        if len(set(groups)) != len(groups):
+            raise ValueError("placement: group names must be unique")
+        placed = [camera for group in self.placement for camera in group.cameras]
+        unknown = sorted(set(placed) - ids)
+        if unknown:
+            raise ValueError(f"placement names camera {unknown[0]!r}, which is not in the cameras list")
+        twice = sorted({camera for camera in placed if placed.count(camera) > 1})
+        if twice:
+            raise ValueError(f"placement puts camera {twice[0]!r} in more than one group")
+        missing = sorted(ids - set(placed))
+        if missing:
+            raise ValueError(f"placement leaves camera {missing[0]!r} on no server")
+
+    def placement_groups(self) -> list[PlacementGroup]:
+        """The site's camera groups; a site without placement is one group on one server."""
+        if self.placement:
+            return list(self.placement)
+        return [PlacementGroup(group="edge", node="edge", cameras=[camera.id for camera in self.cameras])]
 
     def resolved(self) -> list[ResolvedCamera]:
         return [self._resolve(camera) for camera in self.cameras]

@@ -13,17 +13,22 @@
 - Connection loss (Redis restarting) and refusals that pass (out of memory under
   ``noeviction``, a replica in read-only mode, a failed background save, loading) are retried
   with capped exponential backoff; :attr:`StreamBus.refusing` says so meanwhile.
+- Writes are idempotent under those retries: each publish carries a one-time token that a
+  server-side script records with the entry it wrote, so a retry whose first attempt was applied
+  but whose reply was lost (a time-out, a dropped connection) returns the same entry instead of
+  writing it twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -41,8 +46,21 @@ DETECTIONS_STREAM = "detections"
 HEALTH_STREAM = "health"
 ALERTS_STREAM = "alerts"
 FACE_MATCHES_STREAM = "face_matches"  # watch-list hits from the cloud (FaceMatches), for the dashboard and compositor
+CLOUD_REQUESTS_STREAM = "cloud_requests"  # frames the events service wants confirmed at once (CloudConfirmRequest)
 DEADLETTER_STREAM = "deadletter"
 PAYLOAD_FIELD = b"m"
+# A write's one-time token lives this long: longer than any retry of it (the bus gives up or the
+# service restarts well within a minute), short enough to cost little memory at frame rates.
+WRITE_MARKER_PREFIX = "hybridcam:written:"
+WRITE_MARKER_TTL_MS = 120_000
+_WRITE_ONCE = """
+local done = redis.call('GET', KEYS[2])
+if done then return done end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+if KEYS[3] and #ARGV > 4 then redis.call('XACK', KEYS[3], ARGV[4], unpack(ARGV, 5)) end
+redis.call('SET', KEYS[2], id, 'PX', ARGV[3])
+return id
+"""
 DEADLETTER_BODY_LIMIT = 1024 * 1024  # longer bodies are kept truncated: the dead-letter stream must stay small
 TRANSIENT_REFUSALS = ("OOM", "MISCONF", "BUSY", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "NOREPLICAS")
 
@@ -108,6 +126,7 @@ class StreamBus:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
+        self._write_script = self.redis.register_script(_WRITE_ONCE)
 
     # -- resilience ---------------------------------------------------------------------
 
@@ -146,33 +165,33 @@ class StreamBus:
     # -- producing ----------------------------------------------------------------------
 
     def publish(self, stream: str, message: Envelope, maxlen: int | None = None) -> str:
-        payload = message.encode()
-        entry_id = self.call(
-            lambda: self.redis.xadd(
-                stream, {PAYLOAD_FIELD: payload}, maxlen=maxlen or self.maxlen, approximate=True
-            ),
-            f"publish to {stream}",
-        )
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        """Append a message; a retry after a lost reply never appends it twice (see :meth:`_write_once`)."""
+        return self._write_once(stream, message.encode(), maxlen or self.maxlen, None, "", ())
 
     def publish_and_ack(
         self, stream: str, message: Envelope, source_stream: str, group: str, entry_ids: Sequence[str]
     ) -> None:
-        """Publish a result and acknowledge its inputs atomically (MULTI/EXEC).
+        """Publish a result and acknowledge its inputs atomically (one server-side script).
 
-        After a crash either both happened or neither did, so a restarted consumer neither
-        loses nor duplicates output.
+        After a crash either both happened or neither did, so a restarted consumer neither loses
+        output nor publishes it twice; and a retry after a reply was lost (a time-out: both this
+        bus and the Redis client retry) finds the write done and does not repeat it.
         """
-        payload = message.encode()
+        self._write_once(stream, message.encode(), self.maxlen, source_stream, group, entry_ids)
 
-        def transaction() -> None:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(stream, {PAYLOAD_FIELD: payload}, maxlen=self.maxlen, approximate=True)
-            if entry_ids:
-                pipe.xack(source_stream, group, *entry_ids)
-            pipe.execute()
+    def _write_once(self, stream: str, payload: bytes, maxlen: int, source_stream: str | None, group: str,
+                    entry_ids: Sequence[str], token: str | None = None) -> str:
+        """XADD (and XACK) under a one-time token: the script records the token with the new entry's id,
+        and a retry carrying the same token gets that id back instead of writing again."""
+        marker = f"{WRITE_MARKER_PREFIX}{token or uuid.uuid4().hex}"
+        keys = [stream, marker] + ([source_stream] if source_stream else [])
+        args: list[Any] = [payload, maxlen, WRITE_MARKER_TTL_MS, group, *entry_ids]
 
-        self.call(transaction, f"publish to {stream}")
+        def write() -> Any:
+            return self._write_script(keys=keys, args=args, client=self.redis)
+
+        entry_id = self.call(write, f"publish to {stream}")
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1, normalised
@@ -61,22 +62,23 @@ class Track:
 
 class IouTracker:
     def __init__(self, max_age_s: float = 1.5, min_iou: float = 0.2, max_centre_jump: float = 0.15,
-                 match_predicted: bool = True) -> None:
+                 match_predicted: bool = True, ids: Iterator[int] | None = None) -> None:
         """``match_predicted``: match new boxes against where each track should be now (constant velocity),
-        which carries fast movers across skipped frames; False matches against the last box seen."""
+        which carries fast movers across skipped frames; False matches against the last box seen.
+        ``ids``: where track ids come from (share one between trackers whose ids must not collide)."""
         self.max_age_s = max_age_s
         self.match_predicted = match_predicted
         self.min_iou = min_iou
         self.max_centre_jump = max_centre_jump
         self.tracks: list[Track] = []
         self.last_ts = float("-inf")
-        self._ids = itertools.count(1)
+        self._ids = ids if ids is not None else itertools.count(1)
 
-    def update(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> None:
+    def update(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> list[int | None]:
+        """Follow the boxes of one frame; returns each box's track id (None: late evidence that started nothing)."""
         if ts >= self.last_ts:
-            self._step(boxes, ts, scores)
-        else:
-            self._add_late_evidence(boxes, ts)
+            return self._step(boxes, ts, scores)
+        return self._add_late_evidence(boxes, ts)
 
     def predict(self, ts: float) -> list[tuple[Track, Box]]:
         """Where each active track's box should be at time ``ts``, for a frame no detector saw."""
@@ -86,15 +88,19 @@ class IouTracker:
         """Tracks seen within max_age of ``now`` (and not only in the future of it)."""
         return [t for t in self.tracks if now - self.max_age_s <= t.last_seen <= now + self.max_age_s]
 
-    def _step(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> None:
+    def _step(self, boxes: list[Box], ts: float, scores: list[float] | None = None) -> list[int | None]:
         self.last_ts = ts
+        ids: list[int | None] = []
         self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.max_age_s]
         expected = (lambda t: t.predicted_box(ts)) if self.match_predicted else (lambda t: t.box)
         for index, (track, box) in enumerate(self._match(boxes, expected)):
             score = scores[index] if scores else 0.0
             if track is None:
-                self._start(box, ts).score = score
+                started = self._start(box, ts)
+                started.score = score
+                ids.append(started.track_id)
                 continue
+            ids.append(track.track_id)
             dt = ts - track.last_seen
             if dt > 0:
                 instant = centre_distance(track.box, box) / dt
@@ -106,14 +112,17 @@ class IouTracker:
             track.box, track.last_seen, track.score = box, ts, score
             track.hits += 1
             track.history.append((ts, box))
+        return ids
 
-    def _add_late_evidence(self, boxes: list[Box], ts: float) -> None:
+    def _add_late_evidence(self, boxes: list[Box], ts: float) -> list[int | None]:
+        ids: list[int | None] = []
         for track, box in self._match(boxes, lambda t: t.box_at(ts)):
             if track is None:
-                if self.last_ts - ts <= self.max_age_s:
-                    self._start(box, ts)
+                ids.append(self._start(box, ts).track_id if self.last_ts - ts <= self.max_age_s else None)
             else:
                 track.hits += 1
+                ids.append(track.track_id)
+        return ids
 
     def _start(self, box: Box, ts: float) -> Track:
         track = Track(next(self._ids), box, last_seen=ts, first_seen=ts)

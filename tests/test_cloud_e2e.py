@@ -116,7 +116,7 @@ def test_sampled_frames_make_the_round_trip_exactly_once_despite_a_poison_record
     assert all(d.camera_id == "wide" and d.count("Person") >= 1 for d in detections)
     assert all(d.provider == "rekognition" and (d.width, d.height) == (640, 424) for d in detections)
     # One stored frame and one item per sampled frame.
-    stored = boto3.client("s3").list_objects_v2(Bucket=outputs["FramesBucketName"], Prefix="wide/").get("Contents", [])
+    stored = boto3.client("s3").list_objects_v2(Bucket=outputs["FramesBucketName"], Prefix="frames/wide/").get("Contents", [])
     assert len(stored) == 6 and all(any(o["Key"].endswith(f"/{frame_id}.jpg") for o in stored) for frame_id in expected)
     items = boto3.client("dynamodb").scan(TableName=outputs["FramesTableName"])["Items"]
     assert sorted(i["pk"]["S"] for i in items if i["pk"]["S"].startswith("frame#")) == sorted(f"frame#{f}" for f in expected)

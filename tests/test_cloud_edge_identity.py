@@ -15,7 +15,7 @@ from cfnlint.decode import cfn_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cloud" / "cfn" / "template.yaml"
-EDGE_SERVICES = ("sampler", "results_bridge", "dashboard", "compositor")
+EDGE_SERVICES = ("sampler", "results_bridge", "dashboard", "compositor", "events")
 
 # What the issue allows, as (action, resource) with resources written as in the template.
 EDGE_GRANTS = {
@@ -25,13 +25,19 @@ EDGE_GRANTS = {
     ("sqs:ReceiveMessage", "GetAtt ResultsQueue.Arn"),
     ("sqs:DeleteMessage", "GetAtt ResultsQueue.Arn"),
     ("dynamodb:Query", "Sub ${FramesTable.Arn}/index/camera-latest"),
-    ("s3:GetObject", "Sub ${FramesBucket.Arn}/*"),
+    ("s3:GetObject", "Sub ${FramesBucket.Arn}/frames/*"),  # the cloud-frames panel's pictures, nothing else
+    ("s3:GetObject", "Sub ${FramesBucket.Arn}/recordings/*"),  # HeadObject: a resumed recordings upload skips what is there
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/events/*"),  # the events service's clips and snapshots
+    ("dynamodb:PutItem", "GetAtt FramesTable.Arn"),  # its event items
+    ("sns:Publish", "Ref AlertTopic"),  # its notifications
+    ("s3:PutObject", "Sub ${FramesBucket.Arn}/sr-patches/*"),  # the sampler's super-resolution patch sets (docs/uplink.md)
 }
 # boto3 calls of the edge services -> the IAM action each needs.
 CALL_ACTIONS = {
     "put_records": "kinesis:PutRecords", "put_object": "s3:PutObject", "receive_message": "sqs:ReceiveMessage",
     "delete_message": "sqs:DeleteMessage", "delete_message_batch": "sqs:DeleteMessage", "query": "dynamodb:Query",
     '"get_object"': "s3:GetObject", "upload_file": "s3:PutObject", "head_object": "s3:GetObject",
+    "put_item": "dynamodb:PutItem", "publish": "sns:Publish",  # publish: also the stream bus's; the events service's SNS call needs it
 }
 
 
@@ -59,7 +65,10 @@ def test_the_edge_policy_grants_exactly_what_the_issue_lists() -> None:
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     grants = set()
     for statement in statements:
-        assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource"}
+        assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
+        if "Condition" in statement:  # only the event items' writes are narrowed, to their own keys
+            assert statement["Action"] == "dynamodb:PutItem"
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["event#*"]}}
         grants |= {(action, as_text(resource)) for action in listed(statement["Action"])
                    for resource in listed(statement["Resource"])}
     assert grants == EDGE_GRANTS
@@ -116,3 +125,35 @@ def test_the_function_runs_the_package_with_its_dead_letter_queue() -> None:
     function = template()["Resources"]["DetectorFunction"]["Properties"]
     assert function["Handler"] == "detector_lambda.handler.lambda_handler"
     assert as_text(function["Environment"]["Variables"]["FAILED_RECORDS_QUEUE_URL"]) == "Ref FailedRecordsQueue"
+
+
+def test_the_deployment_docs_list_the_edge_permissions_of_the_template() -> None:
+    """docs/deployment.md's table of the edge identity's permissions is the template's, row for row."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    rows = re.findall(r"^\| (`[a-z0-9]+:[A-Za-z]+`(?:, `[a-z0-9]+:[A-Za-z]+`)*) \| ([^|]+) \|", text, re.M)
+    documented = set()
+    names = {"the frames stream": "GetAtt FramesStream.Arn", "the results queue": "GetAtt ResultsQueue.Arn",
+             "the alert topic": "Ref AlertTopic", "`FramesTable` (keys `event#...` only)": "GetAtt FramesTable.Arn",
+             "`FramesBucket/<ClaimCheckPrefix>/*`": "Sub ${FramesBucket.Arn}/${ClaimCheckPrefix}/*",
+             "`FramesTable/index/camera-latest`": "Sub ${FramesTable.Arn}/index/camera-latest"}
+    for actions, resource in rows:
+        resource = resource.strip()
+        written = names.get(resource) or "Sub ${FramesBucket.Arn}/" + resource.strip("`").removeprefix("FramesBucket/")
+        documented |= {(action.strip("` "), written) for action in actions.split(",")}
+    assert documented == EDGE_GRANTS
+
+
+def test_the_edge_cannot_reach_face_matches_and_only_the_detector_sends_results() -> None:
+    resources = template()["Resources"]
+    edge_text = str(resources["EdgePolicy"])
+    assert "FaceMatchesTable" not in edge_text and "videos/" not in edge_text
+    matches_table = resources["FaceMatchesTable"]["Properties"]
+    assert [k["AttributeName"] for k in matches_table["KeySchema"]] == ["person", "sk"]  # removal queries by person
+    assert matches_table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is False
+    assert "GlobalSecondaryIndexes" not in matches_table
+    [statement] = resources["ResultsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "sqs:SendMessage"
+    assert as_text(statement["Resource"]) == "GetAtt ResultsQueue.Arn"
+    assert statement["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["DetectorRole", "Arn"]}}}
+    assert [as_text(q) for q in resources["ResultsQueuePolicy"]["Properties"]["Queues"]] == ["Ref ResultsQueue"]
+

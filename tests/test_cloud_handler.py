@@ -83,7 +83,7 @@ def test_frame_is_stored_labelled_alerted_and_returned(harness: Harness) -> None
     harness.expect_detect()
     assert harness.handle(event_of(frame.encode())) == []
 
-    key = "cam1/2026/01/01/00/" + frame.frame_id + ".jpg"
+    key = "frames/cam1/2026/01/01/00/" + frame.frame_id + ".jpg"
     stored = boto3.client("s3").get_object(Bucket=harness.resources.bucket, Key=key)
     assert stored["Body"].read() == person_jpeg()
 

@@ -205,4 +205,4 @@ def test_local_cloud_runs_the_unchanged_handler(
     assert result.alerts == []  # the cooldown for cam1/Person still holds
     stored = boto3.client("s3").list_objects_v2(Bucket=outputs["FramesBucketName"])["Contents"]
     assert sorted(o["Key"] for o in stored) == sorted(r for r in (
-        f"cam1/2026/01/01/00/{make_frame(seq=1).frame_id}.jpg", f"cam1/2026/01/01/00/{make_frame(seq=2).frame_id}.jpg"))
+        f"frames/cam1/2026/01/01/00/{make_frame(seq=1).frame_id}.jpg", f"frames/cam1/2026/01/01/00/{make_frame(seq=2).frame_id}.jpg"))

@@ -102,7 +102,9 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     edge_policy = iam.get_policy(PolicyArn=outputs["EdgePolicyArn"])["Policy"]
     version = iam.get_policy_version(PolicyArn=outputs["EdgePolicyArn"], VersionId=edge_policy["DefaultVersionId"])
     edge_statements = policy_document(version["PolicyVersion"]["Document"])["Statement"]
-    assert {s["Sid"] for s in edge_statements} == {"SendFrames", "ClaimCheck", "UploadRecordings", "TakeResults", "LatestFrames", "ShowFrames"}
+    assert {s["Sid"] for s in edge_statements} == {"SendFrames", "ClaimCheck", "UploadRecordings", "ResumeRecordings", "UploadEvents",
+                                                      "RecordEvents", "NotifyEvents", "SuperResolutionPatches", "TakeResults",
+                                                      "LatestFrames", "ShowFrames"}
     assert all(s["Resource"].startswith("arn:aws:") for s in edge_statements)
 
     # A second deploy updates in place and keeps the same resources.

@@ -185,3 +185,51 @@ def test_a_lost_camera_is_the_only_early_cut() -> None:
     director.state.key = director.state.camera = "north-west"  # on a slave
     lost = director.decide(EPOCH + 0.5, fusion, everyone - {"north-west"}, "no frames for 2.0 s")
     assert lost is not None and lost.forced and lost.camera == "wide" and "north-west lost" in lost.reason
+
+
+# -- the maximum shot length under load ------------------------------------------------------------------
+
+
+def _candidate(key: str, view: tuple[float, float, float, float], score: float, coverage: float = 1.0):
+    from services.compositor.interest import Framing
+    from services.compositor.shot_grammar import Candidate, size_class
+
+    return Candidate(key, key, "full", view, size_class(view), Framing(coverage, 0.3, 0, score), holds=True)
+
+
+def test_the_maximum_shot_length_holds_when_challengers_keep_swapping_under_load() -> None:
+    """Under load the edge's detections arrive late and jittery, and two fresh shots take turns at the lead every tick,
+    so neither is ever confirmed: the shot on air must still end at the maximum, and the cut says why it ended."""
+    _, cameras = synthetic_site("walkthrough")
+    director = ActionDirector(cameras, GRAMMAR)
+    director.state.key = director.state.camera = "north-west"
+    director.state.start = EPOCH
+    current = _candidate("north-west", (0.0, 0.0, 0.5, 0.5), 0.5)
+    cut, now = None, EPOCH
+    for tick in range(int((GRAMMAR.max_shot_s + 10) * 4)):  # a loaded program: 4 ticks a second
+        now = EPOCH + tick / 4
+        lead, other = (0.9, 0.8) if tick % 2 else (0.8, 0.9)
+        candidates = {c.key: c for c in (current, _candidate("north-east", (0.5, 0.0, 1.0, 0.5), lead),
+                                         _candidate("south-east", (0.5, 0.5, 1.0, 1.0), other))}
+        cut = director._by_grammar(now, now - director.state.start, candidates)
+        if cut is not None:
+            break
+    assert cut is not None, "the shot ran on past its maximum while two challengers swapped the lead"
+    assert now - EPOCH <= GRAMMAR.max_shot_s + 0.25 + 1e-6
+    assert f"maximum {GRAMMAR.max_shot_s:g} s" in cut.reason
+
+
+def test_a_shot_past_the_maximum_says_why_when_no_other_shot_qualified() -> None:
+    """Only the shot on air frames the action whole: it is held past the maximum, and the cut that ends it says why."""
+    _, cameras = synthetic_site("walkthrough")
+    director = ActionDirector(cameras, GRAMMAR)
+    director.state.key = director.state.camera = "north-west"
+    director.state.start = EPOCH
+    current = _candidate("north-west", (0.0, 0.0, 0.5, 0.5), 0.6)
+    partial = _candidate("north-east", (0.5, 0.0, 1.0, 0.5), 0.3, coverage=0.4)
+    late = EPOCH + GRAMMAR.max_shot_s + 5
+    assert director._by_grammar(late, late - EPOCH, {c.key: c for c in (current, partial)}) is None
+    whole = _candidate("north-east", (0.5, 0.0, 1.0, 0.5), 0.7)
+    cut = director._by_grammar(late + 1, late + 1 - EPOCH, {c.key: c for c in (current, whole)})
+    assert cut is not None and cut.camera == "north-east"
+    assert "past the 20 s maximum" in cut.reason and "no other shot framed the action whole" in cut.reason, cut.reason

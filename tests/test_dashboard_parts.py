@@ -121,7 +121,7 @@ def test_latest_cloud_frames_cross_month_and_year_boundaries_in_any_time_zone(
 
         latest = browser.latest(["cam1", "cam2"], limit=10, window_s=70 * 86_400, now=utc("2027-01-01T00:01:00Z"))
         assert [(f.camera_id, f.capture_time) for f in latest] == [(c, w) for c, _, w in reversed(frames)]
-        assert latest[-1].s3_key.startswith("cam1/2026/10/31/23/") and latest[0].s3_key.startswith("cam2/2027/01/01/00/")
+        assert latest[-1].s3_key.startswith("frames/cam1/2026/10/31/23/") and latest[0].s3_key.startswith("frames/cam2/2027/01/01/00/")
         assert latest[0].labels[0]["name"] == "Person" and latest[0].labels[0]["box"]
         with urllib.request.urlopen(latest[-1].image_url, timeout=10) as answer:  # the presigned URL, as the browser uses it
             assert answer.read() == person_jpeg()

@@ -50,7 +50,8 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.update({"HYBRIDCAM_REDIS_URL": redis.url, "PYTHONUNBUFFERED": "1",
                 "HYBRIDCAM_SITE_FILE": str(write_site(root / "site.yaml", fps=10, width=640, height=360, people=2, cameras=CAMERAS)),
                 "HYBRIDCAM_COMPOSITOR_WIDTH": str(PROGRAM_W), "HYBRIDCAM_COMPOSITOR_HEIGHT": str(PROGRAM_H),
-                "HYBRIDCAM_DASHBOARD_TOKEN": TOKEN})
+                "HYBRIDCAM_DASHBOARD_TOKEN": TOKEN,
+                "HYBRIDCAM_DASHBOARD_LIVE_TRANSPORTS": "webrtc,mjpeg"})  # WebRTC first here (WebSocket: test_dashboard_live_socket.py)
     runner = ServiceRunner(env, root)
     try:
         runner.start("capture")

@@ -46,10 +46,10 @@ from frame_memory import required_bytes  # noqa: E402  (docker/ holds scripts, n
 from write_example_env import variables  # noqa: E402
 
 DOCKERFILES = ("docker/Dockerfile", "docker/Dockerfile.gpu")
-PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor", "dashboard"}
-SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard",
+PIXEL_READERS = {"capture", "edge_infer", "sampler", "compositor", "dashboard", "events"}
+SERVICES = {"redis", "frames", "capture", "edge_infer", "sampler", "results_bridge", "compositor", "dashboard", "events",
             "moto", "local_models", "cloud_poller"}
-METRICS_SERVICES = {"capture", "edge_infer", "sampler", "results_bridge", "compositor"}
+METRICS_SERVICES = {"capture", "edge_infer", "sampler", "results_bridge", "compositor", "events"}
 DASHBOARD_TOKEN = "deploy-test-token"
 HEALTHY_WITHIN_S = 60.0
 
@@ -106,7 +106,7 @@ def test_pixel_readers_share_one_dev_shm_sized_for_the_site(config: dict) -> Non
     frames = services["frames"]
     assert frames["ipc"] == "shareable"
     site_file = REPO / "config" / "site.demo.yaml"
-    assert _bytes(frames["shm_size"]) >= required_bytes(site_file, slots=8), "default shm_size too small for the demo site"
+    assert _bytes(frames["shm_size"]) >= required_bytes(site_file), "default shm_size too small for the demo site"
     for name in PIXEL_READERS:
         assert services[name]["ipc"] == "service:frames", name
         assert services[name]["depends_on"]["frames"] == {"condition": "service_healthy"}, name

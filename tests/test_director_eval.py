@@ -112,3 +112,19 @@ def test_director_eval_replays_a_recorded_run_from_the_detection_stream(redis_se
     assert report["action"]["seconds"] == pytest.approx(seconds - 1 / fps + 0.2, abs=0.2)
     assert report["action"]["shots"] >= 4 and report["action"]["short_unforced"] == 0
     assert (tmp_path / "eval" / "run-recorded-contact-sheet.png").exists()
+
+
+def test_director_eval_uses_the_frames_a_file_delivers_when_its_container_overstates_them(tmp_path: Path) -> None:
+    """A real clip re-muxed into AVI whose header says 42 frames where the file holds 40 (tests/data/video/CREDITS.md).
+    Its committed detection cache is what `director-eval` wrote when it ran NanoDet on every frame the file delivered."""
+    clip = DATA / "arrival-overstated-count.avi"
+    cache = DATA / "arrival-overstated-count.detections.nanodet.json"
+    cached = json.loads(cache.read_text())
+    assert all(len(frames) == 40 for frames in cached["cameras"].values()), "every frame the file delivered, once"
+    reply = subprocess.run([sys.executable, "-m", "hybridcam", "director-eval", "--clip", str(clip), "--out", str(tmp_path), "--json"],
+                           capture_output=True, text=True, timeout=300)
+    assert reply.returncode == 0, reply.stderr[-2000:]
+    assert "detecting" not in reply.stdout, "every camera's detections should come from the cache"
+    assert "the container says 42 frames, the file delivers 40" in reply.stdout
+    report = json.loads(reply.stdout.strip().splitlines()[-1])
+    assert report["shots"] and report["action"]["seconds"] == pytest.approx(4.0, abs=0.15), report["action"]

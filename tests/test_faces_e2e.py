@@ -125,7 +125,7 @@ def test_watch_list_alerts_once_per_appearance_names_only_the_enrolled_person_an
     for name, value in local_cloud.environment().items():  # the CLI and the in-process handler use the local stack
         monkeypatch.setenv(name, value)
     outputs = local_cloud.outputs
-    table, results = outputs["FramesTableName"], outputs["ResultsQueueUrl"]
+    table, results = outputs["FaceMatchesTableName"], outputs["ResultsQueueUrl"]
     alerts_queue = subscribe_alert_copy(outputs["AlertTopicArn"])
     walk, aisle = clip("walking.mp4"), clip("store-aisle.mp4")
 
@@ -161,9 +161,14 @@ def test_watch_list_alerts_once_per_appearance_names_only_the_enrolled_person_an
     # Every match is her face: in this clip her face's centre stays left of x=277 and his right of x=301.
     assert all((match.box[0] + match.box[2]) / 2 < WALKERS_SPLIT_X for match in matches)
     assert len(match_items(table)) == len(matches)
+    # The frames table's camera-latest index (which the edge identity may query) holds frames only.
+    latest = boto3.client("dynamodb").query(
+        TableName=outputs["FramesTableName"], IndexName="camera-latest", KeyConditionExpression="camera_id = :c",
+        ExpressionAttributeValues={":c": {"S": CAMERA}})["Items"]
+    assert latest and all(item["pk"]["S"].startswith("frame#") for item in latest)
 
     # Removal deletes her faces and her past match items; the walk again raises nothing.
-    assert hybridcam(["faces", "remove", PERSON]) == 0
+    assert hybridcam(["faces", "remove", PERSON, "--settle-s", "0"]) == 0
     printed = capsys.readouterr().out
     assert f"removed {PERSON}: 1 face(s)" in printed and f"{len(matches)} past match item(s)" in printed
     assert match_items(table) == []

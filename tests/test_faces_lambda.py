@@ -39,7 +39,7 @@ def face_watch_module(lambda_modules: dict[str, Any]) -> Any:
 
 def make_watch(module: Any, resources: CloudResources, rekognition: Any, **config: Any) -> Any:
     settings = module.FaceWatchConfig(collection_id="people", enabled=True, min_confidence=90.0, **config)
-    return module.FaceWatch(settings, rekognition, boto3.client("dynamodb"), resources.table, boto3.client("sns"),
+    return module.FaceWatch(settings, rekognition, boto3.client("dynamodb"), resources.face_table, boto3.client("sns"),
                             resources.topic_arn, boto3.client("sqs"), resources.results_queue_url, boto3.client("s3"))
 
 
@@ -53,9 +53,9 @@ def test_configuration_is_checked_in_one_sentence(face_watch_module: Any, lambda
     with pytest.raises(ConfigError, match="FACE_SEARCH Input should be 'enabled' or 'disabled'"):
         load_settings({**required, "FACE_SEARCH": "yes"})
     with pytest.raises(ConfigError, match="FACE_MATCH_THRESHOLD Input should be less than or equal to 100"):
-        load_settings({**required, "FACE_SEARCH": "enabled", "FACE_COLLECTION": "c", "FACE_MATCH_THRESHOLD": "120"})
+        load_settings({**required, "FACE_SEARCH": "enabled", "FACE_COLLECTION": "c", "FACE_MATCHES_TABLE": "m", "FACE_MATCH_THRESHOLD": "120"})
     config = face_watch_module.FaceWatchConfig.from_settings(load_settings(
-        {**required, "FACE_SEARCH": " Enabled ", "FACE_COLLECTION": "people", "FACE_MATCH_THRESHOLD": "85"}))
+        {**required, "FACE_SEARCH": " Enabled ", "FACE_COLLECTION": "people", "FACE_MATCHES_TABLE": "m", "FACE_MATCH_THRESHOLD": "85"}))
     assert (config.enabled, config.collection_id, config.match_threshold) == (True, "people", 85.0)
 
 
@@ -89,8 +89,10 @@ def test_small_or_doubtful_faces_and_a_neighbour_in_the_crop_are_not_matched_and
     assert sent.matches[0].box == (100.0, 100.0, 140.0, 140.0) and sent.matches[0].crop_jpeg.startswith(b"\xff\xd8\xff")
     assert again.alerts == []  # the cooldown claim holds: a retried record never alerts twice
     assert cloud_resources.alert_texts() == ["Ada Lovelace seen on cam1, similarity 93%"]
-    items = [i for i in boto3.client("dynamodb").scan(TableName=cloud_resources.table)["Items"] if i["kind"]["S"] == "face_match"]
+    items = [i for i in boto3.client("dynamodb").scan(TableName=cloud_resources.face_table)["Items"] if i["kind"]["S"] == "face_match"]
     assert len(items) == 1 and items[0]["person"]["S"] == "Ada Lovelace" and "expires_at" in items[0]
+    # Nothing of the watch-list lands in the frames table, whose camera-latest index the edge identity may query.
+    assert not [i for i in boto3.client("dynamodb").scan(TableName=cloud_resources.table)["Items"] if "person" in i]
     results = [decode_text(body) for body in cloud_resources.drain(cloud_resources.results_queue_url)]
     assert [type(r) for r in results] == [FaceMatches, FaceMatches] and results[0].frame_id == frame.frame_id
 
@@ -129,7 +131,7 @@ def test_the_pipeline_searches_a_retried_claim_checked_frame_from_its_stored_cop
     pipeline = lambda_modules["pipeline"].build_pipeline(
         settings, detectors.RekognitionDetector(rekognition, settings.max_labels, settings.min_confidence, backoff))
     pipeline.face_watch = face_watch.FaceWatch(
-        face_watch.FaceWatchConfig.from_settings(settings), rekognition, boto3.client("dynamodb"), cloud_resources.table,
+        face_watch.FaceWatchConfig.from_settings(settings), rekognition, boto3.client("dynamodb"), cloud_resources.face_table,
         boto3.client("sns"), cloud_resources.topic_arn, boto3.client("sqs"), cloud_resources.results_queue_url,
         boto3.client("s3"), backoff)
     function = lambda_modules["handler"].DetectorFunction(settings, pipeline)

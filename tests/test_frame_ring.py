@@ -27,8 +27,8 @@ def _name() -> str:
     return f"hctest_ring_{uuid.uuid4().hex[:8]}"
 
 
-def _ref(name: str, slot: int, seq: int) -> FrameRef:
-    return FrameRef(camera_id="c", seq=seq, capture_ts=0, width=W, height=H, shm_name=name, slot=slot)
+def _ref(name: str, slot: int, seq: int, capture_ts: float = 0.0) -> FrameRef:
+    return FrameRef(camera_id="c", seq=seq, capture_ts=capture_ts, width=W, height=H, shm_name=name, slot=slot)
 
 
 def _inode(name: str) -> int:
@@ -46,7 +46,7 @@ def _writer_killed_mid_run(name: str) -> None:
         import sys, time, numpy as np
         from shared.frame_ring import FrameRingWriter
         ring = FrameRingWriter({name!r}, {W}, {H}, {SLOTS})
-        ring.write(np.full(({H}, {W}, 3), 7, np.uint8), 0, time.time())
+        ring.write(np.full(({H}, {W}, 3), 7, np.uint8), 0, 0.0)
         print("written", flush=True)
         time.sleep(60)
     """)
@@ -66,8 +66,9 @@ def test_restarted_writer_takes_over_the_block_a_killed_one_left() -> None:
         writer = FrameRingWriter(name, W, H, SLOTS)
         assert writer.reused and _inode(name) == inode, "a restart must reuse the block, not make a second one"
         assert writer.generation == 2
-        slot = writer.write(np.full((H, W, 3), 9, np.uint8), 0, time.time())
-        assert (fetcher.fetch(_ref(name, slot, 0)) == 9).all()
+        restarted_at = time.time()
+        slot = writer.write(np.full((H, W, 3), 9, np.uint8), 0, restarted_at)
+        assert (fetcher.fetch(_ref(name, slot, 0, restarted_at)) == 9).all()
         assert fetcher.reattached == 1  # the generation told the reader at once
         assert not _mapped_deleted(name)
         writer.close()
@@ -196,3 +197,28 @@ def test_rings_of_two_stacks_on_one_host_have_different_names_and_a_restart_find
     assert ring_name("wide", one) != ring_name("wide", other)
     assert ring_name("wide", one) == ring_name("wide", ring_namespace("redis://127.0.0.1:6379/0"))
     assert ring_name("wide", one).startswith("hybridcam_")
+
+
+def test_a_reference_from_before_a_capture_restart_never_reads_the_new_frame() -> None:
+    """seq restarts at 0 with capture: slot and seq of an old reference can match a new frame; capture_ts cannot."""
+    name = _name()
+    before = FrameRingWriter(name, W, H, SLOTS)
+    old_slot = before.write(np.full((H, W, 3), 1, np.uint8), 0, 1_000.0)
+    old_ref = _ref(name, old_slot, 0, 1_000.0)
+    fetcher = FrameFetcher()
+    try:
+        assert (fetcher.fetch(old_ref) == 1).all()
+        before.close(unlink=False)
+        after = FrameRingWriter(name, W, H, SLOTS)  # the restarted capture counts from 0 again
+        new_slot = after.write(np.full((H, W, 3), 2, np.uint8), 0, 2_000.0)
+        assert new_slot == old_slot
+        with pytest.raises(FrameGone):
+            fetcher.fetch(old_ref)
+        with pytest.raises(FrameGone):
+            fetcher.borrow(old_ref)
+        assert (fetcher.fetch(_ref(name, new_slot, 0, 2_000.0)) == 2).all()
+        borrowed = fetcher.borrow(_ref(name, new_slot, 0, 2_000.0))
+        assert borrowed.still_valid()
+        after.close()
+    finally:
+        fetcher.close()

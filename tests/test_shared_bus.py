@@ -110,8 +110,8 @@ def test_frame_ring_shares_pixels_and_detects_lapping() -> None:
         frames = [np.full((48, 64, 3), i, np.uint8) for i in range(5)]
         refs = []
         for seq, frame in enumerate(frames):
-            slot = writer.write(frame, seq, time.time())
-            refs.append(FrameRef(camera_id="c", seq=seq, capture_ts=0, width=64, height=48,
+            slot = writer.write(frame, seq, float(seq))
+            refs.append(FrameRef(camera_id="c", seq=seq, capture_ts=float(seq), width=64, height=48,
                                  shm_name=writer.name, slot=slot))
         assert (fetcher.fetch(refs[4]) == 4).all()
         with pytest.raises(FrameGone):

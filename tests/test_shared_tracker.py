@@ -31,12 +31,28 @@ def test_carrier_marks_carried_boxes_as_tracked_in_frame_pixels() -> None:
     detections = [Detection(label="person", class_id=0, score=0.9, box=(100.0, 100.0, 200.0, 400.0))]
     for seq, shift in ((1, 0.0), (2, 20.0)):
         moved = [d.model_copy(update={"box": (100.0 + shift, 100.0, 200.0 + shift, 400.0)}) for d in detections]
-        carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.1, width=1000,
-                                     height=500, model="m", provider="p", latency_ms=1.0, detections=moved))
+        observed = carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.1,
+                                                width=1000, height=500, model="m", provider="p", latency_ms=1.0,
+                                                detections=moved))
     assert carrier.has_tracks("c", 0.3)
     carried = carrier.carried_set(FrameRef(camera_id="c", seq=3, capture_ts=0.3, width=1000, height=500), "m", "p")
     assert carried.tracked and carried.inference_ms == 0.0
     [box] = carried.detections
-    assert box.tracked and box.track_id == 1 and box.label == "person"
+    assert box.tracked and box.track_id == observed.detections[0].track_id and box.label == "person"
     assert box.box == pytest.approx((140.0, 100.0, 240.0, 400.0), abs=1.0)
     assert DetectionSet.model_validate(carried.model_dump()).detections[0].tracked
+
+
+def test_carrier_gives_every_detected_box_its_track_id_unique_across_labels() -> None:
+    carrier = TrackCarrier()
+    ids = []
+    for seq in range(3):
+        boxes = [Detection(label="person", score=0.9, box=(100.0, 100.0, 200.0, 400.0)),
+                 Detection(label="car", score=0.8, box=(500.0, 300.0, 700.0, 450.0))]
+        result = carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.1,
+                                              width=1000, height=500, model="m", provider="p", latency_ms=1.0,
+                                              detections=boxes))
+        ids.append(tuple(d.track_id for d in result.detections))
+    person, car = ids[0]
+    assert person is not None and car is not None and person != car  # one tracker per label, one id space per camera
+    assert ids == [(person, car)] * 3  # the same objects keep their ids

@@ -460,3 +460,20 @@ def test_lost_notifications_of_both_jobs_resume_by_the_label_job_id(
     assert f"face search in {outputs['FaceCollectionId']}: resuming job" in printed
     matches = [json.loads(line) for line in (tmp_path / clip.stem / "faces.jsonl").read_text().splitlines()]
     assert matches and {match["name"] for match in matches} == {"Walking Woman"}
+
+
+def test_a_container_that_overstates_its_frame_count_is_analysed_as_delivered(
+    video_stack: tuple[dict[str, str], LocalModelServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real clip re-muxed into AVI whose header says 42 frames where the file holds 40 (tests/data/video/CREDITS.md)."""
+    clip = Path(__file__).parent / "data" / "video" / "arrival-overstated-count.avi"
+    code = analyse(str(clip), "--output", str(tmp_path), "--highlights", "1", "--segment-s", "2")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "the container says 42 frames, the file delivers 40" in printed
+    folder = tmp_path / clip.stem
+    frames = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                             "stream=nb_read_frames", "-of", "csv=p=0", str(folder / f"{clip.stem}-annotated.mp4")],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert frames == "40"
+    assert (folder / "report.html").exists() and (folder / "labels.jsonl").exists()

@@ -17,6 +17,9 @@ Protocols:
   "Top"}, "Confidence"}], "Parents", "Aliases", "Categories"}], "LabelModelVersion"}``. S3 objects are
   read with boto3 (so from moto when AWS_ENDPOINT_URL points there). Errors use the real codes:
   InvalidImageFormatException, ImageTooLargeException, InvalidS3ObjectException, InvalidParameterException.
+- The super-resolution endpoint: InvokeEndpoint on an endpoint named ``super-resolution*``, body
+  image/jpeg (a frame the uplink shrank), CustomAttributes ``bucket=B;key=K;factor=F``; answer image/jpeg
+  at F times the size, by the camera's trained model in S3 or bicubic (cloud/super_resolution/endpoint.py).
 - Rekognition Video StartLabelDetection / GetLabelDetection and StartFaceSearch / GetFaceSearch for videos
   in S3: see cloud/local/video_jobs.py.
 - Rekognition face APIs (JSON 1.1, same endpoint): CreateCollection, DescribeCollection,
@@ -35,6 +38,7 @@ import logging
 import re
 import sys
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -46,9 +50,11 @@ from botocore.exceptions import ClientError
 from cloud.local.face_collections import FaceApiError, LocalFaceCollections
 from cloud.local.rekognition_names import categories_of, parents_of, rekognition_name
 from cloud.local.video_jobs import GET_TARGETS, START_TARGETS, VideoJobError, VideoJobs
+from cloud.super_resolution.endpoint import EndpointError, SuperResolutionEndpoint
 
 log = logging.getLogger("hybridcam.cloud.models")
 
+SUPER_RESOLUTION_ENDPOINT_PREFIX = "super-resolution"
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 REKOGNITION_TARGET_PREFIX = "RekognitionService."
 DETECT_LABELS_TARGET = REKOGNITION_TARGET_PREFIX + "DetectLabels"
@@ -78,6 +84,8 @@ class LocalModels:
         self._throttle_left = 0
         self._throttle_code = "ThrottlingException"
         self._s3: Any = None
+        self._super_resolution: SuperResolutionEndpoint | None = None
+        self.endpoint_calls: Counter[str] = Counter()
         self.faces = LocalFaceCollections(providers)
 
     @property
@@ -109,6 +117,13 @@ class LocalModels:
             {"label": rekognition_name(name), "score": round(float(score), 4), "box": [round(float(v), 1) for v in box]}
             for name, score, box in zip(found.labels(), found.scores, found.boxes)
         ]
+
+    def super_resolution(self) -> SuperResolutionEndpoint:
+        """The super-resolution endpoint (models read from the local S3), made on first use."""
+        with self._lock:
+            if self._super_resolution is None:
+                self._super_resolution = SuperResolutionEndpoint(boto3.client("s3"))
+            return self._super_resolution
 
     def s3_image(self, s3_object: dict[str, Any]) -> bytes:
         if self._s3 is None:
@@ -248,6 +263,14 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         models.check_throttle()
         if not body:
             raise ModelError(400, "ValidationError", "Request body is empty")
+        models.endpoint_calls[endpoint] += 1
+        if endpoint.startswith(SUPER_RESOLUTION_ENDPOINT_PREFIX):
+            attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes", "")
+            try:
+                upscaled, _model = models.super_resolution().invoke(body, attributes)
+            except EndpointError as error:
+                raise ModelError(400, "ValidationError", str(error)) from None
+            return 200, upscaled, "image/jpeg"
         detections, _, _ = models.detect(body)
         return 200, {"model": models.model_name, "endpoint": endpoint, "detections": detections}, "application/json"
 

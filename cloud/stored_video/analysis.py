@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from cloud.stored_video.rekognition_job import (
     JobChannel,
     JobFailed,
     JobKind,
+    JobTimeout,
     LabelResults,
     fetch_face_results,
     fetch_results,
@@ -102,13 +104,20 @@ def await_job(clients: AwsClients, job_id: str, kind: JobKind, queue_url: str, t
     """Return once the job has succeeded (waiting for its completion message while it runs); JobFailed if not.
 
     When resuming, the message may have been lost already, so the job's status is asked now and then too.
+    A completion message is only a wake-up call: the status is always Rekognition's own answer, so a
+    spoofed notification (anyone who may publish to the topic or send to the queue) can neither fail
+    the job, and so delete the upload, nor end the wait early.
     """
+    deadline = time.monotonic() + timeout_s
     status, message = job_status(clients.rekognition, job_id, kind)
-    if status == "IN_PROGRESS":
+    while status == "IN_PROGRESS":
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise JobTimeout(job_id, timeout_s)
         status_check = (lambda: job_status(clients.rekognition, job_id, kind)) if resuming else None
-        notification = wait_for_completion(clients.sqs, queue_url, job_id, timeout_s, tick, status_check)
-        status = str(notification.get("Status"))
-        message = str(notification.get("Message", ""))
+        wait_for_completion(clients.sqs, queue_url, job_id, left, tick, status_check)
+        status, message = job_status(clients.rekognition, job_id, kind)
+        resuming = True  # a message that lied was used up: from now on ask Rekognition as well
     if status != "SUCCEEDED":
         raise JobFailed(f"Rekognition could not analyse the video: job {job_id} {status.lower()}"
                         f"{': ' + message if message else ''}.")
@@ -124,6 +133,24 @@ def await_face_results(clients: AwsClients, job_id: str, collection_id: str, que
                        tick: Callable[[float], None] | None, resuming: bool = False) -> FaceSearchResults:
     await_job(clients, job_id, FACES, queue_url, timeout_s, tick, resuming)
     return fetch_face_results(clients.rekognition, job_id, collection_id)
+
+
+SOURCE_MARKER = "source.txt"  # in each analysis folder: the input it belongs to
+
+
+def output_folder(output_dir: Path, source: Path) -> Path:
+    """The analysis folder of one input: ``<stem>``, or ``<stem>-2``, ``-3``... when another input with the same
+    file stem owns it (two ``clip.mp4`` from different folders never share, or resume, each other's results)."""
+    owner = str(source.resolve())
+    number = 1
+    while True:
+        folder = output_dir / (source.stem if number == 1 else f"{source.stem}-{number}")
+        marker = folder / SOURCE_MARKER
+        if not marker.exists() or marker.read_text().strip() == owner:  # a folder without a marker predates them
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(owner + "\n")
+            return folder
+        number += 1
 
 
 def discard_upload(clients: AwsClients, folder: Path) -> None:
@@ -164,8 +191,8 @@ def write_outputs(video: VideoInfo, results: LabelResults, settings: VideoAnalys
     reel_s = write_reel(video.path, segments, paths["reel"], settings.fade_s) if segments else 0.0
     write_reel_edl(segments, video.path, settings.metric, paths["reel_edl"], settings.fade_s)
     say(f"highlights: {len(segments)} segments by {settings.metric}, {reel_s:.1f} s")
-    write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s, faces=faces)
-    say("annotated copy written")
+    delivered = write_annotated_copy(video.path, timeline, paths["annotated"], tolerance_s, faces=faces)
+    say(video.count_note(delivered) or "annotated copy written")
     written = {name: path.name for name, path in paths.items() if name != "report"}
     if face_path is not None:
         written["face matches"] = face_path.name

@@ -45,7 +45,7 @@ def write_annotated_copy(source: Path, timeline: Timeline, output: Path, toleran
     with av.open(str(source)) as container, av.open(str(output), "w") as copy:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        rate = round(float(stream.average_rate or 25))
+        rate = max(1, round(float(stream.average_rate or 25)))  # a video under 0.5 fps would round to 0
         width, height = stream.codec_context.width // 2 * 2, stream.codec_context.height // 2 * 2
         encoder = copy.add_stream("libx264", rate=rate)
         encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"

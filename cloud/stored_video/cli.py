@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from cloud.stored_video.settings import load_video_settings
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)  # file names and AWS messages are text, not markup
     settings = load_video_settings(output_dir=args.output, timeout_s=args.timeout, highlights=args.highlights,
                                    segment_s=args.segment_s, metric=args.metric, min_confidence=args.min_confidence,
                                    face_search=args.face_search)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace, settings: VideoAnalysisSettings, clients: AwsClients, stack: str,
              region: str | None, console: Console) -> int:
-    from cloud.stored_video.analysis import discard_upload, job_file, started_jobs, write_outputs
+    from cloud.stored_video.analysis import discard_upload, job_file, output_folder, started_jobs, write_outputs
     from cloud.stored_video.rekognition_job import JobChannel, JobFailed, JobTimeout
     from cloud.stored_video.video_file import VideoRejected, check_rekognition_limits, probe_video
 
@@ -96,8 +96,7 @@ def _analyse(args: argparse.Namespace, settings: VideoAnalysisSettings, clients:
     except (VideoRejected, FileNotFoundError) as error:
         console.print(f"hybridcam analyze-video: {error}")
         return EXIT_REJECTED
-    folder = settings.output_dir / video.path.stem
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(settings.output_dir, video.path)
     resources = _stack_resources(settings, stack, region)
     channel = JobChannel(resources["topic_arn"], resources["role_arn"], resources["queue_url"])
     jobs: StartedJobs
@@ -134,8 +133,10 @@ def _analyse(args: argparse.Namespace, settings: VideoAnalysisSettings, clients:
     job_file(folder).unlink(missing_ok=True)
     reel = f"highlights {outputs.reel}" if outputs.segments else "no highlights (nothing scored above zero)"
     faces = f", watch-list matches {outputs.face_timeline}" if outputs.face_timeline else ""
-    console.print(f"[bold green]done[/]: report {outputs.report}, {reel}, annotated {outputs.annotated}, "
-                  f"timeline {outputs.timeline}{faces}")
+    from rich.text import Text
+
+    console.print(Text.assemble(("done", "bold green"), f": report {outputs.report}, {reel}, annotated {outputs.annotated}, "
+                                                        f"timeline {outputs.timeline}{faces}"))
     return 0
 
 
@@ -192,12 +193,14 @@ def _await_faces(clients: AwsClients, jobs: StartedJobs, queue_url: str, timeout
 
 def _print_cost(console: Console, video: VideoInfo, settings: VideoAnalysisSettings, with_faces: bool) -> None:
     labels = _job_cost(settings.price_set, video.minutes)
-    line = (f"[bold]{video.path.name}[/]: {video.duration_s:.1f} s, {video.width}x{video.height}, "
+    from rich.text import Text
+
+    line = (f": {video.duration_s:.1f} s, {video.width}x{video.height}, "
             f"{video.size_bytes / 1e6:.1f} MB; label detection costs about {labels:.2f} USD")
     if with_faces:
         faces = _job_cost(settings.price_set, video.minutes, True) - labels
         line += f", face search about {faces:.2f} USD"
-    console.print(line)
+    console.print(Text.assemble((video.path.name, "bold"), line))  # the name as text: "[/x]" in it is no markup
 
 
 def _source_file(args: argparse.Namespace, settings: VideoAnalysisSettings) -> Path:

@@ -77,7 +77,7 @@ def write_reel(source: Path, segments: list[Segment], output: Path, fade_s: floa
     """Cut `segments` out of `source` into an H.264 MP4 with cross-fades; return the reel's length in seconds."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or 25)
+        fps = max(1.0, float(stream.average_rate or 25))  # a video under 0.5 fps would round to a zero rate
         width, height = stream.codec_context.width // 2 * 2, stream.codec_context.height // 2 * 2
         fade_frames = max(0, int(round(fade_s * fps)))
         with av.open(str(output), "w") as reel:

@@ -2,8 +2,10 @@
 
 The upload's state (bucket, key, upload id, the file's size and modification time) is kept in a small JSON
 file in the output folder. Run the same command again and only the missing parts travel: S3's ListParts says
-which parts it already holds. A failure that is not an interruption aborts the multipart upload, so no
-half-uploaded parts stay behind (the bucket's lifecycle rule also aborts forgotten ones after a day).
+which parts it already holds. An interruption (Ctrl-C) or a network failure (a dropped connection, a
+time-out, S3 answering 5xx or throttling) keeps the state, so the next run sends only what is missing;
+any other failure (access denied, the upload gone) aborts the multipart upload, so no half-uploaded
+parts stay behind (the bucket's lifecycle rule also aborts forgotten ones after a day).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.s3_objects import object_size
 
@@ -23,6 +25,15 @@ PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the las
 KEY_PREFIX = "videos/"
 
 Progress = Callable[[int], None]  # bytes just sent
+PASSING_CODES = frozenset({"RequestTimeout", "SlowDown", "InternalError", "ServiceUnavailable", "Throttling",
+                           "RequestTimeTooSkewed", "500", "502", "503", "504"})
+
+
+def resumable_failure(error: BaseException) -> bool:
+    """An interruption or a failure of the way to S3, after which the same upload can go on later."""
+    if isinstance(error, (KeyboardInterrupt, BotoCoreError, OSError)):
+        return True
+    return isinstance(error, ClientError) and str(error.response.get("Error", {}).get("Code", "")) in PASSING_CODES
 
 
 @dataclass
@@ -65,12 +76,11 @@ def upload_video(s3: Any, path: Path, bucket: str, state_file: Path, progress: P
         s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=state.upload_id, MultipartUpload={"Parts": parts}
         )
-    except KeyboardInterrupt:
-        raise  # the state file stays: the next run resumes
-    except BaseException:
-        abort_upload(s3, state)
-        state_file.unlink(missing_ok=True)
-        raise
+    except BaseException as error:
+        if not resumable_failure(error):
+            abort_upload(s3, state)
+            state_file.unlink(missing_ok=True)
+        raise  # otherwise the state file stays: the next run resumes
     state_file.unlink(missing_ok=True)
     return key
 

@@ -32,10 +32,19 @@ class VideoInfo:
     fps: float
     codec: str
     container: str
+    declared_frames: int = 0
+    """the frame count the container states (0 where it states none); the file may deliver another number"""
 
     @property
     def minutes(self) -> float:
         return self.duration_s / 60.0
+
+    def count_note(self, delivered: int) -> str:
+        """One sentence when the file delivered another number of frames than its container states, else empty."""
+        if not self.declared_frames or delivered == self.declared_frames:
+            return ""
+        return (f"{self.path.name}: the container says {self.declared_frames} frames, the file delivers {delivered}; "
+                f"the annotated copy has the {delivered} it delivers")
 
 
 def probe_video(path: Path) -> VideoInfo:
@@ -57,6 +66,7 @@ def probe_video(path: Path) -> VideoInfo:
                 fps=float(stream.average_rate or stream.guessed_rate or 0.0),
                 codec=stream.codec_context.name,
                 container=container.format.name,
+                declared_frames=int(stream.frames or 0),
             )
     except av.error.FFmpegError as error:
         raise VideoRejected(f"{path.name} is not a video FFmpeg can read ({error.strerror or error}).") from None

@@ -1,4 +1,4 @@
-"""The sampling trade-off: event recall and first-send delay against frames sent, one curve per policy family (PNG + HTML)."""
+"""The sampling trade-off: object recall and first-send delay against frames sent, one curve per policy family (PNG + HTML)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ CHART_DPI = 100
 
 
 def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
-    """Top row: event recall against frames sent; bottom row: median first-send delay. One column per clip."""
+    """Top row: object recall against frames sent; bottom row: median first-send delay of objects. One column per clip."""
     clips = list(scores_by_clip)
     fig, axes = plt.subplots(2, len(clips), figsize=(CHART_WIDTH_PX / CHART_DPI, CHART_HEIGHT_PX / CHART_DPI),
                              dpi=CHART_DPI, squeeze=False, sharex="col")
@@ -35,8 +35,9 @@ def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
                 marker = "o-" if len(scores) > 1 else "*"
                 size = 7 if len(scores) > 1 else 12
                 sent = [100 * s.sent_fraction for s in scores]
-                recall_ax.plot(sent, [100 * s.event_recall for s in scores], marker, label=family, markersize=size)
-                delays = [(x, s.delay_median_s) for x, s in zip(sent, scores, strict=True) if s.delay_median_s is not None]
+                recall_ax.plot(sent, [100 * s.object_recall for s in scores], marker, label=family, markersize=size)
+                delays = [(x, s.object_delay_median_s) for x, s in zip(sent, scores, strict=True)
+                          if s.object_delay_median_s is not None]
                 delay_ax.plot([x for x, _ in delays], [d for _, d in delays], marker, label=family, markersize=size)
             recall_ax.axhline(95, color="grey", linestyle=":", linewidth=1)
             delay_ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
@@ -48,7 +49,7 @@ def render_png(scores_by_clip: dict[str, list[Score]], path: Path) -> Path:
             delay_ax.set_yscale("symlog", linthresh=1.0)
             recall_ax.set_title(clip, fontsize=9)
             delay_ax.set_xlabel("frames sent to the cloud (% of master frames)")
-        axes[0][0].set_ylabel("event recall (%)")
+        axes[0][0].set_ylabel("objects seen by the cloud (%)")
         axes[1][0].set_ylabel("median first-send delay (s)")
         axes[0][0].legend(fontsize=8, loc="lower right", framealpha=0.9)
         fig.tight_layout()
@@ -79,7 +80,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 </style></head>
 <body>
 <h1>hybridcam sampling evaluation</h1>
-<img alt="Event recall against frames sent, one curve per policy" width="{CHART_WIDTH_PX}" height="{CHART_HEIGHT_PX}"
+<img alt="Object recall against frames sent, one curve per policy" width="{CHART_WIDTH_PX}" height="{CHART_HEIGHT_PX}"
  src="data:image/png;base64,{encoded}">
 {''.join(sections)}
 {paragraphs}

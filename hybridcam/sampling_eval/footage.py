@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,10 @@ class Footage:
     width: int
     height: int
     fingerprint: str
+    declared_count: int = 0
+    """the frame count the container declared, where the file delivered another number (0: they agreed)"""
+    delivered: list[int] = field(default_factory=list, compare=False, repr=False)
+    """set by frames() once the file is read to its end: how many frames it delivered"""
 
     @property
     def synthetic(self) -> bool:
@@ -41,21 +45,39 @@ class Footage:
         return self.frame_count / self.fps
 
     def frames(self) -> Iterator[np.ndarray]:
-        """Every frame in order (BGR); a file that stops decoding early raises FootageError."""
+        """Every frame the file delivers, in order (BGR), however many its container declared; read to the end,
+        ``delivered`` holds the count. A file that delivers no frame raises FootageError."""
         if self.synthetic:
             yield from _synthetic_frames(self)
+            self.delivered[:] = [self.frame_count]
             return
         capture = cv2.VideoCapture(self.source)
+        index = 0
         try:
-            for index in range(self.frame_count):
+            while True:
                 ok, frame = capture.read()
                 if not ok:
-                    if index == 0:
-                        raise FootageError(f"{self.source}: no frame could be decoded (is it a video file?)")
-                    raise FootageError(f"{self.source}: decoding stopped at frame {index} of {self.frame_count}")
+                    break
                 yield frame
+                index += 1
         finally:
             capture.release()
+        if index == 0:
+            raise FootageError(f"{self.source}: no frame could be decoded (is it a video file?)")
+        self.delivered[:] = [index]
+
+    def as_delivered(self, count: int) -> Footage:
+        """This footage with the frame count the file actually delivered (the container's kept as ``declared_count``)."""
+        if count == self.frame_count:
+            return self
+        return replace(self, frame_count=count, declared_count=self.declared_count or self.frame_count, delivered=[count])
+
+    def count_note(self) -> str:
+        """One sentence when the container's frame count was wrong, else empty."""
+        if not self.declared_count or self.declared_count == self.frame_count:
+            return ""
+        return (f"{self.name}: the container says {self.declared_count} frames, the file delivers {self.frame_count}; "
+                f"using the {self.frame_count} it delivers")
 
 
 def open_footage(source: str) -> Footage:

@@ -32,10 +32,14 @@ class DetectorChoice:
     edge_score_threshold: float = 0.35
     reference_model: str = "tiled"
     threads: int = 0
+    stride: int = 1
+    """run both detectors on every stride-th frame only (high-rate footage on a small machine): the
+    frames between repeat the reference's last result, and the edge's tracker carries its boxes"""
 
     def key(self) -> dict[str, Any]:
-        return {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
-                "reference_model": self.reference_model}
+        key: dict[str, Any] = {"edge_model": self.edge_model, "edge_score_threshold": self.edge_score_threshold,
+                               "reference_model": self.reference_model}
+        return key | ({"stride": self.stride} if self.stride > 1 else {})
 
 
 @dataclass
@@ -48,8 +52,19 @@ class FrameResults:
     reference: list[list[StoredDetection]] = field(default_factory=list)
 
     @property
+    def stride(self) -> int:
+        """the detectors ran on every stride-th frame (see DetectorChoice.stride)"""
+        return int(self.detectors.get("stride", 1))
+
+    @property
     def complete(self) -> bool:
         return len(self.reference) >= int(self.footage["frame_count"])
+
+    @property
+    def delivered_frames(self) -> int | None:
+        """Frames the file delivered, where that differs from what its container declared (known once read to the end)."""
+        value = self.footage.get("delivered_frames")
+        return None if value is None else int(value)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": CACHE_VERSION, "footage": self.footage, "detectors": self.detectors,
@@ -84,7 +99,11 @@ def load_cached(path: Path, footage: Footage, choice: DetectorChoice) -> FrameRe
         return None
     edge = [[tuple(d) for d in frame] for frame in data["edge"]]
     reference = [[tuple(d) for d in frame] for frame in data["reference"]]
-    return FrameResults(footage_key(footage), choice.key(), edge, reference)  # type: ignore[arg-type]
+    key = footage_key(footage)
+    delivered = data["footage"].get("delivered_frames")
+    if delivered is not None:  # an earlier run read the file to its end: its count, not the container's, is the length
+        key.update(frame_count=int(delivered), delivered_frames=int(delivered))
+    return FrameResults(key, choice.key(), edge, reference)  # type: ignore[arg-type]
 
 
 def save(path: Path, results: FrameResults) -> None:
@@ -115,14 +134,22 @@ def frame_results(footage: Footage, choice: DetectorChoice, cache_dir: Path | No
     reference = load_detector(choice.reference_model, ["CPUExecutionProvider"], intra_op_num_threads=threads)
     done = len(results.reference)
     results.edge = results.edge[:done]
-    for index, frame in enumerate(footage.frames()):
-        if index < done:
-            continue
-        results.edge.append(stored(edge.detect(frame)))
-        results.reference.append(stored(reference.detect(frame)))
-        if progress:
-            progress(index + 1, footage.frame_count)
-        if (index + 1) % CHECKPOINT_FRAMES == 0:
-            save(path, results)
-    save(path, results)
+    try:
+        for index, frame in enumerate(footage.frames()):
+            if index < done:
+                continue
+            if index % choice.stride == 0 or not results.reference:
+                results.edge.append(stored(edge.detect(frame)))
+                results.reference.append(stored(reference.detect(frame)))
+            else:  # between analysed frames: the reference's last result; the edge did not run
+                results.edge.append([])
+                results.reference.append(results.reference[-1])
+            if progress:
+                progress(index + 1, footage.frame_count)
+            if (index + 1) % CHECKPOINT_FRAMES == 0:
+                save(path, results)
+    finally:
+        if footage.delivered and footage.delivered[0] != footage.frame_count:
+            results.footage.update(frame_count=footage.delivered[0], delivered_frames=footage.delivered[0])
+        save(path, results)  # whatever was computed is kept, even when decoding failed part way
     return results

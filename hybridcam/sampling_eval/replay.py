@@ -9,7 +9,12 @@ that label.
 
 The adaptive policy learns the cloud's answer for each frame it sent (how many watch-label
 objects the reference found in it) ``cloud_latency_s`` after sending it, as the live sampler reads
-the cloud's results back from the detections stream.
+the cloud's results back from the detections stream. Its edge results carry track ids as the live
+edge's do: the cached edge boxes go through the edge's own tracker (``TrackCarrier``), which also
+carries them over frames the edge did not analyse.
+
+Objects (``objects.py``) are scored beside events: which distinct reference objects a sent frame
+showed, how soon after they appeared, and how many frames were sent per object.
 """
 
 from __future__ import annotations
@@ -22,10 +27,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from hybridcam.sampling_eval.footage import Footage
+from hybridcam.sampling_eval.objects import ReferenceObject, score_objects
 from hybridcam.sampling_eval.reference import FrameResults, StoredDetection
-from services.sampler.policy import AdaptivePolicy, AdaptiveSettings, EdgeSummary, FrameFacts, SamplingPolicy
+from services.edge_infer.track_carrier import TrackCarrier
+from services.sampler.policy import AdaptivePolicy, AdaptiveSettings, Box, EdgeSummary, FrameFacts, SamplingPolicy, edge_tracks
+from shared.schemas import Detection, DetectionSet
 
 CAMERA = "master"
+TrackedDetection = tuple[str, float, Box, int | None]
+"""label, score, box normalised to the frame, edge track id"""
 
 
 @dataclass(frozen=True)
@@ -74,18 +84,26 @@ class Score:
     label_recall: float
     usd_per_camera_hour: float
     reasons: dict[str, int]
+    objects: int = 0
+    objects_seen: int = 0
+    object_recall: float = 1.0
+    object_delay_median_s: float | None = None
+    object_delay_p90_s: float | None = None
+    frames_per_object: float = 0.0
 
 
-def default_specs(fps: float, budgets: Sequence[float] = (0.01, 0.02)) -> list[PolicySpec]:
+def default_specs(fps: float, budgets: Sequence[float] = (0.01, 0.02),
+                  watch_labels: frozenset[str] | None = None) -> list[PolicySpec]:
     """every_nth at several N, adaptive at several settings, with and without a site budget."""
     specs = [PolicySpec(f"every_nth N={n}", "every_nth", every=n) for n in (5, 10, 20, 40, 80, 160)]
-    base = AdaptiveSettings()
+    base = AdaptiveSettings() if watch_labels is None else AdaptiveSettings(watch_labels=watch_labels)
     specs += [
         PolicySpec("adaptive", "adaptive", adaptive=base),
         PolicySpec("adaptive max 0.5 fps", "adaptive", adaptive=replace(base, max_fps=0.5)),
         PolicySpec("adaptive max 1 fps", "adaptive", adaptive=replace(base, max_fps=1.0)),
         PolicySpec("adaptive change+heartbeat", "adaptive (no edge)",
-                   adaptive=replace(base, unsure_band=(0.99, 1.0), count_changes=False)),
+                   adaptive=replace(base, unsure_band=(0.99, 1.0), count_changes=False, track_driven=False)),
+        PolicySpec("adaptive by counts (no tracks)", "adaptive (counts)", adaptive=replace(base, track_driven=False)),
     ]
     specs += [PolicySpec(f"adaptive budget {share:.0%}", "adaptive + budget",
                          adaptive=replace(base, budget_images_per_hour=share * fps * 3600, budget_burst=3.0))
@@ -135,6 +153,7 @@ def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec],
         elif spec.adaptive is not None:
             live.append((runs[spec.label], AdaptivePolicy(spec.adaptive)))
     if live:
+        tracked = edge_with_tracks(results, footage, total)
         for index, frame in enumerate(footage.frames()):
             if index >= total:
                 break
@@ -142,8 +161,14 @@ def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec],
             for run, policy in live:
                 settings = run.spec.adaptive
                 assert settings is not None
-                edge = EdgeSummary.of(((d[0], d[1]) for d in results.edge[index]), settings.watch_labels,
-                                      settings.unsure_band)
+                if settings.track_driven:
+                    tracks = edge_tracks(tracked[index], settings.watch_labels, settings.unsure_band,
+                                         settings.track_min_size)
+                    edge = EdgeSummary.of(((d[0], d[1]) for d in tracked[index]), settings.watch_labels,
+                                          settings.unsure_band, tracks)
+                else:
+                    edge = EdgeSummary.of(((d[0], d[1]) for d in results.edge[index]), settings.watch_labels,
+                                          settings.unsure_band)
                 _deliver_answers(run, policy, results, settings.watch_labels, reference_min_score, ts, fps)
                 verdicts = policy.offer(FrameFacts(index, CAMERA, index, ts, edge), frame)
                 record(run, verdicts, ts)
@@ -162,6 +187,28 @@ def replay(footage: Footage, results: FrameResults, specs: Sequence[PolicySpec],
             run.sent = [(i, i / fps) for i in range(0, total, every)]
             run.reasons.update(every_nth=len(run.sent), not_nth=total - len(run.sent))
     return list(runs.values())
+
+
+def edge_with_tracks(results: FrameResults, footage: Footage, total: int) -> list[list[TrackedDetection]]:
+    """The cached edge boxes of every frame with the track ids the live edge would give them (its
+    TrackCarrier), plus the boxes it carries over frames it did not analyse (coasting, stride)."""
+    carrier = TrackCarrier()
+    width, height, stride = footage.width, footage.height, max(1, results.stride)
+    frames: list[list[TrackedDetection]] = []
+    for index in range(total):
+        ts = index / footage.fps
+        if index % stride == 0:
+            found = DetectionSet(camera_id=CAMERA, seq=index, frame_id=str(index), capture_ts=ts, width=width,
+                                 height=height, model="edge", provider="replay", latency_ms=0.0,
+                                 detections=[Detection(label=d[0], score=min(max(d[1], 0.0), 1.0), box=d[2:6])
+                                             for d in results.edge[index]])
+            found = carrier.observe(found)
+            items = [*found.detections, *carrier.coasting(found)]
+        else:
+            items = carrier.carried(CAMERA, ts, width, height)
+        frames.append([(d.label, d.score, (d.box[0] / width, d.box[1] / height, d.box[2] / width, d.box[3] / height),
+                        d.track_id) for d in items])
+    return frames
 
 
 def _deliver_answers(run: PolicyRun, policy: SamplingPolicy, results: FrameResults, watch_labels: frozenset[str],
@@ -186,7 +233,7 @@ def record(run: PolicyRun, verdicts: Iterable, now: float) -> None:
 
 def score(run: PolicyRun, events: Sequence[Event], positives: Sequence[frozenset[str]],
           results: FrameResults, fps: float, watch_labels: frozenset[str], min_score: float,
-          usd_per_image: float, fresh_s: float = 1.0) -> Score:
+          usd_per_image: float, fresh_s: float = 1.0, objects: Sequence[ReferenceObject] = ()) -> Score:
     total = len(positives)
     sent_indices = sorted(index for index, _ in run.sent)
     sent_at = {index: at for index, at in run.sent}
@@ -213,6 +260,7 @@ def score(run: PolicyRun, events: Sequence[Event], positives: Sequence[frozenset
             seen = reference_positive(results.reference[newest], watch_labels, min_score)
             label_hits += len(present & seen)
     fraction = len(sent_indices) / total if total else 0.0
+    by_object = score_objects(run.sent, objects, fps)
     return Score(
         label=run.spec.label, family=run.spec.family, frames=total, sent=len(sent_indices), sent_fraction=fraction,
         events=len(events), caught=caught, event_recall=caught / len(events) if events else 1.0,
@@ -221,4 +269,7 @@ def score(run: PolicyRun, events: Sequence[Event], positives: Sequence[frozenset
         label_recall=label_hits / label_total if label_total else 1.0,
         usd_per_camera_hour=fraction * fps * 3600 * usd_per_image,
         reasons=dict(sorted(run.reasons.items())),
+        objects=by_object.objects, objects_seen=by_object.seen, object_recall=by_object.recall,
+        object_delay_median_s=by_object.delay_median_s, object_delay_p90_s=by_object.delay_p90_s,
+        frames_per_object=by_object.frames_per_object,
     )

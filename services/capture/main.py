@@ -17,7 +17,15 @@ from services.capture.scene_builder import build_scene
 from services.capture.settings import CaptureSettings
 from services.capture.sources import NetworkTimeouts, open_source, use_rtsp_transport
 from shared.errors import ConfigError
-from shared.frame_ring import FrameMemoryFull, ring_namespace, shared_memory_free_bytes
+from shared.frame_ring import (
+    FrameMemoryFull,
+    check_shared_memory,
+    ring_bytes,
+    ring_name,
+    ring_namespace,
+    ring_span_s,
+    shared_memory_free_bytes,
+)
 from shared.metrics import service_registry
 from shared.progress import Progress
 from shared.schemas import HealthState
@@ -62,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
         sources = {camera.id: open_source(camera, scene, network) for camera in cameras}
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
         quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
+        namespace = ring_namespace(settings.redis_url)
+        slots = {camera.id: settings.ring_slots(camera.fps) for camera in cameras}
         try:
+            check_shared_memory({ring_name(c.id, namespace): ring_bytes(c.width, c.height, slots[c.id]) for c in cameras})
             workers = [
-                CameraWorker(camera, sources[camera.id], bus, service.stop, settings.capture_ring_slots, quality,
-                             settings.capture_reconnect_max_s, ring_namespace(settings.redis_url))
+                CameraWorker(camera, sources[camera.id], bus, service.stop, slots[camera.id], quality,
+                             settings.capture_reconnect_max_s, namespace)
                 for camera in cameras
             ]
         except FrameMemoryFull as error:
@@ -75,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
             log.info("took over the frame rings a previous capture left for %s (readers re-attach)", ", ".join(reused))
         log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), redacted_url(settings.redis_url))
         for camera in cameras:
-            log.info("  %-12s %-6s %dx%d@%g  %s", camera.id, camera.role, camera.width, camera.height, camera.fps,
-                     sources[camera.id].description)
+            log.info("  %-12s %-6s %dx%d@%g  %s; ring %d frames (%.2f s, %.1f MiB)", camera.id, camera.role, camera.width,
+                     camera.height, camera.fps, sources[camera.id].description, slots[camera.id],
+                     ring_span_s(slots[camera.id], camera.fps), ring_bytes(camera.width, camera.height, slots[camera.id]) / 2**20)
 
         def snapshot() -> dict:
             healths = [w.health() for w in workers]

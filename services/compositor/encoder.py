@@ -37,7 +37,8 @@ class H264Encoder:
     (size, rate, SPS/PPS extradata) other containers can copy with add_stream_from_template.
     """
 
-    def __init__(self, width: int, height: int, fps: float, preset: str = "ultrafast", crf: int = 26, keyframe_s: float = 1.0) -> None:
+    def __init__(self, width: int, height: int, fps: float, preset: str = "ultrafast", crf: int = 26, keyframe_s: float = 1.0,
+                 max_kbps: float = 0.0) -> None:
         self.rate = Fraction(fps).limit_denominator(1001)
         self.time_base = 1 / self.rate
         self._host = av.open(os.devnull, "w", format="null")
@@ -47,6 +48,8 @@ class H264Encoder:
         context.time_base = self.time_base
         gop = max(1, round(float(self.rate) * keyframe_s))
         context.options = {"preset": preset, "tune": "zerolatency", "crf": str(crf), "g": str(gop), "keyint_min": str(gop), "bf": "0", "sc_threshold": "0"}
+        if max_kbps:  # capped CRF: the quality CRF gives, but never more than the uplink's part for the program
+            context.options |= {"maxrate": f"{int(max_kbps)}k", "bufsize": f"{int(max_kbps) // 2}k"}
         context.flags |= av.codec.context.Flags.global_header
         context.open()
         self._host.start_encoding()  # copies size, rate and extradata into the stream's parameters

@@ -46,9 +46,12 @@ def box_at(track: Track, ts: float) -> Box | None:
     return tuple(b + rate * (b - a) for a, b in zip(prev_box, last_box))
 
 
-def boxes_for_frame(fusion: DetectionFusion, camera_id: str, capture_ts: float, width: int, height: int) -> FrameBoxes | None:
-    observation = fusion.detections_for_frame(camera_id, capture_ts, max_gap_s=fusion.align_tolerance_s * 2)
-    if observation is not None and abs(observation.capture_ts - capture_ts) <= fusion.align_tolerance_s:
+def boxes_for_frame(fusion: DetectionFusion, camera_id: str, capture_ts: float, width: int, height: int,
+                    frame_id: str = "") -> FrameBoxes | None:
+    """The frame's own detections (matched by frame id when given: at 50-60 fps the neighbouring frame lies within the
+    time tolerance), else the tracks' boxes at its capture time."""
+    observation = fusion.observation_of(camera_id, capture_ts, frame_id)
+    if observation is not None:
         return FrameBoxes(observation.detections, (observation.width, observation.height), False)
     state = fusion.cameras.get(camera_id)
     if state is None:

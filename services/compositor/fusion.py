@@ -158,6 +158,19 @@ class DetectionFusion:
                          if (labels is None and d.label in self.labels) or (labels is not None and d.label in labels))
         return boxes
 
+    def recent_actions(self, camera_id: str, now: float, within_s: float) -> list[tuple[Box, frozenset[str]]]:
+        """Normalised boxes of people doing something (edge action classifier) in (now - within_s, now], with their actions."""
+        state = self.cameras.get(camera_id)
+        found: list[tuple[Box, frozenset[str]]] = []
+        for observation in reversed(state.observations if state else []):
+            if observation.capture_ts > now:
+                continue
+            if observation.capture_ts < now - within_s:
+                break
+            found.extend((_normalised(d, observation.width, observation.height), frozenset(d.actions))
+                         for d in observation.detections if d.actions)
+        return found
+
     def detections_for_frame(self, camera_id: str, capture_ts: float, max_gap_s: float = 0.5) -> Observation | None:
         """The observation to draw over a frame: the same frame, else the latest before it."""
         state = self.cameras.get(camera_id)
@@ -172,9 +185,19 @@ class DetectionFusion:
             return None
         return best
 
+    def observation_of(self, camera_id: str, capture_ts: float, frame_id: str = "") -> Observation | None:
+        """The observation of exactly this frame (by frame id where known), or None."""
+        state = self.cameras.get(camera_id)
+        return None if state is None else self._aligned(state, capture_ts, frame_id)
+
     def _aligned(self, state: _CameraState, capture_ts: float, frame_id: str) -> Observation | None:
+        """The observation of the same frame: by frame id where both have one (at 50-60 fps the next frame lies within
+        the time tolerance, and must not be merged into this one), else by capture time."""
         for observation in reversed(state.observations):
-            if observation.frame_id == frame_id or abs(observation.capture_ts - capture_ts) <= self.align_tolerance_s:
+            if frame_id and observation.frame_id:
+                if observation.frame_id == frame_id:
+                    return observation
+            elif abs(observation.capture_ts - capture_ts) <= self.align_tolerance_s:
                 return observation
             if observation.capture_ts < capture_ts - self.align_tolerance_s:
                 return None

@@ -14,6 +14,7 @@ shows whole, how large the subjects are on screen, and how many people it cuts a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.compositor.frame_boxes import box_at
@@ -32,6 +33,9 @@ class InterestWeights:
     arrival_s: float = 3.0
     cloud: float = 0.5  # the cloud confirmed this person recently
     watch: float = 1.5  # a watch label (``watch_labels``) next to the subject
+    # What people do (edge action classifier): a fall is worth a cut, loitering hardly.
+    actions: tuple[tuple[str, float], ...] = (("fall", 3.0), ("lying", 1.5), ("hands_raised", 1.0), ("running", 0.6),
+                                              ("loitering", 0.3))
     cluster_radius: float = 0.2  # neighbourhood of the cluster, in master widths
     smoothing_s: float = 0.8  # time constant of the action region
     evidence_s: float = 2.0  # how far back cloud/watch evidence counts
@@ -83,27 +87,33 @@ def subjects_of(master: ResolvedCamera, cameras: list[ResolvedCamera], fusion: D
     boxes: list[Box] = []
     cloud_boxes = fusion.recent_boxes(master.id, now, weights.evidence_s, source="cloud")
     watch_boxes = fusion.recent_boxes(master.id, now, weights.evidence_s, labels=watch_labels) if watch_labels else []
+    action_boxes = fusion.recent_actions(master.id, now, weights.evidence_s)
     for track in fusion.tracks(master.id, now):
         box = box_at(track, now) or track.box  # where the person is in the picture of ``now``, not in a newer one
         boxes.append(box)
-        subjects.append(_subject(box, track.speed, now - track.first_seen, cloud_boxes, watch_boxes, weights))
+        subjects.append(_subject(box, track.speed, now - track.first_seen, cloud_boxes, watch_boxes, weights, action_boxes))
     for camera in cameras:
         if camera.covers is None or camera.covers.master != master.id:
             continue
         r = camera.covers.region
         region = (r.x0, r.y0, r.x1, r.y1)
         scale = r.x1 - r.x0
+        slave_actions = [(map_to_master(box, region), names) for box, names in fusion.recent_actions(camera.id, now, weights.evidence_s)]
         for track in fusion.tracks(camera.id, now):
             box = map_to_master(box_at(track, now) or track.box, region)
             if any(iou(box, seen) >= 0.3 for seen in boxes):
                 continue  # the master (or another slave) already has this person
             boxes.append(box)
-            subjects.append(_subject(box, track.speed * scale, now - track.first_seen, cloud_boxes, watch_boxes, weights))
+            subjects.append(_subject(box, track.speed * scale, now - track.first_seen, cloud_boxes, watch_boxes, weights,
+                                     slave_actions))
     return subjects
 
 
-def _subject(box: Box, speed: float, age: float, cloud: list[Box], watch: list[Box], weights: InterestWeights) -> Subject:
+def _subject(box: Box, speed: float, age: float, cloud: list[Box], watch: list[Box], weights: InterestWeights,
+             actions: Sequence[tuple[Box, frozenset[str]]] = ()) -> Subject:
     interest = 1.0 + weights.motion * min(1.0, speed / weights.fast_speed)
+    doing = frozenset().union(*(names for other, names in actions if iou(box, other) >= 0.3))
+    interest += max((weight for name, weight in weights.actions if name in doing), default=0.0)
     if age < weights.arrival_s:
         interest += weights.arrival
     if any(iou(box, other) >= 0.3 for other in cloud):

@@ -60,11 +60,14 @@ def build_outputs(settings: CompositorSettings) -> list[ProgramOutput]:
             from services.compositor.outputs.mjpeg_http import MjpegHttpPreview
 
             hls_folder = folder / "hls" if "hls" in settings.output_names else None
-            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps, hls_folder=hls_folder))
+            outputs.append(MjpegHttpPreview(settings.compositor_mjpeg_port, settings.compositor_mjpeg_fps, hls_folder=hls_folder,
+                                            host=settings.compositor_output_host,
+                                            max_clients=settings.compositor_output_max_clients))
         elif name == "h264":
             from services.compositor.outputs.h264_http import H264HttpStream
 
-            outputs.append(H264HttpStream(settings.compositor_h264_port))
+            outputs.append(H264HttpStream(settings.compositor_h264_port, host=settings.compositor_output_host,
+                                          max_clients=settings.compositor_output_max_clients))
         elif name == "rtmp":
             from services.compositor.outputs.rtmp import RtmpPush
 

@@ -30,6 +30,7 @@ from services.compositor.multiview import PROGRAM_CELL, MultiviewRenderer
 from services.compositor.outputs.program_output import ProgramOutput
 from services.compositor.renderer import ProgramRenderer, RenderOptions, ShotPicture
 from services.compositor.settings import CompositorSettings
+from shared.cloud_track_labels import CloudTrackLabels
 from shared.frame_ring import FrameFetcher, FrameGone
 from shared.progress import Progress
 from shared.schemas import DetectionSet, FaceMatches, FrameRef, Health, HealthState, SchemaError, decode
@@ -104,6 +105,7 @@ class ProgramStats:
     cuts: int = 0
     last_reason: str = ""
     frame_drops: int = 0
+    lapped_shown_newer: int = 0  # pictures that showed a newer frame (with its own boxes) because the delayed one was lapped
     shown_latency_s: float = 0.0  # program time - capture time of the frame on air (the last one; nothing grows per tick)
 
     @property
@@ -138,13 +140,16 @@ class Program:
         self.delay_s = settings.compositor_program_delay_s
         self.renderer = ProgramRenderer(settings.compositor_width, settings.compositor_height, render_options_from(settings))
         self.face_labels = FaceLabels(settings.compositor_face_label_hold_s) if settings.compositor_face_labels else None
+        self.track_labels = CloudTrackLabels()
         self.follower.want_face_matches = self.face_labels is not None
         self.encoder = H264Encoder(
             settings.compositor_width, settings.compositor_height, self.fps, settings.compositor_x264_preset,
-            settings.compositor_crf, settings.compositor_keyframe_s,
+            settings.compositor_crf, settings.compositor_keyframe_s, settings.program_max_kbps,
         )
         self.fetcher = FrameFetcher()
         self.frames: dict[str, np.ndarray] = {}
+        self.frame_refs: dict[str, FrameRef] = {}  # the reference of the pixels in self.frames
+        self._scratch: dict[str, np.ndarray | None] = {}  # a read goes here first: a lapped read never tears a shown frame
         self.shown_seq: dict[str, int] = {}
         self.stats = ProgramStats()
         self.edl: EditDecisionList | None = None
@@ -208,6 +213,7 @@ class Program:
             except queue.Empty:
                 break
             self.fusion.add(detection_set, arrived)
+            self.track_labels.learn(detection_set)
         available, lost_reason = self._available(now)
         shown_at = now - self.delay_s  # the program shows (and directs) what was captured this long ago
         cut = self.director.decide(shown_at, self.fusion, available, lost_reason)
@@ -267,24 +273,27 @@ class Program:
         return self.multiview.finish(self.director.current)
 
     def _warn_if_ring_too_short(self, camera_id: str, ref: FrameRef) -> None:
-        """Once per camera: the ring lapped a frame the delayed program still wanted (ring shorter than the delay)."""
+        """Once per camera: the ring lapped a frame the delayed program still wanted (ring shorter than the delay). The
+        program then shows the oldest newer frame still held, with that frame's own boxes."""
         if self.delay_s <= 0 or camera_id in self._ring_warned:
             return
         latest = self.follower.latest.get(camera_id)
         if latest is not None and latest[0].seq - ref.seq >= 2:
             self._ring_warned.add(camera_id)
             behind = latest[0].seq - ref.seq
-            log.warning("camera %s: the frame %d frames behind the newest was already overwritten: the program delay "
-                        "(%.2f s) needs a longer frame ring; raise HYBRIDCAM_CAPTURE_RING_SLOTS above %d", camera_id, behind,
-                        self.delay_s, behind + 4)
+            camera = self.cameras[camera_id]
+            log.warning("camera %s: the frame %d frames behind the newest was already overwritten: its ring holds less than the "
+                        "program delay (%.2f s at %g fps); the program shows newer frames (each with its own boxes) until "
+                        "HYBRIDCAM_CAPTURE_RING_S is above %.2f s (or HYBRIDCAM_CAPTURE_RING_SLOTS above %d)", camera_id, behind,
+                        self.delay_s, camera.fps, self.delay_s + 0.3, behind + 4)
 
     def _log_overlay(self, picture: ShotPicture, now: float) -> None:
         ref = self._shown_ref
         if ref is None or self._overlay_log is None:
             return
         boxes = [[round(v, 1) for v in d.box] for d in picture.detections or []]
-        # seq: the frame whose boxes are drawn; pixels_seq: the frame whose pixels are shown (older when that one was lapped)
-        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "pixels_seq": self.shown_seq.get(ref.camera_id),
+        # seq: the frame whose boxes are drawn; pixels_seq: the frame whose pixels are shown (-1: none yet)
+        entry = {"now": round(now, 3), "camera": ref.camera_id, "seq": ref.seq, "pixels_seq": self.shown_seq.get(ref.camera_id, -1),
                  "capture_ts": ref.capture_ts, "crop": picture.crop,
                  "size": picture.detections_size, "predicted": picture.boxes_predicted, "boxes": boxes}
         self._overlay_log.write(json.dumps(entry) + "\n")
@@ -319,9 +328,10 @@ class Program:
         note = "" if camera.id in available else "signal lost"
         picture = ShotPicture(frame, camera.name, capture_ts=ref.capture_ts if ref else 0.0, note=note, crop=self.director.crop())
         if ref is not None:
-            boxes = boxes_for_frame(self.fusion, camera.id, ref.capture_ts, ref.width, ref.height)
+            boxes = boxes_for_frame(self.fusion, camera.id, ref.capture_ts, ref.width, ref.height, ref.frame_id)
             if boxes is not None:
                 picture.detections, picture.detections_size, picture.boxes_predicted = boxes.detections, boxes.size, boxes.predicted
+                picture.track_labels = self.track_labels.for_camera(camera.id)
         if self.face_labels is not None:
             self.face_labels.take(self.follower.face_matches)
             picture.face_labels = self.face_labels.for_camera(camera.id, time.time())
@@ -337,27 +347,43 @@ class Program:
         return frame_at(recent, shown_at)
 
     def _fetch(self, camera_id: str, shown_at: float) -> tuple[np.ndarray | None, FrameRef | None]:
-        """The camera's frame of ``shown_at``; the last good one when nothing new (or it was lapped)."""
-        frame = self.frames.get(camera_id)
-        ref = self._delayed_ref(camera_id, shown_at) if self.delay_s > 0 else (self.follower.latest.get(camera_id) or (None,))[0]
-        if ref is None:
-            return frame, None
-        if self.shown_seq.get(camera_id) == ref.seq and frame is not None:
+        """The camera's frame of ``shown_at`` and the reference *of the pixels returned*, so boxes are always drawn for
+        the frame shown. When capture already lapped that frame, the oldest newer frame still in the ring; when none
+        reads, the last good frame with its own reference."""
+        frame, shown = self.frames.get(camera_id), self.frame_refs.get(camera_id)
+        wanted = self._delayed_ref(camera_id, shown_at) if self.delay_s > 0 else (self.follower.latest.get(camera_id) or (None,))[0]
+        if wanted is None:
+            return frame, shown
+        if shown is not None and shown.seq == wanted.seq and frame is not None:
             self.stats.repeated += 1
-            return frame, ref
-        buffer = frame if frame is not None and frame.shape == (ref.height, ref.width, 3) else None
-        try:
-            frame = self.fetcher.fetch(ref, out=buffer)
-        except (FrameGone, ValueError) as error:
-            self.stats.frame_drops += 1
-            log.debug("frame %s of %s not read: %s", ref.seq, camera_id, error)
-            self._warn_if_ring_too_short(camera_id, ref)
-            return self.frames.get(camera_id), ref
-        self.frames[camera_id] = frame
-        self.shown_seq[camera_id] = ref.seq
-        if camera_id == self.director.current:
-            self._shown_capture_ts = ref.capture_ts
-        return frame, ref
+            return frame, shown
+        for ref in self._readable_from(camera_id, wanted):
+            if shown is not None and frame is not None and ref.seq <= shown.seq:
+                return frame, shown  # never step back to an older frame than the one on screen
+            scratch = self._scratch.get(camera_id)
+            buffer = scratch if scratch is not None and scratch.shape == (ref.height, ref.width, 3) else None
+            try:
+                read = self.fetcher.fetch(ref, out=buffer)  # a seqlock read: raises when the slot no longer holds ref.seq
+            except (FrameGone, ValueError) as error:
+                self.stats.frame_drops += 1
+                log.debug("frame %s of %s not read: %s", ref.seq, camera_id, error)
+                self._warn_if_ring_too_short(camera_id, wanted)
+                continue
+            # the frame read becomes the one shown; the previous picture's buffer is the next read's scratch
+            self._scratch[camera_id] = frame if frame is not None and frame is not read else None
+            self.frames[camera_id], self.frame_refs[camera_id], self.shown_seq[camera_id] = read, ref, ref.seq
+            if ref.seq != wanted.seq:
+                self.stats.lapped_shown_newer += 1
+            if camera_id == self.director.current:
+                self._shown_capture_ts = ref.capture_ts
+            return read, ref
+        return frame, shown
+
+    def _readable_from(self, camera_id: str, wanted: FrameRef) -> list[FrameRef]:
+        """``wanted``, then the newer frames of the camera in capture order, skipping those the ring already lapped."""
+        recent = tuple(self.follower.recent.get(camera_id) or ())
+        newer = [ref for ref in recent if ref.seq > wanted.seq]
+        return [ref for ref in (wanted, *newer) if not self.fetcher.lapped(ref)][:4] or [wanted]
 
     def _publish_health(self, now: float) -> None:
         try:
@@ -374,6 +400,7 @@ class Program:
             "skipped_ticks": float(self.stats.skipped_ticks),
             "cuts": float(self.stats.cuts),
             "frame_drops": float(self.stats.frame_drops),
+            "lapped_shown_newer": float(self.stats.lapped_shown_newer),
             "progress_age_s": round(self.progress.age_s(), 1),
             "shown_latency_s": round(self.stats.shown_latency_s, 3),
             **{k: float(v) for k, v in self.follower.counters.items()},

@@ -22,6 +22,7 @@ TIMECODE_BLOCK = 16
 TIMECODE_PER_ROW = 24
 _BOX_COLOUR = (0, 220, 255)
 _FACE_COLOUR = (60, 60, 255)
+_CLOUD_COLOUR = (0, 140, 255)  # orange, as the dashboard draws cloud boxes
 _TEXT_COLOUR = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -56,6 +57,7 @@ class ShotPicture:
     crop: tuple[float, float, float, float] | None = None  # normalised part of the frame to show (virtual camera)
     boxes_predicted: bool = False  # boxes come from tracks, not from a detector run on this frame
     face_labels: list[tuple[str, tuple[float, float, float, float]]] | None = None  # text, face box in frame pixels
+    track_labels: dict[int, str] | None = None  # the cloud's labels of the edge's tracks, drawn on their boxes
 
 
 class ProgramRenderer:
@@ -125,7 +127,13 @@ class ProgramRenderer:
             p0 = (int(x + (bx0 * sx_frame - cx0) * scale_x), int(y + (by0 * sy_frame - cy0) * scale_y))
             p1 = (int(x + (bx1 * sx_frame - cx0) * scale_x), int(y + (by1 * sy_frame - cy0) * scale_y))
             cv2.rectangle(self.canvas, p0, p1, _BOX_COLOUR, 2)
+            cloud = (shot.track_labels or {}).get(detection.track_id) if detection.track_id is not None else None
+            if cloud is not None:  # what the cloud said about this object, on its edge box
+                cv2.putText(self.canvas, cloud, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _CLOUD_COLOUR, 2)
+                continue
             text = detection.label if shot.boxes_predicted else f"{detection.label} {detection.score:.2f}"
+            if detection.actions:  # what the person does (edge action classifier), next to the box
+                text += ": " + ", ".join(name.replace("_", " ") for name in detection.actions)
             cv2.putText(self.canvas, text, (p0[0], max(16, p0[1] - 6)), _FONT, 0.6, _BOX_COLOUR, 2)
 
     def _place_pip(self, pip_frame: np.ndarray) -> None:

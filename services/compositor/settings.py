@@ -29,6 +29,11 @@ class CompositorSettings(CommonSettings):
     compositor_upload_region: str | None = Field(None, description="region of the bucket (default: the AWS SDK's)")
     compositor_hls_segment_s: float = Field(2.0, gt=0.0, description="target length of one HLS segment")
     compositor_hls_list_size: int = Field(10, ge=0, description="segments kept in the HLS playlist (0 = all)")
+    compositor_output_host: str = Field(
+        "127.0.0.1", description="address the MJPEG/HLS preview and H.264 servers bind; they have no authentication, "
+                                 "so anything but loopback exposes the program (and its face labels) to that network")
+    compositor_output_max_clients: int = Field(
+        8, ge=1, le=256, description="clients at once on each preview/H.264 server (a thread each); more get 503")
     compositor_mjpeg_port: int = Field(8090, ge=0, le=65535, description="port of the MJPEG preview (0 = any free port)")
     compositor_mjpeg_fps: float = Field(5.0, gt=0.0, le=30.0, description="frame rate of the MJPEG preview")
     compositor_h264_port: int = Field(8091, ge=0, le=65535,
@@ -86,6 +91,11 @@ class CompositorSettings(CommonSettings):
         if unknown:
             raise ValueError(f"unknown output(s) {', '.join(unknown)}; choose from mp4, hls, mjpeg, rtmp, h264")
         return ",".join(names)
+
+    @property
+    def program_max_kbps(self) -> float:
+        """The encode's cap when the program is pushed over a budgeted uplink (HYBRIDCAM_UPLINK_PROGRAM_KBPS); 0 = none."""
+        return self.uplink_program_kbps if self.uplink_kbps and "rtmp" in self.output_names else 0.0
 
     @model_validator(mode="after")
     def _consistent(self) -> CompositorSettings:

@@ -106,6 +106,7 @@ class _State:
     left_at: dict[str, float] = field(default_factory=dict)
     candidate: str | None = None
     candidate_since: float = 0.0
+    overrun: str = ""  # why the shot on air was held past the maximum, once it was
 
 
 class ActionDirector:
@@ -185,18 +186,24 @@ class ActionDirector:
         idle_for = None if self._people_last_seen is None else now - self._people_last_seen
         if idle_for is None or idle_for >= self.grammar.idle_after_s:
             return self._go_wide(now, available, "nobody in view: wide shot")
-        if self.region is None:
-            return None  # people vanished a moment ago: hold until they return or the idle time passes
+        if self.region is None:  # people vanished a moment ago: hold until they return or the idle time passes
+            return self._hold(age, "nobody was in view (waiting for people to return)")
         return self._by_grammar(now, age, candidates)
+
+    def _hold(self, age: float, why: str) -> Cut | None:
+        """No cut this tick; past the maximum shot length, remember why (the cut that ends the shot says it)."""
+        if age >= self.grammar.max_shot_s and not self.state.overrun:
+            self.state.overrun = why
+        return None
 
     def _by_grammar(self, now: float, age: float, candidates: dict[str, Candidate]) -> Cut | None:
         g = self.grammar
         current = candidates.get(self.state.key or "")
         if current is None:
-            return None
+            return self._hold(age, "the shot on air was no candidate")
         options = [c for c in candidates.values() if c.key != current.key and not self._jump_cut(current, c)]
         if not options:
-            return None
+            return self._hold(age, "every other shot would have been a jump cut")
         adjusted = {c.key: self._adjusted(c, current, now) for c in options}
         best = max(options, key=lambda c: (adjusted[c.key], c.coverage))
         scores = {c.key: c.score for c in candidates.values()}
@@ -207,8 +214,13 @@ class ActionDirector:
         if current.holds:
             options = holding
             if not options:
-                return None
+                return self._hold(age, "no other shot held the action")
             best = max(options, key=lambda c: (adjusted[c.key], c.coverage))
+        framing = [c for c in options if c.coverage >= g.frames_action]
+        if age >= g.max_shot_s and framing:  # the limit comes first: a challenger still confirming does not delay it
+            pick = max(framing, key=lambda c: (adjusted[c.key], c.coverage))
+            return self._cut(now, pick, f"held {age:.0f} s (maximum {g.max_shot_s:g} s): {pick.size} shot on {pick.label()}",
+                             False, scores)
         if adjusted[best.key] >= current.score + g.switch_margin * max(1.0, g.target_shot_s / max(age, 1e-6)):
             if best.key != self.state.candidate:
                 self.state.candidate, self.state.candidate_since = best.key, now
@@ -217,15 +229,11 @@ class ActionDirector:
                 extra = f" {bonus:+.2f} variety" if abs(bonus) >= 0.005 else ""
                 what = "frames the action better" if best.score > current.score else "gives a fresh view of the action"
                 return self._cut(now, best, f"{best.label()} {what} ({best.score:.2f}{extra} vs {current.score:.2f})", False, scores)
-            return None
+            return self._hold(age, "the only better shot did not frame the action whole and was still being confirmed")
         self.state.candidate = None
-        framing = [c for c in options if c.coverage >= g.frames_action]
         if not framing:
-            return None
+            return self._hold(age, f"no other shot framed the action whole (at least {g.frames_action:.0%} of it)")
         pick = max(framing, key=lambda c: (adjusted[c.key], c.coverage))
-        if age >= g.max_shot_s:
-            return self._cut(now, pick, f"held {age:.0f} s (maximum {g.max_shot_s:g} s): {pick.size} shot on {pick.label()}",
-                             False, scores)
         varied = [c for c in framing if c.size != current.size or c.camera != current.camera]
         if varied:
             pick = max(varied, key=lambda c: (adjusted[c.key], c.coverage))
@@ -335,6 +343,10 @@ class ActionDirector:
     def _cut(self, now: float, shot: Candidate, reason: str, forced: bool, scores: dict[str, float]) -> Cut:
         if self.state.key is not None:
             self.state.left_at[self.state.key] = now
+        if self.state.overrun and self.state.key is not None:
+            reason += (f" (the shot before ran {now - self.state.start:.0f} s, past the {self.grammar.max_shot_s:g} s maximum: "
+                       f"{self.state.overrun})")
+        self.state.overrun = ""
         self.state.key, self.state.camera, self.state.framing, self.state.start = shot.key, shot.camera, shot.framing, now
         self.state.candidate = None
         return Cut(now, shot.camera, reason, forced, {k: round(v, 3) for k, v in scores.items()}, shot.framing)

@@ -1,8 +1,10 @@
 """The dashboard's HTTP routes (FastAPI). The page itself is static: static/index.html and app.js.
 
-Routes: ``/`` the page, ``/events`` the live event stream (server-sent events), ``/api/state``,
+Routes: ``/`` the page, ``/events`` the live event stream (server-sent events), ``/review`` and
+``/events/<id>`` the review page with its ``/api/events`` (services/dashboard/event_review.py), ``/api/state``,
 ``/api/cameras/{camera}/snapshot.jpg``, ``/api/cloud-frames``, ``/program.mjpg`` (the compositor's
-MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``.
+MJPEG preview, relayed so the page has one origin and one token), ``/metrics`` and ``/health``; the
+live view's routes are in webrtc.py and live_socket.py.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +26,14 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.background import BackgroundTask
 
 from services.dashboard.access import TokenGate
 from services.dashboard.camera_snapshots import CameraSnapshots
 from services.dashboard.cloud_frames import CloudFrameBrowser, CloudFramesError
+from services.dashboard.event_review import EventArchive, add_event_routes
 from services.dashboard.live_feed import LiveFeed
+from services.dashboard.live_socket import LiveSockets, add_live_socket_routes
+from services.dashboard.request_guard import RequestGuard
 from services.dashboard.security_headers import SecurityHeaders, content_security_policy, origin_of
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.site_state import SiteState
@@ -54,13 +59,16 @@ class Dashboard:
     snapshots: CameraSnapshots
     cloud: CloudFrameBrowser | None
     cloud_problem: str = ""
+    program_streams: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
 
     def health(self) -> Health:
         state: HealthState = "ok" if self.state.redis_ok else "degraded"
         message = "" if self.state.redis_ok else "redis unreachable"
         return Health(service="dashboard", instance=f"{self.settings.dashboard_host}:{self.settings.dashboard_port}",
                       state=state, message=message,
-                      counters={"pages": float(len(self.feed.subscribers)),
+                      counters={"pages": float(len(self.feed.subscribers)), "program_streams": float(self.program_streams),
+                                **{f"refused_{k}": float(v) for k, v in self.refused.items()},
                                 **{k: float(v) for k, v in dict(self.feed.counters).items()}})
 
 
@@ -90,16 +98,22 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
             await app.state.http.aclose()
             await feed.close()
             dashboard.snapshots.close()
+            archive.close()
             sync_redis.close()
 
     app = FastAPI(title="hybridcam dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.dashboard = dashboard
     _add_routes(app, dashboard, registry)
+    archive = EventArchive(settings.dashboard_events_dir)
+    add_event_routes(app, archive, site, STATIC_DIR / "review.html")
     live_views = LiveViews(settings, [c.id for c in cameras], registry)
     add_webrtc_routes(app, live_views)
+    add_live_socket_routes(app, LiveSockets(settings, live_views, registry))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.token:
-        app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie)
+        app.add_middleware(TokenGate, token=settings.token, secure_cookie=settings.dashboard_secure_cookie,
+                           failures_per_minute=settings.dashboard_login_failures)
+    app.add_middleware(RequestGuard, check_host=not settings.token, allowed_hosts=settings.dashboard_allowed_hosts.split(","))
     app.add_middleware(SecurityHeaders, policy=content_security_policy(cloud_image_origins(cloud)))
     return app
 
@@ -150,6 +164,10 @@ def _add_routes(app: FastAPI, dashboard: Dashboard, registry: Any) -> None:
 
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:
+        if len(dashboard.feed.subscribers) >= settings.dashboard_max_event_streams:
+            dashboard.refused["events"] += 1
+            raise HTTPException(503, f"{len(dashboard.feed.subscribers)} live pages open already "
+                                     "(HYBRIDCAM_DASHBOARD_MAX_EVENT_STREAMS)", headers={"Retry-After": "10"})
         return StreamingResponse(_event_stream(dashboard.feed), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -184,6 +202,10 @@ def _add_routes(app: FastAPI, dashboard: Dashboard, registry: Any) -> None:
         url = settings.dashboard_program_url
         if not url:
             raise HTTPException(404, "no program output configured (HYBRIDCAM_DASHBOARD_PROGRAM_URL)")
+        if dashboard.program_streams >= settings.dashboard_max_program_streams:
+            dashboard.refused["program"] += 1
+            raise HTTPException(503, f"{dashboard.program_streams} program streams open already "
+                                     "(HYBRIDCAM_DASHBOARD_MAX_PROGRAM_STREAMS)", headers={"Retry-After": "10"})
         client: httpx.AsyncClient = app.state.http
         try:
             upstream = await client.send(client.build_request("GET", url), stream=True)
@@ -192,8 +214,18 @@ def _add_routes(app: FastAPI, dashboard: Dashboard, registry: Any) -> None:
         if upstream.status_code != 200:
             await upstream.aclose()
             raise HTTPException(502, f"program output at {url} answered {upstream.status_code}")
-        return StreamingResponse(upstream.aiter_raw(), media_type=upstream.headers.get("content-type", "image/jpeg"),
-                                 headers={"Cache-Control": "no-store"}, background=BackgroundTask(upstream.aclose))
+        dashboard.program_streams += 1
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                dashboard.program_streams -= 1
+                await upstream.aclose()
+
+        return StreamingResponse(relay(), media_type=upstream.headers.get("content-type", "image/jpeg"),
+                                 headers={"Cache-Control": "no-store"})
 
 
 async def _event_stream(feed: LiveFeed) -> AsyncIterator[str]:

@@ -60,6 +60,12 @@ class UnitSource:
     def running(self) -> bool:
         return False
 
+    def restart(self) -> None:
+        """Start again after the relay or encoder died while subscribers remain."""
+        self.counters["restarts"] += 1
+        self._stop()
+        self._start()
+
     def _publish(self, unit: AccessUnit) -> None:
         self.counters["units"] += 1
         for subscriber in list(self.subscribers):

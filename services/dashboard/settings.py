@@ -9,6 +9,7 @@ credentials, region and endpoint come from the AWS SDK's own variables.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -28,6 +29,14 @@ class DashboardSettings(CommonSettings):
     dashboard_host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs a token")
     dashboard_port: int = Field(8088, ge=1, le=65535, description="HTTP port of the page")
     dashboard_token: SecretStr | None = Field(None, description="access token (Bearer header, cookie or ?token=)")
+    dashboard_allowed_hosts: str = Field(
+        "", description="comma-separated host names the page may be reached under without a token, besides "
+                        "localhost/127.0.0.1/::1 (a DNS-rebinding page's name is refused)")
+    dashboard_max_event_streams: int = Field(64, ge=1, le=10_000, description="open /events streams at most (one per page)")
+    dashboard_max_program_streams: int = Field(
+        16, ge=1, le=1000, description="open /program.mjpg relays at most (each a stream from the compositor)")
+    dashboard_login_failures: int = Field(
+        10, ge=1, le=10_000, description="failed token checks per client address in a minute before it gets 429")
     dashboard_secure_cookie: bool | None = Field(
         None, description="mark the token cookie Secure: true, false, or empty = when the request came over HTTPS "
                           "(directly or per X-Forwarded-Proto from a TLS proxy)")
@@ -40,7 +49,16 @@ class DashboardSettings(CommonSettings):
     dashboard_webrtc_turn_username: str = Field("", description="user name for the turn: servers")
     dashboard_webrtc_turn_credential: SecretStr | None = Field(None, description="credential for the turn: servers")
     dashboard_webrtc_max_viewers: int = Field(16, ge=1, le=256, description="open WebRTC viewers at most")
+    dashboard_webrtc_max_viewers_per_client: int = Field(
+        4, ge=1, le=256, description="open WebRTC viewers at most from one client address")
+    dashboard_webrtc_connect_timeout_s: float = Field(
+        15.0, gt=0.0, le=300.0, description="a WebRTC viewer not connected this long after its offer is released")
     dashboard_webrtc_camera_width: int = Field(960, ge=160, le=3840, description="width of a single-camera WebRTC view (encoded here)")
+    dashboard_live_transports: str = Field(
+        "websocket,webrtc,mjpeg", pattern=r"^\s*(websocket|webrtc|mjpeg)\s*(,\s*(websocket|webrtc|mjpeg)\s*)*$",
+        description="live view transports the page tries, best first: websocket (the program's H.264 decoded with WebCodecs), "
+                    "webrtc, mjpeg; the page says which one plays")
+    dashboard_live_socket_max_viewers: int = Field(16, ge=1, le=256, description="open WebSocket live viewers at most")
     dashboard_frames_table: str = Field("", description="DynamoDB table of analysed frames (stack output FramesTableName)")
     dashboard_frames_bucket: str = Field("", description="S3 bucket of analysed frames (stack output FramesBucketName)")
     dashboard_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")
@@ -50,6 +68,8 @@ class DashboardSettings(CommonSettings):
     dashboard_snapshot_width: int = Field(640, ge=64, le=3840, description="width of the camera tile pictures")
     dashboard_tile_fps: float = Field(
         4.0, gt=0.0, le=60.0, description="most pictures per second a page loads per camera tile (each is a JPEG encode here)")
+    dashboard_events_dir: Path = Field(Path("runs/events"), description="the events service's folder (HYBRIDCAM_EVENTS_DIR), "
+                                       "read-only, for the review page")
     dashboard_price_set: str = Field("us-east-1-2026", description="price set of the running cost estimate")
 
     @model_validator(mode="after")

@@ -14,20 +14,27 @@ from typing import Any
 
 from cost_model.running_cost import running_cost
 from services.dashboard.watch_list import hit_views
+from shared.cloud_track_labels import CloudTrackLabels
 from shared.sampling_summary import summarize
-from shared.schemas import Alert, DetectionSet, Envelope, FaceMatches, Health
+from shared.schemas import Alert, Detection, DetectionSet, Envelope, FaceMatches, Health
 from shared.site_config import ResolvedCamera
 
 Event = dict[str, Any]
 
 
-def detection_view(message: DetectionSet) -> dict[str, Any]:
+def detection_view(message: DetectionSet, track_labels: CloudTrackLabels | None = None) -> dict[str, Any]:
+    """A detection set for the page; an edge box whose track the cloud labelled carries that label (cloud_label)."""
+    def box_view(d: Detection) -> dict[str, Any]:
+        view: dict[str, Any] = {"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box],
+                                **({"actions": list(d.actions)} if d.actions else {})}
+        cloud = track_labels.text(message.camera_id, d.track_id) if track_labels and message.source == "edge" else None
+        return view | ({"track_id": d.track_id, "cloud_label": cloud} if cloud else {})
+
     return {
         "camera_id": message.camera_id, "source": message.source, "seq": message.seq, "frame_id": message.frame_id,
         "capture_ts": message.capture_ts, "width": message.width, "height": message.height, "model": message.model,
         "provider": message.provider, "latency_ms": round(message.latency_ms, 1),
-        "boxes": [{"label": d.label, "score": round(d.score, 3), "box": [round(v, 1) for v in d.box]}
-                  for d in message.detections],
+        "boxes": [box_view(d) for d in message.detections],
     }
 
 
@@ -63,6 +70,7 @@ class SiteState:
         self.program: dict[str, Any] = {"message": "", "state": "unknown", "fps": 0.0}
         self.cloud_alerts_received = 0.0
         self.redis_ok = False
+        self.track_labels = CloudTrackLabels()
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -85,7 +93,8 @@ class SiteState:
         camera = self.cameras.get(message.camera_id)
         if camera is None:
             return []
-        view = detection_view(message)
+        self.track_labels.learn(message)
+        view = detection_view(message, self.track_labels)
         camera.detections[message.source] = view
         return [{"type": "detections", "data": view}]
 
@@ -136,6 +145,8 @@ class SiteState:
             "state": report.state, "message": report.message,
             "frames_sampled": counters.get("frames_sampled", 0.0), "records_sent": counters.get("records_sent", 0.0),
             "bytes_sent": counters.get("bytes_sent", 0.0), "spool_depth": counters.get("spool_depth", 0.0),
+            "patch_bytes": counters.get("patch_bytes", 0.0), "bytes_saved": counters.get("uplink_bytes_saved", 0.0),
+            "budget_kbps": counters.get("uplink_budget_kbps", 0.0), "uptime_s": counters.get("uptime_s", 0.0),
             "cost": cost.as_dict() if cost else None,
             "sampling": sampling.as_dict() if (sampling := summarize(counters)) else None,
         }

@@ -3,7 +3,13 @@
 The page posts an SDP offer to ``POST /api/webrtc/offer`` (``{"sdp", "type", "source"}``,
 source ``program`` or ``camera:<id>``) and gets the answer and a viewer id; ``POST
 /api/webrtc/<id>/close`` (also sent by the page as it goes away) ends the viewer at once,
-and a viewer whose browser vanishes is ended when its connection fails. ``GET /api/webrtc``
+and a viewer whose browser vanishes is ended when its connection fails.
+
+Admission and release (a hostile or broken client must not hold senders): an offer that cannot be
+applied, whatever aiortc raises, releases its viewer and answers 400; a viewer not connected within
+HYBRIDCAM_DASHBOARD_WEBRTC_CONNECT_TIMEOUT_S (ICE that never completes, a tab killed before its close
+beacon) is released; one client address holds at most HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS_PER_CLIENT
+viewers; a relay or encoder that dies while viewers remain is started again. ``GET /api/webrtc``
 says whether the live view is configured, the ICE servers the page should use and how many
 senders are open. Every viewer gets its own peer connection and sender; the encoded video
 comes from a source shared by all viewers of it (services/dashboard/live_video.py).
@@ -16,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
@@ -32,7 +39,9 @@ from services.dashboard.settings import DashboardSettings
 from shared.h264_stream import CLOCK, AccessUnit
 
 log = logging.getLogger(__name__)
-QUEUED_UNITS = 30  # about a second at the program rate: more means the viewer is stuck
+QUEUED_UNITS = 8  # about half a second at the program rate: more means the viewer is behind; skip to a key frame
+STALE_S = 0.25  # a unit that waited this long is dropped, with the rest of its group, when a newer key frame waits
+SWEEP_EVERY_S = 1.0  # how often unconnected viewers and dead sources are looked for
 H264_ONLY = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
 
 
@@ -45,7 +54,11 @@ class Offer(BaseModel):
 class EncodedVideoTrack(MediaStreamTrack):
     """Hands pre-encoded H.264 to aiortc's sender (it packetizes av.Packets without re-encoding).
 
-    Starts at a key frame; a viewer that falls a second behind skips to the next key frame.
+    Starts at a key frame. Under load it degrades by dropping before sending, never by queueing: a viewer
+    more than QUEUED_UNITS behind skips to the next key frame, and a group whose pictures waited STALE_S
+    is dropped when a newer key frame is already here. Each unit is stamped when it is sent, so the RTP
+    clock follows the sending pace and a busy sender does not look like network jitter to the browser
+    (whose jitter buffer would then hold every picture longer).
     """
 
     kind = "video"
@@ -53,36 +66,55 @@ class EncodedVideoTrack(MediaStreamTrack):
     def __init__(self, source: UnitSource) -> None:
         super().__init__()
         self.source = source
-        self.queue: asyncio.Queue[AccessUnit] = asyncio.Queue(maxsize=QUEUED_UNITS)
+        self.queue: deque[tuple[float, AccessUnit]] = deque()
+        self.ready = asyncio.Event()
         self.waiting_for_keyframe = True
         self.dropped = 0
+        self._stamp = 0
         source.subscribe(self.offer)
 
     def offer(self, unit: AccessUnit) -> None:
         if self.waiting_for_keyframe and not unit.is_keyframe:
             return
-        if self.queue.full():
-            self.dropped += self.queue.qsize()
-            while not self.queue.empty():
-                self.queue.get_nowait()
+        if len(self.queue) >= QUEUED_UNITS:
+            self.dropped += len(self.queue)
+            self.queue.clear()
             self.waiting_for_keyframe = not unit.is_keyframe
             if self.waiting_for_keyframe:
                 return
         self.waiting_for_keyframe = False
-        self.queue.put_nowait(unit)
+        self.queue.append((time.monotonic(), unit))
+        self.ready.set()
+
+    def _next_unit(self) -> AccessUnit:
+        arrived, unit = self.queue.popleft()
+        if time.monotonic() - arrived > STALE_S and any(u.is_keyframe for _, u in self.queue):
+            while not self.queue[0][1].is_keyframe:
+                self.queue.popleft()
+                self.dropped += 1
+            self.dropped += 1
+            _, unit = self.queue.popleft()
+        return unit
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        unit = await self.queue.get()
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.queue:
+                break
+            self.ready.clear()
+            await self.ready.wait()
+        unit = self._next_unit()
+        self._stamp = max(self._stamp + 1, int(time.monotonic() / CLOCK))
         packet = av.Packet(unit.data)
-        packet.pts = packet.dts = unit.pts
+        packet.pts = packet.dts = self._stamp
         packet.time_base = CLOCK
         return packet
 
     def stop(self) -> None:
         self.source.unsubscribe(self.offer)
         super().stop()
+        self.ready.set()
 
 
 @dataclass
@@ -91,6 +123,12 @@ class Viewer:
     source: str
     connection: RTCPeerConnection
     track: EncodedVideoTrack
+    client: str = ""
+    opened: float = field(default_factory=time.monotonic)
+
+    @property
+    def connected(self) -> bool:
+        return self.connection.connectionState == "connected"
 
 
 @dataclass
@@ -100,9 +138,11 @@ class LiveViews:
     registry: CollectorRegistry | None = None
     viewers: dict[str, Viewer] = field(default_factory=dict)
     sources: dict[str, UnitSource] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.ice_servers = _ice_servers(self.settings)
+        self._sweeper: asyncio.Task[None] | None = None
         Gauge("hybridcam_webrtc_senders", "open WebRTC senders (one per viewer)", registry=self.registry) \
             .set_function(lambda: len(self.viewers))
         Gauge("hybridcam_webrtc_sources", "live video sources running (program relay, camera encoders)",
@@ -123,6 +163,7 @@ class LiveViews:
                         for name, s in self.sources.items()},
             "sources_running": sum(s.running for s in self.sources.values()),
             "cameras": self.cameras,
+            "viewer_counters": dict(self.counters),
         }
 
     def source(self, name: str) -> UnitSource:
@@ -137,14 +178,14 @@ class LiveViews:
                 raise HTTPException(404, f"no live source {name!r}: choose program or camera:<id> of {', '.join(self.cameras)}")
         return self.sources[name]
 
-    async def answer(self, offer: Offer) -> dict[str, str]:
-        if len(self.viewers) >= self.settings.dashboard_webrtc_max_viewers:
-            raise HTTPException(503, f"{len(self.viewers)} viewers already (HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS)")
+    async def answer(self, offer: Offer, client: str = "") -> dict[str, str]:
+        self._admit(client)
         source = self.source(offer.source)
         connection = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         track = EncodedVideoTrack(source)
-        viewer = Viewer(secrets.token_urlsafe(12), offer.source, connection, track)
+        viewer = Viewer(secrets.token_urlsafe(12), offer.source, connection, track, client)
         self.viewers[viewer.id] = viewer
+        self._keep_sweeping()
 
         @connection.on("connectionstatechange")
         async def on_state() -> None:
@@ -158,12 +199,50 @@ class LiveViews:
             transceiver.setCodecPreferences(H264_ONLY)
             await connection.setRemoteDescription(RTCSessionDescription(offer.sdp, offer.type))
             await connection.setLocalDescription(await connection.createAnswer())
-        except (ValueError, KeyError, TypeError, InvalidStateError, OperationError) as error:
+        except Exception as error:  # aiortc's SDP parser raises AssertionError, IndexError... on a malformed offer
+            self.counters["bad_offers"] += 1
             await self.release(viewer.id)
-            raise HTTPException(400, f"offer not usable: {error}") from None
+            raise HTTPException(400, f"offer not usable: {type(error).__name__} {error}".strip()) from None
         description = connection.localDescription
         log.info("viewer %s watches %s (%d open)", viewer.id, viewer.source, len(self.viewers))
         return {"id": viewer.id, "sdp": description.sdp, "type": description.type}
+
+    def _admit(self, client: str) -> None:
+        if len(self.viewers) >= self.settings.dashboard_webrtc_max_viewers:
+            self.counters["refused_full"] += 1
+            raise HTTPException(503, f"{len(self.viewers)} viewers already (HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS)")
+        per_client = self.settings.dashboard_webrtc_max_viewers_per_client
+        if client and sum(v.client == client for v in self.viewers.values()) >= per_client:
+            self.counters["refused_client"] += 1
+            raise HTTPException(429, f"{per_client} viewers already from {client} "
+                                     "(HYBRIDCAM_DASHBOARD_WEBRTC_MAX_VIEWERS_PER_CLIENT)")
+
+    def _keep_sweeping(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="webrtc-sweeper")
+
+    async def _sweep_forever(self) -> None:
+        while self.viewers:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.sweep()
+            except Exception:  # the sweeper must outlive one bad viewer
+                log.exception("webrtc sweep failed")
+
+    async def sweep(self, now: float | None = None) -> None:
+        """Release viewers that did not connect in time; start again a source that died under its viewers."""
+        now = time.monotonic() if now is None else now
+        limit = self.settings.dashboard_webrtc_connect_timeout_s
+        for viewer in list(self.viewers.values()):
+            if not viewer.connected and now - viewer.opened > limit:
+                self.counters["unconnected_released"] += 1
+                log.info("viewer %s (%s) not connected after %.0f s: released", viewer.id, viewer.client, limit)
+                await self.release(viewer.id)
+        for source in self.sources.values():
+            if source.subscribers and not source.running:
+                self.counters["sources_restarted"] += 1
+                log.warning("live source %s stopped with %d viewers: starting it again", source.name, len(source.subscribers))
+                source.restart()
 
     async def release(self, viewer_id: str) -> bool:
         viewer = self.viewers.pop(viewer_id, None)
@@ -175,6 +254,8 @@ class LiveViews:
         return True
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for viewer_id in list(self.viewers):
             await self.release(viewer_id)
 
@@ -193,8 +274,8 @@ def add_webrtc_routes(app: FastAPI, views: LiveViews) -> None:
         return views.describe()
 
     @app.post("/api/webrtc/offer")
-    async def webrtc_offer(offer: Offer) -> dict[str, str]:
-        return await views.answer(offer)
+    async def webrtc_offer(offer: Offer, request: Request) -> dict[str, str]:
+        return await views.answer(offer, request.client.host if request.client else "")
 
     @app.post("/api/webrtc/{viewer_id}/close")
     async def webrtc_close(viewer_id: str) -> dict[str, Any]:

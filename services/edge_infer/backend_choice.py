@@ -4,7 +4,8 @@ Automatic order: a GPU through onnxruntime (TensorRT, then CUDA) when this onnxr
 one; otherwise the CPU, where OpenVINO (when installed) runs the model faster than onnxruntime, and
 the int8 model (built by scripts/quantize_detector.py, `<model>-int8.onnx` beside the FP32 one) is
 used where the CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX): without them
-int8 gains little. Settings force a back-end and/or a precision; a forced choice that this machine
+int8 gains little. That CPU rule is the fallback: on the CPU, edge_infer settles what is left on auto
+by measurement (backend_probe.py). Settings force a back-end and/or a precision; a forced choice that this machine
 cannot run fails at start with one sentence instead of quietly running something else.
 """
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.edge_infer.detector_pool import DetectorPool
 from services.edge_infer.motion_schedule import Candidate, MotionScheduler, Plan
+from services.edge_infer.pose_stage import PoseStage
 from services.edge_infer.realtime_policy import CameraCounters, is_stale, select_newest
 from services.edge_infer.track_carrier import TrackCarrier
 from shared.frame_ring import BorrowedFrame, FrameFetcher, FrameGone
@@ -21,7 +22,8 @@ from shared.metrics import LatencyHistograms
 from shared.progress import Progress
 from shared.schemas import Detection, DetectionSet, FrameRef, Health, HealthState
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus, StreamEntry
-from vision.detectors.base import Detections, Detector, InvalidFrameError
+from shared.zones import CameraScene
+from vision.detectors.base import Detections, Detector, InvalidFrameError, StreamDetector
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,17 @@ class InferenceLoop:
         claim_idle_ms: int = 5000,
         metrics: CollectorRegistry | None = None,
         scheduler: MotionScheduler | None = None,
+        scenes: dict[str, CameraScene] | None = None,
+        pose_stage: PoseStage | None = None,
     ) -> None:
+        """``scenes``: cameras with masks or object filters; their detections are dropped before publishing."""
         self.bus = bus
         self.pool = detector if isinstance(detector, DetectorPool) else DetectorPool([detector])
         self.detector = self.pool.first
         self.scheduler = scheduler
+        self.pose_stage = pose_stage
         self.carrier = TrackCarrier()
+        self.scenes = scenes or {}
         self.streams = streams
         self.group = group
         self.consumer = consumer
@@ -151,6 +158,8 @@ class InferenceLoop:
     @staticmethod
     def _detect(detector: Detector, item: tuple[StreamEntry, BorrowedFrame]) -> Detections | Exception:
         try:
+            if isinstance(detector, StreamDetector):  # state per camera (movinet-stream)
+                return detector.detect_stream(item[0].message.camera_id, item[1].pixels)  # type: ignore[attr-defined]
             return detector.detect(item[1].pixels)
         except (InvalidFrameError, ValueError) as error:
             return error
@@ -162,10 +171,11 @@ class InferenceLoop:
         if isinstance(outcome, Exception):
             self._drop(entry, outcome)
             return
-        result = self._detection_set(ref, outcome)
-        self.carrier.observe(result)
+        result = self.carrier.observe(self._detection_set(ref, outcome))
         if coasting := self.carrier.coasting(result):
             result = result.model_copy(update={"detections": [*result.detections, *coasting]})
+        if self.pose_stage is not None:
+            result = self._with_poses(frame, result)
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
         self.counters[ref.camera_id].record(result.latency_ms, result.inference_ms, result.count(PERSON))
         self.latency.observe(result)
@@ -175,7 +185,23 @@ class InferenceLoop:
         ref: FrameRef = entry.message  # type: ignore[assignment]
         self.counters[ref.camera_id].skipped_schedule += 1
         result = self.carrier.carried_set(ref, self.detector.name, self.provider)
+        if self.pose_stage is not None:
+            result = self.pose_stage.decorate(result)
         self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+
+    def _with_poses(self, frame: BorrowedFrame, result: DetectionSet) -> DetectionSet:
+        """Poses and actions of the tracked people; a pose that fails (bad crop) costs the frame its poses only."""
+        assert self.pose_stage is not None
+        if not frame.still_valid():  # overwritten in its ring since the detector read it: no pose from other pixels
+            self.pose_stage.counters.frame_gone += 1
+            return self.pose_stage.decorate(result)
+        try:
+            posed = self.pose_stage.annotate(frame.pixels, result)
+        except (InvalidFrameError, ValueError) as error:
+            self.pose_stage.counters.failed += 1
+            log.warning("camera %s frame %d: pose stage failed (%s)", result.camera_id, result.seq, error)
+            return result
+        return posed
 
     def _drop(self, entry: StreamEntry, error: Exception) -> None:
         ref: FrameRef = entry.message  # type: ignore[assignment]
@@ -190,6 +216,11 @@ class InferenceLoop:
             Detection(label=label, class_id=int(cid), score=float(score), box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             for label, cid, score, box in zip(labels, detections.class_ids, detections.scores, detections.boxes)
         ]
+        scene = self.scenes.get(ref.camera_id)
+        if scene is not None:
+            kept = [d for d in items if scene.keeps(d.label, d.score, d.box, ref.width, ref.height)]
+            self.counters[ref.camera_id].masked += len(items) - len(kept)
+            items = kept
         now = time.time()
         return DetectionSet(
             camera_id=ref.camera_id,
@@ -231,6 +262,8 @@ class InferenceLoop:
         for camera_id, counters in self.counters.items():
             for key, value in counters.as_dict().items():
                 totals[f"{camera_id}.{key}"] = value
+        if self.pose_stage is not None:
+            totals.update(self.pose_stage.counters.as_dict())
         totals["progress_age_s"] = round(self.progress.age_s(), 1)
         state, message = self.health_state()
         return Health(service="edge_infer", instance=self.consumer, state=state, counters=totals,

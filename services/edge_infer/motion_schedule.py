@@ -58,7 +58,9 @@ class MotionScheduler:
         floor_fps: float = 1.0,
         hold_s: float = 1.0,
         change_settings: SceneChangeSettings | None = None,
+        masks: dict[str, tuple] | None = None,
     ) -> None:
+        """``masks``: per camera, the normalised polygons its motion ignores (the site file's masks)."""
         if per_round < 1 or floor_fps <= 0 or hold_s < 0:
             raise ValueError("per_round must be at least 1, floor_fps above 0 and hold_s not negative.")
         self.per_round = per_round
@@ -68,12 +70,14 @@ class MotionScheduler:
         # to small regions than the sampler's defaults, so one person entering the frame counts.
         self.change_settings = change_settings or SceneChangeSettings(largest_area=0.002)
         self.cameras: dict[str, CameraMotion] = {}
+        self.masks = masks or {}
         self._turns = 0
 
     def camera(self, camera_id: str) -> CameraMotion:
         state = self.cameras.get(camera_id)
         if state is None:
-            state = self.cameras[camera_id] = CameraMotion(SceneChangeDetector(self.change_settings))
+            state = self.cameras[camera_id] = CameraMotion(SceneChangeDetector(self.change_settings,
+                                                                                self.masks.get(camera_id, ())))
         return state
 
     def observe(self, camera_id: str, pixels: np.ndarray, now: float) -> bool:

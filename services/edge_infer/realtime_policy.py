@@ -21,6 +21,7 @@ class CameraCounters:
     skipped_backlog: int = 0
     skipped_stale: int = 0
     skipped_schedule: int = 0  # left to the tracker by motion-aware scheduling
+    masked: int = 0  # detections dropped by the camera's masks or object filters (the site file)
     dropped: Counter[str] = field(default_factory=Counter)
     last_latency_ms: float = 0.0
     last_inference_ms: float = 0.0
@@ -53,6 +54,7 @@ class CameraCounters:
             "skipped": self.skipped,
             "skipped_stale": self.skipped_stale,
             "skipped_schedule": self.skipped_schedule,
+            "masked": self.masked,
             "dropped": sum(self.dropped.values()),
             "latency_ms": round(self.last_latency_ms, 1),
             "inference_ms": round(self.last_inference_ms, 1),

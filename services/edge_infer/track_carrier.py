@@ -8,8 +8,10 @@ On an analysed frame, a confirmed track the detector missed is carried over the 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 from shared.schemas import Detection, DetectionSet, FrameRef
 from shared.tracker import Box, IouTracker
@@ -26,21 +28,32 @@ class TrackCarrier:
     def __init__(self, max_carry_s: float = MAX_CARRY_S) -> None:
         self.max_carry_s = max_carry_s
         self._trackers: dict[str, dict[tuple[str, int], IouTracker]] = defaultdict(dict)
+        self._ids: dict[str, Iterator[int]] = {}
+        # Ids start from the clock, so a restarted edge does not hand out the ids of tracks the
+        # sampler (or the compositor) still remembers as other objects.
+        self._first_id = int(time.time()) * 1000
 
-    def observe(self, result: DetectionSet) -> None:
-        """Follow the boxes of a frame the detector analysed."""
-        by_label: dict[tuple[str, int], tuple[list[Box], list[float]]] = defaultdict(lambda: ([], []))
-        for item in result.detections:
-            boxes, scores = by_label[(item.label, item.class_id)]
+    def observe(self, result: DetectionSet) -> DetectionSet:
+        """Follow the boxes of a frame the detector analysed; returns it with each box's track id
+        (unique per camera across labels)."""
+        by_label: dict[tuple[str, int], tuple[list[int], list[Box], list[float]]] = defaultdict(lambda: ([], [], []))
+        for index, item in enumerate(result.detections):
+            indices, boxes, scores = by_label[(item.label, item.class_id)]
+            indices.append(index)
             boxes.append(normalise(item.box, result.width, result.height))
             scores.append(item.score)
         trackers = self._trackers[result.camera_id]
+        ids = self._ids.setdefault(result.camera_id, itertools.count(self._first_id))
+        track_ids: dict[int, int | None] = {}
         for key in set(by_label) | set(trackers):
             tracker = trackers.get(key)
             if tracker is None:
-                tracker = trackers[key] = IouTracker(max_age_s=self.max_carry_s)
-            boxes, scores = by_label.get(key, ([], []))
-            tracker.update(boxes, result.capture_ts, scores)
+                tracker = trackers[key] = IouTracker(max_age_s=self.max_carry_s, ids=ids)
+            indices, boxes, scores = by_label.get(key, ([], [], []))
+            track_ids.update(zip(indices, tracker.update(boxes, result.capture_ts, scores), strict=True))
+        detections = [item.model_copy(update={"track_id": track_ids.get(index)}) if item.track_id is None else item
+                      for index, item in enumerate(result.detections)]
+        return result.model_copy(update={"detections": detections})
 
     def coasting(self, result: DetectionSet) -> list[Detection]:
         """Tracked boxes of tracks the detector missed on this analysed frame (call after observe)."""

@@ -48,12 +48,13 @@ class PollInterrupted(BaseException):  # not an Exception: no library may swallo
 def detection_set_of(result: CloudResult, camera: ResolvedCamera | None, now: float) -> DetectionSet:
     """The edge message for a cloud result, with boxes in the camera's own pixels.
 
-    The sampler may have sent a downscaled JPEG; the site file says the camera's real size.
+    The sampler may have sent a downscaled JPEG; the site file says the camera's real size. Each
+    detection keeps the edge track it is about (track_id), if any.
     """
     width, height = (camera.width, camera.height) if camera else (result.width, result.height)
     sx, sy = width / result.width, height / result.height
     detections = [
-        Detection(label=d.label, class_id=d.class_id, score=d.score, box=(
+        Detection(label=d.label, class_id=d.class_id, score=d.score, track_id=d.track_id, box=(
             min(max(d.box[0] * sx, 0.0), width), min(max(d.box[1] * sy, 0.0), height),
             min(max(d.box[2] * sx, 0.0), width), min(max(d.box[3] * sy, 0.0), height)))
         for d in result.detections

@@ -23,7 +23,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 
-from services.sampler.policy import EdgeSummary
+from services.sampler.policy import EdgeSummary, edge_tracks
 from shared.schemas import DetectionSet, SchemaError, decode
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 
@@ -32,8 +32,9 @@ DECIDED_MEMORY = 4096
 
 class EdgePairing:
     def __init__(self, masters: Iterable[str], watch_labels: frozenset[str], unsure_band: tuple[float, float],
-                 result_ttl_s: float = 10.0, capacity: int = 4096) -> None:
+                 result_ttl_s: float = 10.0, capacity: int = 4096, track_min_size: float = 0.04) -> None:
         self.masters = frozenset(masters)
+        self.track_min_size = track_min_size
         self.watch_labels = watch_labels
         self.unsure_band = unsure_band
         self.result_ttl_s = result_ttl_s
@@ -75,7 +76,12 @@ class EdgePairing:
         if result.frame_id in self.decided:
             self.counters["edge_late"] += 1
             return
-        summary = EdgeSummary.of(((d.label, d.score) for d in result.detections), self.watch_labels, self.unsure_band)
+        width, height = result.width, result.height
+        tracks = edge_tracks(((d.label, d.score, (d.box[0] / width, d.box[1] / height, d.box[2] / width, d.box[3] / height),
+                               d.track_id) for d in result.detections), self.watch_labels, self.unsure_band,
+                             self.track_min_size)
+        summary = EdgeSummary.of(((d.label, d.score) for d in result.detections), self.watch_labels, self.unsure_band,
+                                 tracks)
         self.waiting[result.frame_id] = (now, summary)
         self.waiting.move_to_end(result.frame_id)
         self.expire(now)

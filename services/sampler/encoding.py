@@ -24,6 +24,9 @@ class EncodedFrame:
     jpeg: bytes
     width: int
     height: int
+    shrink_factor: int = 1
+    """1 unless the uplink budget shrank it (uplink_fit.py)"""
+    quality: int = 0
 
 
 class FrameEncoder:
@@ -34,7 +37,7 @@ class FrameEncoder:
 
     def encode(self, frame: np.ndarray) -> EncodedFrame:
         """JPEG at the configured quality, shrunk until it fits max_jpeg_bytes."""
-        image = self._fit_side(frame)
+        image = self.fit_side(frame)
         quality = self.quality
         jpeg = encode_jpeg(image, quality)
         while len(jpeg) > self.max_jpeg_bytes:
@@ -43,9 +46,9 @@ class FrameEncoder:
             else:
                 image = cv2.resize(image, (max(16, image.shape[1] // 2), max(16, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
             jpeg = encode_jpeg(image, quality)
-        return EncodedFrame(jpeg, int(image.shape[1]), int(image.shape[0]))
+        return EncodedFrame(jpeg, int(image.shape[1]), int(image.shape[0]), 1, quality)
 
-    def _fit_side(self, frame: np.ndarray) -> np.ndarray:
+    def fit_side(self, frame: np.ndarray) -> np.ndarray:
         height, width = frame.shape[:2]
         longest = max(height, width)
         if not self.max_side or longest <= self.max_side:

@@ -41,6 +41,12 @@ RETRYABLE_CODES = frozenset({
 Sleep = Callable[[float], Awaitable[None]]
 
 
+def partition_key(site: str, camera_id: str) -> str:
+    """Site and camera: one camera's frames stay in order on one shard, and many sites whose cameras
+    share ids (every site has a "wide") spread over the shards instead of all hashing to one."""
+    return f"{site}/{camera_id}"
+
+
 @dataclass(eq=False)
 class OutgoingRecord:
     """One Kinesis record: partition key and msgpack CloudFrame. ``token`` is the caller's

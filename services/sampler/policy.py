@@ -8,9 +8,14 @@ waits for the site-wide budget; a later verdict sends it or skips it. Time is th
 time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exactly as live.
 
 - ``every_nth``: frames whose sequence number is a multiple of N (the baseline).
-- ``adaptive``: send when the scene changed since the last frame *sent* for that camera, when the
-  edge is unsure about a watch label, when the number of watch-label objects changed (appeared /
-  left), or as a heartbeat; at most ``max_fps`` per camera, ever more rarely for a scene that keeps
+- ``adaptive``: where the edge tracks its objects (its boxes carry track ids), send when it holds a
+  well-visible watch-label track no sent frame has covered yet (``new_object``), picking within the
+  rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); send on
+  change only while the edge sees no watch-label object (a dark or blind edge), on an unsure
+  detection of an uncovered track, or as a heartbeat. Without track ids it falls back to counts:
+  send when the scene changed since the last frame *sent* for that camera, when the edge is unsure
+  about a watch label, when the number of watch-label objects changed (appeared / left), or as a
+  heartbeat. Either way at most ``max_fps`` per camera, ever more rarely for a scene that keeps
   changing (a busy spell backs off), and, optionally, within a site-wide budget (token bucket) where
   the most informative candidate of the window wins.
 """
@@ -18,7 +23,7 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -29,11 +34,60 @@ from shared.scene_change import ChangeFeatures, KeptFrame, SceneChangeDetector, 
 from shared.schemas import FrameRef
 from shared.site_config import ResolvedCamera
 
-SEND_REASONS = ("changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
+SEND_REASONS = ("new_object", "changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
 SKIP_REASONS = ("unchanged", "rate", "budget", "not_nth")
 POLICY_NAMES = ("adaptive", "every_nth")
 
 Verb = Literal["send", "skip", "hold"]
+
+
+Box = tuple[float, float, float, float]
+"""x0, y0, x1, y1 normalised to the frame (0..1)"""
+EDGE_MARGIN = 0.01
+"""a box this close to the frame's border is cut by it (part of the object is out of view)"""
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeTrack:
+    """One watch-label object the edge tracks, in one frame."""
+
+    track_id: int
+    quality: float
+    """how well the cloud would see it in this frame: 1 = well visible (sure score, large enough,
+    not cut by the frame's border), less for each that fails"""
+    unsure: bool = False
+    """its score lies in the unsure band"""
+    label: str = ""
+    box: Box = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def well_visible(self) -> bool:
+        return self.quality >= 0.999
+
+
+def visibility(score: float, box: Box, sure_score: float, min_size: float) -> float:
+    """A track's quality in one frame (EdgeTrack.quality) from its score and normalised box."""
+    x0, y0, x1, y1 = box
+    size = max(0.0, (x1 - x0) * (y1 - y0)) ** 0.5
+    cut = x0 <= EDGE_MARGIN or y0 <= EDGE_MARGIN or x1 >= 1 - EDGE_MARGIN or y1 >= 1 - EDGE_MARGIN
+    return min(1.0, score / sure_score) * min(1.0, size / min_size) * (0.5 if cut else 1.0)
+
+
+def edge_tracks(detections: Iterable[tuple[str, float, Box, int | None]], watch_labels: frozenset[str],
+                unsure_band: tuple[float, float], min_size: float) -> tuple[EdgeTrack, ...] | None:
+    """The frame's watch-label tracks (label, score, normalised box, track id each); None when a
+    watch-label detection has no track id: that edge does not track, and the policy counts instead."""
+    tracks: dict[int, EdgeTrack] = {}
+    low, high = unsure_band
+    for label, score, box, track_id in detections:
+        if label not in watch_labels or score < low:
+            continue
+        if track_id is None:
+            return None
+        track = EdgeTrack(track_id, visibility(score, box, high, min_size), score <= high, label, box)
+        if track_id not in tracks or track.quality > tracks[track_id].quality:
+            tracks[track_id] = track
+    return tuple(tracks.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +101,12 @@ class EdgeSummary:
     the band's middle (1 = exactly in the middle)"""
     unsure_count: int = 0
     """watch-label detections inside the unsure band"""
+    tracks: tuple[EdgeTrack, ...] | None = None
+    """the watch-label objects the edge tracks in this frame; None when its boxes carry no track ids"""
 
     @classmethod
     def of(cls, detections: Iterable[tuple[str, float]], watch_labels: frozenset[str],
-           unsure_band: tuple[float, float]) -> EdgeSummary:
+           unsure_band: tuple[float, float], tracks: tuple[EdgeTrack, ...] | None = None) -> EdgeSummary:
         low, high = unsure_band
         middle, half = (low + high) / 2, max((high - low) / 2, 1e-6)
         count, unsure, unsure_count = 0, 0.0, 0
@@ -62,7 +118,7 @@ class EdgeSummary:
             else:  # in the band: at least a little unsure, most at its middle
                 unsure = max(unsure, 1.0 - abs(score - middle) / half, 1e-3)
                 unsure_count += 1
-        return cls(count, unsure, unsure_count)
+        return cls(count, unsure, unsure_count, tracks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +220,15 @@ class AdaptiveSettings:
     """send when the number of watch-label objects differs from the last sent frame's"""
     count_confirm_frames: int = 2
     """... for this many frames in a row (one frame of detector flicker is not an arrival)"""
-    max_fps: float = 0.75
+    track_driven: bool = True
+    """where the edge's boxes carry track ids, send for tracks no sent frame covered (else: counts)"""
+    track_min_size: float = 0.04
+    """a track is well visible from this size (square root of its box's share of the frame) ..."""
+    track_patience_s: float = 0.5
+    """... and one that is not (cut by the border, small, unsure) is sent for after this long anyway"""
+    track_memory_s: float = 30.0
+    """a covered track not seen for this long is forgotten (bounded state)"""
+    max_fps: float = 1.0
     """per camera"""
     busy_backoff: float = 2.5
     """in a scene that keeps changing, each 'changed' send after the cloud found watch-label objects
@@ -192,6 +256,8 @@ class AdaptiveSettings:
             raise ValueError("busy_backoff must be at least 1, settle_s at least 0 and still_motion a share in (0, 1]")
         if self.count_confirm_frames < 1:
             raise ValueError("count_confirm_frames must be at least 1")
+        if not 0 < self.track_min_size <= 1 or self.track_patience_s < 0 or self.track_memory_s <= 0:
+            raise ValueError("track_min_size must be a share in (0, 1], track_patience_s >= 0 and track_memory_s > 0")
         if self.budget_images_per_hour < 0 or self.budget_burst < 1:
             raise ValueError("the budget must be >= 0 images per hour with a burst of at least 1")
 
@@ -236,6 +302,22 @@ class CameraState:
     """capture time of the newest frame that differed from the last sent one"""
     last_motion_ts: float | None = None
     """capture time of the newest frame in which the scene moved"""
+    tracking: bool = False
+    """the edge's boxes for this camera carry track ids (the track-driven rules apply)"""
+    tracks_seen: dict[int, TrackSeen] = field(default_factory=dict)
+    """edge tracks of this camera: when first and last seen, in how many frames"""
+    covered: dict[int, float] = field(default_factory=dict)
+    """edge track ids a sent frame showed (the cloud answers about them), with the time of that frame"""
+    rate_held: Candidate | None = None
+    """the best frame for uncovered tracks while the rate window is closed (sent when it opens)"""
+    pruned_ts: float = float("-inf")
+
+
+@dataclass
+class TrackSeen:
+    first_ts: float
+    last_ts: float
+    frames: int = 1
 
 
 @dataclass
@@ -247,7 +329,11 @@ class Candidate:
 
 
 # Candidates compete for the budget by reason first, then by how strong the reason is.
-REASON_RANK = {"appeared": 4.0, "left": 3.0, "unsure": 2.0, "changed": 1.0, "heartbeat": 0.0}
+COVER_REASONS = ("new_object", "unsure")
+"""reasons a frame is held for inside the rate window, to send the best cover when it opens"""
+TRACK_MEMORY_ENTRIES = 4096
+"""tracks remembered per camera at most (seen and covered)"""
+REASON_RANK = {"new_object": 5.0, "appeared": 4.0, "left": 3.0, "unsure": 2.0, "changed": 1.0, "heartbeat": 0.0}
 
 
 class AdaptivePolicy:
@@ -257,8 +343,10 @@ class AdaptivePolicy:
     needs_pixels = True
     needs_edge = True
 
-    def __init__(self, settings: AdaptiveSettings | None = None) -> None:
+    def __init__(self, settings: AdaptiveSettings | None = None, masks: Mapping[str, Sequence] | None = None) -> None:
+        """``masks``: per camera, the site file's masks (normalised polygons) its change measure ignores."""
         self.settings = settings or AdaptiveSettings()
+        self.masks = dict(masks or {})
         self.cameras: dict[str, CameraState] = {}
         budget = self.settings.budget_images_per_hour
         self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
@@ -276,36 +364,57 @@ class AdaptivePolicy:
     def describe(self) -> str:
         s = self.settings
         budget = f", site budget {s.budget_images_per_hour:g} images/h" if self.bucket else ""
-        return (f"adaptive (change, unsure {s.unsure_band[0]:g}-{s.unsure_band[1]:g}, appeared/left of "
-                f"{', '.join(sorted(s.watch_labels))}; at most {s.max_fps:g} fps, heartbeat {s.max_interval_s:g} s{budget})")
+        labels = ", ".join(sorted(s.watch_labels))
+        objects = (f"each new edge track of {labels} once well visible, or appeared/left by count where the edge "
+                   f"does not track" if s.track_driven else f"appeared/left of {labels}")
+        return (f"adaptive ({objects}; change, unsure {s.unsure_band[0]:g}-{s.unsure_band[1]:g}; at most "
+                f"{s.max_fps:g} fps, heartbeat {s.max_interval_s:g} s{budget})")
 
     def camera(self, camera_id: str) -> CameraState:
         state = self.cameras.get(camera_id)
         if state is None:
-            state = self.cameras[camera_id] = CameraState(SceneChangeDetector(self.settings.change))
+            state = self.cameras[camera_id] = CameraState(SceneChangeDetector(self.settings.change,
+                                                                              self.masks.get(camera_id, ())))
         return state
 
     def offer(self, facts: FrameFacts, pixels: np.ndarray | None) -> list[Verdict]:
         state = self.camera(facts.camera_id)
         change = state.detector.features(pixels) if pixels is not None else None
         self._track_busy_spell(state, facts.ts, change)
+        self._note_tracks(state, facts)
         reason, value = self._reason(state, facts, change)
-        verdicts = self.poll(facts.ts)
+        verdicts = self.poll(facts.ts, skip_camera=facts.camera_id)
+        window_open = state.last_sent_ts is None or facts.ts - state.last_sent_ts >= self._min_interval(state, reason)
         if reason is None:
+            if state.rate_held is not None and window_open:
+                verdicts += self._dispatch(self._take_rate_held(state))
             return verdicts + [Verdict(facts.token, "skip", "unchanged", facts.camera_id, facts.ts)]
-        if state.last_sent_ts is not None and facts.ts - state.last_sent_ts < self._min_interval(state, reason):
-            return verdicts + [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
         kept = state.detector.keep() if change is not None else None
         candidate = Candidate(facts, reason, value, kept)
-        if self.bucket is None or (self.held is None and self.bucket.take(facts.ts)):
-            return verdicts + [self._send(candidate)]
-        return verdicts + self._compete(candidate)
+        if not window_open:
+            if reason in COVER_REASONS and state.tracking:
+                return verdicts + self._hold_for_rate(state, candidate)
+            return verdicts + [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
+        if state.rate_held is not None:  # the window opens: the better cover of the held frame and this one goes
+            held = self._take_rate_held(state)
+            loser, candidate = (candidate, held) if held.value > candidate.value else (held, candidate)
+            verdicts.append(Verdict(loser.facts.token, "skip", "rate", loser.facts.camera_id, loser.facts.ts))
+        return verdicts + self._dispatch(candidate)
 
-    def poll(self, now: float) -> list[Verdict]:
+    def poll(self, now: float, skip_camera: str | None = None) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        for camera_id, state in self.cameras.items():
+            if camera_id != skip_camera and state.rate_held is not None and state.last_sent_ts is not None \
+                    and now - state.last_sent_ts >= self._min_interval(state, state.rate_held.reason):
+                verdicts += self._dispatch(self._take_rate_held(state))
         if self.held is None or self.bucket is None or not self.bucket.take(now):
-            return []
+            return verdicts
         held, self.held = self.held, None
-        return [self._send(held)]
+        return verdicts + [self._send(held)]
+
+    def tracking_cameras(self) -> list[str]:
+        """Cameras whose edge boxes carry track ids (the track-driven rules apply to them)."""
+        return sorted(camera_id for camera_id, state in self.cameras.items() if state.tracking)
 
     def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
         state = self.camera(camera_id)
@@ -331,7 +440,7 @@ class AdaptivePolicy:
             state.busy_sends = 0
             state.spell_start_ts = ts
 
-    def _min_interval(self, state: CameraState, reason: str) -> float:
+    def _min_interval(self, state: CameraState, reason: str | None) -> float:
         """Least time since the camera's last sent frame before this candidate may go."""
         s = self.settings
         base = 1.0 / s.max_fps
@@ -340,9 +449,58 @@ class AdaptivePolicy:
         exponent = min(state.busy_sends, self._busy_exponent_cap)
         return max(base, min(base * s.busy_backoff ** exponent, s.max_interval_s))
 
+    def _note_tracks(self, state: CameraState, facts: FrameFacts) -> None:
+        """Which edge tracks this camera holds, since when; whether its edge tracks at all."""
+        edge = facts.edge
+        if edge is None or not self.settings.track_driven:
+            return
+        if edge.tracks is None:
+            state.tracking = False
+            return
+        if edge.tracks:
+            state.tracking = True
+        for track in edge.tracks:
+            seen = state.tracks_seen.get(track.track_id)
+            if seen is None:
+                state.tracks_seen[track.track_id] = TrackSeen(facts.ts, facts.ts)
+            else:
+                seen.last_ts, seen.frames = facts.ts, seen.frames + 1
+        if len(state.tracks_seen) > TRACK_MEMORY_ENTRIES or len(state.covered) > TRACK_MEMORY_ENTRIES \
+                or facts.ts - state.pruned_ts >= self.settings.track_memory_s:
+            self._forget_old_tracks(state, facts.ts)
+
+    def _forget_old_tracks(self, state: CameraState, now: float) -> None:
+        horizon = now - self.settings.track_memory_s
+        state.tracks_seen = {tid: seen for tid, seen in state.tracks_seen.items() if seen.last_ts >= horizon}
+        newest = sorted(state.tracks_seen, key=lambda tid: state.tracks_seen[tid].last_ts)[-TRACK_MEMORY_ENTRIES:]
+        state.tracks_seen = {tid: state.tracks_seen[tid] for tid in newest}
+        state.covered = {tid: ts for tid, ts in state.covered.items() if tid in state.tracks_seen}
+        state.pruned_ts = now
+
+    def _track_reason(self, state: CameraState, facts: FrameFacts, edge: EdgeSummary, tracks: tuple[EdgeTrack, ...],
+                      change: ChangeFeatures | None) -> tuple[str | None, float]:
+        """The track-driven rules: uncovered tracks first, change only for a blind edge, heartbeat."""
+        s = self.settings
+        uncovered = [t for t in tracks if t.track_id not in state.covered]
+        ready = [t for t in uncovered
+                 if state.tracks_seen[t.track_id].frames >= s.count_confirm_frames
+                 and (t.well_visible or facts.ts - state.tracks_seen[t.track_id].first_ts >= s.track_patience_s)]
+        if ready:
+            value = sum(t.quality for t in uncovered)
+            if all(t.unsure for t in ready):
+                return "unsure", REASON_RANK["unsure"] + min(value, 9.9) / 10
+            return "new_object", REASON_RANK["new_object"] + min(value, 9.9) / 10
+        if not tracks and change is not None and s.change.changed(change):  # the edge sees nothing it tracks
+            return "changed", REASON_RANK["changed"] + min(s.change.strength(change), 99.0) / 100
+        if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
+            return "heartbeat", REASON_RANK["heartbeat"]
+        return None, 0.0
+
     def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
         s = self.settings
         edge = facts.edge
+        if state.tracking and edge is not None and edge.tracks is not None:
+            return self._track_reason(state, facts, edge, edge.tracks, change)
         # What we know: the edge's count at the last sent frame, and the cloud's answer for it (more
         # objects than the edge sees is usual: the cloud-tier model finds what the edge misses).
         known = max(state.last_sent_count or 0, state.cloud_count or 0)
@@ -374,9 +532,36 @@ class AdaptivePolicy:
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
+            for track in facts.edge.tracks or ():
+                state.covered[track.track_id] = facts.ts
         if candidate.kept is not None:
             state.detector.set_reference(candidate.kept)
         return Verdict(facts.token, "send", candidate.reason, facts.camera_id, facts.ts)
+
+    def _dispatch(self, candidate: Candidate) -> list[Verdict]:
+        """Send a candidate whose rate window is open, unless the site budget holds it back."""
+        if self.bucket is None or (self.held is None and self.bucket.take(candidate.facts.ts)):
+            return [self._send(candidate)]
+        return self._compete(candidate)
+
+    def _hold_for_rate(self, state: CameraState, candidate: Candidate) -> list[Verdict]:
+        """Inside the rate window: keep the frame that covers the most uncovered tracks, best visible (greedy cover)."""
+        facts = candidate.facts
+        if state.rate_held is None:
+            state.rate_held = candidate
+            return [Verdict(facts.token, "hold", candidate.reason, facts.camera_id, facts.ts)]
+        if candidate.value > state.rate_held.value:
+            loser, state.rate_held = state.rate_held, candidate
+            return [Verdict(loser.facts.token, "skip", "rate", loser.facts.camera_id, loser.facts.ts),
+                    Verdict(facts.token, "hold", candidate.reason, facts.camera_id, facts.ts)]
+        return [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
+
+    @staticmethod
+    def _take_rate_held(state: CameraState) -> Candidate:
+        held = state.rate_held
+        assert held is not None
+        state.rate_held = None
+        return held
 
     def _compete(self, candidate: Candidate) -> list[Verdict]:
         """The budget binds: keep the more informative of this candidate and the held one."""
@@ -390,11 +575,15 @@ class AdaptivePolicy:
         return [Verdict(candidate.facts.token, "skip", "budget", candidate.facts.camera_id, candidate.facts.ts)]
 
     def release(self) -> list[Verdict]:
-        """At shutdown: the held frame is skipped (budget), so it is acknowledged and counted."""
-        if self.held is None:
-            return []
-        held, self.held = self.held, None
-        return [Verdict(held.facts.token, "skip", "budget", held.facts.camera_id, held.facts.ts)]
+        """At shutdown: held frames are skipped (budget, rate), so they are acknowledged and counted."""
+        verdicts = [Verdict(state.rate_held.facts.token, "skip", "rate", camera_id, state.rate_held.facts.ts)
+                    for camera_id, state in self.cameras.items() if state.rate_held is not None]
+        for state in self.cameras.values():
+            state.rate_held = None
+        if self.held is not None:
+            held, self.held = self.held, None
+            verdicts.append(Verdict(held.facts.token, "skip", "budget", held.facts.camera_id, held.facts.ts))
+        return verdicts
 
 
 def watch_labels_of(text: str) -> frozenset[str]:
@@ -414,6 +603,8 @@ def adaptive_settings_of(settings: SamplerSettings, usd_per_image: float | None 
                             unsure_band=(settings.sampler_unsure_low, settings.sampler_unsure_high),
                             unsure_min_change=settings.sampler_unsure_min_change,
                             count_changes=settings.sampler_count_changes, max_fps=settings.sampler_max_fps,
+                            track_driven=settings.sampler_track_driven, track_min_size=settings.sampler_track_min_size,
+                            track_patience_s=settings.sampler_track_patience_s,
                             busy_backoff=settings.sampler_busy_backoff, settle_s=settings.sampler_settle_s,
                             still_motion=settings.sampler_still_motion,
                             max_interval_s=settings.sampler_max_interval_s, budget_images_per_hour=budget,

@@ -56,7 +56,10 @@ class SamplerSettings(CommonSettings):
     sampler_change_area: float = Field(0.004, gt=0.0, le=1.0, description="changed: share of the frame covered by the largest changed region")
     sampler_change_edges: float = Field(0.02, gt=0.0, le=1.0, description="changed: share of the frame whose edges appeared or vanished")
     sampler_change_pixel_delta: int = Field(18, ge=1, le=255, description="grey-level difference from which a pixel counts as changed")
-    sampler_max_fps: float = Field(0.75, gt=0.0, description="adaptive: at most this many frames per second per camera")
+    sampler_track_driven: bool = Field(True, description="adaptive: where the edge's boxes carry track ids, send each new watch-label track once (new_object) instead of counting (appeared / left)")
+    sampler_track_min_size: float = Field(0.04, gt=0.0, le=1.0, description="adaptive: a track is well visible from this size (square root of its box's share of the frame), with a sure score and not cut by the border")
+    sampler_track_patience_s: float = Field(0.5, ge=0.0, description="adaptive: a track that is not well visible is sent for after this long anyway")
+    sampler_max_fps: float = Field(1.0, gt=0.0, description="adaptive: at most this many frames per second per camera")
     sampler_max_interval_s: float = Field(30.0, gt=0.0, description="adaptive heartbeat: send a frame at least this often per camera")
     sampler_busy_backoff: float = Field(
         2.5, ge=1.0, description="adaptive: in a scene that keeps changing, each further change waits this many times longer (1 = off)")
@@ -70,10 +73,23 @@ class SamplerSettings(CommonSettings):
     sampler_edge_wait_s: float = Field(0.3, ge=0.0, le=5.0, description="how long a frame waits for its edge detection set")
     sampler_edge_silence_s: float = Field(5.0, gt=0.0, description="no edge result for this long: fall back to change + heartbeat (health says so)")
 
+    # -- the thin uplink (docs/uplink.md) ------------------------------------------------------
+    sampler_patches_per_s: float = Field(0.0, ge=0.0, le=100.0, description="super-resolution patches sent per second "
+                                         "(LiveNAS: about 10); 0 = no patches")
+    sampler_patch_px: int = Field(64, ge=32, le=512, description="side of a patch in frame pixels (a multiple of 16 x the shrink factor)")
+    sampler_patch_factor: int = Field(2, ge=2, le=4, description="the shrink factor patches are measured and trained for")
+    sampler_patch_jpeg_quality: int = Field(40, ge=5, le=95, description="the JPEG quality patches are measured at (the uplink's)")
+    sampler_patch_prefix: str = Field("sr-patches", min_length=1, description="S3 key prefix of patch sets in the claim-check bucket")
+    sampler_patch_flush_s: float = Field(10.0, gt=0.0, description="a camera's patches go to S3 as one object this often")
+
     @model_validator(mode="after")
     def _unsure_band_ascends(self) -> SamplerSettings:
         if self.sampler_unsure_low >= self.sampler_unsure_high:
             raise ValueError("HYBRIDCAM_SAMPLER_UNSURE_LOW must be below HYBRIDCAM_SAMPLER_UNSURE_HIGH")
         if self.sampler_budget_images_per_hour and self.sampler_budget_usd_per_hour:
             raise ValueError("set a budget in images per hour or in USD per hour, not both")
+        if self.sampler_patches_per_s and self.sampler_patch_px % (16 * self.sampler_patch_factor):
+            raise ValueError("HYBRIDCAM_SAMPLER_PATCH_PX must be a multiple of 16 x HYBRIDCAM_SAMPLER_PATCH_FACTOR")
+        if self.sampler_patches_per_s and not self.sampler_claim_check_bucket:
+            raise ValueError("HYBRIDCAM_SAMPLER_PATCHES_PER_S needs HYBRIDCAM_SAMPLER_CLAIM_CHECK_BUCKET (patches go to S3)")
         return self

@@ -147,3 +147,17 @@ class Detector(ABC):
     def describe(self) -> str:
         width, height = self.input_size
         return f"{self.name} ({width}x{height}) on {', '.join(self.providers)}"
+
+
+class StreamDetector(Detector):
+    """A detector that carries state from one frame to the next, separately for each stream (a camera or a crop).
+
+    Callers that know the stream call :meth:`detect_stream`; :meth:`detect` is one default stream.
+    """
+
+    @abstractmethod
+    def detect_stream(self, stream_key: str, frame: np.ndarray) -> Detections:
+        """This stream's next frame: updates the stream's state, never another stream's."""
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        return self.detect_stream("default", frame)

@@ -25,7 +25,8 @@ from vision.detectors.onnx_session import TensorSpec, input_specs, open_session,
 from vision.detectors.plugin import AutoConfig, DetectorConfig, DetectorRuntime, OnnxModelConfig, Providers, detector_plugins
 
 # The built-in detectors, one module each; they register themselves on import, in the order "auto" tries them.
-BUILT_IN_DETECTORS = ("vision.detectors.nanodet", "vision.detectors.centernet", "vision.detectors.yolo", "vision.detectors.tiled")
+BUILT_IN_DETECTORS = ("vision.detectors.nanodet", "vision.detectors.centernet", "vision.detectors.yolo", "vision.detectors.tiled",
+                      "vision.detectors.movinet_stream")
 for _module in BUILT_IN_DETECTORS:
     importlib.import_module(_module)
 

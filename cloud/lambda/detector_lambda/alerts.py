@@ -1,6 +1,13 @@
-"""Alert rules: a watch list of labels, a minimum confidence and a cooldown per camera and label.
+"""Alert rules: a watch list of labels, a minimum confidence; one alert per tracked object and label,
+else a cooldown per camera and label.
 
-The cooldown lives in the frames table as item ``cooldown#<camera>#<label>``. Alerting is two steps,
+Where the frame says which objects the edge tracks (CloudFrame v2 ``tracks``), a watched label found
+over a tracked object alerts once for that object's whole stay: the claim is the item
+``cooldown#<camera>#<label>#track<id>``, held for TRACK_CLAIM_S (track ids are unique per camera and
+not reused), so a person who stays ten minutes is one alert and a second person is a second alert, at
+any time. A watched label over no tracked object (the edge missed it, does not track, or the label has
+no box) uses the cooldown item ``cooldown#<camera>#<label>``. A claim is named ``<label>`` or
+``<label>#track<id>``. Alerting is two steps,
 with the frame's result sent between them (so an SNS outage never holds a result back):
 
 1. ``claim``: a conditional put reserves the cooldown for this frame. It succeeds only when no
@@ -26,6 +33,19 @@ from detector_lambda.storage import to_dynamo
 from shared.schemas import CloudFrame, utc_iso
 
 COOLDOWN_PREFIX = "cooldown#"
+TRACK_MARK = "#track"
+TRACK_CLAIM_S = 86400.0
+"""a tracked object's claim lasts this long (longer than any track lives)"""
+
+
+def claim_label(claim: str) -> str:
+    """The label a claim alerts on."""
+    return claim.split(TRACK_MARK, 1)[0]
+
+
+def alerted_labels(claims: list[str]) -> list[str]:
+    """The labels some claims alert on, each once, in order."""
+    return list(dict.fromkeys(claim_label(claim) for claim in claims))
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,18 @@ class AlertRules:
         for label in labels:
             if label.name.lower() in self.watch_labels and label.confidence >= self.min_confidence:
                 best[label.name] = max(best.get(label.name, 0.0), label.confidence)
+        return best
+
+    def claims(self, frame: CloudFrame, labels: list[FoundLabel]) -> dict[str, float]:
+        """What this frame may alert on -> best confidence: ``label#track<id>`` for a watched label over a
+        tracked object, ``label`` for one over none."""
+        best: dict[str, float] = {}
+        for label in labels:
+            if label.name.lower() not in self.watch_labels or label.confidence < self.min_confidence:
+                continue
+            track_id = frame.track_of(label.box) if label.box is not None and frame.tracks else None
+            claim = label.name if track_id is None else f"{label.name}{TRACK_MARK}{track_id}"
+            best[claim] = max(best.get(claim, 0.0), label.confidence)
         return best
 
 
@@ -59,18 +91,19 @@ class Alerter:
         self.rules = rules
 
     def claim(self, frame: CloudFrame, labels: list[FoundLabel], now: float) -> list[str]:
-        """Reserve the cooldown of every matching label; returns the labels this frame may alert on."""
+        """Reserve the claim of every matching label or tracked object; returns the claims this frame may alert on."""
         claimed = []
-        for label in sorted(self.rules.matches(labels)):
-            if self._conditional_put(frame, label, now):
-                claimed.append(label)
+        for claim in sorted(self.rules.claims(frame, labels)):
+            if self._conditional_put(frame, claim, now):
+                claimed.append(claim)
             else:
-                logger.info("alert %s on %s suppressed: cooldown holds", label, frame.camera_id)
+                logger.info("alert %s on %s suppressed: %s", claim, frame.camera_id,
+                            "that object was alerted on" if TRACK_MARK in claim else "cooldown holds")
         return claimed
 
     def publish(self, frame: CloudFrame, labels: list[FoundLabel], claimed: list[str], s3_key: str, now: float) -> list[str]:
         """Publish the claimed alerts; returns those sent now. Releases the claim and raises when SNS fails."""
-        best = self.rules.matches(labels)
+        best = self.rules.claims(frame, labels)
         sent = []
         for label in claimed:
             if not self._mark_publishing(frame, label, now):
@@ -78,7 +111,7 @@ class Alerter:
                             label, frame.camera_id, frame.frame_id)
                 continue
             try:
-                self._publish(frame, label, best.get(label, 0.0), s3_key)
+                self._publish(frame, claim_label(label), best.get(label, 0.0), s3_key)
             except Exception:
                 self._release(frame, label)
                 logger.warning("alert %s on %s not published; its cooldown claim is released", label, frame.camera_id)
@@ -102,11 +135,14 @@ class Alerter:
     def _cooldown_key(self, frame: CloudFrame, label: str) -> dict[str, Any]:
         return {"pk": {"S": f"{COOLDOWN_PREFIX}{frame.camera_id}#{label.lower()}"}}
 
+    def _hold_s(self, claim: str) -> float:
+        return TRACK_CLAIM_S if TRACK_MARK in claim else self.rules.cooldown_s
+
     # A cooldown may be taken when there is none, it has expired, or it is this frame's unpublished reservation.
     _FREE = "attribute_not_exists(pk) OR until_ts <= :now OR (frame_id = :frame AND attribute_not_exists(publishing))"
 
     def _conditional_put(self, frame: CloudFrame, label: str, now: float) -> bool:
-        until = now + self.rules.cooldown_s
+        until = now + self._hold_s(label)
         item = {
             **self._cooldown_key(frame, label), "kind": {"S": "cooldown"}, "camera": {"S": frame.camera_id},
             "label": {"S": label}, "frame_id": {"S": frame.frame_id}, "until_ts": to_dynamo(until),
@@ -119,7 +155,7 @@ class Alerter:
 
     def _mark_publishing(self, frame: CloudFrame, label: str, now: float) -> bool:
         """Take the cooldown for the publish (creating it again if it was released); False when already taken."""
-        until = now + self.rules.cooldown_s
+        until = now + self._hold_s(label)
         fields = {"publishing": ":yes", "frame_id": ":frame", "until_ts": ":until", "expires_at": ":expires",
                   "kind": ":kind", "camera": ":camera", "label": ":label"}
         return self._conditionally(lambda: self.dynamodb.update_item(

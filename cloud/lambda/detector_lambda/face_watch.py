@@ -10,11 +10,22 @@ fields of settings.py). The pipeline calls it last, for a first delivery and a r
 2. SearchFacesByImage on a crop around each kept face (SearchFacesByImage alone only searches the
    largest face of an image). A result whose searched face is not the face the crop was made for is
    dropped (a larger neighbour can sit inside the crop);
-3. a match at or above FACE_MATCH_THRESHOLD writes a match item (``facematch#<frame_id>#<n>``: person,
-   face id, camera, times, similarity, box, the small face crop; TTL FACE_MATCH_TTL_DAYS), raises one SNS
+3. a match at or above FACE_MATCH_THRESHOLD writes a match item in FACE_MATCHES_TABLE (key: person, and
+   ``match#<frame_id>#<n>``; face id, camera, times, similarity, box, the small face crop; TTL
+   FACE_MATCH_TTL_DAYS), raises one SNS
    alert "NAME seen on CAMERA, similarity N%" unless that person's cooldown (FACE_ALERT_COOLDOWN_S,
    counted in capture time, claimed with a conditional put like label alerts) holds, and goes back to
    the edge as a FaceMatches message on the results queue.
+
+The matches table is keyed by person so that ``hybridcam faces remove`` erases a person with one
+consistent Query; it is not the frames table, so the edge identity (which may query that table's
+camera-latest index) never reads a match. The cooldown item (``cooldown``) lives beside the matches.
+
+Retries pay nothing twice: DetectFaces' boxes and then the searches' hits are saved in a progress item
+of the frame (``frame#<frame_id>`` / ``search`` in the matches table, TTL one day), which a retry reads
+back instead of calling Rekognition again and which is deleted once the step is done; the pipeline then
+flags the frame item ``faces_done`` and never runs the step for it again. A frame over Rekognition's
+5 MB image-bytes limit (claim-checked, SAMPLER_MAX_SIDE=0) is searched through its stored S3 copy.
 
 Person names are stored in the collection as ExternalImageId (spaces as underscores: Rekognition allows
 only ``[a-zA-Z0-9_.-:]``); see ``shared.schemas.face_external_id``/``face_person``. Retries are idempotent: match items are
@@ -25,6 +36,7 @@ repeated frame_id.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +46,20 @@ from botocore.exceptions import ClientError
 from detector_lambda.detectors import Backoff, FrameImage, client_config, pixel_box
 from detector_lambda.logs import logger
 from detector_lambda.settings import LambdaSettings
-from detector_lambda.storage import to_dynamo
+from detector_lambda.storage import from_dynamo, to_dynamo
 from shared.schemas import FACE_MATCH_KIND, CloudFrame, FaceMatch, FaceMatches, encode_text, face_person, utc_iso
 
-MATCH_PREFIX = "facematch#"
-COOLDOWN_PREFIX = "facecooldown#"
+MATCH_PREFIX = "match#"
+COOLDOWN_KEY = "cooldown"
 REFERENCE_HEIGHT = 1080
 MIN_CROP_PX = 80  # Rekognition rejects images under 80 px a side
 CROP_MARGIN = 1.0  # face sides of context on each side of the face
 CROP_JPEG_QUALITY = 85
 THUMBNAIL_PX = 96
+PROGRESS_PREFIX = "frame#"  # partition of a frame's search progress (a name can never hold '#')
+PROGRESS_KEY = "search"
+PROGRESS_TTL_S = 86_400
+REKOGNITION_BYTES_LIMIT = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -145,16 +161,30 @@ class FaceWatch:
         if not self.wants(frame):
             return None
         jpeg = image.jpeg if image.jpeg is not None else self._fetch(image)
-        boxes = self.searchable_faces(jpeg, frame.width, frame.height)
-        try:
-            matches = [match for crop in crop_faces(jpeg, boxes) if (match := self.search(crop)) is not None]
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            # Retrying cannot create the collection: the frame's labels are done, its faces go unsearched.
-            logger.error("face collection %s does not exist (enrol someone with `hybridcam faces enroll` or check "
-                      "FACE_COLLECTION); frame %s not searched", self.config.collection_id, frame.frame_id)
-            return None
+        progress = self._progress(frame.frame_id)
+        boxes: list[tuple[float, float, float, float]]
+        if "boxes" in progress:
+            boxes = [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in progress["boxes"]]
+        else:
+            boxes = self.searchable_faces(jpeg, frame.width, frame.height, image)
+            progress = self._save_progress(frame.frame_id, boxes=[list(box) for box in boxes])
+        crops = crop_faces(jpeg, boxes)
+        if "hits" in progress:
+            matches = [self._match_of(hit, crops[int(hit["crop"])]) for hit in progress["hits"]]
+        else:
+            try:
+                found = [(index, match) for index, crop in enumerate(crops) if (match := self.search(crop)) is not None]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                # Retrying cannot create the collection: the frame's labels are done, its faces go unsearched.
+                logger.error("face collection %s does not exist (enrol someone with `hybridcam faces enroll` or check "
+                          "FACE_COLLECTION); frame %s not searched", self.config.collection_id, frame.frame_id)
+                self._forget_progress(frame.frame_id)
+                return None
+            self._save_progress(frame.frame_id, boxes=progress["boxes"], hits=[
+                {"crop": index, "person": m.person, "face_id": m.face_id, "similarity": m.similarity} for index, m in found])
+            matches = [match for _, match in found]
         alerts = []
         for index, match in enumerate(matches):
             self._put_match(frame, index, match, processed_ts)
@@ -169,16 +199,42 @@ class FaceWatch:
                 MessageAttributes={"frame_id": {"DataType": "String", "StringValue": frame.frame_id},
                                    "camera_id": {"DataType": "String", "StringValue": frame.camera_id},
                                    "kind": {"DataType": "String", "StringValue": "face_matches"}})
+        self._forget_progress(frame.frame_id)
         logger.info("frame %s: %d face(s) searched, %d match(es), alerts %s", frame.frame_id, len(boxes), len(matches), alerts)
         return result
+
+    # -- progress (what a retry must not pay for again) -----------------------------------------
+    def _progress_key(self, frame_id: str) -> dict[str, Any]:
+        return {"person": {"S": f"{PROGRESS_PREFIX}{frame_id}"}, "sk": {"S": PROGRESS_KEY}}
+
+    def _progress(self, frame_id: str) -> dict[str, Any]:
+        item = self.dynamodb.get_item(TableName=self.table, Key=self._progress_key(frame_id), ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else {}
+
+    def _save_progress(self, frame_id: str, **state: Any) -> dict[str, Any]:
+        item = {**self._progress_key(frame_id), **{k: to_dynamo(v) for k, v in state.items()},
+                "expires_at": to_dynamo(int(time.time()) + PROGRESS_TTL_S)}
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+        return state
+
+    def _forget_progress(self, frame_id: str) -> None:
+        self.dynamodb.delete_item(TableName=self.table, Key=self._progress_key(frame_id))
+
+    def _match_of(self, hit: dict[str, Any], crop: FaceCrop) -> FaceMatch:
+        return FaceMatch(person=str(hit["person"]), face_id=str(hit["face_id"]), similarity=float(hit["similarity"]),
+                         box=tuple(round(v, 1) for v in crop.box), crop_jpeg=thumbnail(crop))  # type: ignore[arg-type]
 
     # -- steps -------------------------------------------------------------------------------
     def _fetch(self, image: FrameImage) -> bytes:
         return self.s3.get_object(Bucket=image.s3_bucket, Key=image.s3_key)["Body"].read()
 
-    def searchable_faces(self, jpeg: bytes, width: int, height: int) -> list[tuple[float, float, float, float]]:
+    def searchable_faces(self, jpeg: bytes, width: int, height: int,
+                         image: FrameImage | None = None) -> list[tuple[float, float, float, float]]:
+        source: dict[str, Any] = {"Bytes": jpeg}
+        if len(jpeg) > REKOGNITION_BYTES_LIMIT and image is not None and image.s3_bucket and image.s3_key:
+            source = {"S3Object": {"Bucket": image.s3_bucket, "Name": image.s3_key}}  # S3 takes up to 15 MB
         response = self.backoff.call("DetectFaces", lambda: self.rekognition.detect_faces(
-            Image={"Bytes": jpeg}, Attributes=["DEFAULT"]))
+            Image=source, Attributes=["DEFAULT"]))
         min_px = self.config.min_size_px * height / REFERENCE_HEIGHT
         boxes = []
         for detail in response.get("FaceDetails", []):
@@ -210,7 +266,7 @@ class FaceWatch:
 
     def _put_match(self, frame: CloudFrame, index: int, match: FaceMatch, processed_ts: float) -> None:
         item = {
-            "pk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": FACE_MATCH_KIND, "person": match.person,
+            "person": match.person, "sk": f"{MATCH_PREFIX}{frame.frame_id}#{index}", "kind": FACE_MATCH_KIND,
             "face_id": match.face_id, "camera_id": frame.camera_id, "frame_id": frame.frame_id,
             "capture_ts": frame.capture_ts, "capture_time": utc_iso(frame.capture_ts), "processed_ts": processed_ts,
             "similarity": match.similarity, "box": list(match.box), "crop_jpeg": match.crop_jpeg or b"",
@@ -218,7 +274,7 @@ class FaceWatch:
         }
         try:
             self.dynamodb.put_item(TableName=self.table, Item={k: to_dynamo(v) for k, v in item.items()},
-                                   ConditionExpression="attribute_not_exists(pk)")
+                                   ConditionExpression="attribute_not_exists(sk)")
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -239,18 +295,18 @@ class FaceWatch:
 
     @staticmethod
     def _cooldown_key(person: str) -> dict[str, Any]:
-        return {"pk": {"S": f"{COOLDOWN_PREFIX}{person.lower()}"}}
+        return {"person": {"S": person}, "sk": {"S": COOLDOWN_KEY}}
 
     def _claim_cooldown(self, frame: CloudFrame, person: str) -> bool:
         """Cooldown per person, in capture time: one alert per appearance, whichever camera or shard sees it."""
         until = frame.capture_ts + self.config.alert_cooldown_s
-        item = {**self._cooldown_key(person), "kind": {"S": "face_cooldown"}, "person": {"S": person},
+        item = {**self._cooldown_key(person), "kind": {"S": "face_cooldown"},
                 "frame_id": {"S": frame.frame_id}, "until_ts": to_dynamo(until),
                 "expires_at": to_dynamo(int(until + 86400))}
         try:
             self.dynamodb.put_item(
                 TableName=self.table, Item=item,
-                ConditionExpression=("attribute_not_exists(pk) OR until_ts <= :seen "
+                ConditionExpression=("attribute_not_exists(sk) OR until_ts <= :seen "
                                      "OR (frame_id = :frame AND attribute_not_exists(published))"),
                 ExpressionAttributeValues={":seen": to_dynamo(frame.capture_ts), ":frame": {"S": frame.frame_id}})
             return True
@@ -267,5 +323,5 @@ def build_face_watch(settings: LambdaSettings) -> FaceWatch | None:
     if not config.enabled:
         return None
     return FaceWatch(config, boto3.client("rekognition", config=client_config()), boto3.client("dynamodb"),
-                     settings.frames_table, boto3.client("sns"), settings.alert_topic_arn,
+                     settings.face_matches_table, boto3.client("sns"), settings.alert_topic_arn,
                      boto3.client("sqs"), settings.results_queue_url, boto3.client("s3"))

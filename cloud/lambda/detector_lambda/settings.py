@@ -8,10 +8,13 @@ DETECTOR_BACKEND (rekognition|sagemaker), SAGEMAKER_ENDPOINT (required for sagem
 (comma list, default "Person"), MIN_CONFIDENCE (0-100, default 60), ALERT_MIN_CONFIDENCE (default
 MIN_CONFIDENCE), ALERT_COOLDOWN_S (default 300), MAX_LABELS (default 20), ITEM_TTL_DAYS (default 30),
 RECORD_RESERVE_S (stop taking records when less of the invocation remains, default 20).
+Thin uplink (super_resolution.py): SUPER_RESOLUTION_ENDPOINT (a SageMaker endpoint that restores frames the
+edge shrank to fit its uplink before detection; empty = detect on the shrunk frame),
+SUPER_RESOLUTION_MODEL_PREFIX (default sr-models).
 Face watch-list (face_watch.py): FACE_SEARCH (enabled|disabled, default disabled), FACE_COLLECTION
 (required when enabled), FACE_MATCH_THRESHOLD (0-100, default 80), FACE_MIN_CONFIDENCE (0-100, default
 90), FACE_MIN_SIZE_PX (at 1080p, default 40), FACE_ALERT_COOLDOWN_S (default 600), FACE_MATCH_TTL_DAYS
-(default 30).
+(default 30), FACE_MATCHES_TABLE (required when enabled: the table of matches and cooldowns, keyed by person).
 Logging is Powertools' own: POWERTOOLS_LOG_LEVEL (default INFO), POWERTOOLS_SERVICE_NAME.
 """
 
@@ -43,6 +46,8 @@ class LambdaSettings(BaseSettings):
     max_labels: int = Field(20, ge=1, le=1000)
     item_ttl_days: int = Field(30, ge=1, le=3650)
     record_reserve_s: float = Field(20.0, ge=0.0, le=900.0)
+    super_resolution_endpoint: str = ""
+    super_resolution_model_prefix: str = "sr-models"
     face_search: Literal["enabled", "disabled"] = "disabled"
     face_collection: str = ""
     face_match_threshold: float = Field(80.0, ge=0.0, le=100.0)
@@ -50,6 +55,7 @@ class LambdaSettings(BaseSettings):
     face_min_size_px: float = Field(40.0, ge=1.0, le=1080.0)
     face_alert_cooldown_s: float = Field(600.0, ge=0.0, le=7 * 86400.0)
     face_match_ttl_days: int = Field(30, ge=1, le=3650)
+    face_matches_table: str = ""
 
     @field_validator("detector_backend", mode="before")
     @classmethod
@@ -74,6 +80,8 @@ class LambdaSettings(BaseSettings):
             raise ValueError("SAGEMAKER_ENDPOINT is not set but DETECTOR_BACKEND is sagemaker")
         if self.face_search == "enabled" and not self.face_collection:
             raise ValueError("FACE_COLLECTION is not set but FACE_SEARCH is enabled")
+        if self.face_search == "enabled" and not self.face_matches_table:
+            raise ValueError("FACE_MATCHES_TABLE is not set but FACE_SEARCH is enabled")
         return self
 
     @property

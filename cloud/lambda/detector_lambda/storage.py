@@ -1,6 +1,7 @@
 """Where frames and their labels are kept: the JPEG in S3, one DynamoDB item per frame.
 
-S3 key: ``camera/yyyy/mm/dd/hh/frame_id.jpg`` from the capture time in UTC.
+S3 key: ``frames/camera/yyyy/mm/dd/hh/frame_id.jpg`` from the capture time in UTC (the edge identity may
+read ``frames/`` and nothing else of the bucket but ``recordings/``).
 Frame item (partition key ``pk`` = ``frame#<frame_id>``): frame_id, site, camera_id, seq, capture_ts and
 capture_time (UTC ISO 8601), processed_ts/processed_time, width, height, backend, model, labels
 (name, confidence 0-100, box x1 y1 x2 y2 in pixels when the label has one), s3_key, expires_at (TTL),
@@ -25,13 +26,14 @@ from detector_lambda.records import JPEG_MAGIC, RecordError
 from shared.schemas import CloudFrame, utc_iso
 
 FRAME_PREFIX = "frame#"
+FRAMES_KEY_PREFIX = "frames/"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
 def frame_s3_key(camera_id: str, frame_id: str, capture_ts: float) -> str:
     when = datetime.fromtimestamp(capture_ts, tz=UTC)
-    return f"{camera_id}/{when:%Y/%m/%d/%H}/{frame_id}.jpg"
+    return f"{FRAMES_KEY_PREFIX}{camera_id}/{when:%Y/%m/%d/%H}/{frame_id}.jpg"
 
 
 def to_dynamo(value: Any) -> Any:
@@ -111,6 +113,7 @@ class FrameItem:
     alerts_claimed: bool = False
     alerts_done: bool = False
     result_sent: bool = False
+    faces_done: bool = False
     created: bool = True
 
 
@@ -176,7 +179,8 @@ class FrameTable:
             frame_id=frame_id, labels=labels_from_item(item.get("labels", [])), s3_key=str(item.get("s3_key", "")),
             model=str(item.get("model", "")), processed_ts=float(item.get("processed_ts", 0.0)),
             alerts=list(item.get("alerts", [])), alerts_claimed=bool(item.get("alerts_claimed")),
-            alerts_done=bool(item.get("alerts_done")), result_sent=bool(item.get("result_sent")), created=False,
+            alerts_done=bool(item.get("alerts_done")), result_sent=bool(item.get("result_sent")),
+            faces_done=bool(item.get("faces_done")), created=False,
         )
 
     def mark(self, frame_id: str, **flags: Any) -> None:

@@ -3,7 +3,8 @@
 GET /stream answers a never-ending body of length-framed Annex-B access units
 (shared/h264_stream.py). A reader starts at the next key frame; its packets wait in a short
 queue served by its own thread, and a reader that falls behind loses packets up to the next
-key frame (counted), never slows the program.
+key frame (counted), never slows the program. Loopback only and a capped number of clients
+unless configured otherwise (program_http.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import av
 
 from services.compositor.encoder import EncodedPacket
+from services.compositor.outputs.program_http import LOOPBACK, CappedHTTPServer, client_gone
 from services.compositor.outputs.program_output import ProgramOutput
 from shared.h264_stream import MEDIA_TYPE, AccessUnit, encode_record, to_clock
 
@@ -32,14 +34,15 @@ class H264HttpStream(ProgramOutput):
     name = "h264"
     wants_packets = True
 
-    def __init__(self, port: int, host: str = "0.0.0.0", queue_packets: int = 30) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK, queue_packets: int = 30, max_clients: int = 8) -> None:
         super().__init__()
         self.queue_packets = queue_packets
+        self.idle_check_s = 5.0  # how often a stream without packets looks for a client that hung up
         self._readers: set[_Reader] = set()
         self._lock = threading.Lock()
         self._parameter_sets = b""
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.host = host
+        self.httpd = CappedHTTPServer((host, port), self._handler(), max_clients)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="h264-http", daemon=True)
 
@@ -53,7 +56,7 @@ class H264HttpStream(ProgramOutput):
         self._thread.start()
 
     def describe(self) -> str:
-        return f"h264 -> http://0.0.0.0:{self.port}/stream (encoded program for the dashboard's WebRTC view)"
+        return f"h264 -> http://{self.host}:{self.port}/stream (encoded program for the dashboard's WebRTC view)"
 
     def send_packet(self, packet: EncodedPacket) -> None:
         if not self._readers:
@@ -105,8 +108,10 @@ class H264HttpStream(ProgramOutput):
                 try:
                     while True:
                         try:
-                            record = reader.queue.get(timeout=5.0)
+                            record = reader.queue.get(timeout=output.idle_check_s)
                         except queue.Empty:
+                            if client_gone(self.connection):
+                                return
                             continue
                         if record is None:
                             return

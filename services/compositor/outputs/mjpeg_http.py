@@ -5,7 +5,7 @@ With the HLS output on, the same port also serves its playlist and segments unde
 
 Pictures are downscaled and JPEG-encoded only while someone watches, at most at the
 preview rate; each viewer is served from its own thread and only ever gets the newest
-picture.
+picture. Loopback only and a capped number of clients unless configured otherwise (program_http.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from services.compositor.outputs.program_http import LOOPBACK, CappedHTTPServer, client_gone
 from services.compositor.outputs.program_output import ProgramOutput
 
 log = logging.getLogger(__name__)
@@ -32,22 +33,23 @@ class MjpegHttpPreview(ProgramOutput):
     name = "mjpeg"
     wants_pictures = True
 
-    def __init__(self, port: int, fps: float = 5.0, width: int = 960, quality: int = 75, host: str = "0.0.0.0",
-                 hls_folder: Path | None = None) -> None:
+    def __init__(self, port: int, fps: float = 5.0, width: int = 960, quality: int = 75, host: str = LOOPBACK,
+                 hls_folder: Path | None = None, max_clients: int = 8) -> None:
         super().__init__()
         self.hls_folder = hls_folder
         self.interval = 1.0 / fps
         self.width = width
         self.quality = quality
         self.viewers = 0
+        self.idle_check_s = 5.0  # how often a stream without pictures looks for a client that hung up
         self._jpeg: bytes = b""
         self._version = 0
         self._changed = threading.Condition()
         self._last_encoded = 0.0
         self._small: np.ndarray | None = None
         self._closed = False
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.host = host
+        self.httpd = CappedHTTPServer((host, port), self._handler(), max_clients)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg-http", daemon=True)
 
@@ -55,7 +57,7 @@ class MjpegHttpPreview(ProgramOutput):
         self._thread.start()
 
     def describe(self) -> str:
-        return f"mjpeg -> http://0.0.0.0:{self.port}/ ({1 / self.interval:g} fps preview)"
+        return f"mjpeg -> http://{self.host}:{self.port}/ ({1 / self.interval:g} fps preview)"
 
     def send_picture(self, canvas: np.ndarray, now: float) -> None:
         if self.viewers == 0 or now - self._last_encoded < self.interval:
@@ -126,9 +128,9 @@ class MjpegHttpPreview(ProgramOutput):
                 seen = 0
                 try:
                     while True:
-                        picture = preview._next_picture(seen)
+                        picture = preview._next_picture(seen, preview.idle_check_s)
                         if picture is None:
-                            if preview._closed:
+                            if preview._closed or client_gone(self.connection):
                                 return
                             continue
                         seen, jpeg = picture

@@ -62,20 +62,36 @@ function svgNode(name, attributes, label) {
   return node;
 }
 
+let regions = {};  // camera -> zones, lines and masks (normalised), from the site file
+
+function regionShapes(tile) {
+  const r = regions[tile.node.dataset.camera];
+  if (!r) return [];
+  const points = (poly) => poly.map(([x, y]) => `${x * tile.width},${y * tile.height}`).join(" ");
+  const named = (kind, name, shape) => { shape.appendChild(svgNode("title", {}, `${kind} ${name}`)); return shape; };
+  return [...r.masks.map((m) => named("mask", "", svgNode("polygon", { class: "mask", points: points(m) }))),
+          ...Object.entries(r.zones).map(([n, z]) => named("zone", n, svgNode("polygon", { class: "zone", points: points(z) }))),
+          ...Object.entries(r.lines).map(([n, l]) => named("line", n, svgNode("polyline", { class: "line", points: points(l) })))];
+}
+
 function drawBoxes(tile) {
-  const shapes = [];
+  const shapes = regionShapes(tile);
   const cloudFresh = tile.cloud && Date.now() / 1000 - tile.cloudAt < CLOUD_BOX_SECONDS;
   for (const [source, set] of [["edge", tile.edge], ["cloud", cloudFresh ? tile.cloud : null]]) {
     if (!set) continue;
     const sx = tile.width / set.width, sy = tile.height / set.height;
     for (const d of set.boxes) {
       const [x1, y1, x2, y2] = d.box.map(Number);
-      const caption = `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`;
+      // An edge box whose object the cloud has labelled shows the cloud's label (kept for the track's life),
+      // and what the person is doing when the pose stage says so.
+      const named = d.cloud_label ? text(d.cloud_label) : "";
+      const doing = Array.isArray(d.actions) && d.actions.length ? `: ${d.actions.map((a) => text(a).replace("_", " ")).join(", ")}` : "";
+      const caption = (named || `${text(d.label)} ${(Number(d.score) * 100).toFixed(0)}%`) + doing;
       const rect = svgNode("rect", { class: `box ${source}`, x: x1 * sx, y: y1 * sy, width: (x2 - x1) * sx, height: (y2 - y1) * sy });
-      rect.appendChild(svgNode("title", {}, `${source}: ${caption}`));
+      rect.appendChild(svgNode("title", {}, `${named ? "cloud, on the edge's track" : source}: ${caption}`));
       shapes.push(rect);
-      shapes.push(svgNode("text", { x: x1 * sx + 4, y: Math.max(y1 * sy - 6, 14), fill: `var(--${source})`,
-                                    "font-size": Math.max(12, tile.height / 40) }, caption));
+      shapes.push(svgNode("text", { x: x1 * sx + 4, y: Math.max(y1 * sy - 6, 14), fill: `var(--${named ? "cloud" : source})`,
+                                    class: named ? "cloud-label" : "", "font-size": Math.max(12, tile.height / 40) }, caption));
     }
   }
   tile.svg.replaceChildren(...shapes);
@@ -115,7 +131,12 @@ function showDetections(set) {
 
 function showUplink(uplink) {
   $("#frames-sent").textContent = Math.round(uplink.frames_sampled || 0).toLocaleString();
-  $("#bytes-sent").textContent = `${((uplink.bytes_sent || 0) / 1e6).toFixed(1)} MB`;
+  const sent = (uplink.bytes_sent || 0) + (uplink.patch_bytes || 0);
+  const kbps = uplink.uptime_s ? sent * 8 / 1000 / uplink.uptime_s : 0;
+  const budget = uplink.budget_kbps ? ` of ${Math.round(uplink.budget_kbps)}` : "";
+  $("#bytes-sent").textContent = `${(sent / 1e6).toFixed(1)} MB, ${Math.round(kbps)}${budget} kbit/s`;
+  $("#bytes-sent").title = `frames ${((uplink.bytes_sent || 0) / 1e6).toFixed(2)} MB, super-resolution patches ` +
+    `${((uplink.patch_bytes || 0) / 1e6).toFixed(2)} MB; the budget saved ${((uplink.bytes_saved || 0) / 1e6).toFixed(2)} MB`;
   if (uplink.cost) {
     $("#cost-so-far").textContent = money(uplink.cost.so_far_usd);
     $("#cost-month").textContent = money(uplink.cost.cloud_month_usd);
@@ -285,6 +306,7 @@ function startProgram(configured) {
 
 async function main() {
   const state = await fetch("/api/state").then((r) => r.json());
+  regions = await fetch("/api/regions").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
   if (state.tile_fps > 0) tileIntervalMs = 1000 / state.tile_fps;
   if (window.startLiveView) window.startLiveView(state.program_configured, startProgram);  // WebRTC, MJPEG fallback
   else startProgram(state.program_configured);

@@ -1,7 +1,8 @@
-// Live view of the program over WebRTC; falls back to the MJPEG preview (and says so) when it cannot connect.
+// Live view of the program: WebSocket + WebCodecs (live_socket.js), WebRTC, or the MJPEG preview, the best
+// that works here, and the badge says which (and why the better ones did not).
 "use strict";
 
-const LIVE_CONNECT_MS = 8000;   // no picture within this: give up on WebRTC, show MJPEG
+const LIVE_CONNECT_MS = 20000;  // no picture within this: give up on WebRTC (a busy compositor may take seconds to its next key frame)
 const liveView = { id: null, pc: null };
 
 function waitForIceGathering(pc, timeoutMs) {
@@ -21,6 +22,7 @@ async function connectWebRtc(video, source, iceServers) {
     pc.addEventListener("track", (event) => {
       // A live view, not a film: ask the receiver for the smallest jitter buffer it can keep (Chrome 114+).
       if ("jitterBufferTarget" in event.receiver) event.receiver.jitterBufferTarget = 0;
+      if ("playoutDelayHint" in event.receiver) event.receiver.playoutDelayHint = 0;  // its older name
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
       video.addEventListener("playing", resolve, { once: true });
       video.play().catch(() => {});
@@ -51,46 +53,72 @@ function releaseWebRtc() {
   liveView.id = null; liveView.pc = null;
 }
 
-// Takes the program panel when the dashboard has an encoded program; returns false to leave it to MJPEG.
+// Takes the program panel with the best live transport that works here: the server's order
+// (HYBRIDCAM_DASHBOARD_LIVE_TRANSPORTS, or ?transport=NAME for one), each tried in turn; MJPEG last.
+// The badge says which one plays, and why the better ones did not.
 async function startLiveView(mjpegConfigured, startMjpeg) {
   const video = document.querySelector("#program-video"), img = document.querySelector("#program");
+  const canvas = document.querySelector("#program-canvas");
   const mode = document.querySelector("#program-mode");
-  const show = (text, kind) => { mode.textContent = text; mode.className = `badge ${kind}`; mode.hidden = false; };
-  let config;
-  try {
-    config = await fetch("/api/webrtc").then((r) => r.json());
-  } catch (error) {
-    config = { configured: false, problem: String(error) };
-  }
-  const fallBack = (why) => {
-    video.hidden = true;
+  const show = (text, kind, title = "") => {
+    mode.textContent = text; mode.className = `badge ${kind}`; mode.title = title; mode.hidden = false;
+  };
+  const config = await fetch("/api/live").then((r) => r.json()).catch((error) => ({ configured: false, problem: String(error) }));
+  const query = new URLSearchParams(location.search);
+  const source = query.get("live") || "program";
+  const order = query.get("transport") ? [query.get("transport")] : (config.transports || ["webrtc", "mjpeg"]);
+  const failures = [];
+  const fallBack = () => {
+    video.hidden = true; canvas.hidden = true;
     img.hidden = false;
-    if (mjpegConfigured) show(`MJPEG (WebRTC unavailable: ${why})`, "warn");
+    const why = failures.join("; ");
+    if (mjpegConfigured) show(why ? `MJPEG (${why})` : "MJPEG", why ? "warn" : "ok", why);
     else mode.hidden = true;  // no program at all: the panel says so
     startMjpeg(mjpegConfigured);
   };
-  if (!config.configured || typeof RTCPeerConnection === "undefined") {
-    fallBack(config.configured ? "this browser has no WebRTC" : config.problem);
+  const named = (transport) => (source === "program" ? transport : `${transport} (${source})`);
+  const triedFirst = () => (failures.length ? `tried first: ${failures.join("; ")}` : "");
+  if (!config.configured) {
+    if (order.some((t) => t !== "mjpeg")) failures.push(`live view unavailable: ${config.problem}`);
+    fallBack();
     return;
   }
-  img.hidden = true;
-  video.hidden = false;
-  show("WebRTC connecting…", "unknown");
-  const source = new URLSearchParams(location.search).get("live") || "program";
   offerSources(source, config.cameras || []);
-  try {
-    const pc = await connectWebRtc(video, source, config.ice_servers || []);
-    show(source === "program" ? "WebRTC" : `WebRTC (${source})`, "ok");
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed") {  // "disconnected" may heal by itself; "failed" does not
-        releaseWebRtc();
-        fallBack(`connection ${pc.connectionState}`);
+  for (const transport of order) {
+    if (transport === "mjpeg") break;
+    try {
+      if (transport === "websocket") {
+        const problem = await webCodecsProblem();
+        if (problem) throw new Error(problem);
+        img.hidden = true; video.hidden = true;
+        show("WebSocket connecting…", "unknown");
+        await connectLiveSocket(canvas, source, (why) => { failures.push(`WebSocket lost: ${why}`); fallBack(); });
+        show(named("WebSocket"), "ok", [`H.264 ${liveSocket.codec} decoded in the page (WebCodecs)`, triedFirst()].filter(Boolean).join("; "));
+        return;
       }
-    });
-  } catch (error) {
-    releaseWebRtc();
-    fallBack(error.message);
+      if (transport === "webrtc") {
+        if (typeof RTCPeerConnection === "undefined") throw new Error("this browser has no WebRTC");
+        const rtc = await fetch("/api/webrtc").then((r) => r.json());
+        img.hidden = true; canvas.hidden = true; video.hidden = false;
+        show("WebRTC connecting…", "unknown");
+        const pc = await connectWebRtc(video, source, rtc.ice_servers || []);
+        show(named("WebRTC"), "ok", triedFirst());
+        pc.addEventListener("connectionstatechange", () => {
+          if (pc.connectionState === "failed") {  // "disconnected" may heal by itself; "failed" does not
+            releaseWebRtc();
+            failures.push(`WebRTC unavailable: connection ${pc.connectionState}`);
+            fallBack();
+          }
+        });
+        return;
+      }
+      throw new Error("unknown transport");
+    } catch (error) {
+      if (transport === "webrtc") releaseWebRtc(); else releaseLiveSocket();
+      failures.push(`${transport === "webrtc" ? "WebRTC" : transport === "websocket" ? "WebSocket" : transport} unavailable: ${error.message}`);
+    }
   }
+  fallBack();
 }
 
 // A choice of what the live view shows: the program or one camera (that one is encoded by the dashboard).

@@ -1,0 +1,136 @@
+"""The track-driven rules of the adaptive policy: each edge track reaches the cloud once, the best frame
+of the rate window goes (greedy cover), and without track ids the count-based rules apply."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from services.sampler.policy import AdaptivePolicy, AdaptiveSettings, EdgeSummary, EdgeTrack, FrameFacts, Verdict, edge_tracks, visibility
+
+WATCH = frozenset({"person"})
+BAND = (0.35, 0.5)
+MIDDLE = (0.4, 0.3, 0.5, 0.7)  # a person in the middle of the frame, large enough
+
+
+def room(people: int = 0) -> np.ndarray:
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    for index in range(people):
+        cv2.rectangle(frame, (60 + 120 * index, 120), (100 + 120 * index, 300), (10, 10, 10), -1)
+    return frame
+
+
+def tracked(*people: tuple[int, float, tuple[float, float, float, float]]) -> EdgeSummary:
+    """An edge result whose person boxes carry track ids: (track id, score, normalised box) each."""
+    detections = [("person", score, box, track_id) for track_id, score, box in people]
+    tracks = edge_tracks(detections, WATCH, BAND, 0.04)
+    return EdgeSummary.of(((label, score) for label, score, _, _ in detections), WATCH, BAND, tracks)
+
+
+class Replay:
+    def __init__(self, policy: AdaptivePolicy, fps: float = 10.0) -> None:
+        self.policy, self.fps, self.seq = policy, fps, 0
+        self.verdicts: list[Verdict] = []
+
+    def offer(self, frame: np.ndarray, summary: EdgeSummary | None) -> list[Verdict]:
+        verdicts = self.policy.offer(FrameFacts(self.seq, "cam", self.seq, self.seq / self.fps, summary), frame)
+        self.seq += 1
+        self.verdicts += verdicts
+        return verdicts
+
+    def sent(self) -> list[tuple[int, str]]:
+        return [(int(v.token), v.reason) for v in self.verdicts if v.verb == "send"]  # type: ignore[call-overload]
+
+
+def policy(**kwargs: object) -> AdaptivePolicy:
+    return AdaptivePolicy(AdaptiveSettings(watch_labels=WATCH, unsure_band=BAND, **kwargs))  # type: ignore[arg-type]
+
+
+def test_each_new_track_goes_once_when_well_visible_and_a_covered_one_never_again() -> None:
+    replay = Replay(policy())
+    for _ in range(20):
+        replay.offer(room(0), tracked())
+    first = len(replay.sent())
+    for _ in range(100):  # one person for 10 s, moving a little: no further send for her
+        replay.offer(room(1), tracked((7, 0.9, MIDDLE)))
+    assert replay.sent()[first:] == [(21, "new_object")]  # confirmed on her second frame
+    for _ in range(30):  # a second person joins: one more send, for him only
+        replay.offer(room(2), tracked((7, 0.9, MIDDLE), (8, 0.8, (0.7, 0.3, 0.8, 0.7))))
+    assert replay.sent()[first + 1:] == [(121, "new_object")]
+    assert policy().tracking_cameras() == [] and replay.policy.tracking_cameras() == ["cam"]  # type: ignore[attr-defined]
+
+
+def test_a_track_cut_by_the_border_waits_to_be_well_visible_but_not_longer_than_the_patience() -> None:
+    assert visibility(0.9, MIDDLE, 0.5, 0.04) == 1.0
+    assert visibility(0.9, (0.0, 0.3, 0.1, 0.7), 0.5, 0.04) == 0.5  # cut by the left border
+    replay = Replay(policy(track_patience_s=0.5))
+    for _ in range(20):
+        replay.offer(room(0), tracked())
+    for _ in range(10):
+        replay.offer(room(1), tracked((3, 0.9, (0.0, 0.3, 0.1, 0.7))))
+    assert replay.sent()[1:] == [(25, "new_object")]  # 0.5 s after it first showed at the border
+
+
+def test_within_the_rate_window_the_frame_covering_most_uncovered_tracks_goes() -> None:
+    replay = Replay(policy(max_fps=1.0))
+    replay.offer(room(0), tracked((1, 0.9, MIDDLE)))
+    replay.offer(room(0), tracked((1, 0.9, MIDDLE)))  # sent: covers track 1 (frame 1)
+    replay.offer(room(1), tracked((1, 0.9, MIDDLE), (2, 0.9, (0.1, 0.3, 0.2, 0.7))))
+    replay.offer(room(1), tracked((1, 0.9, MIDDLE), (2, 0.9, (0.1, 0.3, 0.2, 0.7))))  # held: covers 2
+    replay.offer(room(2), tracked((2, 0.9, (0.1, 0.3, 0.2, 0.7)), (3, 0.9, (0.7, 0.3, 0.8, 0.7))))
+    replay.offer(room(2), tracked((2, 0.9, (0.1, 0.3, 0.2, 0.7)), (3, 0.9, (0.7, 0.3, 0.8, 0.7))))  # covers 2 and 3: replaces
+    for _ in range(6):  # tracks 2 and 3 go, the window opens at frame 10 with nothing new in view
+        replay.offer(room(0), tracked())
+    # frame 0 went first (heartbeat: nothing sent yet); frame 3 shows track 2, frame 4 tracks 2 and 3 (3 not
+    # yet confirmed, but uncovered: the larger cover), frame 5 no more than 4: frame 4 goes when the window opens
+    assert replay.sent() == [(0, "heartbeat"), (4, "new_object")]
+    decided = {int(v.token): (v.verb, v.reason) for v in replay.verdicts if v.verb != "hold"}  # type: ignore[call-overload]
+    assert decided[3] == ("skip", "rate") and decided[5] == ("skip", "rate")
+    assert [v.ts for v in replay.verdicts if v.verb == "send"] == [0.0, 0.4]
+
+
+def test_a_covered_track_is_not_sent_again_for_being_unsure() -> None:
+    replay = Replay(policy())
+    for _ in range(3):
+        replay.offer(room(1), tracked((5, 0.9, MIDDLE)))
+    for step in range(50):  # the edge now doubts her, the scene moves: no unsure send for a covered track
+        replay.offer(room(1 + step % 2), tracked((5, 0.4, MIDDLE)))
+    assert [reason for _, reason in replay.sent()] == ["heartbeat"]  # the first frame, which covered her
+    for _ in range(10):  # an uncovered unsure track is worth a look once the patience is over
+        replay.offer(room(1), tracked((5, 0.4, MIDDLE), (6, 0.42, (0.7, 0.3, 0.8, 0.7))))
+    assert [reason for _, reason in replay.sent()] == ["heartbeat", "unsure"]
+
+
+def test_without_track_ids_the_policy_counts_and_says_so() -> None:
+    assert edge_tracks([("person", 0.9, MIDDLE, None)], WATCH, BAND, 0.04) is None
+    replay = Replay(policy())
+    for _ in range(16):
+        replay.offer(room(0), EdgeSummary.of([], WATCH, BAND))
+    for _ in range(5):
+        replay.offer(room(0), EdgeSummary.of([("person", 0.9)], WATCH, BAND))
+    assert ("appeared" in {reason for _, reason in replay.sent()})
+    assert replay.policy.tracking_cameras() == []
+
+
+def test_a_blind_edge_still_sends_on_change_but_a_tracked_scene_does_not() -> None:
+    blind = Replay(policy(busy_backoff=1.0))
+    seeing = Replay(policy(busy_backoff=1.0))
+    for step in range(60):
+        blind.offer(room(step // 20), tracked())
+        seeing.offer(room(step // 20), tracked((1, 0.9, MIDDLE)))
+    assert [reason for _, reason in blind.sent()].count("changed") == 3
+    assert [reason for _, reason in seeing.sent()] == ["heartbeat"]  # the first frame; then only covered tracks
+
+
+def test_track_memory_is_bounded() -> None:
+    replay = Replay(policy(track_memory_s=5.0))
+    for step in range(600):  # a new object every frame for a minute
+        replay.offer(room(0), tracked((step, 0.9, MIDDLE)))
+    state = replay.policy.cameras["cam"]
+    assert len(state.tracks_seen) <= 2 * 5 * 10 + 1 and len(state.covered) <= len(state.tracks_seen)
+
+
+def test_edge_tracks_keep_the_best_box_of_a_track_and_ignore_other_labels() -> None:
+    tracks = edge_tracks([("person", 0.9, MIDDLE, 1), ("person", 0.45, MIDDLE, 1), ("dog", 0.9, MIDDLE, None),
+                          ("person", 0.2, MIDDLE, None)], WATCH, BAND, 0.04)
+    assert tracks == (EdgeTrack(1, 1.0, False),)
