@@ -201,8 +201,10 @@ def fill_counters(row: Row, window: Window, sets: list[DetectionSet], pictures: 
     row.reconnects = window.delta("capture", "reconnects")
     row.analysed_fps = sum(1 for s in sets if not s.tracked) / seconds
     master_frames = window.delta("capture", "frames", "cam1")
-    seen, gone = window.delta("sampler", "frames_seen"), window.delta("sampler", "skipped_gone")
-    row.sampler_coverage = (seen - gone) / master_frames if master_frames else None
+    evaluated = window.delta("sampler", "frames_evaluated")  # counted by the sampler since its deliberate decimation
+    if not any("frames_evaluated" in counters for (svc, _), counters in window.last.items() if svc == "sampler"):
+        evaluated = window.delta("sampler", "frames_seen") - window.delta("sampler", "skipped_gone")  # older samplers
+    row.sampler_coverage = evaluated / master_frames if master_frames else None
     row.program_fps = window.delta("compositor", "pictures") / seconds
     row.window = (window.started, window.ended)
     measure_pictures(row, pictures)
