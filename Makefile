@@ -58,6 +58,7 @@ bench: install  ## print the benchmark figures (edge, cloud path, compositor, sa
 	@if [ -f bench/compositor.py ]; then $(PY) bench/compositor.py; fi
 	@if [ -f bench/sampler.py ]; then $(PY) bench/sampler.py; fi
 	@if [ -f bench/live_view.py ]; then $(PY) bench/live_view.py; fi
+	@if [ -f bench/real_rates.py ]; then $(PY) bench/real_rates.py --quick; fi
 	@if [ -f bench/actions.py ]; then $(PY) bench/actions.py; fi
 
 cost: install  ## price the demo site (cloud-only vs hybrid vs edge-only)

@@ -98,6 +98,8 @@ class Row:
     lapped_pictures: float | None = None  # share of program pictures whose pixels are not the frame of their boxes
     reconnects: float = 0.0
     note: str = ""
+    window: tuple[float, float] | None = None  # the measuring window, wall-clock seconds
+    load: float | None = None  # the machine's 1-minute load average at the end of the window (others' work included)
 
 
 def latest_counters(bus: StreamBus) -> dict[tuple[str, str], dict[str, float]]:
@@ -169,6 +171,7 @@ def run_row(row: Row, args: argparse.Namespace, moto: LocalMoto, work: Path) -> 
         first_id = bus.redis.xinfo_stream(DETECTIONS_STREAM)["last-generated-id"]
         time.sleep(args.seconds)
         window.ended, window.last = time.time(), latest_counters(bus)
+        row.load = os.getloadavg()[0]
         items = bus.redis.xrange(DETECTIONS_STREAM, min=f"({first_id.decode() if isinstance(first_id, bytes) else first_id}")
     finally:
         for process in processes.values():
@@ -198,15 +201,30 @@ def fill_counters(row: Row, window: Window, sets: list[DetectionSet], pictures: 
     row.reconnects = window.delta("capture", "reconnects")
     row.analysed_fps = sum(1 for s in sets if not s.tracked) / seconds
     master_frames = window.delta("capture", "frames", "cam1")
-    seen, gone = window.delta("sampler", "frames_seen"), window.delta("sampler", "skipped_gone")
-    row.sampler_coverage = (seen - gone) / master_frames if master_frames else None
+    evaluated = window.delta("sampler", "frames_evaluated")  # counted by the sampler since its deliberate decimation
+    if not any("frames_evaluated" in counters for (svc, _), counters in window.last.items() if svc == "sampler"):
+        evaluated = window.delta("sampler", "frames_seen") - window.delta("sampler", "skipped_gone")  # older samplers
+    row.sampler_coverage = evaluated / master_frames if master_frames else None
     row.program_fps = window.delta("compositor", "pictures") / seconds
+    row.window = (window.started, window.ended)
+    measure_pictures(row, pictures)
+
+
+def measure_pictures(row: Row, pictures: list[dict]) -> None:
+    """Latency, and the share of pictures whose pixels are not the frame their boxes belong to (an older frame, or
+    none at all: every frame the program wanted was lapped before it read it)."""
     latencies = [(p["now"] - p["capture_ts"]) * 1000 for p in pictures if p.get("capture_ts")]
     if latencies:
         row.latency_ms = (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
-    with_pixels = [p for p in pictures if p.get("pixels_seq", -1) >= 0]
-    if with_pixels:
-        row.lapped_pictures = sum(1 for p in with_pixels if p["pixels_seq"] != p["seq"]) / len(with_pixels)
+    if pictures:
+        row.lapped_pictures = sum(1 for p in pictures if on_air(p) != p["seq"]) / len(pictures)
+
+
+def on_air(picture: dict) -> int | None:
+    """The seq of the frame whose pixels the picture showed; None when no frame of the camera was on air
+    (the overlay log writes -1, or null in its first version)."""
+    seq = picture.get("pixels_seq")
+    return seq if seq is not None and seq >= 0 else None
 
 
 class Reference:
@@ -283,28 +301,54 @@ def score(pairs: list[tuple[list[Box], list[Box]]]) -> tuple[float, float, int]:
     drawn = sum(len(d) for d, _ in pairs)
     truth = sum(len(r) for _, r in pairs)
     hits = sum(matches(d, r) for d, r in pairs)
-    return (hits / drawn if drawn else 1.0), (hits / truth if truth else 1.0), len(pairs)
+    return (hits / drawn if drawn else float("nan")), (hits / truth if truth else float("nan")), len(pairs)  # nan: none drawn / none there
 
 
 def score_row(row: Row, pictures: list[dict], sets: list[DetectionSet], footage: Path, reference: Reference) -> None:
     width, height = SIZES[row.size]
     length = reference.length(footage)
-    shown = [p for p in pictures if p.get("pixels_seq", -1) >= 0]
     analysed = [s for s in sets if not s.tracked]
-    reference.prepare(footage, {p["pixels_seq"] % length for p in shown} | {s.seq % length for s in analysed})
+    reference.prepare(footage, {(p["seq"] if on_air(p) is None else p["pixels_seq"]) % length for p in pictures}
+                      | {s.seq % length for s in analysed})
     overlay_pairs = []
-    for picture in shown:
+    for picture in pictures:
         sx = width / picture["size"][0] if picture["size"][0] else 1.0
         sy = height / picture["size"][1] if picture["size"][1] else 1.0
         drawn = [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in picture["boxes"]]
+        if on_air(picture) is None:
+            # no frame of this camera on air (every one it wanted was lapped): its boxes sit on nothing, and the
+            # objects of the frame they belong to are not shown boxed
+            overlay_pairs.append((drawn, []))
+            overlay_pairs.append(([], reference.of(footage, picture["seq"])))
+            continue
         truth = reference.of(footage, picture["pixels_seq"])
         overlay_pairs.append(([b for b in drawn if in_crop(b, picture["crop"], width, height)],
                               [b for b in truth if in_crop(b, picture["crop"], width, height)]))
     if overlay_pairs:
-        row.overlay = score(overlay_pairs)
+        precision, recall, _ = score(overlay_pairs)
+        row.overlay = (precision, recall, len(pictures))
     edge_pairs = [([d.box for d in s.detections if d.label in LABELS], reference.of(footage, s.seq)) for s in analysed]
     if edge_pairs:
         row.edge = score(edge_pairs)
+
+
+def markdown(rows: list[Row]) -> str:
+    """The figures as a Markdown table (docs/benchmarks.md)."""
+    lines = ["| cameras | size | fps | capture fps | analysed fps (share, x15) | sampler coverage | program fps | latency p50/p95 ms "
+             "| overlay P/R | edge P/R | overlay/edge P/R | boxes on other pixels | load |", "|" + "---|" * 13]
+    baseline = {(r.cameras, r.size): r for r in rows if r.fps == 15}
+    for r in rows:
+        base = baseline.get((r.cameras, r.size))
+        x15 = f", {r.analysed_fps / base.analysed_fps:.2f}x" if base and base.analysed_fps and r is not base else ""
+        ratio = f"{r.overlay[0] / r.edge[0]:.2f} / {r.overlay[1] / r.edge[1]:.2f}" if r.overlay and r.edge and r.edge[0] and r.edge[1] else "-"
+        cells = [str(r.cameras), r.size, str(r.fps), f"{r.capture_fps:.1f} ({r.capture_fps / (r.cameras * r.fps):.0%})",
+                 f"{r.analysed_fps:.1f} ({r.analysed_fps / max(r.capture_fps, 1e-6):.0%}{x15})",
+                 f"{r.sampler_coverage:.0%}" if r.sampler_coverage is not None else "-", f"{r.program_fps:.1f}",
+                 f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
+                 f"{r.overlay[0]:.2f} / {r.overlay[1]:.2f}" if r.overlay else "-", f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-",
+                 ratio, f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.load:.0f}" if r.load is not None else "-"]
+        lines.append(("| " + " | ".join(cells) + " |").replace("nan", "n/a") + (f" {r.note}" if r.note else ""))
+    return "\n".join(lines)
 
 
 def table(rows: list[Row]) -> Table:
@@ -312,7 +356,7 @@ def table(rows: list[Row]) -> Table:
                 title_justify="left")
     for column in ("cameras", "size", "fps", "capture fps (share)", "analysed fps (share)", "x15", "sampler coverage",
                    "program fps", "latency p50/p95 ms", "overlay P/R", "edge P/R (ceiling)", "overlay/edge", "x15 overlay R",
-                   "boxes on other pixels", "reconnects", "note"):
+                   "boxes on other pixels", "reconnects", "load", "note"):
         out.add_column(column, justify="right")
     baseline = {(r.cameras, r.size): r for r in rows if r.fps == 15}
     for r in rows:
@@ -324,15 +368,39 @@ def table(rows: list[Row]) -> Table:
         if r.overlay and r.edge and r.edge[0] and r.edge[1]:
             ratio = f"{r.overlay[0] / r.edge[0]:.2f} / {r.overlay[1] / r.edge[1]:.2f}"
         x15_overlay = f"{r.overlay[1] / base.overlay[1]:.2f}" if r.overlay and base and base.overlay and base.overlay[1] else "-"
-        out.add_row(
+        out.add_row(*(cell.replace("nan", "n/a") for cell in (
             str(r.cameras), r.size, str(r.fps), f"{r.capture_fps:.1f} ({r.capture_fps / offered:.0%})", share, x15,
             f"{r.sampler_coverage:.1%}" if r.sampler_coverage is not None else "-", f"{r.program_fps:.1f}",
             f"{r.latency_ms[0]:.0f} / {r.latency_ms[1]:.0f}" if r.latency_ms else "-",
             f"{r.overlay[0]:.2f} / {r.overlay[1]:.2f}" if r.overlay else "-",
             f"{r.edge[0]:.2f} / {r.edge[1]:.2f}" if r.edge else "-", ratio, x15_overlay,
-            f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.reconnects:.0f}", r.note,
-        )
+            f"{r.lapped_pictures:.0%}" if r.lapped_pictures is not None else "-", f"{r.reconnects:.0f}",
+            f"{r.load:.0f}" if r.load is not None else "-", r.note,
+        )))
     return out
+
+
+def rescore(results: Path, work: Path) -> int:
+    """Overlay and edge scores again from the kept overlay logs and detection sets; counters as measured."""
+    reference = Reference()
+    rows = []
+    for saved in json.loads(results.read_text()):
+        row = Row(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        folder = work / f"{row.cameras}x{row.size}{row.fps}"
+        overlay_log = folder / "overlay.jsonl"
+        sets = [DetectionSet.model_validate_json(line) for line in (folder / "detections.jsonl").read_text().splitlines()] \
+            if (folder / "detections.jsonl").exists() else []
+        start, end = row.window or ((min(s.capture_ts for s in sets), max(s.capture_ts for s in sets)) if sets else (0.0, 0.0))
+        pictures = [json.loads(line) for line in overlay_log.read_text(encoding="utf-8").splitlines()] if overlay_log.exists() else []
+        pictures = [p for p in pictures if start <= p["now"] <= end]
+        measure_pictures(row, pictures)
+        width, height = SIZES[row.size]
+        score_row(row, pictures, sets, footage_variant(ROAD_60FPS, FOOTAGE_CACHE, width, height, row.fps, "h264"), reference)
+        rows.append(row)
+    console.print(table(rows))
+    print(markdown(rows))
+    results.with_suffix(".rescored.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    return 0
 
 
 def main() -> int:
@@ -345,7 +413,10 @@ def main() -> int:
     parser.add_argument("--warmup-timeout", type=float, default=90.0, help="longest wait for the services to be running")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--work-dir", type=Path, help="keep each row's logs, site, overlay log and detections here (default: a temporary folder)")
+    parser.add_argument("--rescore", type=Path, help="score again the rows of this --json file from their --work-dir (no services run)")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args.rescore, args.work_dir or args.rescore.parent / "work")
     if args.quick:
         args.cameras, args.sizes, args.seconds = "1", "720p", min(args.seconds, 15.0)
     grid = [Row(int(c), int(f), s) for c in args.cameras.split(",") for s in args.sizes.split(",") for f in args.fps.split(",")]
@@ -366,11 +437,12 @@ def main() -> int:
                 score_row(row, pictures, sets, footage, reference)
                 rows.append(row)
                 console.print(table(rows[-1:]))
+                if args.json:  # after every row: a long grid cut short keeps what it measured
+                    args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
         finally:
             moto.stop()
     console.print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    print(markdown(rows))
     complete = [r for r in rows if not r.note]
     if complete:
         console.print(f"median analysed share {statistics.median(r.analysed_fps / max(r.capture_fps, 1e-6) for r in complete):.0%} "
