@@ -161,7 +161,8 @@ def test_binding_beyond_loopback_without_a_token_is_refused(monkeypatch: pytest.
 def test_on_a_non_local_bind_every_route_but_health_needs_the_token(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port, token = free_port(), "correct-horse-battery"
     env = {**os.environ, "HYBRIDCAM_REDIS_URL": redis_server.url, "HYBRIDCAM_DASHBOARD_TOKEN": token,
-           "HYBRIDCAM_SITE_FILE": str(REPO / "config" / "site.demo.yaml"), "HYBRIDCAM_DASHBOARD_PROGRAM_URL": "http://127.0.0.1:9/stream"}
+           "HYBRIDCAM_SITE_FILE": str(REPO / "config" / "site.demo.yaml"), "HYBRIDCAM_DASHBOARD_PROGRAM_URL": "http://127.0.0.1:9/stream",
+           "HYBRIDCAM_DASHBOARD_LOGIN_FAILURES": "1000"}  # every route is tried twice without the token; the limit has its own test
     process = subprocess.Popen([sys.executable, "-m", "hybridcam", "dashboard", "--host", "0.0.0.0", "--port", str(port)],
                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
