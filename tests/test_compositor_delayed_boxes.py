@@ -72,3 +72,61 @@ def test_boxes_lie_on_their_people_when_the_program_runs_behind_capture() -> Non
     live_own, live_interpolated = offsets(scene, delay_s=0.0)
     assert not live_own, "without the delay no frame's own detections have arrived when it is shown"
     assert len(live_interpolated) < len(own + interpolated) / 2, "and most pictures would get no box at all"
+
+
+def test_frames_the_edge_only_carried_boxes_onto_get_boxes_interpolated_between_real_detections() -> None:
+    """edge_infer publishes its tracker's guesses (``tracked``) for frames its detector skipped. Its guess for a car
+    that turned runs on along the old heading; the compositor, behind capture, has the detections on both sides of
+    the frame and draws the box between them, with the edge's label and track id (for the cloud's labels)."""
+
+    def car(t: float) -> tuple[float, float, float, float]:  # right at 100 px/s for 1 s, then down at 100 px/s
+        x, y = 100.0 + 100.0 * min(t, 1.0), 60.0 + 100.0 * max(t - 1.0, 0.0)
+        return (x, y, x + 160.0, y + 100.0)
+
+    def edge_set(seq: int, box: tuple[float, float, float, float], carried: bool) -> DetectionSet:
+        return DetectionSet(camera_id="wide", seq=seq, frame_id=f"wide-{seq}", capture_ts=EPOCH + seq / CAMERA_FPS,
+                            width=640, height=360, model="nanodet", provider="cpu", latency_ms=5.0, tracked=carried,
+                            detections=[Detection(label="car", score=0.7 if carried else 0.8, box=box, tracked=carried, track_id=7)])
+
+    def edge_guess(seq: int) -> tuple[float, float, float, float]:  # the last detection moved on to the right
+        last = (seq // 6) * 6
+        x0, y0, x1, y1 = car(last / CAMERA_FPS)
+        dx = 100.0 * (seq - last) / CAMERA_FPS
+        return (x0 + dx, y0, x1 + dx, y1)
+
+    fusion = DetectionFusion(labels=frozenset({"car"}))
+    for seq in range(0, 31):  # the detector runs on every 6th frame
+        detected = seq % 6 == 0
+        fusion.add(edge_set(seq, car(seq / CAMERA_FPS) if detected else edge_guess(seq), carried=not detected), 0.0)
+
+    shown = 20  # t = 1.33 s: between the detections of frames 18 (t = 1.2) and 24 (t = 1.6), already turned
+    boxes = boxes_for_frame(fusion, "wide", EPOCH + shown / CAMERA_FPS, 640, 360, f"wide-{shown}")
+    assert boxes is not None and boxes.predicted
+    [drawn] = boxes.detections
+    truth = car(shown / CAMERA_FPS)
+    assert max(abs(a - b) for a, b in zip(edge_guess(shown), truth)) > 10.0, "the edge's guess ran on past the turn"
+    assert max(abs(a - b) for a, b in zip(drawn.box, truth)) < 2.0, "the box lies between the real detections"
+    assert drawn.label == "car" and drawn.track_id == 7, "it keeps the edge's label and track id"
+
+    own = boxes_for_frame(fusion, "wide", EPOCH + 18 / CAMERA_FPS, 640, 360, "wide-18")
+    assert own is not None and not own.predicted and own.detections[0].score == 0.8, "a detected frame shows its own boxes"
+
+
+def test_a_track_missing_from_the_next_detection_is_gone_and_before_it_arrives_the_edge_guess_stands() -> None:
+    def edge_set(seq: int, boxes: list[tuple[float, float, float, float]], carried: bool) -> DetectionSet:
+        return DetectionSet(camera_id="wide", seq=seq, frame_id=f"wide-{seq}", capture_ts=EPOCH + seq / CAMERA_FPS,
+                            width=640, height=360, model="nanodet", provider="cpu", latency_ms=5.0, tracked=carried,
+                            detections=[Detection(label="person", score=0.7, box=box, tracked=carried, track_id=3) for box in boxes])
+
+    person = (100.0, 100.0, 160.0, 260.0)
+    guess = (104.0, 100.0, 164.0, 260.0)
+    fusion = DetectionFusion()
+    fusion.add(edge_set(0, [person], carried=False), 0.0)
+    for seq in range(1, 6):  # the detector's results for frames 6 on have not arrived yet
+        fusion.add(edge_set(seq, [guess], carried=True), 0.0)
+    waiting = boxes_for_frame(fusion, "wide", EPOCH + 5 / CAMERA_FPS, 640, 360, "wide-5")
+    assert waiting is not None and [d.box for d in waiting.detections] == [guess], "the edge's guess until the next detection is in"
+
+    fusion.add(edge_set(6, [], carried=False), 0.0)  # she left: the detector no longer finds her
+    gone = boxes_for_frame(fusion, "wide", EPOCH + 5 / CAMERA_FPS, 640, 360, "wide-5")
+    assert gone is not None and gone.detections == [], "no box lingers where the next detection found nobody"

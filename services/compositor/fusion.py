@@ -10,7 +10,7 @@ that was already taken.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,9 +28,28 @@ class Observation:
     height: int
     sources: set[str]
     detections: list[Detection]
+    carried: bool = False  # only edge_infer's tracker boxes on a frame its detector skipped (DetectionSet.tracked)
 
     def __lt__(self, other: Observation) -> bool:
         return self.capture_ts < other.capture_ts
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One detector box of an edge track, normalised to the frame."""
+
+    capture_ts: float
+    box: Box
+    label: str
+
+
+@dataclass
+class SightingsAround:
+    """Each edge track's last detector box at or before a moment and its first after it (within a window)."""
+
+    before: dict[int, Sighting] = field(default_factory=dict)
+    after: dict[int, Sighting] = field(default_factory=dict)
+    detected_later: bool = False  # a detector result for a later frame has arrived: the tracks missing from it are gone
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class CameraActivity:
 class _CameraState:
     tracker: IouTracker
     observations: list[Observation] = field(default_factory=list)
+    # compositor track id -> (label, edge track id) of the detection that last updated it
+    identities: dict[int, tuple[str, int | None]] = field(default_factory=dict)
 
 
 def _normalised(detection: Detection, width: int, height: int) -> Box:
@@ -110,16 +131,17 @@ class DetectionFusion:
         if existing is not None:
             existing.detections = merge_detections(existing.detections, wanted)
             existing.sources.add(detection_set.source)
+            existing.carried = existing.carried and detection_set.tracked
             outcome = "merged"
         else:
             existing = Observation(
                 detection_set.capture_ts, detection_set.frame_id, detection_set.width, detection_set.height,
-                {detection_set.source}, wanted,
+                {detection_set.source}, wanted, carried=detection_set.tracked,
             )
             insort(state.observations, existing)
             outcome = "late" if detection_set.capture_ts < state.tracker.last_ts else "new"
-        boxes = [_normalised(d, existing.width, existing.height) for d in existing.detections if d.label in self.labels]
-        state.tracker.update(boxes, existing.capture_ts)
+        if not detection_set.tracked:
+            self._follow(state, existing)
         self._forget_old(state)
         self.counters[f"{detection_set.source}_{outcome}"] += 1
         return outcome
@@ -203,7 +225,53 @@ class DetectionFusion:
                 return None
         return None
 
+    def _follow(self, state: _CameraState, observation: Observation) -> None:
+        """Update the camera's tracks from the boxes a detector found on this frame. Boxes edge_infer carried (its
+        tracker's guesses) are left out: between detections the compositor interpolates from real observations on
+        both sides of a frame, which it can because the program runs behind capture."""
+        found = [d for d in observation.detections if d.label in self.labels and not d.tracked]
+        ids = state.tracker.update([_normalised(d, observation.width, observation.height) for d in found], observation.capture_ts)
+        for detection, track_id in zip(found, ids, strict=True):
+            if track_id is not None:
+                state.identities[track_id] = (detection.label, detection.track_id)
+
+    def sightings_around(self, camera_id: str, ts: float, within_s: float) -> SightingsAround:
+        """Detector boxes (not carried ones) of the camera's edge tracks nearest before and after capture time ``ts``."""
+        around = SightingsAround()
+        state = self.cameras.get(camera_id)
+        if state is None:
+            return around
+        observations = state.observations
+        split = bisect_right(observations, ts + 1e-6, key=lambda o: o.capture_ts)
+        for index in range(split - 1, -1, -1):
+            if observations[index].capture_ts < ts - within_s:
+                break
+            self._note_sightings(observations[index], around.before)
+        for index in range(split, len(observations)):
+            if observations[index].capture_ts > ts + within_s:
+                break
+            around.detected_later |= self._note_sightings(observations[index], around.after)
+        return around
+
+    def _note_sightings(self, observation: Observation, into: dict[int, Sighting]) -> bool:
+        """Add the observation's detector boxes of tracks not in ``into`` yet; False for a carried observation."""
+        if observation.carried:
+            return False
+        for detection in observation.detections:
+            if detection.track_id is not None and not detection.tracked and detection.label in self.labels:
+                into.setdefault(detection.track_id, Sighting(observation.capture_ts, _normalised(detection, observation.width,
+                                                                                                   observation.height), detection.label))
+        return True
+
+    def identity(self, camera_id: str, track_id: int) -> tuple[str, int | None]:
+        """Label and edge track id of one of the camera's tracks (for a box drawn between detections)."""
+        state = self.cameras.get(camera_id)
+        return state.identities.get(track_id, ("person", None)) if state else ("person", None)
+
     def _forget_old(self, state: _CameraState) -> None:
+        if len(state.identities) > 4 * max(len(state.tracker.tracks), 16):
+            live = {t.track_id for t in state.tracker.tracks}
+            state.identities = {k: v for k, v in state.identities.items() if k in live}
         if not state.observations:
             return
         horizon = state.observations[-1].capture_ts - self.history_s
