@@ -4,8 +4,10 @@ Renders deploy/kubernetes/site.two-servers.yaml (two camera groups; cameras at 6
 Pods' own /dev/shm holds the rings) with `hybridcam k8s render --profile single-node`, validates it
 offline against the Kubernetes schemas, plays it with podman on its own network, and checks, printing
 each figure: every container's probe healthy (time to healthy), and edge detections for every camera
-(time from the play to each camera's first detection; goal within 60 s of the Pods being up). Then it
-takes everything down.
+(time from the play to each camera's first detection; goal within 60 s of the Pods being up). Then
+the two-server test (scripts/two_servers_check.py): both edge Pods' cameras on the dashboard, in the
+program and in events; one edge Pod killed (its cameras shown down within 10 s, the other's output
+going on) and started again (nothing acknowledged lost). Then it takes everything down.
 
 Runs after the container test (`make compose-test` sets podman up and builds the edge image). Where
 podman does not answer it prints one line saying why it is skipped and exits 0
@@ -31,6 +33,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import two_servers_check  # noqa: E402 (beside this script)
 
 from hybridcam.k8s.manifests import RenderOptions, render, to_yaml  # noqa: E402
 from hybridcam.k8s.validation import validate_documents  # noqa: E402
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"built {IMAGE} in {time.monotonic() - started:.0f} s")
     with tempfile.TemporaryDirectory(prefix="hybridcam-kube-") as tmp:
         work = Path(tmp)
-        played, _ = manifests(site_text, site, work)
+        played, values = manifests(site_text, site, work)
         tear_down(played)  # what an interrupted earlier run left
         podman("network", "create", NETWORK, timeout_s=60)
         podman("secret", "create", SECRET, str(work / "secret.json"), timeout_s=60)
@@ -188,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{slowest:.0f} s of the play ({slowest - pods_up:+.0f} s after the last probe turned healthy)")
             if slowest > DETECTIONS_WITHIN_S and slowest - pods_up > DETECTIONS_WITHIN_S:
                 raise CheckFailed(f"detections on every camera took {slowest:.0f} s (goal {DETECTIONS_WITHIN_S:.0f} s)")
+            if not args.one_server:
+                servers = {group.group: list(group.cameras) for group in site.placement_groups()}  # type: ignore[attr-defined]
+                try:
+                    two_servers_check.run(NETWORK, values["redis-password"], values["dashboard-token"], servers, play_wall, POD_SUFFIX)
+                except two_servers_check.TwoServersFailed as error:
+                    raise CheckFailed(f"two-server test: {error}") from None
         finally:
             if not args.keep:
                 tear_down(played)
@@ -197,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the Pods running afterwards")
+    parser.add_argument("--one-server", action="store_true", help="skip the two-server part (kill and restart of one edge Pod)")
     parser.add_argument("--healthy-within", type=float, default=300.0, help="seconds allowed for every probe to turn healthy")
     args = parser.parse_args()
     reason = skip_reason()

@@ -27,6 +27,10 @@ class CommonSettings(BaseSettings):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams "
                            "(redis://:PASSWORD@host:6379/0 when it has a password)")
+    frames_redis_url: str = Field(
+        "", description="a node-local Redis for the frame references and edge inference's work queue, when a site's "
+                        "cameras are spread over several servers (each server its own; the site Redis at redis_url then "
+                        "gets the metadata and each frame as an inline JPEG); empty = everything on redis_url")
     site_file: Path = Field(DEFAULT_SITE_FILE, description="YAML file describing the site's cameras")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stream_maxlen: int = Field(2000, ge=10, description="approximate length bound of every stream")
@@ -56,7 +60,14 @@ class CommonSettings(BaseSettings):
         password = self.redis_password.get_secret_value() if self.redis_password else ""
         if password and not urlsplit(self.redis_url).password:
             self.redis_url = with_password(self.redis_url, password)
+        if password and self.frames_redis_url and not urlsplit(self.frames_redis_url).password:
+            self.frames_redis_url = with_password(self.frames_redis_url, password)
         return self
+
+    @property
+    def frame_bus_url(self) -> str:
+        """Where frame references and the edge's work queue live: the node-local Redis, else the site's."""
+        return self.frames_redis_url or self.redis_url
 
 
 def with_password(url: str, password: str) -> str:

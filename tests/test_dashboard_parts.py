@@ -189,3 +189,23 @@ def test_on_a_non_local_bind_every_route_but_health_needs_the_token(redis_server
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
+
+
+def test_a_camera_whose_capture_goes_silent_is_shown_down_with_its_server_and_comes_back() -> None:
+    cameras = SITE.resolved()[:2]
+    servers = {cameras[0].id: "edge-1", cameras[1].id: "edge-2"}
+    state = SiteState(SITE.site, cameras, servers=servers, camera_silent_after_s=6.0)
+    for camera in cameras:
+        state.apply(Health(service="capture", instance=camera.id, camera_id=camera.id, state="ok", ts=100.0, counters={"fps": 10.0}))
+    assert state.mark_silent_cameras(105.0) == []
+    state.apply(Health(service="capture", instance=cameras[0].id, camera_id=cameras[0].id, state="ok", ts=104.0))
+
+    events = state.mark_silent_cameras(107.0)  # the second server stopped reporting at 100
+    assert [e["data"]["camera_id"] for e in events] == [cameras[1].id]
+    down = events[0]["data"]
+    assert down["capture"]["state"] == "down" and "edge-2" in down["capture"]["message"] and down["server"] == "edge-2"
+    assert state.mark_silent_cameras(108.0) == [], "shown down once, not every second"
+    assert {s["server"]: s["state"] for s in state.snapshot()["servers"]} == {"edge-1": "up", "edge-2": "down"}
+
+    state.apply(Health(service="capture", instance=cameras[1].id, camera_id=cameras[1].id, state="ok", ts=109.0))
+    assert {s["server"]: s["state"] for s in state.snapshot()["servers"]} == {"edge-1": "up", "edge-2": "up"}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hybridcam.cli import main
-from hybridcam.k8s.manifests import NODE_LABEL, SECRET_NAME, RenderOptions, group_shm_bytes, render, to_yaml
+from hybridcam.k8s.manifests import FRAMES_REDIS_URL, NODE_LABEL, SECRET_NAME, RenderOptions, group_shm_bytes, render, to_yaml
 from hybridcam.k8s.validation import validate_documents, validate_file
 from shared.site_config import load_site
 
@@ -54,6 +54,8 @@ def test_each_camera_group_is_one_pod_pinned_to_its_node_with_memory_backed_ring
         pod = deployments[group.group]["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {NODE_LABEL: group.node}
         containers = {c["name"]: c for c in pod["containers"]}
+        frames_redis = containers.pop("frames-redis")
+        assert "--bind 127.0.0.1" in frames_redis["command"][-1] and '--save ""' in frames_redis["command"][-1]
         assert set(containers) == {"capture", "edge-infer"}
         frames = next(v for v in pod["volumes"] if v["name"] == "frames")
         want_mib = math.ceil(group_shm_bytes([cameras[c] for c in group.cameras], 0) / 2**20)
@@ -61,6 +63,9 @@ def test_each_camera_group_is_one_pod_pinned_to_its_node_with_memory_backed_ring
         env = {c: {e["name"]: e.get("value") for e in containers[c]["env"]} for c in containers}
         assert env["capture"]["HYBRIDCAM_CAPTURE_CAMERAS"] == ",".join(group.cameras)
         assert env["edge-infer"]["HYBRIDCAM_EDGE_CAMERAS"] == ",".join(group.cameras)
+        # frame references and the work queue on the Pod's own Redis; metadata on the site's
+        assert env["capture"]["HYBRIDCAM_FRAMES_REDIS_URL"] == env["edge-infer"]["HYBRIDCAM_FRAMES_REDIS_URL"] == FRAMES_REDIS_URL
+        assert env["capture"]["HYBRIDCAM_REDIS_URL"] == "redis://redis:6379/0"
         for name, container in containers.items():
             assert {"name": "frames", "mountPath": "/dev/shm"} in container["volumeMounts"], name
             port = int(env[name]["HYBRIDCAM_HEALTH_PORT"])
@@ -76,7 +81,7 @@ def test_each_camera_group_is_one_pod_pinned_to_its_node_with_memory_backed_ring
 def test_cross_node_readers_get_pixels_from_inline_jpegs_and_secrets_come_from_the_secret():
     manifests = rendered(cloud=True)
     deployments = by_kind(manifests, "Deployment")
-    capture = deployments["edge-1"]["spec"]["template"]["spec"]["containers"][0]
+    capture = next(c for c in deployments["edge-1"]["spec"]["template"]["spec"]["containers"] if c["name"] == "capture")
     assert {"name": "HYBRIDCAM_CAPTURE_INLINE_JPEG", "value": "true"} in capture["env"]
     for name in ("compositor", "dashboard", "sampler"):
         pod = deployments[name]["spec"]["template"]["spec"]
@@ -142,5 +147,5 @@ def test_single_node_profile_is_what_podman_kube_play_can_run():
     env = {e["name"]: e.get("value") for e in deployments["dashboard"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["HYBRIDCAM_REDIS_URL"] == "redis://redis-pod-0:6379/0"
     assert env["HYBRIDCAM_DASHBOARD_PROGRAM_URL"] == "http://compositor-pod-0:8090/stream"
-    probe = deployments["edge-1"]["spec"]["template"]["spec"]["containers"][1]["livenessProbe"]["exec"]["command"]
+    probe = deployments["edge-1"]["spec"]["template"]["spec"]["containers"][2]["livenessProbe"]["exec"]["command"]
     assert probe[:3] == ["python", "-m", "hybridcam.healthcheck"] and probe[3] == "http://127.0.0.1:8081/health"

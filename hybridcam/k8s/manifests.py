@@ -2,8 +2,9 @@
 
 The frame path stays node-local: each placement group is one Pod (a Deployment of one replica,
 pinned by the node label ``hybridcam.io/edge-server``) whose capture and edge-infer containers share
-a memory-backed /dev/shm sized from the group's rings, so pixels never leave the node raw. What
-crosses nodes is metadata on the site Redis (frame references, detections, health, alerts, cloud
+a memory-backed /dev/shm sized from the group's rings, so pixels never leave the node raw, and a
+Redis of its own (``frames-redis``, on the Pod's loopback) for the frame references and edge-infer's
+work queue. What crosses nodes is metadata on the site Redis (frame references, detections, health, alerts, cloud
 results) and, for the compositor, dashboard and sampler that may run on other nodes, each frame as
 an inline JPEG in its reference (HYBRIDCAM_CAPTURE_INLINE_JPEG; the readers' FrameFetcher decodes it
 when the ring is not on their host).
@@ -39,13 +40,15 @@ REDIS_IMAGE = "docker.io/library/redis:7.2.5-bookworm"
 HAPROXY_IMAGE = "docker.io/library/haproxy:2.9-alpine"
 SITE_FILE = "/etc/hybridcam/site.yaml"
 PROBE_CACHE = "/var/cache/hybridcam/backend-probe"
+FRAMES_REDIS_PORT = 6380
+FRAMES_REDIS_URL = f"redis://127.0.0.1:{FRAMES_REDIS_PORT}/0"
 Manifest = dict[str, Any]
 
 # Requests and limits per container, from the benchmarks on the 2-core development machine
 # (docs/benchmarks.md, docs/kubernetes.md): edge_infer uses both cores when cameras keep it busy.
 CAPTURE_CPU_PER_MPIXEL_FPS = 0.012  # cores per (megapixel x frames/s) captured: synthetic 1080p15 ~ 0.37 core
 EDGE_CPU_LIMIT = "2"
-PROCESS_MEMORY = {"capture": 256, "edge-infer": 768, "sampler": 384, "compositor": 768, "dashboard": 384}
+PROCESS_MEMORY = {"capture": 256, "edge-infer": 768, "sampler": 384, "compositor": 768, "dashboard": 384, "events": 512}
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def render(site: SiteConfig, site_text: str, options: RenderOptions) -> list[Man
     manifests += redis_ha() if options.profile == "cluster" else redis_single()
     for group in groups:
         manifests += edge_group(group, [cameras[c] for c in group.cameras], options, cross_node=True)
-    manifests += compositor(options) + dashboard(options)
+    manifests += compositor(options) + dashboard(options, with_events=bool(site.events.rules))
     if options.cloud:
         manifests += sampler(options)
     if options.profile == "single-node":
@@ -221,12 +224,13 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
     ids = ",".join(group.cameras)
     capture_cpu = sum(c.width * c.height / 1e6 * c.fps for c in cameras) * CAPTURE_CPU_PER_MPIXEL_FPS
     mounts = [site_mount(), {"name": "frames", "mountPath": "/dev/shm"}]
-    capture_env = common_env(8080) + [{"name": "HYBRIDCAM_CAPTURE_CAMERAS", "value": ids},
+    frames_env = {"name": "HYBRIDCAM_FRAMES_REDIS_URL", "value": FRAMES_REDIS_URL}
+    capture_env = common_env(8080) + [frames_env, {"name": "HYBRIDCAM_CAPTURE_CAMERAS", "value": ids},
                                       {"name": "HYBRIDCAM_CAPTURE_RING_SLOTS", "value": str(options.ring_slots)},
                                       {"name": "HYBRIDCAM_CAPTURE_RING_S", "value": f"{RING_SECONDS:g}"},
                                       {"name": "HYBRIDCAM_CAPTURE_INLINE_JPEG", "value": "true" if cross_node else "false"}]
     # the back-end probe's figures (tens of seconds to measure at the first start) outlive a container restart
-    edge_env = common_env(8081) + [{"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids},
+    edge_env = common_env(8081) + [frames_env, {"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids},
                                    {"name": "HYBRIDCAM_EDGE_PROBE_CACHE_DIR", "value": PROBE_CACHE}]
     edge_resources = resources(1.0, EDGE_CPU_LIMIT, PROCESS_MEMORY["edge-infer"])
     image = options.image
@@ -235,6 +239,7 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
         edge_resources["limits"]["nvidia.com/gpu"] = 1
         edge_env.append({"name": "HYBRIDCAM_EDGE_TRT_CACHE_DIR", "value": "/var/cache/hybridcam/tensorrt"})
     containers = [
+        frames_redis(),
         # the rings live in the Pod's memory volume: the capture container's limit carries them
         container("capture", options.image, ["hybridcam", "capture"], capture_env, 8080,
                   resources(capture_cpu, "2", PROCESS_MEMORY["capture"] + shm_mib), options, mounts),
@@ -258,6 +263,18 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
     return [edge, pdb(name, minAvailable=1)]
 
 
+def frames_redis() -> dict[str, Any]:
+    """The server's own Redis: frame references (no pixels) and edge-infer's consumer group, on loopback only;
+    nothing in it outlives the frames it points at, so it keeps nothing on disk."""
+    command = (f'exec redis-server --port {FRAMES_REDIS_PORT} --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" '
+               '--save "" --appendonly no --maxmemory 96mb --maxmemory-policy noeviction')
+    ping = {"exec": {"command": ["redis-cli", "-p", str(FRAMES_REDIS_PORT), "ping"]}, "timeoutSeconds": 5}
+    return {"name": "frames-redis", "image": REDIS_IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command],
+            "env": [secret_env("REDIS_PASSWORD", "redis-password"), secret_env("REDISCLI_AUTH", "redis-password")],
+            "resources": resources(0.05, "500m", 128),
+            "readinessProbe": {**ping, "periodSeconds": 5}, "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 3}}
+
+
 # -- site-level services ------------------------------------------------------------------------------
 
 
@@ -274,13 +291,25 @@ def compositor(options: RenderOptions) -> list[Manifest]:
     return [deployment("compositor", "program", pod), svc]
 
 
-def dashboard(options: RenderOptions) -> list[Manifest]:
+def dashboard(options: RenderOptions, with_events: bool) -> list[Manifest]:
+    """The page, and beside it in the same Pod the events service when the site has rules: the review page
+    reads the events' database and clips from the volume they share (frames come as inline JPEGs)."""
+    events_mount = {"name": "events", "mountPath": "/data/events"}
     env = common_env(8088) + [secret_env("HYBRIDCAM_DASHBOARD_TOKEN", "dashboard-token"),
                               {"name": "HYBRIDCAM_DASHBOARD_PROGRAM_URL", "value": "http://compositor:8090/stream"},
-                              {"name": "HYBRIDCAM_DASHBOARD_PROGRAM_H264_URL", "value": "http://compositor:8091/stream"}]
+                              {"name": "HYBRIDCAM_DASHBOARD_PROGRAM_H264_URL", "value": "http://compositor:8091/stream"},
+                              {"name": "HYBRIDCAM_DASHBOARD_EVENTS_DIR", "value": "/data/events"}]
     main = container("dashboard", options.image, ["hybridcam", "dashboard", "--host", "0.0.0.0", "--port", "8088"],
-                     env, 8088, resources(0.2, "1", PROCESS_MEMORY["dashboard"]), options, [site_mount()])
-    return [deployment("dashboard", "dashboard", {"containers": [main], "volumes": [site_volume()]}), service("dashboard", 8088, "dashboard")]
+                     env, 8088, resources(0.2, "1", PROCESS_MEMORY["dashboard"]), options,
+                     [site_mount(), {**events_mount, "readOnly": True}] if with_events else [site_mount()])
+    pod: dict[str, Any] = {"containers": [main], "volumes": [site_volume()]}
+    if with_events:
+        events_env = common_env(8089) + [{"name": "HYBRIDCAM_EVENTS_DIR", "value": "/data/events"}]
+        pod["containers"].append(container("events", options.image, ["hybridcam", "events"], events_env, 8089,
+                                           resources(0.2, "1", PROCESS_MEMORY["events"]), options, [site_mount(), events_mount]))
+        pod["securityContext"] = {"fsGroup": 10001}
+        pod["volumes"].append({"name": "events", "emptyDir": {"sizeLimit": "4Gi"}})
+    return [deployment("dashboard", "dashboard", pod), service("dashboard", 8088, "dashboard")]
 
 
 def sampler(options: RenderOptions) -> list[Manifest]:

@@ -81,11 +81,15 @@ class CameraWorker(threading.Thread):
         inline_jpeg_quality: int | None = None,
         reconnect_max_s: float = 10.0,
         ring_namespace: str = "hybridcam",
+        site_bus: StreamBus | None = None,
     ) -> None:
+        """``bus`` gets every frame reference; with a node-local frame bus, ``site_bus`` (the site Redis)
+        gets them too, carrying the inline JPEG that the readers on other servers decode."""
         super().__init__(name=f"capture-{camera.id}", daemon=True)
         self.camera = camera
         self.source = source
         self.bus = bus
+        self.site_bus = site_bus
         self.stop_event = stop
         self.inline_jpeg_quality = inline_jpeg_quality
         self.reconnect_max_s = reconnect_max_s
@@ -198,6 +202,7 @@ class CameraWorker(threading.Thread):
             self.seq += 1
 
     def _publish(self, slot: int, capture_ts: float, pixels) -> None:
+        jpeg = encode_jpeg(pixels, self.inline_jpeg_quality) if self.inline_jpeg_quality else None
         ref = FrameRef(
             camera_id=self.camera.id,
             seq=self.seq,
@@ -206,7 +211,9 @@ class CameraWorker(threading.Thread):
             height=self.camera.height,
             shm_name=self.ring.name,
             slot=slot,
-            jpeg=encode_jpeg(pixels, self.inline_jpeg_quality) if self.inline_jpeg_quality else None,
+            jpeg=None if self.site_bus is not None else jpeg,
         )
         self.bus.publish(self.stream, ref, maxlen=FRAME_STREAM_MAXLEN)
+        if self.site_bus is not None:
+            self.site_bus.publish(self.stream, ref.model_copy(update={"jpeg": jpeg}), maxlen=FRAME_STREAM_MAXLEN)
         self.stats.frame_published(capture_ts)

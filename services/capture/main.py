@@ -69,14 +69,15 @@ def run(args: argparse.Namespace) -> int:
         network = NetworkTimeouts(settings.capture_open_timeout_s, settings.capture_read_timeout_s)
         sources = {camera.id: open_source(camera, scene, network) for camera in cameras}
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+        frame_bus = StreamBus(settings.frames_redis_url, maxlen=settings.stream_maxlen) if settings.frames_redis_url else bus
         quality = settings.capture_jpeg_quality if settings.capture_inline_jpeg else None
-        namespace = ring_namespace(settings.redis_url)
+        namespace = ring_namespace(settings.frame_bus_url)
         slots = {camera.id: settings.ring_slots(camera.fps) for camera in cameras}
         try:
             check_shared_memory({ring_name(c.id, namespace): ring_bytes(c.width, c.height, slots[c.id]) for c in cameras})
             workers = [
-                CameraWorker(camera, sources[camera.id], bus, service.stop, slots[camera.id], quality,
-                             settings.capture_reconnect_max_s, namespace)
+                CameraWorker(camera, sources[camera.id], frame_bus, service.stop, slots[camera.id], quality,
+                             settings.capture_reconnect_max_s, namespace, site_bus=bus if frame_bus is not bus else None)
                 for camera in cameras
             ]
         except FrameMemoryFull as error:
@@ -85,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         if reused:
             log.info("took over the frame rings a previous capture left for %s (readers re-attach)", ", ".join(reused))
         log.info("site %s: capturing %d camera(s) into Redis at %s", site.site, len(cameras), redacted_url(settings.redis_url))
+        if frame_bus is not bus:
+            log.info("frame references on this server's Redis at %s; the site Redis gets them with an inline JPEG%s",
+                     redacted_url(settings.frames_redis_url), "" if quality else " (none: HYBRIDCAM_CAPTURE_INLINE_JPEG is off)")
         for camera in cameras:
             log.info("  %-12s %-6s %dx%d@%g  %s; ring %d frames (%.2f s, %.1f MiB)", camera.id, camera.role, camera.width,
                      camera.height, camera.fps, sources[camera.id].description, slots[camera.id],

@@ -74,7 +74,9 @@ class Dashboard:
 
 def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameBrowser | None = None) -> FastAPI:
     cameras = site.resolved()
-    state = SiteState(site.site, cameras, settings.dashboard_alerts_kept, settings.dashboard_price_set)
+    servers = {camera: group.group for group in site.placement_groups() for camera in group.cameras}
+    state = SiteState(site.site, cameras, settings.dashboard_alerts_kept, settings.dashboard_price_set, servers,
+                      settings.dashboard_camera_silent_s)
     sync_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     streams = [frames_stream(c.id) for c in cameras] + [DETECTIONS_STREAM, HEALTH_STREAM, ALERTS_STREAM, DEADLETTER_STREAM]
     holder: dict[str, Dashboard] = {}
@@ -87,6 +89,7 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(feed.run(), name="live-feed")
+        watch = asyncio.create_task(feed.watch_silent_cameras(), name="silent-cameras")
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None))
         if cloud is not None:
             await asyncio.to_thread(_check_cloud, dashboard)
@@ -94,6 +97,7 @@ def create_app(settings: DashboardSettings, site: SiteConfig, cloud: CloudFrameB
             yield
         finally:
             task.cancel()
+            watch.cancel()
             await live_views.close()
             await app.state.http.aclose()
             await feed.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +117,15 @@ class LiveFeed:
             self.latency.observe(message)
         elif isinstance(message, Alert):
             self.alerts_seen.labels(message.camera_id, message.label).inc()
+
+    async def watch_silent_cameras(self, every_s: float = 1.0) -> None:
+        """Once a second: cameras whose capture went silent are shown down (no message says so: that is the point)."""
+        while True:
+            await asyncio.sleep(every_s)
+            events = self.state.mark_silent_cameras(time.time())
+            for event in events:
+                log.warning("camera %s: %s", event["data"]["camera_id"], event["data"]["capture"]["message"])
+            self._publish(events)
 
     # -- fan-out to pages ------------------------------------------------------------------
 

@@ -64,6 +64,9 @@ class DashboardSettings(CommonSettings):
     dashboard_region: str | None = Field(None, description="AWS region; empty = the AWS SDK's default")
     dashboard_cloud_frames: int = Field(12, ge=1, le=100, description="how many cloud-analysed frames the page lists")
     dashboard_cloud_window_h: float = Field(24.0, gt=0, description="how far back the page looks for cloud frames")
+    dashboard_camera_silent_s: float = Field(
+        6.0, gt=0.0, le=3600.0, description="a camera whose capture has not reported this long is shown down "
+                                            "(capture reports every 2 s; its server is gone or cut off)")
     dashboard_alerts_kept: int = Field(50, ge=1, le=1000, description="alerts the feed shows")
     dashboard_snapshot_width: int = Field(640, ge=64, le=3840, description="width of the camera tile pictures")
     dashboard_tile_fps: float = Field(

@@ -48,20 +48,33 @@ class CameraState:
     role: str
     width: int
     height: int
+    server: str = "edge"  # the placement group (edge server) that captures it
     capture: dict[str, Any] = field(default_factory=lambda: {"state": "unknown", "fps": 0.0, "message": ""})
+    reported_ts: float = 0.0  # when capture last reported on it (0: never)
     edge: dict[str, float] = field(default_factory=dict)
     detections: dict[str, dict[str, Any]] = field(default_factory=dict)  # by source: edge, cloud
 
     def view(self) -> dict[str, Any]:
         return {"camera_id": self.camera_id, "role": self.role, "width": self.width, "height": self.height,
-                "capture": self.capture, "edge": self.edge, "detections": self.detections}
+                "server": self.server, "capture": self.capture, "edge": self.edge, "detections": self.detections}
+
+    def silent_for(self, now: float, after_s: float) -> float | None:
+        """Seconds since capture last reported, when that is longer than ``after_s`` and not yet shown."""
+        if not self.reported_ts or self.capture.get("state") == "down":
+            return None
+        silent = now - self.reported_ts
+        return silent if silent > after_s else None
 
 
 class SiteState:
     def __init__(self, site_name: str, cameras: list[ResolvedCamera], alerts_kept: int = 50,
-                 price_set: str = "us-east-1-2026") -> None:
+                 price_set: str = "us-east-1-2026", servers: dict[str, str] | None = None,
+                 camera_silent_after_s: float = 6.0) -> None:
+        """``servers``: camera id -> the edge server (placement group) capturing it."""
         self.site_name = site_name
-        self.cameras = {c.id: CameraState(c.id, c.role, c.width, c.height) for c in cameras}
+        servers = servers or {}
+        self.cameras = {c.id: CameraState(c.id, c.role, c.width, c.height, servers.get(c.id, "edge")) for c in cameras}
+        self.camera_silent_after_s = camera_silent_after_s
         self.alerts: deque[dict[str, Any]] = deque(maxlen=alerts_kept)
         self.watch_hits: deque[dict[str, Any]] = deque(maxlen=alerts_kept)
         self.health: dict[tuple[str, str], Health] = {}
@@ -106,6 +119,7 @@ class SiteState:
             camera = self.cameras[report.camera_id]
             camera.capture = {"state": report.state, "fps": report.counters.get("fps", 0.0), "message": report.message,
                               "frames": report.counters.get("frames", 0.0)}
+            camera.reported_ts = max(camera.reported_ts, report.ts)
             events.append({"type": "camera", "data": camera.view() | {"detections": None}})
         elif report.service == "edge_infer":
             events.extend(self._edge_counters(report))
@@ -118,6 +132,30 @@ class SiteState:
             events.append({"type": "program", "data": self.program})
         events.append({"type": "service", "data": self._service_view(report)})
         return events
+
+    def mark_silent_cameras(self, now: float) -> list[Event]:
+        """Cameras whose capture stopped reporting (its server is gone or cut off) are shown down."""
+        events: list[Event] = []
+        for camera in self.cameras.values():
+            silent = camera.silent_for(now, self.camera_silent_after_s)
+            if silent is None:
+                continue
+            camera.capture = {**camera.capture, "state": "down", "fps": 0.0,
+                              "message": f"no report from its capture for {silent:.0f} s: server {camera.server} is down or unreachable"}
+            events.append({"type": "camera", "data": camera.view() | {"detections": None}})
+        return events
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Each edge server with its cameras: up while any of them delivers, down when all are silent."""
+        by_server: dict[str, list[CameraState]] = {}
+        for camera in self.cameras.values():
+            by_server.setdefault(camera.server, []).append(camera)
+        views = []
+        for server, cameras in by_server.items():
+            states = [c.capture.get("state", "unknown") for c in cameras]
+            state = "down" if all(s == "down" for s in states) else "up" if any(s in ("ok", "degraded") for s in states) else "unknown"
+            views.append({"server": server, "state": state, "cameras": {c.camera_id: c.capture.get("state") for c in cameras}})
+        return views
 
     def _forget_silent_instances(self, now: float, silent_after_s: float = 120.0) -> None:
         """A restarted service reports under a new instance name: drop the old one once it has been silent a while."""
@@ -169,6 +207,7 @@ class SiteState:
             "site": self.site_name,
             "redis_ok": self.redis_ok,
             "cameras": [c.view() for c in self.cameras.values()],
+            "servers": self.servers(),
             "alerts": list(self.alerts),
             "watch_hits": list(self.watch_hits),
             "uplink": self.uplink,

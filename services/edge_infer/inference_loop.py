@@ -46,9 +46,13 @@ class InferenceLoop:
         scheduler: MotionScheduler | None = None,
         scenes: dict[str, CameraScene] | None = None,
         pose_stage: PoseStage | None = None,
+        results_bus: StreamBus | None = None,
     ) -> None:
-        """``scenes``: cameras with masks or object filters; their detections are dropped before publishing."""
+        """``bus`` holds the frame streams (the work queue); ``results_bus`` gets detections and health when
+        that is another Redis (the site's, the frames being on this server's own). ``scenes``: cameras with
+        masks or object filters; their detections are dropped before publishing."""
         self.bus = bus
+        self.results_bus = results_bus or bus
         self.pool = detector if isinstance(detector, DetectorPool) else DetectorPool([detector])
         self.detector = self.pool.first
         self.scheduler = scheduler
@@ -67,6 +71,7 @@ class InferenceLoop:
         self.latency = LatencyHistograms(metrics)
         self.progress = Progress(stall_after_s=5.0, fail_after_s=30.0)  # a loop turn takes at most a read block + a batch
         bus.on_retry = self.progress.beat
+        self.results_bus.on_retry = self.progress.beat
 
     def start(self) -> None:
         for stream in self.streams:
@@ -176,7 +181,7 @@ class InferenceLoop:
             result = result.model_copy(update={"detections": [*result.detections, *coasting]})
         if self.pose_stage is not None:
             result = self._with_poses(frame, result)
-        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+        self._answer(entry, result)
         self.counters[ref.camera_id].record(result.latency_ms, result.inference_ms, result.count(PERSON))
         self.latency.observe(result)
 
@@ -187,7 +192,16 @@ class InferenceLoop:
         result = self.carrier.carried_set(ref, self.detector.name, self.provider)
         if self.pose_stage is not None:
             result = self.pose_stage.decorate(result)
-        self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+        self._answer(entry, result)
+
+    def _answer(self, entry: StreamEntry, result: DetectionSet) -> None:
+        """Publish a frame's detections and acknowledge the frame: in one transaction on one Redis; across
+        two, publish first (a crash between them re-delivers the frame, by then stale and dropped)."""
+        if self.results_bus is self.bus:
+            self.bus.publish_and_ack(DETECTIONS_STREAM, result, entry.stream, self.group, [entry.entry_id])
+            return
+        self.results_bus.publish(DETECTIONS_STREAM, result)
+        self.bus.ack(entry.stream, self.group, [entry.entry_id])
 
     def _with_poses(self, frame: BorrowedFrame, result: DetectionSet) -> DetectionSet:
         """Poses and actions of the tracked people; a pose that fails (bad crop) costs the frame its poses only."""
@@ -258,7 +272,8 @@ class InferenceLoop:
                 self.process(claimed)
 
     def health(self) -> Health:
-        totals: dict[str, float] = {"dead_lettered": self.bus.counters["dead_lettered"]}
+        totals: dict[str, float] = {"dead_lettered": self.bus.counters["dead_lettered"] + (
+            self.results_bus.counters["dead_lettered"] if self.results_bus is not self.bus else 0)}
         for camera_id, counters in self.counters.items():
             for key, value in counters.as_dict().items():
                 totals[f"{camera_id}.{key}"] = value
@@ -273,10 +288,11 @@ class InferenceLoop:
         """From the age of the last loop turn; degraded while Redis refuses or is away."""
         if self.state != "ok":
             return self.state, ""
-        return self.progress.state("degraded" if self.bus.refusing else "ok", self.bus.refusing)
+        refusing = self.bus.refusing or self.results_bus.refusing
+        return self.progress.state("degraded" if refusing else "ok", refusing)
 
     def publish_health(self) -> None:
-        self.bus.publish(HEALTH_STREAM, self.health(), maxlen=1000)
+        self.results_bus.publish(HEALTH_STREAM, self.health(), maxlen=1000)
 
     def close(self) -> None:
         self.pool.close()

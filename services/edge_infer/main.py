@@ -108,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
                  len(cameras), ", ".join(c.id for c in cameras), settings.edge_max_frame_age_ms)
 
         bus = StreamBus(settings.redis_url, maxlen=settings.stream_maxlen)
+        frame_bus = StreamBus(settings.frames_redis_url, maxlen=settings.stream_maxlen) if settings.frames_redis_url else bus
         streams = [frames_stream(c.id) for c in cameras]
-        metrics = service_registry(lambda: [loop.health()], bus.stream_collector(lambda: streams))
+        metrics = service_registry(lambda: [loop.health()], frame_bus.stream_collector(lambda: streams))
         scenes = {c.id: site.scene(c.id) for c in cameras}
         scenes = {c: scene for c, scene in scenes.items() if scene.masks or scene.filters}  # the rest pay nothing
         scheduler = MotionScheduler(pool.size, settings.edge_floor_fps, masks={c: s.masks for c, s in scenes.items()}) \
@@ -122,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
                      pose_stage.model.model_path.stem, settings.edge_pose_max_people, settings.edge_pose_rate_hz,
                      "fall, lying, running, loitering, hands raised")
         loop = InferenceLoop(
-            bus, pool, streams, settings.edge_group, settings.edge_consumer,
+            frame_bus, pool, streams, settings.edge_group, settings.edge_consumer,
             settings.edge_max_frame_age_ms, settings.edge_claim_idle_ms, metrics, scheduler, scenes, pose_stage,
+            results_bus=bus,
         )
         service.close_with(lambda: log.info(
             "stopped after %.1f s: %d frames analysed, %d skipped", service.elapsed_s,

@@ -104,7 +104,7 @@ function showCamera(camera) {
   badge.textContent = capture.state || "unknown";
   badge.className = `badge state ${capture.state || "unknown"}`;
   badge.title = capture.message || "";
-  $(".stats", tile.node).textContent =
+  $(".stats", tile.node).textContent = (camera.server && camera.server !== "edge" ? `server ${camera.server} · ` : "") +
     `capture ${(capture.fps || 0).toFixed(1)} fps · detect ${(edge.detect_fps || 0).toFixed(1)} fps · ` +
     `skipped ${edge.skipped || 0} · latency ${(edge.latency_ms || 0).toFixed(0)} ms · people ${edge.people || 0}`;
   if (camera.detections) {
