@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -153,6 +154,13 @@ def first_detections(edge_container: str, cameras: list[str], play_wall: float, 
     raise CheckFailed(f"no edge detections within {within_s:.0f} s for {sorted(set(cameras) - set(seen))}")
 
 
+def probe_seconds(container: str) -> float:
+    """How long edge-infer's back-end probe took at its start (0 when it did not run)."""
+    logs = podman("logs", container, check=False, timeout_s=60)
+    found = re.search(r"measured now in (\d+) s", logs.stdout + logs.stderr)
+    return float(found.group(1)) if found else 0.0
+
+
 def tear_down(played: Path) -> None:
     podman("kube", "play", "--down", str(played), check=False, timeout_s=300)
     podman("secret", "rm", SECRET, check=False, timeout_s=60)
@@ -188,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
             for camera in cameras:
                 say(f"  camera {camera}: first edge detection {first[camera]:.1f} s after the play")
             slowest = max(first[camera] for camera in cameras)
+            probes = [probe_seconds(f"{group}{POD_SUFFIX}-edge-infer") for group in ("edge-1", "edge-2")]
+            if any(probes):
+                say(f"  of which the edge's one-time back-end probe (cached afterwards): {max(probes):.0f} s")
             say(f"every probe healthy within {pods_up:.0f} s; edge detections on all {len(cameras)} cameras within "
                 f"{slowest:.0f} s of the play ({slowest - pods_up:+.0f} s after the last probe turned healthy)")
             if slowest > DETECTIONS_WITHIN_S and slowest - pods_up > DETECTIONS_WITHIN_S:
