@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("director-eval", "devstack.director_eval", "run the director offline on recorded files or a synthetic scene and measure its cut"),
     Command("dashboard", "services.dashboard.main", "serve the operator web page: program, cameras, alerts, cloud frames, metrics"),
     Command("cloud", "cloud.commands", "deploy or destroy the AWS stack, run the local cloud stand-ins"),
+    Command("fleet-console", "cloud.local.console_adapter", "serve the fleet console (sites, servers' health, cloud frames, alerts) locally, token required"),
     Command("analyze-video", "cloud.stored_video.cli", "after the event: label timeline, report and highlights of a stored video (Rekognition Video)"),
     Command("recordings", "hybridcam.recordings_cli", "upload the program recordings to the stack's bucket (recordings/<site>/), resumable"),
     Command("sampling-eval", "hybridcam.sampling_eval.cli", "replay cloud-sampling policies on recorded footage against a reference detector"),

@@ -381,6 +381,50 @@ class PatchSet(Envelope):
     patches: list[UplinkPatch] = Field(max_length=MAX_PATCHES)
 
 
+SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""a site or server id the fleet console can name in a URL: letters, digits, '.', '_', '-'; at most 64"""
+MAX_HEARTBEAT_CAMERAS = 64
+MAX_HEARTBEAT_SERVICES = 32
+ShortText = Annotated[str, Field(max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CameraState(BaseModel):
+    """One camera's latest state as the site's health stream reported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    camera_id: Name
+    state: HealthState
+    message: ShortText = ""
+
+
+class ServiceState(BaseModel):
+    """One service instance's latest state, and how old that report was when the heartbeat left."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: Name
+    instance: Name
+    state: HealthState
+    message: ShortText = ""
+    age_s: float = Field(0.0, ge=0.0, le=MAX_EPOCH_S, allow_inf_nan=False)
+
+
+class Heartbeat(Envelope):
+    """A small periodic summary of one edge server's health, sent through the cloud path (a Kinesis record)
+    for the fleet console. The cloud marks the server stale when heartbeats stop (docs/fleet-console.md)."""
+
+    schema_name: ClassVar[str] = "heartbeat"
+
+    site: str = Field(pattern=SITE_ID_PATTERN)
+    server: str = Field(pattern=SITE_ID_PATTERN)
+    sent_ts: Timestamp
+    interval_s: float = Field(ge=1.0, le=3600.0, allow_inf_nan=False, description="how often this server sends one")
+    cameras: list[CameraState] = Field(default_factory=list, max_length=MAX_HEARTBEAT_CAMERAS)
+    services: list[ServiceState] = Field(default_factory=list, max_length=MAX_HEARTBEAT_SERVICES)
+
+
 def alerts_of(result: CloudResult) -> list[Alert]:
     """The alerts a cloud result carries, with each label's best score in the frame."""
     alerts = []
@@ -403,7 +447,8 @@ def register(model: type[Envelope]) -> type[Envelope]:
     return model
 
 
-for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest, PatchSet):
+for _model in (FrameRef, DetectionSet, Health, CloudFrame, CloudResult, Alert, FaceMatches, CloudConfirmRequest, PatchSet,
+               Heartbeat):
     register(_model)
 _REGISTRY[(CloudFrame.schema_name, 1)] = CloudFrame  # v1 lacks only v2's defaulted fields
 _REGISTRY[(DetectionSet.schema_name, 1)] = DetectionSet  # v1 lacks only v2's defaulted fields

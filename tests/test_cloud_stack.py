@@ -69,9 +69,9 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
 
     table = boto3.client("dynamodb").describe_table(TableName=outputs["FramesTableName"])["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    [index] = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "camera-latest"
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["camera_id", "capture_ts"]
+    indexes = {index["IndexName"]: [k["AttributeName"] for k in index["KeySchema"]] for index in table["GlobalSecondaryIndexes"]}
+    assert indexes == {"camera-latest": ["camera_id", "capture_ts"], "site-latest": ["site", "capture_ts"],
+                       "site-events": ["site", "start_ts"]}
 
     assert boto3.client("sns").get_topic_attributes(TopicArn=outputs["AlertTopicArn"])["Attributes"]["TopicArn"]
 

@@ -29,6 +29,7 @@ from services.sampler.confirmations import confirmation_records
 from services.sampler.edge_pairing import EdgePairing
 from services.sampler.encoding import FrameEncoder
 from services.sampler.face_candidates import FaceCandidates
+from services.sampler.heartbeat import HeartbeatSource
 from services.sampler.kinesis_sender import ClaimCheck, CloudUnavailable, KinesisSender, OutgoingRecord, partition_key
 from services.sampler.patch_sampler import PatchSampler
 from services.sampler.patch_sender import PatchSender
@@ -133,6 +134,9 @@ class Sampler:
         self.fps = {c.id: c.fps for c in site.masters()}
         self._outbox: asyncio.Queue[list[OutgoingRecord] | None] | None = None
         self._tracks: dict[Token, list[FrameTrack]] = {}
+        self.heartbeats = HeartbeatSource(bus, site.site, settings.sampler_heartbeat_interval_s, time.time,
+                                          settings.sampler_heartbeat_server or None)
+        self.heartbeats.next_at = time.time() + settings.sampler_heartbeat_interval_s
         """the edge's tracked objects in the frames being decided (they travel with a sent frame)"""
 
     # -- the loop ----------------------------------------------------------------------------
@@ -175,12 +179,31 @@ class Sampler:
             except TimeoutError:
                 await self.replay_spool()
                 await self._send_patches()
+                await self.send_heartbeat()
                 continue
             if batch is None:
                 return
             await self._forward_and_ack(batch)
             await self.replay_spool()
             await self._send_patches()
+
+    async def send_heartbeat(self) -> None:
+        """This server's health summary for the fleet console, when due and the cloud answers (never spooled)."""
+        if not self.heartbeats.due() or len(self.spool) or time.monotonic() < self.cloud_retry_at:
+            return
+        try:
+            record = await asyncio.to_thread(self.heartbeats.record)
+        except Exception as error:  # the health stream could not be read: the next one will try again
+            log.warning("no heartbeat this time: %s", error)
+            return
+        if record is None:
+            return
+        try:
+            await self.sender.send([record])
+            self.counters["heartbeats_sent"] += 1
+        except CloudUnavailable as error:
+            self.counters["heartbeats_unsent"] += 1
+            self.cloud_unreachable(error.reason)
 
     async def _send_patches(self) -> None:
         if self.patches is not None:

@@ -43,6 +43,8 @@ class SamplerSettings(CommonSettings):
     sampler_consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="consumer name in the group (host-pid by default)")
     sampler_face_watch: bool = Field(False, description="mark frames where the edge saw a person tall enough for a searchable face (the cloud's face watch-list searches only those)")
     sampler_face_min_px: float = Field(40.0, gt=0, description="smallest searchable face in pixels of a 1080-line frame (Rekognition's documented minimum is 40)")
+    sampler_heartbeat_interval_s: float = Field(30.0, ge=0.0, le=3600.0, description="how often this server's health summary goes to the fleet console through the cloud path (first one after one interval); 0 = never")
+    sampler_heartbeat_server: str = Field("", description="this server's id on the fleet console; empty = the host name")
     sampler_claim_idle_ms: int = Field(10_000, ge=100, description="take over a dead sampler's unacknowledged frames after this idle time")
 
     # -- which frames go (services/sampler/policy.py, docs/sampling.md) -----------------------

@@ -9,6 +9,8 @@ Deployed handler: ``detector_lambda.handler.lambda_handler``. Per record (see pi
   are skipped by the pipeline's idempotency check);
 - when less than RECORD_RESERVE_S of the invocation remains, no further record is started: the rest
   are reported as failures, so a slow batch never runs into the function timeout;
+- a heartbeat record (the edge's health summary, fleet.py) is written to the fleet table; a malformed one,
+  or any when no FLEET_TABLE is set, is logged, counted (``dropped_heartbeats``) and acknowledged;
 - when every record of the batch failed, BatchProcessor raises, so the invocation counts in the
   Errors metric (and its alarm) and the event source retries it (halving it, BisectBatchOnFunctionError).
 
@@ -17,6 +19,8 @@ Each log line while a record is processed carries ``sequence_number``, ``frame_i
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -24,9 +28,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from detector_lambda.dead_letters import DeadLetters
+from detector_lambda.fleet import FleetTable
 from detector_lambda.logs import logger
 from detector_lambda.pipeline import Pipeline, build_pipeline
-from detector_lambda.records import RecordError, decode_record, sequence_number_of
+from detector_lambda.records import HeartbeatError, HeartbeatRecord, RecordError, decode_any, sequence_number_of
 from detector_lambda.settings import LambdaSettings, load_settings
 
 
@@ -41,6 +46,9 @@ class DetectorFunction:
         self._settings = settings
         self._pipeline = pipeline
         self._dead_letters: DeadLetters | None = None
+        self._fleet: FleetTable | None = None
+        self.counters: Counter[str] = Counter()
+        """heartbeats stored / dropped_heartbeats / stale_heartbeats over this container's life"""
         self.processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
         self._out_of_time = False
         self._entry = logger.inject_lambda_context(self.handle, clear_state=True)
@@ -89,10 +97,17 @@ class DetectorFunction:
         with logger.append_context_keys(sequence_number=sequence_number_of(raw)):
             self._check_time(lambda_context)
             try:
-                frame_record = decode_record(raw)
+                decoded = decode_any(raw)
+            except HeartbeatError as error:
+                self._drop_heartbeat(str(error))
+                return
             except RecordError as error:
                 self._dead_letter(raw, error)
                 return
+            if isinstance(decoded, HeartbeatRecord):
+                self._store_heartbeat(decoded)
+                return
+            frame_record = decoded
             frame = frame_record.frame
             with logger.append_context_keys(frame_id=frame.frame_id, camera=frame.camera_id):
                 try:
@@ -102,6 +117,28 @@ class DetectorFunction:
                 except Exception:
                     logger.exception("record failed; reported in batchItemFailures for a retry")
                     raise
+
+    @property
+    def fleet(self) -> FleetTable | None:
+        if self._fleet is None and self.settings.fleet_table:
+            self._fleet = FleetTable(self.pipeline.table.dynamodb, self.settings.fleet_table)
+        return self._fleet
+
+    def _store_heartbeat(self, record: HeartbeatRecord) -> None:
+        heartbeat = record.heartbeat
+        if self.fleet is None:
+            self._drop_heartbeat(f"no FLEET_TABLE is set (heartbeat of {heartbeat.site}/{heartbeat.server})")
+            return
+        if self.fleet.put_heartbeat(heartbeat, time.time()):
+            self.counters["heartbeats"] += 1
+        else:
+            self.counters["stale_heartbeats"] += 1
+            logger.info("heartbeat of %s/%s sent at %.3f is older than the stored one; not written",
+                        heartbeat.site, heartbeat.server, heartbeat.sent_ts)
+
+    def _drop_heartbeat(self, reason: str) -> None:
+        self.counters["dropped_heartbeats"] += 1
+        logger.warning("heartbeat dropped (%d so far): %s", self.counters["dropped_heartbeats"], reason)
 
     def _check_time(self, lambda_context: Any) -> None:
         if self._out_of_time:

@@ -15,6 +15,8 @@ Face watch-list (face_watch.py): FACE_SEARCH (enabled|disabled, default disabled
 (required when enabled), FACE_MATCH_THRESHOLD (0-100, default 80), FACE_MIN_CONFIDENCE (0-100, default
 90), FACE_MIN_SIZE_PX (at 1080p, default 40), FACE_ALERT_COOLDOWN_S (default 600), FACE_MATCH_TTL_DAYS
 (default 30), FACE_MATCHES_TABLE (required when enabled: the table of matches and cooldowns, keyed by person).
+Fleet console (fleet.py): FLEET_TABLE (the table edge heartbeats are kept in; empty = heartbeats are
+counted and dropped).
 Logging is Powertools' own: POWERTOOLS_LOG_LEVEL (default INFO), POWERTOOLS_SERVICE_NAME.
 """
 
@@ -56,6 +58,7 @@ class LambdaSettings(BaseSettings):
     face_alert_cooldown_s: float = Field(600.0, ge=0.0, le=7 * 86400.0)
     face_match_ttl_days: int = Field(30, ge=1, le=3650)
     face_matches_table: str = ""
+    fleet_table: str = ""
 
     @field_validator("detector_backend", mode="before")
     @classmethod
