@@ -173,6 +173,9 @@ def kill_and_watch(site: Site, pod: str, lost: str) -> dict[str, Any]:
     per_camera = {c: sum(1 for s in sets if s.camera_id == c and not s.tracked) / window for c in sorted(survivor_cameras)}
     late_from_lost = [s for s in sets if s.camera_id in site.servers[lost] and s.published_ts > killed_wall + 1]
     new_events = [e for e in site.events(killed_wall) if e["id"] not in before["events"]]
+    if not new_events:  # an event needs a person to step onto a floor: give the surviving cameras a while longer
+        new_events, _ = wait_for("a new event from the surviving server's cameras",
+                                 lambda: [e for e in site.events(killed_wall) if e["id"] not in before["events"]], 60, every_s=2.0)
     states = site.camera_states()
     program = site.program_pictures() - pictures_before
     cuts = [c for c in site.cuts() if c["camera"] and c["time"] > killed_wall]
