@@ -149,3 +149,19 @@ def test_single_node_profile_is_what_podman_kube_play_can_run():
     assert env["HYBRIDCAM_DASHBOARD_PROGRAM_URL"] == "http://compositor-pod-0:8090/stream"
     probe = deployments["edge-1"]["spec"]["template"]["spec"]["containers"][2]["livenessProbe"]["exec"]["command"]
     assert probe[:3] == ["python", "-m", "hybridcam.healthcheck"] and probe[3] == "http://127.0.0.1:8081/health"
+
+
+def test_the_events_service_runs_beside_the_dashboard_and_shares_its_database_when_the_site_has_rules():
+    pod = by_kind(rendered(), "Deployment")["dashboard"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"dashboard", "events"}
+    assert {"name": "events", "mountPath": "/data/events"} in containers["events"]["volumeMounts"]
+    assert {"name": "events", "mountPath": "/data/events", "readOnly": True} in containers["dashboard"]["volumeMounts"]
+    env = {c: {e["name"]: e.get("value") for e in containers[c]["env"]} for c in containers}
+    assert env["dashboard"]["HYBRIDCAM_DASHBOARD_EVENTS_DIR"] == env["events"]["HYBRIDCAM_EVENTS_DIR"] == "/data/events"
+    assert env["dashboard"]["HYBRIDCAM_HEALTH_PORT"] != env["events"]["HYBRIDCAM_HEALTH_PORT"]  # one network namespace
+
+    site = load_site(SITE)
+    without_rules = site.model_copy(update={"events": site.events.model_copy(update={"rules": []})})
+    plain = render(without_rules, SITE.read_text(), RenderOptions())
+    assert [c["name"] for c in by_kind(plain, "Deployment")["dashboard"]["spec"]["template"]["spec"]["containers"]] == ["dashboard"]
