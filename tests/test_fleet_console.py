@@ -15,7 +15,7 @@ import pytest
 from cloud.local.console_adapter import api_event
 from detector_lambda.console import FleetConsole, load_console_settings
 from detector_lambda.records import HeartbeatRecord, decode_any
-from services.sampler.heartbeat import server_id, summarise
+from services.sampler.heartbeat import per_server, server_id, summarise
 from shared.schemas import Health
 from tests.fixtures.cloud import CloudResources, base64_of
 from tests.fixtures.fleet import console_environ, detector_function, heartbeat, put_event, running_console, send, send_frames
@@ -186,3 +186,26 @@ def test_the_sampler_summary_keeps_the_newest_report_of_each_camera_and_service(
     record = {"kinesis": {"sequenceNumber": "1", "partitionKey": "site-a/heartbeat/edge-1", "data": base64_of(beat.encode())}}
     decoded = decode_any(record)
     assert isinstance(decoded, HeartbeatRecord) and decoded.heartbeat == beat
+
+
+def test_a_site_on_two_servers_sends_one_heartbeat_per_live_server_and_none_for_a_quiet_one() -> None:
+    servers = {"edge-1": ["wide", "north"], "edge-2": ["south"]}
+    now = 1000.0
+    reports = [
+        Health(service="capture", instance="wide", camera_id="wide", state="ok", ts=now - 1),
+        Health(service="capture", instance="north", camera_id="north", state="ok", ts=now - 2),
+        Health(service="edge_infer", instance="edge-1-pod", state="ok", ts=now - 1, counters={"wide.analysed": 5.0, "north.analysed": 3.0}),
+        Health(service="compositor", instance="compositor-pod", state="ok", ts=now - 1),
+        # edge-2 went quiet 40 s ago: its last reports are still in the stream
+        Health(service="capture", instance="south", camera_id="south", state="ok", ts=now - 40),
+        Health(service="edge_infer", instance="edge-2-pod", state="ok", ts=now - 40, counters={"south.analysed": 9.0}),
+    ]
+    split = per_server(reports, servers, "sampler-host", now)
+    assert set(split) == {"edge-1", "sampler-host"}, "a quiet server sends no heartbeat: the console shows it stale"
+    edge_1 = summarise(split["edge-1"], "site-a", "edge-1", 30.0, now)
+    assert [c.camera_id for c in edge_1.cameras] == ["north", "wide"]
+    assert [s.instance for s in edge_1.services] == ["edge-1-pod"]
+    assert [s.service for s in summarise(split["sampler-host"], "site-a", "sampler-host", 30.0, now).services] == ["compositor"]
+
+    reports.append(Health(service="capture", instance="south", camera_id="south", state="ok", ts=now + 5))
+    assert set(per_server(reports, servers, "sampler-host", now + 6)) == {"edge-1", "edge-2", "sampler-host"}

@@ -135,7 +135,8 @@ class Sampler:
         self._outbox: asyncio.Queue[list[OutgoingRecord] | None] | None = None
         self._tracks: dict[Token, list[FrameTrack]] = {}
         self.heartbeats = HeartbeatSource(bus, site.site, settings.sampler_heartbeat_interval_s, time.time,
-                                          settings.sampler_heartbeat_server or None)
+                                          settings.sampler_heartbeat_server or None,
+                                          {group.group: list(group.cameras) for group in site.placement})
         self.heartbeats.next_at = time.time() + settings.sampler_heartbeat_interval_s
         """the edge's tracked objects in the frames being decided (they travel with a sent frame)"""
 
@@ -188,21 +189,21 @@ class Sampler:
             await self._send_patches()
 
     async def send_heartbeat(self) -> None:
-        """This server's health summary for the fleet console, when due and the cloud answers (never spooled)."""
+        """The edge servers' health summaries for the fleet console, when due and the cloud answers (never spooled)."""
         if not self.heartbeats.due() or len(self.spool) or time.monotonic() < self.cloud_retry_at:
             return
         try:
-            record = await asyncio.to_thread(self.heartbeats.record)
+            records = await asyncio.to_thread(self.heartbeats.records)
         except Exception as error:  # the health stream could not be read: the next one will try again
             log.warning("no heartbeat this time: %s", error)
             return
-        if record is None:
+        if not records:
             return
         try:
-            await self.sender.send([record])
-            self.counters["heartbeats_sent"] += 1
+            await self.sender.send(records)
+            self.counters["heartbeats_sent"] += len(records)
         except CloudUnavailable as error:
-            self.counters["heartbeats_unsent"] += 1
+            self.counters["heartbeats_unsent"] += len(records)
             self.cloud_unreachable(error.reason)
 
     async def _send_patches(self) -> None:
