@@ -140,3 +140,20 @@ def test_openvino_reads_the_fp32_model_after_constant_folding(tmp_path: Path) ->
     found = detector.detect(cv2.imread(str(TEST_DATA / "person.jpg")))
     reference = load_detector("nanodet").detect(cv2.imread(str(TEST_DATA / "person.jpg")))
     assert sorted(found.class_ids.tolist()) == sorted(reference.class_ids.tolist())
+
+
+def test_the_detector_pool_starts_all_its_threads_before_any_inference() -> None:
+    import threading
+
+    from services.edge_infer.detector_pool import DetectorPool
+
+    class Idle:
+        name, labels, providers = "idle", ["person"], ["CPUExecutionProvider"]
+
+    before = {t.name for t in threading.enumerate()}
+    pool = DetectorPool([Idle(), Idle(), Idle()])  # type: ignore[list-item]
+    try:
+        started = {t.name for t in threading.enumerate()} - before
+        assert len([name for name in started if name.startswith("detector")]) == 3
+    finally:
+        pool.close()

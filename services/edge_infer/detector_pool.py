@@ -9,6 +9,7 @@ caller's thread, so each result is still written and acknowledged in one transac
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
@@ -26,6 +27,14 @@ R = TypeVar("R")
 Outcome = Detections | Exception
 
 
+def start_every_worker(executor: ThreadPoolExecutor, workers: int, timeout_s: float = 30.0) -> None:
+    """Start the executor's threads now, before any inference: it starts them lazily otherwise, and a thread
+    started while another is inside the runtime once hung the service (the new thread never began)."""
+    barrier = threading.Barrier(workers)
+    for started in [executor.submit(barrier.wait, timeout_s) for _ in range(workers)]:
+        started.result()
+
+
 class DetectorPool:
     def __init__(self, detectors: Sequence[Detector], choice: BackendChoice | None = None) -> None:
         if not detectors:
@@ -36,6 +45,8 @@ class DetectorPool:
         for detector in self.detectors:
             self._idle.put(detector)
         self._executor = ThreadPoolExecutor(len(self.detectors), "detector") if len(self.detectors) > 1 else None
+        if self._executor is not None:
+            start_every_worker(self._executor, len(self.detectors))
 
     @property
     def size(self) -> int:
