@@ -218,8 +218,10 @@ def _deliver_answers(run: PolicyRun, policy: SamplingPolicy, results: FrameResul
         return
     run.answers = [answer for answer in run.answers if answer[0] > now + 1e-9]
     for _, index in due:
-        found = sum(1 for d in results.reference[index] if d[0] in watch_labels and d[1] >= min_score)
-        policy.learn(CAMERA, index / fps, found)
+        found = [d for d in results.reference[index] if d[0] in watch_labels and d[1] >= min_score]
+        width, height = float(results.footage["width"]), float(results.footage["height"])
+        policy.learn(CAMERA, index / fps, len(found), [(d[2] / width, d[3] / height, d[4] / width, d[5] / height)
+                                                       for d in found])
 
 
 def record(run: PolicyRun, verdicts: Iterable, now: float) -> None:
