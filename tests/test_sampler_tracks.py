@@ -199,3 +199,36 @@ def test_the_cloud_answer_carries_its_watch_label_boxes_normalised_to_the_frame(
                                       Detection(label="dog", score=0.9, box=(0, 0, 10, 10))])
     pairing.add(answer)
     assert pairing.cloud_answers() == [("cam", 12.5, 1, [(0.1, 0.1, 0.2, 0.5)])]
+
+
+def people(*rects: tuple[int, int]) -> np.ndarray:
+    """A room with a person (a rectangle at x, of the given grey level) per entry."""
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    for x, grey in rects:
+        cv2.rectangle(frame, (x, 120), (x + 40, 300), (grey, grey, grey), -1)
+    return frame
+
+
+def test_a_blind_edge_does_not_resend_where_the_cloud_already_found_someone() -> None:
+    """The edge sees no one (a seated person it misses); the cloud found her: her fidgeting is no change
+    worth a frame, a second person elsewhere is."""
+    for tracking in (False, True):
+        replay = Replay(policy(busy_backoff=1.0))
+        blind = tracked() if tracking else EdgeSummary.of([], WATCH, BAND)
+        if tracking:  # the camera's edge tracks objects (it saw one earlier), none in view now
+            replay.policy.cameras.clear()
+            replay.offer(people(), tracked((1, 0.9, (0.9, 0.1, 0.95, 0.2))))
+            replay.offer(people(), tracked((1, 0.9, (0.9, 0.1, 0.95, 0.2))))
+            assert replay.policy.tracking_cameras() == ["cam"]
+        while replay.seq < 10:
+            replay.offer(people(), blind)
+        first = len(replay.sent())
+        replay.offer(people((60, 10)), blind)  # she arrives: changed
+        assert replay.sent()[first:] == [(10, "changed")]
+        replay.policy.learn("cam", 1.0, 1, [(60 / 640, 120 / 360, 100 / 640, 300 / 360)])
+        for step in range(40):  # she fidgets for 4 s: every frame differs from the sent one where she sits
+            replay.offer(people((60, 10 if step % 2 else 60)), blind)
+        assert replay.sent()[first:] == [(10, "changed")]
+        for _ in range(5):  # someone else, where the cloud found no one
+            replay.offer(people((60, 10), (400, 10)), blind)
+        assert replay.sent()[first:] == [(10, "changed"), (51, "changed")]

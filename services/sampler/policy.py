@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 
 from services.sampler.settings import SamplerSettings
@@ -319,6 +320,10 @@ class CameraState:
     """the edge tracks of recently sent frames, by capture time, until the cloud answers for them"""
     doubted: dict[int, float] = field(default_factory=dict)
     """tracks the cloud's answer did not confirm, with that frame's time: uncovered again once, never twice"""
+    reference: KeptFrame | None = None
+    """the last sent frame, small and grey (what the change is measured against)"""
+    cloud_boxes: tuple[Box, ...] = ()
+    """where the cloud found watch-label objects in the last sent frame (normalised)"""
     pruned_ts: float = float("-inf")
 
 
@@ -434,6 +439,7 @@ class AdaptivePolicy:
         state = self.camera(camera_id)
         if state.last_sent_ts is not None and capture_ts >= state.last_sent_ts:
             state.cloud_count = watch_count
+            state.cloud_boxes = tuple(boxes or ())
         if self.settings.recheck_unconfirmed:
             self._doubt_unconfirmed(state, capture_ts, watch_count, boxes)
         if watch_count > 0 and capture_ts >= state.spell_start_ts:
@@ -528,11 +534,24 @@ class AdaptivePolicy:
             if all(t.unsure for t in ready if t.track_id not in state.doubted):
                 return "unsure", REASON_RANK["unsure"] + min(value, 9.9) / 10
             return "new_object", REASON_RANK["new_object"] + min(value, 9.9) / 10
-        if not tracks and change is not None and s.change.changed(change):  # the edge sees nothing it tracks
+        if not tracks and change is not None and s.change.changed(change) \
+                and self._changed_beyond_known(state):  # the edge sees nothing it tracks
             return "changed", REASON_RANK["changed"] + min(s.change.strength(change), 99.0) / 100
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
         return None, 0.0
+
+    def _changed_beyond_known(self, state: CameraState) -> bool:
+        """The change since the last sent frame, leaving out where the cloud found watch-label objects in it
+        (grown by KNOWN_MARGIN), still counts: an edge blind to people the cloud has seen (seated, half hidden)
+        would otherwise send them again each time they move."""
+        if not state.cloud_boxes or state.reference is None:
+            return True
+        current = state.detector.keep()
+        if current.source_shape != state.reference.source_shape:
+            return True
+        return self.settings.change.changed(change_outside(current, state.reference, state.cloud_boxes,
+                                                           self.settings.change.pixel_delta))
 
     def _ready(self, state: CameraState, track: EdgeTrack, now: float) -> bool:
         """An uncovered track worth a frame: confirmed, and well visible or past the patience; one the cloud
@@ -566,7 +585,7 @@ class AdaptivePolicy:
         if edge is not None and edge.unsure > 0 and not cloud_has_them \
                 and (strength is None or strength >= s.unsure_min_change):
             return "unsure", REASON_RANK["unsure"] + min(edge.unsure, 0.99)
-        if change is not None and strength is not None and s.change.changed(change):
+        if change is not None and strength is not None and s.change.changed(change) and self._changed_beyond_known(state):
             return "changed", REASON_RANK["changed"] + min(strength, 99.0) / 100
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
@@ -576,7 +595,7 @@ class AdaptivePolicy:
         facts = candidate.facts
         state = self.camera(facts.camera_id)
         state.last_sent_ts = facts.ts
-        state.cloud_count = None
+        state.cloud_count, state.cloud_boxes = None, ()
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
@@ -589,6 +608,7 @@ class AdaptivePolicy:
                     del state.shown[next(iter(state.shown))]
         if candidate.kept is not None:
             state.detector.set_reference(candidate.kept)
+            state.reference = candidate.kept
         return Verdict(facts.token, "send", candidate.reason, facts.camera_id, facts.ts)
 
     def _dispatch(self, candidate: Candidate) -> list[Verdict]:
@@ -637,6 +657,27 @@ class AdaptivePolicy:
             held, self.held = self.held, None
             verdicts.append(Verdict(held.facts.token, "skip", "budget", held.facts.camera_id, held.facts.ts))
         return verdicts
+
+
+KNOWN_MARGIN = 0.25
+"""a known object's box grows by this share of its size on each side: it moves a little between frames"""
+
+
+def change_outside(current: KeptFrame, reference: KeptFrame, boxes: Sequence[Box], pixel_delta: int) -> ChangeFeatures:
+    """The change features of ``current`` against ``reference`` with the given (normalised) boxes left out."""
+    changed = cv2.threshold(cv2.absdiff(current.grey, reference.grey), pixel_delta - 1, 255, cv2.THRESH_BINARY)[1]
+    edges = cv2.bitwise_xor(current.edges, reference.edges)
+    height, width = changed.shape[:2]
+    for x0, y0, x1, y1 in boxes:
+        grow_x, grow_y = (x1 - x0) * KNOWN_MARGIN, (y1 - y0) * KNOWN_MARGIN
+        left, top = max(0, int((x0 - grow_x) * width)), max(0, int((y0 - grow_y) * height))
+        right, bottom = min(width, math.ceil((x1 + grow_x) * width)), min(height, math.ceil((y1 + grow_y) * height))
+        changed[top:bottom, left:right] = 0
+        edges[top:bottom, left:right] = 0
+    pixels = float(width * height)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    largest = int(stats[1:count, cv2.CC_STAT_AREA].max()) if count > 1 else 0
+    return ChangeFeatures(cv2.countNonZero(changed) / pixels, largest / pixels, cv2.countNonZero(edges) / pixels)
 
 
 CONFIRM_IOU = 0.2
