@@ -7,8 +7,8 @@ budget is sent late). Label recall over time is the share of reference-positive 
 pairs for which the newest frame sent by then, captured at most ``fresh_s`` earlier, also shows
 that label.
 
-The adaptive policy learns the cloud's answer for each frame it sent (how many watch-label
-objects the reference found in it) ``cloud_latency_s`` after sending it, as the live sampler reads
+The adaptive policy learns the cloud's answer for each frame it sent (the watch-label objects
+the reference found in it: their number and boxes) ``cloud_latency_s`` after sending it, as the live sampler reads
 the cloud's results back from the detections stream. Its edge results carry track ids as the live
 edge's do: the cached edge boxes go through the edge's own tracker (``TrackCarrier``), which also
 carries them over frames the edge did not analyse.

@@ -10,12 +10,14 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 - ``every_nth``: frames whose sequence number is a multiple of N (the baseline).
 - ``adaptive``: where the edge tracks its objects (its boxes carry track ids), send when it holds a
   well-visible watch-label track no sent frame has covered yet (``new_object``), picking within the
-  rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); send on
-  change only while the edge sees no watch-label object (a dark or blind edge), on an unsure
-  detection of an uncovered track, or as a heartbeat. Without track ids it falls back to counts:
-  send when the scene changed since the last frame *sent* for that camera, when the edge is unsure
-  about a watch label, when the number of watch-label objects changed (appeared / left), or as a
-  heartbeat. Either way at most ``max_fps`` per camera, ever more rarely for a scene that keeps
+  rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); a track
+  the cloud's answer did not confirm goes once more when well visible (``recheck``); send on change
+  only while the edge sees no watch-label object (a dark or blind edge), on an unsure detection of an
+  uncovered track, or as a heartbeat. Without track ids it falls back to counts: send when the scene
+  changed since the last frame *sent* for that camera, when the edge is unsure about a watch label,
+  when the number of watch-label objects changed (appeared / left), or as a heartbeat. Either way a
+  change where the cloud found watch-label objects in the last sent frame does not count, at most
+  ``max_fps`` per camera, ever more rarely for a scene that keeps
   changing (a busy spell backs off), and, optionally, within a site-wide budget (token bucket) where
   the most informative candidate of the window wins.
 """
