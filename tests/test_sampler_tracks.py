@@ -135,3 +135,100 @@ def test_edge_tracks_keep_the_best_box_of_a_track_and_ignore_other_labels() -> N
     tracks = edge_tracks([("person", 0.9, MIDDLE, 1), ("person", 0.45, MIDDLE, 1), ("dog", 0.9, MIDDLE, None),
                           ("person", 0.2, MIDDLE, None)], WATCH, BAND, 0.04)
     assert tracks == (EdgeTrack(1, 1.0, False, "person", MIDDLE),)
+
+
+def test_a_track_the_cloud_did_not_confirm_goes_once_more_when_well_visible() -> None:
+    """A frame covers two tracks; the cloud's boxes show only one of them (the other was too faint for it, or
+    the edge carried a covered id onto someone new): that one goes again once well visible, and only once."""
+    replay = Replay(policy())
+    left, right = (0.1, 0.3, 0.2, 0.7), MIDDLE
+    for _ in range(10):  # 1 s: track 1 sure, track 2 doubted by the edge (unsure score)
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.42, right)))
+    assert replay.sent() == [(0, "heartbeat")]  # covers both
+    replay.policy.learn("cam", 0.0, 1, [left])  # the cloud found only track 1
+    for _ in range(10):
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.42, right)))
+    assert replay.sent() == [(0, "heartbeat")]  # not again while still doubtful: the same picture
+    for _ in range(40):  # track 2 now well visible: one more look, then never again
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.9, right)))
+    assert replay.sent() == [(0, "heartbeat"), (20, "recheck")]
+    replay.policy.learn("cam", 2.0, 1, [left])  # the cloud misses it again: no third frame
+    for _ in range(40):
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.9, right)))
+    assert replay.sent() == [(0, "heartbeat"), (20, "recheck")]
+    assert replay.policy.objects_sent == 2  # type: ignore[attr-defined]
+
+
+def test_a_cloud_answer_confirming_every_track_or_coming_after_a_later_cover_changes_nothing() -> None:
+    replay = Replay(policy())
+    left, right = (0.1, 0.3, 0.2, 0.7), MIDDLE
+    for _ in range(5):
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.9, right)))
+    replay.policy.learn("cam", 0.0, 2, [right, left])  # both confirmed
+    for _ in range(15):
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.9, right), (3, 0.9, (0.7, 0.3, 0.8, 0.7))))
+    assert replay.sent() == [(0, "heartbeat"), (10, "new_object")]  # track 3 once the rate allows; 1 and 2 stay covered
+    replay.policy.learn("cam", 0.0, 0, [])  # a late, stale answer for frame 0: frame 10 showed them since
+    for _ in range(15):
+        replay.offer(room(2), tracked((1, 0.9, left), (2, 0.9, right), (3, 0.9, (0.7, 0.3, 0.8, 0.7))))
+    assert replay.sent() == [(0, "heartbeat"), (10, "new_object")]
+
+
+def test_with_the_cloud_count_only_the_worst_seen_doubtful_tracks_are_rechecked() -> None:
+    replay = Replay(policy())
+    sure, faint, fainter = (0.1, 0.3, 0.2, 0.7), MIDDLE, (0.7, 0.3, 0.8, 0.7)
+    for _ in range(5):
+        replay.offer(room(3), tracked((1, 0.9, sure), (2, 0.45, faint), (3, 0.4, fainter)))
+    replay.policy.learn("cam", 0.0, 2)  # one of three missing, which one unknown: the worst seen (track 3)
+    state = replay.policy.cameras["cam"]
+    assert set(state.covered) == {1, 2} and set(state.doubted) == {3}
+    for _ in range(15):
+        replay.offer(room(3), tracked((1, 0.9, sure), (2, 0.9, faint), (3, 0.9, fainter)))
+    assert replay.sent() == [(0, "heartbeat"), (10, "recheck")]  # once the rate window opens
+
+
+def test_the_cloud_answer_carries_its_watch_label_boxes_normalised_to_the_frame() -> None:
+    from services.sampler.edge_pairing import EdgePairing
+    from shared.schemas import Detection, DetectionSet
+
+    pairing = EdgePairing(["cam"], WATCH, BAND)
+    answer = DetectionSet(camera_id="cam", seq=4, frame_id="4", capture_ts=12.5, width=640, height=360, model="cloud",
+                          provider="test", latency_ms=0.0, source="cloud",
+                          detections=[Detection(label="Person", score=0.9, box=(64, 36, 128, 180)),
+                                      Detection(label="person", score=0.4, box=(0, 0, 10, 10)),
+                                      Detection(label="dog", score=0.9, box=(0, 0, 10, 10))])
+    pairing.add(answer)
+    assert pairing.cloud_answers() == [("cam", 12.5, 1, [(0.1, 0.1, 0.2, 0.5)])]
+
+
+def people(*rects: tuple[int, int]) -> np.ndarray:
+    """A room with a person (a rectangle at x, of the given grey level) per entry."""
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    for x, grey in rects:
+        cv2.rectangle(frame, (x, 120), (x + 40, 300), (grey, grey, grey), -1)
+    return frame
+
+
+def test_a_blind_edge_does_not_resend_where_the_cloud_already_found_someone() -> None:
+    """The edge sees no one (a seated person it misses); the cloud found her: her fidgeting is no change
+    worth a frame, a second person elsewhere is."""
+    for tracking in (False, True):
+        replay = Replay(policy(busy_backoff=1.0))
+        blind = tracked() if tracking else EdgeSummary.of([], WATCH, BAND)
+        if tracking:  # the camera's edge tracks objects (it saw one earlier), none in view now
+            replay.policy.cameras.clear()
+            replay.offer(people(), tracked((1, 0.9, (0.9, 0.1, 0.95, 0.2))))
+            replay.offer(people(), tracked((1, 0.9, (0.9, 0.1, 0.95, 0.2))))
+            assert replay.policy.tracking_cameras() == ["cam"]
+        while replay.seq < 10:
+            replay.offer(people(), blind)
+        first = len(replay.sent())
+        replay.offer(people((60, 10)), blind)  # she arrives: changed
+        assert replay.sent()[first:] == [(10, "changed")]
+        replay.policy.learn("cam", 1.0, 1, [(60 / 640, 120 / 360, 100 / 640, 300 / 360)])
+        for step in range(40):  # she fidgets for 4 s: every frame differs from the sent one where she sits
+            replay.offer(people((60, 10 if step % 2 else 60)), blind)
+        assert replay.sent()[first:] == [(10, "changed")]
+        for _ in range(5):  # someone else, where the cloud found no one
+            replay.offer(people((60, 10), (400, 10)), blind)
+        assert replay.sent()[first:] == [(10, "changed"), (51, "changed")]

@@ -7,8 +7,8 @@ budget is sent late). Label recall over time is the share of reference-positive 
 pairs for which the newest frame sent by then, captured at most ``fresh_s`` earlier, also shows
 that label.
 
-The adaptive policy learns the cloud's answer for each frame it sent (how many watch-label
-objects the reference found in it) ``cloud_latency_s`` after sending it, as the live sampler reads
+The adaptive policy learns the cloud's answer for each frame it sent (the watch-label objects
+the reference found in it: their number and boxes) ``cloud_latency_s`` after sending it, as the live sampler reads
 the cloud's results back from the detections stream. Its edge results carry track ids as the live
 edge's do: the cached edge boxes go through the edge's own tracker (``TrackCarrier``), which also
 carries them over frames the edge did not analyse.
@@ -218,8 +218,10 @@ def _deliver_answers(run: PolicyRun, policy: SamplingPolicy, results: FrameResul
         return
     run.answers = [answer for answer in run.answers if answer[0] > now + 1e-9]
     for _, index in due:
-        found = sum(1 for d in results.reference[index] if d[0] in watch_labels and d[1] >= min_score)
-        policy.learn(CAMERA, index / fps, found)
+        found = [d for d in results.reference[index] if d[0] in watch_labels and d[1] >= min_score]
+        width, height = float(results.footage["width"]), float(results.footage["height"])
+        policy.learn(CAMERA, index / fps, len(found), [(d[2] / width, d[3] / height, d[4] / width, d[5] / height)
+                                                       for d in found])
 
 
 def record(run: PolicyRun, verdicts: Iterable, now: float) -> None:

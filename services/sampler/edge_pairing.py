@@ -13,8 +13,8 @@ a master camera by frame id until its frame is decided. Counted on the way:
 Results arrive out of order and before or after their frame: pairing is by frame id only.
 
 The cloud's results for master frames come back on the same stream (source "cloud", written by
-the results bridge); each is reduced to its count of watch-label objects and handed to the policy
-(``cloud_answers()``), so that it knows what the cloud has already seen (``cloud_answers`` counted).
+the results bridge); each is reduced to its watch-label objects (their count and normalised boxes) and
+handed to the policy (``cloud_answers()``), so that it knows what the cloud has already seen (``cloud_answers`` counted).
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 
-from services.sampler.policy import EdgeSummary, edge_tracks
+from services.sampler.policy import Box, EdgeSummary, edge_tracks
 from shared.schemas import DetectionSet, SchemaError, decode
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus
 
 DECIDED_MEMORY = 4096
+CloudAnswer = tuple[str, float, int, list[Box]]
+"""camera, capture time, watch-label objects the cloud found, their boxes normalised to the frame"""
 
 
 class EdgePairing:
@@ -42,7 +44,7 @@ class EdgePairing:
         self.waiting: OrderedDict[str, tuple[float, EdgeSummary]] = OrderedDict()
         self.decided: OrderedDict[str, None] = OrderedDict()
         self.last_result: dict[str, float] = {}
-        self.answers: list[tuple[str, float, int]] = []
+        self.answers: list[CloudAnswer] = []
         self.counters: Counter[str] = Counter()
         # Start at "now" (an explicit id: XREAD with "$" and no BLOCK would never return anything).
         self.last_id = f"{int(time.time() * 1000)}-0"
@@ -63,8 +65,10 @@ class EdgePairing:
         if result.camera_id not in self.masters:
             return
         if result.source == "cloud":
-            found = sum(1 for d in result.detections if d.label.lower() in self.watch_labels and d.score > self.unsure_band[1])
-            self.answers.append((result.camera_id, result.capture_ts, found))
+            found = [d for d in result.detections if d.label.lower() in self.watch_labels and d.score > self.unsure_band[1]]
+            width, height = max(result.width, 1), max(result.height, 1)
+            boxes = [(d.box[0] / width, d.box[1] / height, d.box[2] / width, d.box[3] / height) for d in found]
+            self.answers.append((result.camera_id, result.capture_ts, len(found), boxes))
             self.counters["cloud_answers"] += 1
             del self.answers[:-self.capacity]
             return
@@ -86,8 +90,8 @@ class EdgePairing:
         self.waiting.move_to_end(result.frame_id)
         self.expire(now)
 
-    def cloud_answers(self) -> list[tuple[str, float, int]]:
-        """(camera, capture time, watch-label objects found) of the cloud results read since the last call."""
+    def cloud_answers(self) -> list[CloudAnswer]:
+        """(camera, capture time, watch-label objects found, their boxes) of the cloud results read since the last call."""
         answers, self.answers = self.answers, []
         return answers
 

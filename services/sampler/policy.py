@@ -10,12 +10,14 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 - ``every_nth``: frames whose sequence number is a multiple of N (the baseline).
 - ``adaptive``: where the edge tracks its objects (its boxes carry track ids), send when it holds a
   well-visible watch-label track no sent frame has covered yet (``new_object``), picking within the
-  rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); send on
-  change only while the edge sees no watch-label object (a dark or blind edge), on an unsure
-  detection of an uncovered track, or as a heartbeat. Without track ids it falls back to counts:
-  send when the scene changed since the last frame *sent* for that camera, when the edge is unsure
-  about a watch label, when the number of watch-label objects changed (appeared / left), or as a
-  heartbeat. Either way at most ``max_fps`` per camera, ever more rarely for a scene that keeps
+  rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); a track
+  the cloud's answer did not confirm goes once more when well visible (``recheck``); send on change
+  only while the edge sees no watch-label object (a dark or blind edge), on an unsure detection of an
+  uncovered track, or as a heartbeat. Without track ids it falls back to counts: send when the scene
+  changed since the last frame *sent* for that camera, when the edge is unsure about a watch label,
+  when the number of watch-label objects changed (appeared / left), or as a heartbeat. Either way a
+  change where the cloud found watch-label objects in the last sent frame does not count, at most
+  ``max_fps`` per camera, ever more rarely for a scene that keeps
   changing (a busy spell backs off), and, optionally, within a site-wide budget (token bucket) where
   the most informative candidate of the window wins.
 """
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 
 from services.sampler.settings import SamplerSettings
@@ -34,7 +37,7 @@ from shared.scene_change import ChangeFeatures, KeptFrame, SceneChangeDetector, 
 from shared.schemas import FrameRef
 from shared.site_config import ResolvedCamera
 
-SEND_REASONS = ("new_object", "changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
+SEND_REASONS = ("new_object", "recheck", "changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
 SKIP_REASONS = ("unchanged", "rate", "budget", "not_nth")
 POLICY_NAMES = ("adaptive", "every_nth")
 
@@ -161,8 +164,9 @@ class SamplingPolicy(Protocol):
         """Verdicts due without a new frame (a held frame the budget now lets through)."""
         ...
 
-    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
-        """The cloud's answer for a frame sent earlier: how many watch-label objects it found."""
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int, boxes: Sequence[Box] | None = None) -> None:
+        """The cloud's answer for a frame sent earlier: how many watch-label objects it found (and where,
+        normalised boxes, when known)."""
         ...
 
     def describe(self) -> str: ...
@@ -200,7 +204,7 @@ class EveryNthFrame:
     def poll(self, now: float) -> list[Verdict]:
         return []
 
-    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int, boxes: Sequence[Box] | None = None) -> None:
         return
 
     def describe(self) -> str:
@@ -228,6 +232,10 @@ class AdaptiveSettings:
     """... and one that is not (cut by the border, small, unsure) is sent for after this long anyway"""
     track_memory_s: float = 30.0
     """a covered track not seen for this long is forgotten (bounded state)"""
+    recheck_unconfirmed: bool = True
+    """when the cloud found fewer watch-label objects in a sent frame than the edge tracks it showed, the
+    shortfall's worst-seen tracks that the edge doubted too (not well visible) count as uncovered again, and go
+    once more when well visible (``recheck``; once per track)"""
     max_fps: float = 1.0
     """per camera"""
     busy_backoff: float = 2.5
@@ -310,6 +318,14 @@ class CameraState:
     """edge track ids a sent frame showed (the cloud answers about them), with the time of that frame"""
     rate_held: Candidate | None = None
     """the best frame for uncovered tracks while the rate window is closed (sent when it opens)"""
+    shown: dict[float, tuple[EdgeTrack, ...]] = field(default_factory=dict)
+    """the edge tracks of recently sent frames, by capture time, until the cloud answers for them"""
+    doubted: dict[int, float] = field(default_factory=dict)
+    """tracks the cloud's answer did not confirm, with that frame's time: uncovered again once, never twice"""
+    reference: KeptFrame | None = None
+    """the last sent frame, small and grey (what the change is measured against)"""
+    cloud_boxes: tuple[Box, ...] = ()
+    """where the cloud found watch-label objects in the last sent frame (normalised)"""
     pruned_ts: float = float("-inf")
 
 
@@ -329,11 +345,14 @@ class Candidate:
 
 
 # Candidates compete for the budget by reason first, then by how strong the reason is.
-COVER_REASONS = ("new_object", "unsure")
+COVER_REASONS = ("new_object", "recheck", "unsure")
 """reasons a frame is held for inside the rate window, to send the best cover when it opens"""
 TRACK_MEMORY_ENTRIES = 4096
 """tracks remembered per camera at most (seen and covered)"""
-REASON_RANK = {"new_object": 5.0, "appeared": 4.0, "left": 3.0, "unsure": 2.0, "changed": 1.0, "heartbeat": 0.0}
+SHOWN_FRAMES = 32
+"""sent frames per camera whose tracks are kept for the cloud's answer (an answer that never comes is dropped)"""
+REASON_RANK = {"new_object": 5.0, "appeared": 4.0, "recheck": 3.5, "left": 3.0, "unsure": 2.0, "changed": 1.0,
+               "heartbeat": 0.0}
 
 
 class AdaptivePolicy:
@@ -418,16 +437,39 @@ class AdaptivePolicy:
         """Cameras whose edge boxes carry track ids (the track-driven rules apply to them)."""
         return sorted(camera_id for camera_id, state in self.cameras.items() if state.tracking)
 
-    def learn(self, camera_id: str, capture_ts: float, watch_count: int) -> None:
+    def learn(self, camera_id: str, capture_ts: float, watch_count: int, boxes: Sequence[Box] | None = None) -> None:
         state = self.camera(camera_id)
         if state.last_sent_ts is not None and capture_ts >= state.last_sent_ts:
             state.cloud_count = watch_count
+            state.cloud_boxes = tuple(boxes or ())
+        if self.settings.recheck_unconfirmed:
+            self._doubt_unconfirmed(state, capture_ts, watch_count, boxes)
         if watch_count > 0 and capture_ts >= state.spell_start_ts:
             # Past the exponent at which the wait reaches the heartbeat, more answers change nothing:
             # the count stops there, so an endless busy spell (or a burst of redriven answers) cannot overflow.
             state.busy_sends = min(state.busy_sends + 1, self._busy_exponent_cap)
 
     # -- internals ---------------------------------------------------------------------------
+    def _doubt_unconfirmed(self, state: CameraState, capture_ts: float, watch_count: int,
+                           boxes: Sequence[Box] | None) -> None:
+        """Tracks of a sent frame that the cloud's answer does not confirm are uncovered again (once per
+        track; not if a later frame showed them): the frame showed the object too small, too faint or too
+        early for the cloud, or the edge's tracker carried a covered id onto another object. With the cloud's
+        boxes, the tracks no cloud box overlaps; with its count only, as many as are missing, of those the
+        edge doubted too (not well visible), worst seen first."""
+        shown = next((state.shown.pop(ts) for ts in list(state.shown) if same_time(ts, capture_ts)), ())
+        candidates = [t for t in shown if t.track_id not in state.doubted
+                      and same_time(state.covered.get(t.track_id), capture_ts)]
+        if boxes is not None:
+            confirmed = confirmed_tracks(shown, boxes)
+            unconfirmed = [t for t in candidates if t.track_id not in confirmed]
+        else:
+            missing = len(shown) - watch_count
+            unconfirmed = sorted((t for t in candidates if not t.well_visible), key=lambda t: t.quality)[:max(0, missing)]
+        for track in unconfirmed:
+            del state.covered[track.track_id]
+            state.doubted[track.track_id] = capture_ts
+
     def _track_busy_spell(self, state: CameraState, ts: float, change: ChangeFeatures | None) -> None:
         """A busy spell ends when the scene held still, or matched the last sent frame, for settle_s."""
         if change is None:
@@ -468,6 +510,7 @@ class AdaptivePolicy:
             else:
                 seen.last_ts, seen.frames = facts.ts, seen.frames + 1
         if len(state.tracks_seen) > TRACK_MEMORY_ENTRIES or len(state.covered) > TRACK_MEMORY_ENTRIES \
+                or len(state.doubted) > TRACK_MEMORY_ENTRIES \
                 or facts.ts - state.pruned_ts >= self.settings.track_memory_s:
             self._forget_old_tracks(state, facts.ts)
 
@@ -477,6 +520,7 @@ class AdaptivePolicy:
         newest = sorted(state.tracks_seen, key=lambda tid: state.tracks_seen[tid].last_ts)[-TRACK_MEMORY_ENTRIES:]
         state.tracks_seen = {tid: state.tracks_seen[tid] for tid in newest}
         state.covered = {tid: ts for tid, ts in state.covered.items() if tid in state.tracks_seen}
+        state.doubted = {tid: ts for tid, ts in state.doubted.items() if tid in state.tracks_seen}
         state.pruned_ts = now
 
     def _track_reason(self, state: CameraState, facts: FrameFacts, edge: EdgeSummary, tracks: tuple[EdgeTrack, ...],
@@ -484,19 +528,42 @@ class AdaptivePolicy:
         """The track-driven rules: uncovered tracks first, change only for a blind edge, heartbeat."""
         s = self.settings
         uncovered = [t for t in tracks if t.track_id not in state.covered]
-        ready = [t for t in uncovered
-                 if state.tracks_seen[t.track_id].frames >= s.count_confirm_frames
-                 and (t.well_visible or facts.ts - state.tracks_seen[t.track_id].first_ts >= s.track_patience_s)]
+        ready = [t for t in uncovered if self._ready(state, t, facts.ts)]
         if ready:
             value = sum(t.quality for t in uncovered)
-            if all(t.unsure for t in ready):
+            if all(t.track_id in state.doubted for t in ready):
+                return "recheck", REASON_RANK["recheck"] + min(value, 9.9) / 20
+            if all(t.unsure for t in ready if t.track_id not in state.doubted):
                 return "unsure", REASON_RANK["unsure"] + min(value, 9.9) / 10
             return "new_object", REASON_RANK["new_object"] + min(value, 9.9) / 10
-        if not tracks and change is not None and s.change.changed(change):  # the edge sees nothing it tracks
+        if not tracks and change is not None and s.change.changed(change) \
+                and self._changed_beyond_known(state):  # the edge sees nothing it tracks
             return "changed", REASON_RANK["changed"] + min(s.change.strength(change), 99.0) / 100
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
         return None, 0.0
+
+    def _changed_beyond_known(self, state: CameraState) -> bool:
+        """The change since the last sent frame, leaving out where the cloud found watch-label objects in it
+        (grown by KNOWN_MARGIN), still counts: an edge blind to people the cloud has seen (seated, half hidden)
+        would otherwise send them again each time they move."""
+        if not state.cloud_boxes or state.reference is None:
+            return True
+        current = state.detector.keep()
+        if current.source_shape != state.reference.source_shape:
+            return True
+        return self.settings.change.changed(change_outside(current, state.reference, state.cloud_boxes,
+                                                           self.settings.change.pixel_delta))
+
+    def _ready(self, state: CameraState, track: EdgeTrack, now: float) -> bool:
+        """An uncovered track worth a frame: confirmed, and well visible or past the patience; one the cloud
+        did not confirm (doubted) only once well visible, so that the second look is a better one."""
+        seen = state.tracks_seen[track.track_id]
+        if seen.frames < self.settings.count_confirm_frames:
+            return False
+        if track.track_id in state.doubted:
+            return track.well_visible
+        return track.well_visible or now - seen.first_ts >= self.settings.track_patience_s
 
     def _reason(self, state: CameraState, facts: FrameFacts, change: ChangeFeatures | None) -> tuple[str | None, float]:
         s = self.settings
@@ -520,7 +587,7 @@ class AdaptivePolicy:
         if edge is not None and edge.unsure > 0 and not cloud_has_them \
                 and (strength is None or strength >= s.unsure_min_change):
             return "unsure", REASON_RANK["unsure"] + min(edge.unsure, 0.99)
-        if change is not None and strength is not None and s.change.changed(change):
+        if change is not None and strength is not None and s.change.changed(change) and self._changed_beyond_known(state):
             return "changed", REASON_RANK["changed"] + min(strength, 99.0) / 100
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
@@ -530,15 +597,20 @@ class AdaptivePolicy:
         facts = candidate.facts
         state = self.camera(facts.camera_id)
         state.last_sent_ts = facts.ts
-        state.cloud_count = None
+        state.cloud_count, state.cloud_boxes = None, ()
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
             for track in facts.edge.tracks or ():
-                self.objects_sent += track.track_id not in state.covered
+                self.objects_sent += track.track_id not in state.covered and track.track_id not in state.doubted
                 state.covered[track.track_id] = facts.ts
+            if facts.edge.tracks:
+                state.shown[facts.ts] = facts.edge.tracks
+                while len(state.shown) > SHOWN_FRAMES:
+                    del state.shown[next(iter(state.shown))]
         if candidate.kept is not None:
             state.detector.set_reference(candidate.kept)
+            state.reference = candidate.kept
         return Verdict(facts.token, "send", candidate.reason, facts.camera_id, facts.ts)
 
     def _dispatch(self, candidate: Candidate) -> list[Verdict]:
@@ -587,6 +659,59 @@ class AdaptivePolicy:
             held, self.held = self.held, None
             verdicts.append(Verdict(held.facts.token, "skip", "budget", held.facts.camera_id, held.facts.ts))
         return verdicts
+
+
+KNOWN_MARGIN = 0.25
+"""a known object's box grows by this share of its size on each side: it moves a little between frames"""
+
+
+def change_outside(current: KeptFrame, reference: KeptFrame, boxes: Sequence[Box], pixel_delta: int) -> ChangeFeatures:
+    """The change features of ``current`` against ``reference`` with the given (normalised) boxes left out."""
+    changed = cv2.threshold(cv2.absdiff(current.grey, reference.grey), pixel_delta - 1, 255, cv2.THRESH_BINARY)[1]
+    edges = cv2.bitwise_xor(current.edges, reference.edges)
+    height, width = changed.shape[:2]
+    for x0, y0, x1, y1 in boxes:
+        grow_x, grow_y = (x1 - x0) * KNOWN_MARGIN, (y1 - y0) * KNOWN_MARGIN
+        left, top = max(0, int((x0 - grow_x) * width)), max(0, int((y0 - grow_y) * height))
+        right, bottom = min(width, math.ceil((x1 + grow_x) * width)), min(height, math.ceil((y1 + grow_y) * height))
+        changed[top:bottom, left:right] = 0
+        edges[top:bottom, left:right] = 0
+    pixels = float(width * height)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    largest = int(stats[1:count, cv2.CC_STAT_AREA].max()) if count > 1 else 0
+    return ChangeFeatures(cv2.countNonZero(changed) / pixels, largest / pixels, cv2.countNonZero(edges) / pixels)
+
+
+CONFIRM_IOU = 0.2
+"""a cloud box confirms an edge track it overlaps at least this much (intersection over union)"""
+
+
+def same_time(a: float | None, b: float) -> bool:
+    """Capture times of the same frame (they may have travelled through JSON)."""
+    return a is not None and abs(a - b) < 1e-3
+
+
+def box_iou(a: Box, b: Box) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def confirmed_tracks(tracks: Sequence[EdgeTrack], boxes: Sequence[Box]) -> set[int]:
+    """Track ids the cloud's boxes confirm: matched one to one, best overlap first."""
+    pairs = sorted(((box_iou(track.box, box), track.track_id, index) for track in tracks
+                    for index, box in enumerate(boxes)), reverse=True)
+    confirmed: set[int] = set()
+    used: set[int] = set()
+    for overlap, track_id, index in pairs:
+        if overlap < CONFIRM_IOU:
+            break
+        if track_id not in confirmed and index not in used:
+            confirmed.add(track_id)
+            used.add(index)
+    return confirmed
 
 
 def watch_labels_of(text: str) -> frozenset[str]:

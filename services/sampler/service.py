@@ -260,8 +260,8 @@ class Sampler:
             self.pairing.read(self.bus, now)
             self.pairing.expire(now)
             self._watch_edge(now)
-            for camera_id, capture_ts, found in self.pairing.cloud_answers():
-                self.policy.learn(camera_id, capture_ts, found)
+            for camera_id, capture_ts, found, boxes in self.pairing.cloud_answers():
+                self.policy.learn(camera_id, capture_ts, found, boxes)
         outgoing: list[OutgoingRecord] = []
         for frame in self._ready(now):
             self._apply(self._decide(frame), outgoing, finished)
