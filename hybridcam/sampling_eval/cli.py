@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "stride of the cached results, else every frame)")
     parser.add_argument("--cloud-latency", type=float, default=1.0,
                         help="seconds after a send before the adaptive policy learns the cloud's answer (default 1.0)")
-    parser.add_argument("--cache-dir", type=Path, help="where per-frame results are cached (default: beside each video)")
+    parser.add_argument("--cache-dir", type=Path, help="where per-frame results are cached (default: .hybridcam/sampling-cache/, or a cache already beside the video)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per detector (0 = all cores)")
     parser.add_argument("--prices", default="us-east-1-2026", help="price set for USD per camera-hour (default us-east-1-2026)")
     parser.add_argument("--out", type=Path, default=Path("sampling-eval"), help="folder for the chart (PNG and HTML)")

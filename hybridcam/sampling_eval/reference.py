@@ -2,8 +2,9 @@
 
 Running the reference (CenterNet + NanoDet tiles) on every frame takes a few hundred milliseconds a
 frame on a CPU, so results are written as they are computed (a stopped run resumes) to
-``<video stem>.detections.json.gz`` beside the video (in ``.hybridcam/sampling-cache/`` when that
-folder is read-only, or in the folder given). Replaying policies
+``.hybridcam/sampling-cache/<video stem>.detections.json.gz`` (or the folder given); a cache that
+already lies beside the video (the repository's clips carry theirs) is used and kept there. Nothing
+new is written beside a video: its folder may be somebody else's, and permission bits do not stop root. Replaying policies
 then only decodes the video for the change features.
 """
 
@@ -77,9 +78,9 @@ def cache_path(footage: Footage, cache_dir: Path | None) -> Path:
     if cache_dir is not None:
         return cache_dir / name
     beside = Path(footage.source).with_name(name)
-    if footage.synthetic or not os.access(beside.parent, os.W_OK):
-        return DEFAULT_CACHE_DIR / name
-    return beside
+    if not footage.synthetic and beside.is_file():
+        return beside
+    return DEFAULT_CACHE_DIR / name
 
 
 def footage_key(footage: Footage) -> dict[str, Any]:
