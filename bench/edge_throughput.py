@@ -47,6 +47,7 @@ from services.edge_infer.detector_pool import DetectorPool, open_pool  # noqa: E
 from shared.schemas import DetectionSet, decode  # noqa: E402
 from shared.site_config import load_site  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, StreamBus  # noqa: E402
+from shared.tracker import iou  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 NANODET = REPO / "models" / "nanodet.onnx"
@@ -442,15 +443,7 @@ def all_boxed(truth: list, result: DetectionSet | None, min_iou: float, detected
     if result is None:
         return False
     boxes = [d.box for d in result.detections if d.label == "person" and not (detected_only and d.tracked)]
-    return all(any(box_iou(person.box, box) >= min_iou for box in boxes) for person in truth)
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return all(any(iou(person.box, box) >= min_iou for box in boxes) for person in truth)
 
 
 def run(sections: set[int], seconds: float, rounds: int, slice_s: float) -> None:

@@ -51,6 +51,7 @@ from devstack.rtsp_server import LocalRtspServer, RtspMount  # noqa: E402
 from devstack.servers import LocalMoto, LocalRedis  # noqa: E402
 from shared.schemas import DetectionSet, Health  # noqa: E402
 from shared.stream_bus import DETECTIONS_STREAM, HEALTH_STREAM, StreamBus  # noqa: E402
+from shared.tracker import iou  # noqa: E402
 from vision.detectors.registry import load_detector  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 240)
@@ -266,14 +267,6 @@ class Reference:
 
     def of(self, footage: Path, seq: int) -> list[Box]:
         return self.boxes.get((footage, seq % self.length(footage)), [])
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def matches(drawn: list[Box], reference: list[Box]) -> int:

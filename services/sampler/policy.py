@@ -36,6 +36,7 @@ from services.sampler.settings import SamplerSettings
 from shared.scene_change import ChangeFeatures, KeptFrame, SceneChangeDetector, SceneChangeSettings
 from shared.schemas import FrameRef
 from shared.site_config import ResolvedCamera
+from shared.tracker import iou
 
 SEND_REASONS = ("new_object", "recheck", "changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
 SKIP_REASONS = ("unchanged", "rate", "budget", "not_nth")
@@ -691,17 +692,9 @@ def same_time(a: float | None, b: float) -> bool:
     return a is not None and abs(a - b) < 1e-3
 
 
-def box_iou(a: Box, b: Box) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def confirmed_tracks(tracks: Sequence[EdgeTrack], boxes: Sequence[Box]) -> set[int]:
     """Track ids the cloud's boxes confirm: matched one to one, best overlap first."""
-    pairs = sorted(((box_iou(track.box, box), track.track_id, index) for track in tracks
+    pairs = sorted(((iou(track.box, box), track.track_id, index) for track in tracks
                     for index, box in enumerate(boxes)), reverse=True)
     confirmed: set[int] = set()
     used: set[int] = set()
