@@ -60,6 +60,9 @@ def test_each_camera_group_is_one_pod_pinned_to_its_node_with_memory_backed_ring
         frames = next(v for v in pod["volumes"] if v["name"] == "frames")
         want_mib = math.ceil(group_shm_bytes([cameras[c] for c in group.cameras], 0) / 2**20)
         assert frames["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{want_mib}Mi"}
+        probe_cache = next(v for v in pod["volumes"] if v["name"] == "probe-cache")
+        assert probe_cache["hostPath"]["type"] == "DirectoryOrCreate"  # the node's figures: measured once per node
+        assert probe_cache["hostPath"]["path"] in pod["initContainers"][0]["command"]
         env = {c: {e["name"]: e.get("value") for e in containers[c]["env"]} for c in containers}
         assert env["capture"]["HYBRIDCAM_CAPTURE_CAMERAS"] == ",".join(group.cameras)
         assert env["edge-infer"]["HYBRIDCAM_EDGE_CAMERAS"] == ",".join(group.cameras)

@@ -229,7 +229,8 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
                                       {"name": "HYBRIDCAM_CAPTURE_RING_SLOTS", "value": str(options.ring_slots)},
                                       {"name": "HYBRIDCAM_CAPTURE_RING_S", "value": f"{RING_SECONDS:g}"},
                                       {"name": "HYBRIDCAM_CAPTURE_INLINE_JPEG", "value": "true" if cross_node else "false"}]
-    # the back-end probe's figures (tens of seconds to measure at the first start) outlive a container restart
+    # the back-end probe's figures (tens of seconds to measure) are the node's: kept on it, so only the first
+    # edge Pod a node ever runs measures, not every restart or rollout
     edge_env = common_env(8081) + [frames_env, {"name": "HYBRIDCAM_EDGE_CAMERAS", "value": ids},
                                    {"name": "HYBRIDCAM_EDGE_PROBE_CACHE_DIR", "value": PROBE_CACHE}]
     edge_resources = resources(1.0, EDGE_CPU_LIMIT, PROCESS_MEMORY["edge-infer"])
@@ -249,14 +250,16 @@ def edge_group(group: PlacementGroup, cameras: list[ResolvedCamera], options: Re
                   start_s=600 if options.gpu else 300),
     ]
     volumes = [site_volume(), {"name": "frames", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}},
-               {"name": "probe-cache", "emptyDir": {"sizeLimit": "16Mi"}}]
+               {"name": "probe-cache", "hostPath": {"path": PROBE_CACHE, "type": "DirectoryOrCreate"}}]
     if options.gpu:
         volumes.append({"name": "tensorrt-cache", "hostPath": {"path": "/var/cache/hybridcam/tensorrt", "type": "DirectoryOrCreate"}})
-    # The memory volume is created root-owned where fsGroup is not applied (podman kube play): the
-    # services run as uid 10001 and create their rings in it, so it is opened up first, as /dev/shm is.
+    # The memory volume is created root-owned where fsGroup is not applied (podman kube play), and a hostPath
+    # directory root-owned by the kubelet: the services run as uid 10001 and write in both, so both are
+    # opened up first, as /dev/shm is.
     open_shm = {"name": "shm-permissions", "image": options.image, "imagePullPolicy": options.image_pull_policy,
-                "command": ["chmod", "1777", "/dev/shm"], "securityContext": {"runAsUser": 0},
-                "resources": resources(0.05, "100m", 32), "volumeMounts": [{"name": "frames", "mountPath": "/dev/shm"}]}
+                "command": ["chmod", "1777", "/dev/shm", PROBE_CACHE], "securityContext": {"runAsUser": 0},
+                "resources": resources(0.05, "100m", 32),
+                "volumeMounts": [{"name": "frames", "mountPath": "/dev/shm"}, {"name": "probe-cache", "mountPath": PROBE_CACHE}]}
     pod = {"nodeSelector": {NODE_LABEL: group.node}, "terminationGracePeriodSeconds": 15,
            "securityContext": {"fsGroup": 10001}, "initContainers": [open_shm], "containers": containers, "volumes": volumes}
     edge = deployment(name, "edge", pod)
