@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from detector_lambda.alerts import alerted_labels
 from detector_lambda.fleet import HEARTBEAT_KIND
 from detector_lambda.logs import logger
+from detector_lambda.settings import first_error, from_environ
 from detector_lambda.storage import from_dynamo
 from shared.errors import ConfigError
 from shared.schemas import SITE_ID_PATTERN, utc_iso
@@ -63,12 +64,9 @@ class ConsoleSettings(BaseSettings):
 
 def load_console_settings(environ: Mapping[str, str] | None = None) -> ConsoleSettings:
     try:
-        if environ is None:
-            return ConsoleSettings()  # required fields come from the environment
-        return ConsoleSettings.model_validate({name.lower(): value for name, value in environ.items()})
+        return from_environ(ConsoleSettings, environ)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else ""
+        name, first = first_error(error)
         raise ConfigError(f"console setting {name}: {first['msg']} (the fleet console needs FRAMES_BUCKET, "
                           "FRAMES_TABLE, FLEET_TABLE).") from None
 

@@ -23,7 +23,7 @@ Logging is Powertools' own: POWERTOOLS_LOG_LEVEL (default INFO), POWERTOOLS_SERV
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -102,15 +102,28 @@ class LambdaSettings(BaseSettings):
         )
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def from_environ(model: type[SettingsT], environ: Mapping[str, str] | None) -> SettingsT:
+    """``model`` from ``environ`` (variable names in any case), or from the process environment when None."""
+    if environ is None:
+        return model()  # required fields come from the environment
+    return model.model_validate({name.lower(): value for name, value in environ.items()})
+
+
+def first_error(error: ValidationError) -> tuple[str, dict[str, Any]]:
+    """The variable name (upper case) of the first validation error, and that error."""
+    first = error.errors()[0]
+    return (str(first["loc"][0]).upper() if first["loc"] else ""), dict(first)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> LambdaSettings:
     """The settings from ``environ`` (default: the process environment); ConfigError names the first bad variable."""
     try:
-        if environ is None:
-            return LambdaSettings()  # required fields come from the environment
-        return LambdaSettings.model_validate({name.lower(): value for name, value in environ.items()})
+        return from_environ(LambdaSettings, environ)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else ""
+        name, first = first_error(error)
         if first["type"] in ("missing", "string_too_short"):
             raise ConfigError(f"environment variable {name} is not set (the detector Lambda needs "
                               "FRAMES_BUCKET, FRAMES_TABLE, ALERT_TOPIC_ARN, RESULTS_QUEUE_URL).") from None
