@@ -232,3 +232,40 @@ def test_a_blind_edge_does_not_resend_where_the_cloud_already_found_someone() ->
         for _ in range(5):  # someone else, where the cloud found no one
             replay.offer(people((60, 10), (400, 10)), blind)
         assert replay.sent()[first:] == [(10, "changed"), (51, "changed")]
+
+
+def test_a_track_starting_where_the_cloud_already_found_someone_is_adopted_not_sent() -> None:
+    """The first frame went before the edge confirmed any track; the cloud found a person in it. The edge's
+    track that starts there afterwards is that person (covered by the answer); one starting elsewhere is not."""
+    replay = Replay(policy())
+    there, elsewhere = MIDDLE, (0.7, 0.3, 0.8, 0.7)
+    replay.offer(room(1), tracked())
+    replay.policy.learn("cam", 0.0, 1, [there])
+    for _ in range(30):
+        replay.offer(room(1), tracked((5, 0.9, (0.41, 0.31, 0.51, 0.71))))
+    assert [token for token, _ in replay.sent()] == [0]
+    assert replay.policy.objects_adopted == 1 and replay.policy.objects_sent == 1  # type: ignore[attr-defined]
+    for _ in range(10):  # the box is taken: a second new track there or elsewhere still goes
+        replay.offer(room(2), tracked((5, 0.9, there), (6, 0.9, elsewhere)))
+    assert replay.sent()[1:] == [(32, "new_object")]  # on its second frame
+
+
+def test_a_frame_held_for_the_rate_window_is_dropped_when_the_answer_adopts_its_tracks() -> None:
+    replay = Replay(policy(max_fps=1.0))
+    replay.offer(room(1), tracked())  # frame 0 goes (nothing tracked yet)
+    for _ in range(8):  # frames 1-8: a track appears and is held until the window opens at 1 s
+        replay.offer(room(1), tracked((5, 0.9, MIDDLE)))
+    replay.policy.learn("cam", 0.0, 1, [MIDDLE])  # the answer: the cloud found her in frame 0
+    for _ in range(10):
+        replay.offer(room(1), tracked((5, 0.9, MIDDLE)))
+    assert [token for token, _ in replay.sent()] == [0]
+    assert [v.reason for v in replay.verdicts if v.verb == "skip" and int(v.token) == 2] == ["unchanged"]  # type: ignore[call-overload]
+
+
+def test_a_second_box_on_a_covered_object_is_no_reason_for_a_frame() -> None:
+    replay = Replay(policy())
+    for _ in range(10):
+        replay.offer(room(1), tracked((1, 0.9, MIDDLE)))
+    for _ in range(20):  # the detector adds a duplicate box on her: a new track id, same object
+        replay.offer(room(1), tracked((1, 0.9, MIDDLE), (2, 0.45, (0.41, 0.31, 0.5, 0.7))))
+    assert [reason for _, reason in replay.sent()] == ["heartbeat"]

@@ -43,8 +43,12 @@ def no_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
 CAR_WATCH = frozenset({"car", "truck", "bus", "cell phone"})
 
 
-@pytest.mark.parametrize(("clip", "watch"), [(PERSON_CLIP, WATCH), (CAR_CLIP, CAR_WATCH)], ids=["people", "cars"])
-def test_adaptive_meets_the_goals_on_real_footage(no_detectors: None, clip: Path, watch: frozenset[str]) -> None:
+# The person clip has 3 new objects in 73 s, so at most 2% of its frames may go; the car clip's blind edge
+# sends on change (3.7%: docs/sampling.md says why).
+@pytest.mark.parametrize(("clip", "watch", "most_sent"), [(PERSON_CLIP, WATCH, 0.02), (CAR_CLIP, CAR_WATCH, 0.04)],
+                         ids=["people", "cars"])
+def test_adaptive_meets_the_goals_on_real_footage(no_detectors: None, clip: Path, watch: frozenset[str],
+                                                  most_sent: float) -> None:
     footage = open_footage(str(clip))
     results = frame_results(footage, DetectorChoice())
     assert results.complete
@@ -58,7 +62,7 @@ def test_adaptive_meets_the_goals_on_real_footage(no_detectors: None, clip: Path
     assert len(objects) >= 3  # three people, four cars
     adaptive, matched = (score(run, events, positives, results, footage.fps, watch, 0.5, 0.001, objects=objects)
                          for run in runs)
-    assert adaptive.sent_fraction <= 0.05, adaptive
+    assert adaptive.sent_fraction <= most_sent, adaptive
     assert adaptive.event_recall >= 0.95, adaptive
     assert adaptive.delay_median_s is not None and adaptive.delay_median_s <= 1.0, adaptive
     # every distinct person or car reaches the cloud, within a second at the median
@@ -103,6 +107,28 @@ def test_reference_objects_are_tracks_of_at_least_the_minimum_length_at_a_usable
     seen = score_objects([(5, 0.8), (12, 1.2), (35, 3.5)], objects, 10.0)
     assert (seen.objects, seen.seen, seen.frames_per_object) == (2, 2, 1.5)
     assert seen.delay_median_s == pytest.approx((0.8 + 2.5) / 2)  # the car counts from its first frame, tiny or not
+
+
+def test_with_ground_truth_a_person_the_reference_loses_for_a_while_is_one_object_and_a_return_is_another() -> None:
+    """The synthetic scene knows who is where: the reference's boxes are named by it, not by the IoU tracker."""
+    truth: list[list[tuple[int, tuple[float, float, float, float]]]] = []
+    frames: list[list] = []
+    for index in range(80):
+        people = []
+        x = 10.0 + index  # person 1 walks right all along
+        people.append((1, (x, 10.0, x + 30.0, 90.0)))
+        if index < 30 or index >= 55:  # person 2: away from 3.0 s to 5.5 s, then back
+            people.append((2, (150.0, 10.0, 180.0, 90.0)))
+        truth.append(people)
+        boxes = [("person", 0.9, *box) for person_id, box in people
+                 if not (person_id == 1 and 20 <= index < 40)]  # the reference misses person 1 for 2 s
+        boxes.append(("person", 0.9, 185.0, 0.0, 200.0, 20.0))  # a box where nobody is: no object
+        frames.append(boxes)
+    results = FrameResults({"width": 200, "height": 100, "frame_count": 80}, {}, [[] for _ in frames], frames)
+    watch = frozenset({"person"})
+    named = reference_objects(results, 10.0, watch, 0.5, truth=truth)
+    assert sorted((o.first, o.last) for o in named) == [(0, 29), (0, 79), (55, 79)]
+    assert len(reference_objects(results, 10.0, watch, 0.5)) == 5  # the tracker: person 1 in two, person 2 twice, the stray box
 
 
 def test_events_are_reference_positive_intervals_with_gaps_under_a_second_merged() -> None:

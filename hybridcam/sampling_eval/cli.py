@@ -2,9 +2,10 @@
 
 For every VIDEO (a file, or synthetic:walkthrough for the built-in scene) the edge detector and the
 cloud-tier reference detector (the local model server's: CenterNet + NanoDet tiles) run on every
-frame once; their results are cached beside the video as NAME.detections.json.gz, so that later
-runs replay the policies in seconds. Objects are the reference's tracks (its boxes linked by IoU)
-lasting at least --min-track-s; events are the intervals in which the reference sees a watch label
+frame once; their results are cached in .hybridcam/sampling-cache/NAME.detections.json.gz (--cache-dir),
+so that later runs replay the policies in seconds. Objects are the reference's tracks (its boxes linked by
+IoU; on the synthetic scene, its ground truth names them: one object per person and visit) lasting at least
+--min-track-s; events are the intervals in which the reference sees a watch label
 (gaps under 1 s merged). The table shows, per policy: frames sent, objects seen by the cloud (a sent
 frame shows them at a usable size), median and p90 delay from an object's first frame to its first
 sent frame, frames sent per object, event recall, label recall over time, and USD per camera-hour
@@ -26,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hybridcam.sampling_eval.chart import render_html, render_png
-from hybridcam.sampling_eval.footage import FootageError, open_footage
+from hybridcam.sampling_eval.footage import FootageError, ground_truth_people, open_footage
 from hybridcam.sampling_eval.objects import reference_objects
 from hybridcam.sampling_eval.reference import DetectorChoice, frame_results
 from hybridcam.sampling_eval.replay import Score, default_specs, find_events, reference_positive, replay, score
@@ -98,8 +99,11 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
                       lambda done, total: progress.update(task, completed=done), args.cloud_latency, args.reference_min_score)
     positives = [reference_positive(frame, watch, args.reference_min_score) for frame in results.reference]
     events = find_events(positives, footage.fps)
+    truth = ground_truth_people(footage)
     objects = reference_objects(results, footage.fps, watch, args.reference_min_score, args.min_track_s,
-                                args.min_object_px)
+                                args.min_object_px, truth)
+    tracked = objects if truth is None else reference_objects(results, footage.fps, watch, args.reference_min_score,
+                                                               args.min_track_s, args.min_object_px)
     scores = [score(run, events, positives, results, footage.fps, watch, args.reference_min_score, price,
                     objects=objects) for run in runs]
     summary = {"video": video, "name": footage.name, "fps": footage.fps, "frames": footage.frame_count,
@@ -107,6 +111,8 @@ def evaluate(video: str, args: argparse.Namespace, console: Console, price: floa
                "duration_s": round(footage.duration_s, 1), "events": [(e.first / footage.fps, e.last / footage.fps)
                                                                     for e in events],
                "objects": len(objects), "new_objects_per_s": round(len(objects) / footage.duration_s, 3),
+               "object_identity": "reference tracks" if truth is None else "ground truth",
+               "reference_tracks": len(tracked),
                "reference": results.detectors["reference_model"], "edge": results.detectors["edge_model"],
                "detector_stride": results.stride}
     return summary, scores

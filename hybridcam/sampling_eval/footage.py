@@ -80,6 +80,19 @@ class Footage:
                 f"using the {self.frame_count} it delivers")
 
 
+def ground_truth_people(footage: Footage) -> list[list[tuple[int, tuple[float, float, float, float]]]] | None:
+    """For the synthetic scene, who is where in every frame (person id, box in pixels); None for a recording."""
+    if not footage.synthetic:
+        return None
+    from services.capture.synthetic_scene import SyntheticScene
+
+    scene = SyntheticScene.default_site(width=footage.width, height=footage.height,
+                                        scenario=footage.source[len(SYNTHETIC_PREFIX):] or "walkthrough")
+    master = next(iter(scene.cameras))
+    return [[(person.person_id, person.box) for person in scene.ground_truth(master, SYNTHETIC_START_S + index / footage.fps)]
+            for index in range(footage.frame_count)]
+
+
 def open_footage(source: str) -> Footage:
     if source.startswith(SYNTHETIC_PREFIX):
         return _synthetic_footage(source)

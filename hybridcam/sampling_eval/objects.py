@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hybridcam.sampling_eval.reference import FrameResults
-from shared.tracker import IouTracker
+from shared.tracker import IouTracker, iou
 
 REFERENCE_MAX_GAP_S = 1.0
 """a reference track survives this long without a detection (the reference misses a frame now and then)"""
@@ -44,9 +44,22 @@ class ObjectScore:
     frames_per_object: float
 
 
+PixelBox = tuple[float, float, float, float]
+TRUTH_MIN_IOU = 0.3
+"""a reference box is a ground-truth person's when they overlap at least this much (best first, one to one)"""
+
+
 def reference_objects(results: FrameResults, fps: float, watch_labels: frozenset[str], min_score: float,
-                      min_track_s: float = 1.0, min_px: float = 12.0) -> list[ReferenceObject]:
-    """The distinct objects the reference sees for at least min_track_s, at a usable size at least once."""
+                      min_track_s: float = 1.0, min_px: float = 12.0,
+                      truth: Sequence[Sequence[tuple[int, PixelBox]]] | None = None) -> list[ReferenceObject]:
+    """The distinct objects the reference sees for at least min_track_s, at a usable size at least once.
+
+    ``truth`` (the synthetic scene's: who is where in each frame) names the objects instead of the IoU tracker:
+    each reference box of a watch label is the ground-truth person it overlaps, so a person the reference loses
+    for a moment stays one object, and one who leaves the view and comes back is a new one; a box that matches
+    nobody is no object."""
+    if truth is not None:
+        return _objects_by_truth(results, fps, watch_labels, min_score, min_track_s, min_px, truth)
     width, height = float(results.footage["width"]), float(results.footage["height"])
     trackers: dict[str, IouTracker] = {}
     found: dict[tuple[str, int], ReferenceObject] = {}
@@ -67,6 +80,50 @@ def reference_objects(results: FrameResults, fps: float, watch_labels: frozenset
                     item.usable.add(index)
     return [item for item in found.values()
             if (item.last - item.first + 1) / fps >= min_track_s and item.usable]
+
+
+def _objects_by_truth(results: FrameResults, fps: float, watch_labels: frozenset[str], min_score: float,
+                      min_track_s: float, min_px: float,
+                      truth: Sequence[Sequence[tuple[int, PixelBox]]]) -> list[ReferenceObject]:
+    visits = _visits(truth, fps)
+    found: dict[tuple[int, int], ReferenceObject] = {}
+    for index, frame in enumerate(results.reference[:len(truth)]):
+        boxes = [(label, (x0, y0, x1, y1)) for label, score, x0, y0, x1, y1 in frame
+                 if label in watch_labels and score >= min_score]
+        pairs = sorted(((iou(box, person_box), b, p) for b, (_, box) in enumerate(boxes)
+                        for p, (_, person_box) in enumerate(truth[index])), reverse=True)
+        boxes_used: set[int] = set()
+        people_used: set[int] = set()
+        for overlap, b, p in pairs:
+            if overlap < TRUTH_MIN_IOU:
+                break
+            if b in boxes_used or p in people_used:
+                continue
+            boxes_used.add(b)
+            people_used.add(p)
+            person_id, box = truth[index][p][0], boxes[b][1]
+            key = (person_id, visits[index][person_id])
+            item = found.setdefault(key, ReferenceObject(len(found) + 1, boxes[b][0], index, index))
+            item.last = index
+            if min(box[2] - box[0], box[3] - box[1]) >= min_px:
+                item.usable.add(index)
+    return [item for item in found.values() if (item.last - item.first + 1) / fps >= min_track_s and item.usable]
+
+
+def _visits(truth: Sequence[Sequence[tuple[int, PixelBox]]], fps: float) -> list[dict[int, int]]:
+    """Per frame, each person's visit number: a person out of view for more than REFERENCE_MAX_GAP_S who comes
+    back is a new object, as a new arrival is for the edge and for the cloud."""
+    last_seen: dict[int, int] = {}
+    visit: dict[int, int] = {}
+    numbered: list[dict[int, int]] = []
+    for index, people in enumerate(truth):
+        for person_id, _ in people:
+            if person_id in last_seen and (index - last_seen[person_id]) / fps > REFERENCE_MAX_GAP_S:
+                visit[person_id] += 1
+            visit.setdefault(person_id, 0)
+            last_seen[person_id] = index
+        numbered.append({person_id: visit[person_id] for person_id, _ in people})
+    return numbered
 
 
 def score_objects(sent: Sequence[tuple[int, float]], objects: Sequence[ReferenceObject], fps: float) -> ObjectScore:

@@ -11,7 +11,9 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
 - ``adaptive``: where the edge tracks its objects (its boxes carry track ids), send when it holds a
   well-visible watch-label track no sent frame has covered yet (``new_object``), picking within the
   rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); a track
-  the cloud's answer did not confirm goes once more when well visible (``recheck``); send on change
+  the cloud's answer did not confirm goes once more when well visible (``recheck``); a new track that starts
+  where the cloud's answer found an object no track accounted for is that object (adopted, not sent), and a
+  duplicate box on a covered track is no reason for a frame; send on change
   only while the edge sees no watch-label object (a dark or blind edge), on an unsure detection of an
   uncovered track, or as a heartbeat. Without track ids it falls back to counts: send when the scene
   changed since the last frame *sent* for that camera, when the edge is unsure about a watch label,
@@ -327,6 +329,9 @@ class CameraState:
     """the last sent frame, small and grey (what the change is measured against)"""
     cloud_boxes: tuple[Box, ...] = ()
     """where the cloud found watch-label objects in the last sent frame (normalised)"""
+    unclaimed: list[Box] = field(default_factory=list)
+    """those of cloud_boxes no edge track of that frame accounts for: objects the cloud found that the edge
+    did not track then; an edge track starting there later is that object (adopted, not sent again)"""
     pruned_ts: float = float("-inf")
 
 
@@ -372,7 +377,9 @@ class AdaptivePolicy:
         self.bucket = TokenBucket(budget / 3600.0, self.settings.budget_burst) if budget > 0 else None
         self.held: Candidate | None = None
         self.objects_sent = 0
-        """edge tracks a sent frame covered for the first time (objects the cloud has seen)"""
+        """edge tracks a sent frame covered for the first time (objects the cloud has seen), adopted ones included"""
+        self.objects_adopted = 0
+        """edge tracks that began where the cloud's answer had already found an object no track accounted for"""
         self._busy_exponent_cap = self._exponent_reaching_heartbeat()
 
     def _exponent_reaching_heartbeat(self) -> int:
@@ -409,7 +416,7 @@ class AdaptivePolicy:
         window_open = state.last_sent_ts is None or facts.ts - state.last_sent_ts >= self._min_interval(state, reason)
         if reason is None:
             if state.rate_held is not None and window_open:
-                verdicts += self._dispatch(self._take_rate_held(state))
+                verdicts += self._release_rate_held(state)
             return verdicts + [Verdict(facts.token, "skip", "unchanged", facts.camera_id, facts.ts)]
         kept = state.detector.keep() if change is not None else None
         candidate = Candidate(facts, reason, value, kept)
@@ -419,6 +426,9 @@ class AdaptivePolicy:
             return verdicts + [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
         if state.rate_held is not None:  # the window opens: the better cover of the held frame and this one goes
             held = self._take_rate_held(state)
+            if not self._still_uncovered(state, held):
+                return verdicts + [Verdict(held.facts.token, "skip", "unchanged", held.facts.camera_id, held.facts.ts),
+                                   *self._dispatch(candidate)]
             loser, candidate = (candidate, held) if held.value > candidate.value else (held, candidate)
             verdicts.append(Verdict(loser.facts.token, "skip", "rate", loser.facts.camera_id, loser.facts.ts))
         return verdicts + self._dispatch(candidate)
@@ -428,7 +438,7 @@ class AdaptivePolicy:
         for camera_id, state in self.cameras.items():
             if camera_id != skip_camera and state.rate_held is not None and state.last_sent_ts is not None \
                     and now - state.last_sent_ts >= self._min_interval(state, state.rate_held.reason):
-                verdicts += self._dispatch(self._take_rate_held(state))
+                verdicts += self._release_rate_held(state)
         if self.held is None or self.bucket is None or not self.bucket.take(now):
             return verdicts
         held, self.held = self.held, None
@@ -440,29 +450,31 @@ class AdaptivePolicy:
 
     def learn(self, camera_id: str, capture_ts: float, watch_count: int, boxes: Sequence[Box] | None = None) -> None:
         state = self.camera(camera_id)
+        shown = next((state.shown.pop(ts) for ts in list(state.shown) if same_time(ts, capture_ts)), ())
+        pairs = match_tracks(shown, boxes or ())
         if state.last_sent_ts is not None and capture_ts >= state.last_sent_ts:
             state.cloud_count = watch_count
             state.cloud_boxes = tuple(boxes or ())
+            claimed = {index for _, index in pairs}
+            state.unclaimed = [box for index, box in enumerate(boxes or ()) if index not in claimed]
         if self.settings.recheck_unconfirmed:
-            self._doubt_unconfirmed(state, capture_ts, watch_count, boxes)
+            self._doubt_unconfirmed(state, capture_ts, watch_count, boxes, shown, {track_id for track_id, _ in pairs})
         if watch_count > 0 and capture_ts >= state.spell_start_ts:
             # Past the exponent at which the wait reaches the heartbeat, more answers change nothing:
             # the count stops there, so an endless busy spell (or a burst of redriven answers) cannot overflow.
             state.busy_sends = min(state.busy_sends + 1, self._busy_exponent_cap)
 
     # -- internals ---------------------------------------------------------------------------
-    def _doubt_unconfirmed(self, state: CameraState, capture_ts: float, watch_count: int,
-                           boxes: Sequence[Box] | None) -> None:
+    def _doubt_unconfirmed(self, state: CameraState, capture_ts: float, watch_count: int, boxes: Sequence[Box] | None,
+                           shown: Sequence[EdgeTrack], confirmed: set[int]) -> None:
         """Tracks of a sent frame that the cloud's answer does not confirm are uncovered again (once per
         track; not if a later frame showed them): the frame showed the object too small, too faint or too
         early for the cloud, or the edge's tracker carried a covered id onto another object. With the cloud's
         boxes, the tracks no cloud box overlaps; with its count only, as many as are missing, of those the
         edge doubted too (not well visible), worst seen first."""
-        shown = next((state.shown.pop(ts) for ts in list(state.shown) if same_time(ts, capture_ts)), ())
         candidates = [t for t in shown if t.track_id not in state.doubted
                       and same_time(state.covered.get(t.track_id), capture_ts)]
         if boxes is not None:
-            confirmed = confirmed_tracks(shown, boxes)
             unconfirmed = [t for t in candidates if t.track_id not in confirmed]
         else:
             missing = len(shown) - watch_count
@@ -528,8 +540,12 @@ class AdaptivePolicy:
                       change: ChangeFeatures | None) -> tuple[str | None, float]:
         """The track-driven rules: uncovered tracks first, change only for a blind edge, heartbeat."""
         s = self.settings
+        if state.unclaimed:
+            self._adopt(state, tracks)
         uncovered = [t for t in tracks if t.track_id not in state.covered]
-        ready = [t for t in uncovered if self._ready(state, t, facts.ts)]
+        covered_here = [t.box for t in tracks if t.track_id in state.covered]
+        ready = [t for t in uncovered if self._ready(state, t, facts.ts)
+                 and not any(iou(t.box, box) >= DUPLICATE_IOU for box in covered_here)]
         if ready:
             value = sum(t.quality for t in uncovered)
             if all(t.track_id in state.doubted for t in ready):
@@ -543,6 +559,17 @@ class AdaptivePolicy:
         if state.last_sent_ts is None or facts.ts - state.last_sent_ts >= s.max_interval_s:
             return "heartbeat", REASON_RANK["heartbeat"]
         return None, 0.0
+
+    def _adopt(self, state: CameraState, tracks: Sequence[EdgeTrack]) -> None:
+        """New edge tracks where the cloud's last answer found an object no track of that frame accounted for
+        are that object: covered by the answer, one track per box (the edge confirmed its track after the frame
+        went, or began to see someone the cloud had already found: seated, half hidden)."""
+        fresh = [t for t in tracks if t.track_id not in state.covered and t.track_id not in state.doubted]
+        for track_id, index in sorted(match_tracks(fresh, state.unclaimed, ADOPT_IOU), key=lambda p: -p[1]):
+            state.covered[track_id] = state.last_sent_ts if state.last_sent_ts is not None else 0.0
+            del state.unclaimed[index]
+            self.objects_sent += 1
+            self.objects_adopted += 1
 
     def _changed_beyond_known(self, state: CameraState) -> bool:
         """The change since the last sent frame, leaving out where the cloud found watch-label objects in it
@@ -598,7 +625,7 @@ class AdaptivePolicy:
         facts = candidate.facts
         state = self.camera(facts.camera_id)
         state.last_sent_ts = facts.ts
-        state.cloud_count, state.cloud_boxes = None, ()
+        state.cloud_count, state.cloud_boxes, state.unclaimed = None, (), []
         if facts.edge is not None:
             state.last_sent_count = facts.edge.watch_count
             state.count_streak = 0
@@ -631,6 +658,18 @@ class AdaptivePolicy:
             return [Verdict(loser.facts.token, "skip", "rate", loser.facts.camera_id, loser.facts.ts),
                     Verdict(facts.token, "hold", candidate.reason, facts.camera_id, facts.ts)]
         return [Verdict(facts.token, "skip", "rate", facts.camera_id, facts.ts)]
+
+    def _release_rate_held(self, state: CameraState) -> list[Verdict]:
+        """The rate window opened: the held frame goes, unless the cloud's answer has since covered its tracks."""
+        held = self._take_rate_held(state)
+        if self._still_uncovered(state, held):
+            return self._dispatch(held)
+        return [Verdict(held.facts.token, "skip", "unchanged", held.facts.camera_id, held.facts.ts)]
+
+    @staticmethod
+    def _still_uncovered(state: CameraState, held: Candidate) -> bool:
+        tracks = held.facts.edge.tracks if held.facts.edge is not None else None
+        return not tracks or any(track.track_id not in state.covered for track in tracks)
 
     @staticmethod
     def _take_rate_held(state: CameraState) -> Candidate:
@@ -685,6 +724,11 @@ def change_outside(current: KeptFrame, reference: KeptFrame, boxes: Sequence[Box
 
 CONFIRM_IOU = 0.2
 """a cloud box confirms an edge track it overlaps at least this much (intersection over union)"""
+ADOPT_IOU = 0.3
+DUPLICATE_IOU = 0.5
+"""an uncovered track lying this much on a covered one in the same frame is a second box of that object (the edge
+detector's duplicate): no reason for a frame while it does"""
+"""a new edge track is the object of an unclaimed cloud box it overlaps at least this much"""
 
 
 def same_time(a: float | None, b: float) -> bool:
@@ -692,19 +736,22 @@ def same_time(a: float | None, b: float) -> bool:
     return a is not None and abs(a - b) < 1e-3
 
 
-def confirmed_tracks(tracks: Sequence[EdgeTrack], boxes: Sequence[Box]) -> set[int]:
-    """Track ids the cloud's boxes confirm: matched one to one, best overlap first."""
+def match_tracks(tracks: Sequence[EdgeTrack], boxes: Sequence[Box], min_iou: float = CONFIRM_IOU) -> list[tuple[int, int]]:
+    """(track id, box index) pairs of tracks and the cloud's boxes: one to one, best overlap first."""
     pairs = sorted(((iou(track.box, box), track.track_id, index) for track in tracks
                     for index, box in enumerate(boxes)), reverse=True)
-    confirmed: set[int] = set()
-    used: set[int] = set()
+    matched: list[tuple[int, int]] = []
+    tracks_used: set[int] = set()
+    boxes_used: set[int] = set()
     for overlap, track_id, index in pairs:
-        if overlap < CONFIRM_IOU:
+        if overlap < min_iou:
             break
-        if track_id not in confirmed and index not in used:
-            confirmed.add(track_id)
-            used.add(index)
-    return confirmed
+        if track_id not in tracks_used and index not in boxes_used:
+            matched.append((track_id, index))
+            tracks_used.add(track_id)
+            boxes_used.add(index)
+    return matched
+
 
 
 def watch_labels_of(text: str) -> frozenset[str]:

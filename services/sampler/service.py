@@ -464,6 +464,7 @@ class Sampler:
             "coverage_recent": round(self.coverage.share(), 5),
             "uplink_budget_kbps": self.settings.sampler_uplink_kbps,
             "objects_sent": getattr(self.policy, "objects_sent", 0),
+            "objects_adopted": getattr(self.policy, "objects_adopted", 0),
             **{k: v for k, v in self.pairing.counters.items()},
             **(self.uplink.counters if self.uplink else {}),
             **(self.patches.counters if self.patches else {}),
