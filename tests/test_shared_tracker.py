@@ -56,3 +56,19 @@ def test_carrier_gives_every_detected_box_its_track_id_unique_across_labels() ->
     person, car = ids[0]
     assert person is not None and car is not None and person != car  # one tracker per label, one id space per camera
     assert ids == [(person, car)] * 3  # the same objects keep their ids
+
+
+def test_a_box_carried_out_of_the_frame_is_not_carried_any_more() -> None:
+    """A car driving out to the right: once its predicted box is mostly outside the frame, nothing is drawn."""
+    carrier = TrackCarrier()
+    for seq in range(3):  # 100 px per 0.1 s to the right, the last one touching the border
+        x = 700.0 + 100.0 * seq
+        carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.1, width=1000,
+                                     height=500, model="m", provider="p", latency_ms=1.0,
+                                     detections=[Detection(label="car", score=0.9, box=(x - 100.0, 200.0, x, 300.0))]))
+    assert [d.box[2] for d in carrier.carried("c", 0.25, 1000, 500)] == [pytest.approx(950.0, abs=1.0)]  # in view
+    assert len(carrier.carried("c", 0.34, 1000, 500)) == 1  # 60% of it still inside
+    assert carrier.carried("c", 0.4, 1000, 500) == []  # all of it past the border
+    empty = DetectionSet(camera_id="c", seq=4, frame_id="c-4", capture_ts=0.4, width=1000, height=500, model="m",
+                         provider="p", latency_ms=1.0, detections=[])
+    assert carrier.coasting(carrier.observe(empty)) == []  # nor coasted on an analysed frame that misses it

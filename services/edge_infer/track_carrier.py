@@ -4,6 +4,7 @@ One IouTracker per camera and label follows the boxes of analysed frames; a skip
 each active track's box moved on at the track's velocity to the frame's capture time, marked as
 tracked (Detection.tracked), so consumers see a box on every frame and know which were detected.
 On an analysed frame, a confirmed track the detector missed is carried over the same way (coasting).
+A box carried mostly out of the frame is not carried: that object has left the view.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ MAX_CARRY_S = 1.5
 # A track must have been detected this often before it is carried over a frame where the detector
 # missed it (one-off false detections are not carried).
 MIN_HITS_TO_COAST = 2
+# A carried box with less than this share of it inside the frame has left the view: it is not carried
+# (carried on, a car that drove out would leave a sliver at the border for the rest of MAX_CARRY_S).
+MIN_IN_VIEW = 0.5
 
 
 class TrackCarrier:
-    def __init__(self, max_carry_s: float = MAX_CARRY_S) -> None:
+    def __init__(self, max_carry_s: float = MAX_CARRY_S, min_in_view: float = MIN_IN_VIEW) -> None:
         self.max_carry_s = max_carry_s
+        self.min_in_view = min_in_view
         self._trackers: dict[str, dict[tuple[str, int], IouTracker]] = defaultdict(dict)
         self._ids: dict[str, Iterator[int]] = {}
         # Ids start from the clock, so a restarted edge does not hand out the ids of tracks the
@@ -60,7 +65,8 @@ class TrackCarrier:
         items = []
         for (label, class_id), tracker in self._trackers.get(result.camera_id, {}).items():
             for track, box in tracker.predict(result.capture_ts):
-                if track.last_seen < result.capture_ts and track.hits >= MIN_HITS_TO_COAST:
+                if track.last_seen < result.capture_ts and track.hits >= MIN_HITS_TO_COAST \
+                        and in_view(box) >= self.min_in_view:
                     items.append(Detection(label=label, class_id=class_id, score=round(track.score, 4),
                                            box=clip(box, result.width, result.height), tracked=True,
                                            track_id=track.track_id))
@@ -73,6 +79,8 @@ class TrackCarrier:
         items = []
         for (label, class_id), tracker in self._trackers.get(camera_id, {}).items():
             for track, box in tracker.predict(ts):
+                if in_view(box) < self.min_in_view:
+                    continue
                 items.append(Detection(label=label, class_id=class_id, score=round(track.score, 4),
                                        box=clip(box, width, height), tracked=True, track_id=track.track_id))
         return items
@@ -90,6 +98,14 @@ class TrackCarrier:
 
 def normalise(box: tuple[float, float, float, float], width: int, height: int) -> Box:
     return (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
+
+
+def in_view(box: Box) -> float:
+    """Share of a normalised box inside the frame (0 for an empty box)."""
+    x0, y0, x1, y1 = box
+    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    inside = max(0.0, min(x1, 1.0) - max(x0, 0.0)) * max(0.0, min(y1, 1.0) - max(y0, 0.0))
+    return inside / area if area > 0 else 0.0
 
 
 def clip(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
