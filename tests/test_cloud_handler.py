@@ -267,7 +267,7 @@ def test_an_sns_failure_neither_holds_back_the_result_nor_silences_the_camera(ha
     [result] = harness.results()  # the result went to the edge despite SNS
     assert result.frame_id == frame.frame_id and result.alerts == ["Person"]
     cooldown = boto3.client("dynamodb").get_item(TableName=harness.resources.table,
-                                                 Key={"pk": {"S": "cooldown#cam1#person"}})
+                                                 Key={"pk": {"S": "cooldown#test-site#cam1#person"}})
     assert "Item" not in cooldown  # the claim was released: the camera's next alert is not suppressed
     assert harness.resources.alert_texts() == []
 
@@ -321,13 +321,15 @@ def test_the_deployed_entry_point_logs_with_the_lambda_context(
 
 
 def test_cooldown_suppresses_a_second_alert_of_the_same_camera_and_label(harness: Harness) -> None:
-    frames = [make_frame(seq=1), make_frame(seq=2, capture_ts=1767225610.0), make_frame(camera_id="cam2", seq=1)]
+    """... of the same site: another site's camera of the same name has its own cooldown."""
+    frames = [make_frame(seq=1), make_frame(seq=2, capture_ts=1767225610.0), make_frame(camera_id="cam2", seq=1),
+              make_frame(seq=3, capture_ts=1767225611.0, site="other-site")]
     for _ in frames:
         harness.expect_detect()
     assert harness.handle(event_of(*(f.encode() for f in frames))) == []
     alerts = {(r.camera_id, r.seq): r.alerts for r in harness.results()}
-    assert alerts == {("cam1", 1): ["Person"], ("cam1", 2): [], ("cam2", 1): ["Person"]}
-    assert len(harness.resources.alert_texts()) == 2
+    assert alerts == {("cam1", 1): ["Person"], ("cam1", 2): [], ("cam2", 1): ["Person"], ("cam1", 3): ["Person"]}
+    assert len(harness.resources.alert_texts()) == 3
 
 
 def test_cooldown_expires(lambda_modules: dict[str, ModuleType], cloud_resources: CloudResources) -> None:

@@ -3,10 +3,10 @@ else a cooldown per camera and label.
 
 Where the frame says which objects the edge tracks (CloudFrame v2 ``tracks``), a watched label found
 over a tracked object alerts once for that object's whole stay: the claim is the item
-``cooldown#<camera>#<label>#track<id>``, held for TRACK_CLAIM_S (track ids are unique per camera and
+``cooldown#<site>#<camera>#<label>#track<id>``, held for TRACK_CLAIM_S (track ids are unique per camera and
 not reused), so a person who stays ten minutes is one alert and a second person is a second alert, at
 any time. A watched label over no tracked object (the edge missed it, does not track, or the label has
-no box) uses the cooldown item ``cooldown#<camera>#<label>``. A claim is named ``<label>`` or
+no box) uses the cooldown item ``cooldown#<site>#<camera>#<label>``: two sites may name a camera alike. A claim is named ``<label>`` or
 ``<label>#track<id>``. Alerting is two steps,
 with the frame's result sent between them (so an SNS outage never holds a result back):
 
@@ -133,7 +133,7 @@ class Alerter:
         )
 
     def _cooldown_key(self, frame: CloudFrame, label: str) -> dict[str, Any]:
-        return {"pk": {"S": f"{COOLDOWN_PREFIX}{frame.camera_id}#{label.lower()}"}}
+        return {"pk": {"S": f"{COOLDOWN_PREFIX}{frame.site}#{frame.camera_id}#{label.lower()}"}}
 
     def _hold_s(self, claim: str) -> float:
         return TRACK_CLAIM_S if TRACK_MARK in claim else self.rules.cooldown_s
