@@ -71,7 +71,7 @@ def test_deploy_creates_every_resource(aws_env: dict[str, str], capsys: pytest.C
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     indexes = {index["IndexName"]: [k["AttributeName"] for k in index["KeySchema"]] for index in table["GlobalSecondaryIndexes"]}
     assert indexes == {"camera-latest": ["camera_id", "capture_ts"], "site-latest": ["site", "capture_ts"],
-                       "site-events": ["site", "start_ts"]}
+                       "site-events": ["site", "start_ts"], "site-alerts": ["alert_site", "capture_ts"]}
 
     assert boto3.client("sns").get_topic_attributes(TopicArn=outputs["AlertTopicArn"])["Attributes"]["TopicArn"]
 

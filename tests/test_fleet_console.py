@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -124,6 +125,23 @@ def test_frames_alerts_and_events_are_per_site_with_pictures_that_load(cloud_res
     _, events = get(console, "/sites/site-a/events")
     assert [(e["event_id"], e["rule"]) for e in events["events"]] == [("ev-1", "loitering")]
     assert get(console, "/sites/site-b/events")[1]["events"] == []
+
+
+def test_an_alert_stays_listed_after_more_than_a_thousand_quiet_frames(cloud_resources: CloudResources) -> None:
+    """Alerts come from a sparse index, not from filtering the site's latest frames: however many quiet frames
+    follow, the alert is one Query away."""
+    function = detector_function(cloud_resources)
+    now = time.time()
+    send_frames(function, "site-q", ["gate"], per_camera=1, start_ts=now - 5000)
+    table = boto3.resource("dynamodb").Table(cloud_resources.table)
+    with table.batch_writer() as batch:  # 1,200 later frames without an alert, as the detector stores them
+        for index in range(1200):
+            batch.put_item(Item={"pk": f"frame#gate-quiet-{index}", "site": "site-q", "camera_id": "gate",
+                                 "capture_ts": Decimal(str(round(now - 4000 + index, 3))), "alerts": []})
+    console = console_of(cloud_resources)
+    _, alerts = get(console, "/sites/site-q/alerts")
+    assert [(a["camera_id"], a["alerted"]) for a in alerts["alerts"]] == [("gate", ["Person"])]
+    assert get(console, "/sites/site-a/alerts")[1]["alerts"] == []  # per site
 
 
 @pytest.mark.parametrize(("path", "query", "status"), [

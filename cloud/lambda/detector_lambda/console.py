@@ -6,11 +6,12 @@ Deployed handler: ``detector_lambda.console.lambda_handler``. Routes (GET only; 
   a server whose heartbeat is older than STALE_AFTER_HEARTBEATS of its own intervals is ``stale``;
 - ``/sites/{site}/frames?limit=N``: the site's latest cloud-analysed frames (labels, alerts, a presigned
   link to the picture valid URL_TTL_S);
-- ``/sites/{site}/alerts?limit=N``: the latest of those frames that raised an alert;
+- ``/sites/{site}/alerts?limit=N``: the latest frames that raised an alert, however old;
 - ``/sites/{site}/events?limit=N``: the edge's events uploaded to the cloud (services/events/cloud_upload.py).
 
-Frames and alerts come from the frames table's ``site-latest`` index (site, capture_ts), events from its
-``site-events`` index (site, start_ts), servers from the fleet table's ``heartbeat`` partition: Queries
+Frames come from the frames table's ``site-latest`` index (site, capture_ts), alerts from its sparse
+``site-alerts`` index (alert_site, capture_ts: only frames that claimed an alert carry ``alert_site``), events
+from its ``site-events`` index (site, start_ts), servers from the fleet table's ``heartbeat`` partition: Queries
 only, never a Scan. The API's JWT authorizer (Cognito) admits a request before the function runs; the
 function itself also refuses a request that carries no authorizer identity (401), so a route added
 without the authorizer fails closed. Errors are JSON ``{"error": ...}`` with 400, 401, 404 or 405.
@@ -39,9 +40,8 @@ from shared.schemas import SITE_ID_PATTERN, utc_iso
 
 SITE_INDEX = "site-latest"
 EVENTS_INDEX = "site-events"
+ALERTS_INDEX = "site-alerts"
 MAX_SERVERS = 2000
-MAX_ALERT_SCAN_ITEMS = 1000
-"""alerts are frames with a non-empty ``alerts`` list: at most this many of the site's latest frames are read to find them"""
 STATE_RANK = {"ok": 0, "starting": 1, "degraded": 2, "reconnecting": 3, "stale": 4, "failed": 5, "stopped": 6}
 _SITE = re.compile(SITE_ID_PATTERN)
 _ROUTE = re.compile(r"^/sites(?:/(?P<site>[^/]+)/(?P<part>frames|alerts|events))?/?$")
@@ -169,11 +169,9 @@ class FleetConsole:
         return [self._frame(item) for item in items]
 
     def alerts(self, site: str, limit: int) -> list[dict[str, Any]]:
-        items = self._query(self.settings.frames_table, limit, IndexName=SITE_INDEX, ScanIndexForward=False,
-                            KeyConditionExpression="#site = :site", FilterExpression="size(#alerts) > :none",
-                            ExpressionAttributeNames={"#site": "site", "#alerts": "alerts"},
-                            ExpressionAttributeValues={":site": {"S": site}, ":none": {"N": "0"}},
-                            read_cap=MAX_ALERT_SCAN_ITEMS)
+        items = self._query(self.settings.frames_table, limit, IndexName=ALERTS_INDEX, ScanIndexForward=False,
+                            KeyConditionExpression="#site = :site", ExpressionAttributeNames={"#site": "alert_site"},
+                            ExpressionAttributeValues={":site": {"S": site}})
         return [{**self._frame(item), "alerted": alerted_labels([str(a) for a in item.get("alerts") or []])}
                 for item in items]
 
@@ -201,10 +199,10 @@ class FleetConsole:
         return str(self.s3.generate_presigned_url("get_object", Params={"Bucket": self.settings.frames_bucket, "Key": key},
                                                   ExpiresIn=self.settings.url_ttl_s))
 
-    def _query(self, table: str, limit: int, read_cap: int | None = None, **request: Any) -> list[dict[str, Any]]:
-        """Items of a Query, page by page, until ``limit`` match or ``read_cap`` items were read (default: limit)."""
+    def _query(self, table: str, limit: int, **request: Any) -> list[dict[str, Any]]:
+        """Items of a Query, page by page, until ``limit`` were read."""
         found: list[dict[str, Any]] = []
-        read, cap = 0, read_cap or limit
+        read, cap = 0, limit
         start: dict[str, Any] | None = None
         while len(found) < limit and read < cap:
             page = self.dynamodb.query(TableName=table, Limit=min(100, cap - read), **request,

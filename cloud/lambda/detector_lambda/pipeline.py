@@ -84,7 +84,8 @@ class Pipeline:
         item.alerts = self.alerter.claim(record.frame, item.labels, self.clock())
         item.alerts_claimed = True
         if item.alerts:  # with nothing claimed a retry may simply claim again: no write needed
-            self.table.mark(item.frame_id, alerts=item.alerts, alerts_claimed=True)
+            # alert_site puts the frame in the sparse site-alerts index the fleet console reads alerts from
+            self.table.mark(item.frame_id, alerts=item.alerts, alerts_claimed=True, alert_site=record.frame.site)
         return item
 
     def send_result(self, record: FrameRecord, item: FrameItem) -> None:
