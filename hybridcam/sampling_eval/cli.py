@@ -176,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
         scores_by_clip[summary["name"]] = scores
         rates[summary["name"]] = summary["new_objects_per_s"]
         if not args.json:
+            named = ("" if summary["object_identity"] == "reference tracks" else
+                     f"; named by the scene's ground truth, the reference's IoU tracker made {summary['reference_tracks']}")
             table = Table(title=f"{summary['name']}: {summary['frames']} frames at {summary['fps']:g} fps, "
-                                f"{summary['objects']} objects ({summary['new_objects_per_s']:g} new per s), "
+                                f"{summary['objects']} objects ({summary['new_objects_per_s']:g} new per s{named}), "
                                 f"{len(summary['events'])} events (reference {summary['reference']})")
             for heading in HEADER:
                 table.add_column(heading, justify="left" if heading in ("policy", "reasons") else "right")
