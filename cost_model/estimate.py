@@ -217,6 +217,39 @@ def super_resolution(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
         f"{scenario.sr_trainer_gb:g} GB Fargate trainer, {hours:,.0f} h a month; priced, not measured on AWS.")
 
 
+CONSOLE_ROUTES_PER_SITE = 3
+"""a refresh reads /sites once and each site's frames, alerts and events"""
+CONSOLE_PICTURES_PER_SITE = 8
+"""frames the page shows per site, each a presigned S3 picture; a refresh fetches those of new frames only"""
+CONSOLE_LAMBDA_MS = 150.0
+CONSOLE_LAMBDA_MB = 256
+CONSOLE_READ_UNITS = 3.0
+"""read units per console request: a Query of a dozen 1-2 KB items, strongly consistent"""
+
+
+def fleet_console(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
+    """The fleet console while someone has it open: HTTP API -> console Lambda -> DynamoDB Queries, pictures from S3."""
+    refreshes = scenario.console_viewer_hours * 3600 / scenario.console_refresh_s
+    requests = refreshes * (1 + CONSOLE_ROUTES_PER_SITE * scenario.console_sites)
+    bill.charge("Console API requests (HTTP API)", "apigateway.http_request", requests)
+    bill.charge("Console Lambda requests", "lambda.requests", requests)
+    bill.charge("Console Lambda GB-seconds", "lambda.gb_seconds",
+                requests * CONSOLE_LAMBDA_MS / 1000 * CONSOLE_LAMBDA_MB / 1024)
+    bill.charge("Console DynamoDB reads", "dynamodb.read_request_unit", requests * CONSOLE_READ_UNITS)
+    frames_per_s = load.frames / (scenario.active_hours * 3600) if scenario.active_hours else 0.0
+    new_per_refresh = min(float(CONSOLE_PICTURES_PER_SITE), frames_per_s * scenario.console_refresh_s)
+    pictures = refreshes * scenario.console_sites * new_per_refresh
+    jpeg_bytes = load.bytes_sent / load.frames if load.frames else 0.0
+    bill.charge("Console picture GETs (S3)", "s3.get_request", pictures)
+    bill.charge("Console pictures out (data transfer)", "datatransfer.out_gb", pictures * jpeg_bytes / GB)
+    bill.estimate.notes.append(
+        f"Fleet console: {scenario.console_viewer_hours:,.0f} viewer-hours a month, {scenario.console_sites} site(s), "
+        f"a refresh every {scenario.console_refresh_s:g} s fetching the pictures of {new_per_refresh:.1f} new frame(s) "
+        f"per site (of the {CONSOLE_PICTURES_PER_SITE} shown), as many sites as the scenario's; Lambda {CONSOLE_LAMBDA_MS:g} ms per request assumed, "
+        f"not measured on AWS. Cognito (a few administrators, inside its free monthly active users) and CloudFront "
+        f"(the page, a few KB a load) not priced.")
+
+
 def live_channel(bill: _Bill, scenario: Scenario) -> None:
     """The program to many viewers: MediaLive input and output hours, MediaPackage ingest and egress."""
     hours = scenario.active_hours
@@ -311,6 +344,8 @@ def estimate_architecture(
             super_resolution(bill, scenario, load)
         if scenario.live_channel:
             live_channel(bill, scenario)
+        if scenario.console_viewer_hours:
+            fleet_console(bill, scenario, load)
         if measured_load is not None:
             estimate.notes.append("Cloud path projected from a measured pipeline run.")
     elif key == "edge-only":

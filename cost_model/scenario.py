@@ -128,6 +128,10 @@ class Scenario(BaseModel):
     live_channel: bool = Field(False, description="hybrid: the program to many viewers through MediaLive and MediaPackage")
     live_bitrate_mbps: float = Field(4.0, gt=0, le=10, description="bitrate of the live channel's program in Mbps")
     live_viewer_hours: float = Field(0.0, ge=0, description="viewer-hours a month watching the live channel (egress)")
+    console_viewer_hours: float = Field(
+        0.0, ge=0, description="hybrid: hours a month someone has the fleet console open (0 = no console)")
+    console_sites: int = Field(1, ge=1, description="sites the fleet console shows (each refresh reads each one)")
+    console_refresh_s: float = Field(15.0, gt=0, description="seconds between two refreshes of the fleet console")
     price_set: str = Field("us-east-1-2026", description="price set name (see --list-price-sets) or a YAML file path")
     architectures: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ARCHITECTURES),

@@ -32,6 +32,8 @@ def test_the_console_shows_two_sites_with_health_frames_and_alerts(cloud_resourc
     page = chromium_page
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    pictures: list[str] = []
+    page.on("request", lambda request: pictures.append(request.url) if request.resource_type == "image" else None)
     with running_console(cloud_resources, TOKEN) as url:
         page.goto(url + "/")
         assert page.locator("#login").is_visible()  # nothing is shown before signing in
@@ -57,6 +59,16 @@ def test_the_console_shows_two_sites_with_health_frames_and_alerts(cloud_resourc
         assert "intrusion (warning) on dock" in page.locator("section.site[data-site=depot] li.event").inner_text()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "fleet-console.png"), full_page=True)
+
+        # a refresh fetches the pictures of new frames only
+        assert len(pictures) == 6
+        send_frames(function, "depot", ["dock"], per_camera=3, start_ts=now - 60)  # seq 3 is new (1 and 2 stored)
+        page.click("#refresh")
+        wait_for(page, "document.querySelectorAll('section.site[data-site=depot] figure.frame').length === 3",
+                 timeout=20_000)
+        wait_for(page, "[...document.querySelectorAll('figure.frame img')].every(i => i.complete && i.naturalWidth === 640)",
+                 timeout=20_000)
+        assert len(pictures) == 7, pictures
 
         # a token the API refuses signs the page out
         page.evaluate("sessionStorage.setItem('fleet-token', 'wrong')")

@@ -68,7 +68,13 @@ function renderServers(body, servers) {
   }
 }
 
+// Frames already on the page keep their figure, so a refresh fetches only the pictures of new frames
+// (each answer signs its picture links afresh: new URLs the browser would download again).
+const figures = new Map();
+
 function frameFigure(frame) {
+  const shown = figures.get(frame.frame_id);
+  if (shown) return shown;
   const figure = element("figure", "frame");
   figure.dataset.frameId = frame.frame_id;
   const image = element("img");
@@ -76,6 +82,7 @@ function frameFigure(frame) {
   if (frame.image_url) image.src = frame.image_url;
   const labels = frame.labels.map(l => `${l.name} ${Math.round(l.confidence)}%`).join(", ");
   figure.append(image, element("figcaption", "", `${frame.camera_id} · ${frame.capture_time} · ${labels || "no labels"}`));
+  figures.set(frame.frame_id, figure);
   return figure;
 }
 
@@ -109,6 +116,7 @@ async function refresh() {
     const template = document.getElementById("site-template");
     const sections = await Promise.all(sites.map(site => renderSite(template, site)));
     document.getElementById("sites").replaceChildren(...sections);
+    for (const [frameId, figure] of figures) if (!figure.isConnected) figures.delete(frameId);
     status.textContent = `${sites.length} sites · updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   } catch (error) {
