@@ -21,6 +21,14 @@ DYNAMODB_WRITE_UNIT_BYTES = 1000
 DYNAMODB_READ_UNIT_BYTES = 4000
 RESULT_ITEM_BYTES = 600  # detections JSON for one frame, one DynamoDB item
 DAYS_PER_STORAGE_MONTH = 30.0
+FRAME_ITEM_WRITES = 2
+"""the detector writes each frame item, then marks its result sent (detector_lambda/pipeline.py)"""
+FRAME_TABLE_INDEXES = 2
+"""camera-latest and site-latest project every attribute: each write of a frame item lands in both"""
+ALERT_ITEM_WRITES = 2
+"""an alerted frame's item is marked with its claims and then alerts_done, each write also in site-alerts"""
+ALERT_CLAIM_WRITES = 2
+"""the cooldown claim item: the conditional put, then its publishing mark"""
 REKOGNITION_STREAMING_CLOSED = (
     "Rekognition streaming video stream processors closed to new customers on 2026-04-30: only accounts "
     "that used them in the 12 months before can still create them."
@@ -170,7 +178,14 @@ def frame_path(bill: _Bill, scenario: Scenario, load: CloudLoad) -> None:
         stored_gb = stored * (load.bytes_sent / load.frames if load.frames else 0) / GB
         bill.charge("S3 storage", "s3.storage_gb_month", stored_gb * scenario.s3_retention_days / DAYS_PER_STORAGE_MONTH)
     write_units = math.ceil(RESULT_ITEM_BYTES / DYNAMODB_WRITE_UNIT_BYTES)
-    bill.charge("DynamoDB writes", "dynamodb.write_request_unit", load.frames * write_units)
+    alerted = min(load.alerts, load.frames)
+    frame_writes = load.frames * FRAME_ITEM_WRITES * (1 + FRAME_TABLE_INDEXES) * write_units
+    alert_writes = alerted * (ALERT_ITEM_WRITES * (2 + FRAME_TABLE_INDEXES) * write_units + ALERT_CLAIM_WRITES)
+    bill.charge("DynamoDB writes", "dynamodb.write_request_unit", frame_writes + alert_writes)
+    bill.estimate.notes.append(
+        f"DynamoDB: each frame item is written {FRAME_ITEM_WRITES} times (stored, result sent), each write also into "
+        f"the frames table's {FRAME_TABLE_INDEXES} indexes; an alerted frame {ALERT_ITEM_WRITES} times more (also into "
+        f"the site-alerts index) and its cooldown claim {ALERT_CLAIM_WRITES} times.")
     if scenario.face_search and scenario.detector == "rekognition":
         face_watch_list(bill, scenario, load)
 
