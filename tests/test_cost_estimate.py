@@ -94,3 +94,13 @@ def test_breakeven_between_rekognition_and_an_always_on_endpoint(prices):
     # A GPU endpoint: 0.736 x 720 = 529.92 USD a month, still inside the first 1,000,000-image tier.
     gpu = rekognition_vs_endpoint(scenario.model_copy(update={"sagemaker_instance": "ml.g4dn.xlarge"}), prices)
     assert gpu.images_per_month == pytest.approx(529_920)
+
+
+def test_dynamodb_writes_count_each_write_of_a_frame_item_and_its_indexes(prices):
+    quiet = Scenario(cameras=2, masters=[1], sample_fps=1.0, alerts_per_camera_hour=0.0)
+    frames = 3600 * 24 * 30  # one master at 1 frame/s
+    writes = estimate_architecture("hybrid", quiet, prices).item("DynamoDB writes")
+    assert writes is not None and writes.quantity == pytest.approx(frames * 2 * 3)  # stored + result sent, x (item + 2 indexes)
+    alerting = estimate_architecture("hybrid", quiet.model_copy(update={"alerts_per_camera_hour": 10.0}), prices)
+    alerts = 10 * 24 * 30
+    assert alerting.item("DynamoDB writes").quantity == pytest.approx(frames * 6 + alerts * (2 * 4 + 2))
