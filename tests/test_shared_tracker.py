@@ -72,3 +72,23 @@ def test_a_box_carried_out_of_the_frame_is_not_carried_any_more() -> None:
     empty = DetectionSet(camera_id="c", seq=4, frame_id="c-4", capture_ts=0.4, width=1000, height=500, model="m",
                          provider="p", latency_ms=1.0, detections=[])
     assert carrier.coasting(carrier.observe(empty)) == []  # nor coasted on an analysed frame that misses it
+
+
+def test_a_track_the_detector_keeps_missing_is_coasted_over_five_analysed_frames_only() -> None:
+    carrier = TrackCarrier()
+
+    def analysed(seq: int, boxes: list[Detection]) -> tuple[DetectionSet, list[Detection]]:
+        found = carrier.observe(DetectionSet(camera_id="c", seq=seq, frame_id=f"c-{seq}", capture_ts=seq * 0.04,
+                                             width=1000, height=500, model="m", provider="p", latency_ms=1.0,
+                                             detections=boxes))
+        return found, carrier.coasting(found)
+
+    person = Detection(label="person", score=0.9, box=(400.0, 100.0, 500.0, 400.0))
+    for seq in range(3):
+        analysed(seq, [person])
+    coasted = [len(analysed(seq, [])[1]) for seq in range(3, 10)]  # missed 7 times in a row, within MAX_CARRY_S
+    assert coasted == [1, 1, 1, 1, 1, 0, 0]
+    assert carrier.carried("c", 9.5 * 0.04, 1000, 500) == []  # nor carried over a skipped frame any more
+    analysed(10, [person])  # seen again: the count starts over
+    assert [len(analysed(seq, [])[1]) for seq in range(11, 13)] == [1, 1]
+    assert len(carrier.carried("c", 12.5 * 0.04, 1000, 500)) == 1  # a skipped frame still gets its carried box
