@@ -69,7 +69,8 @@ class TrackCarrier:
         detections = [item.model_copy(update={"track_id": track_ids.get(index)}) if item.track_id is None else item
                       for index, item in enumerate(result.detections)]
         for track_id in track_ids.values():
-            self._misses.pop((result.camera_id, track_id), None)
+            if track_id is not None:
+                self._misses.pop((result.camera_id, track_id), None)
         return result.model_copy(update={"detections": detections})
 
     def coasting(self, result: DetectionSet) -> list[Detection]:
