@@ -74,7 +74,7 @@ def test_a_box_carried_out_of_the_frame_is_not_carried_any_more() -> None:
     assert carrier.coasting(carrier.observe(empty)) == []  # nor coasted on an analysed frame that misses it
 
 
-def test_a_track_the_detector_keeps_missing_is_coasted_over_five_analysed_frames_only() -> None:
+def test_a_track_the_detector_keeps_missing_is_coasted_over_five_analysed_frames_or_half_its_detections() -> None:
     carrier = TrackCarrier()
 
     def analysed(seq: int, boxes: list[Detection]) -> tuple[DetectionSet, list[Detection]]:
@@ -92,3 +92,6 @@ def test_a_track_the_detector_keeps_missing_is_coasted_over_five_analysed_frames
     analysed(10, [person])  # seen again: the count starts over
     assert [len(analysed(seq, [])[1]) for seq in range(11, 13)] == [1, 1]
     assert len(carrier.carried("c", 12.5 * 0.04, 1000, 500)) == 1  # a skipped frame still gets its carried box
+    for seq in range(13, 33):  # detected 20 more times (24 in all): bridged over 12 misses
+        analysed(seq, [person])
+    assert [len(analysed(seq, [])[1]) for seq in range(33, 47)] == [1] * 12 + [0, 0]
