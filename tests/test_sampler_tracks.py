@@ -260,12 +260,3 @@ def test_a_frame_held_for_the_rate_window_is_dropped_when_the_answer_adopts_its_
         replay.offer(room(1), tracked((5, 0.9, MIDDLE)))
     assert [token for token, _ in replay.sent()] == [0]
     assert [v.reason for v in replay.verdicts if v.verb == "skip" and int(v.token) == 2] == ["unchanged"]  # type: ignore[call-overload]
-
-
-def test_a_second_box_on_a_covered_object_is_no_reason_for_a_frame() -> None:
-    replay = Replay(policy())
-    for _ in range(10):
-        replay.offer(room(1), tracked((1, 0.9, MIDDLE)))
-    for _ in range(20):  # the detector adds a duplicate box on her: a new track id, same object
-        replay.offer(room(1), tracked((1, 0.9, MIDDLE), (2, 0.45, (0.41, 0.31, 0.5, 0.7))))
-    assert [reason for _, reason in replay.sent()] == ["heartbeat"]

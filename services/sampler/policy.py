@@ -12,8 +12,7 @@ time, so a replay of recorded footage (``hybridcam sampling-eval``) decides exac
   well-visible watch-label track no sent frame has covered yet (``new_object``), picking within the
   rate window the frame that covers the most uncovered tracks, best visible (a greedy cover); a track
   the cloud's answer did not confirm goes once more when well visible (``recheck``); a new track that starts
-  where the cloud's answer found an object no track accounted for is that object (adopted, not sent), and a
-  duplicate box on a covered track is no reason for a frame; send on change
+  where the cloud's answer found an object no track accounted for is that object (adopted, not sent); send on change
   only while the edge sees no watch-label object (a dark or blind edge), on an unsure detection of an
   uncovered track, or as a heartbeat. Without track ids it falls back to counts: send when the scene
   changed since the last frame *sent* for that camera, when the edge is unsure about a watch label,
@@ -543,9 +542,7 @@ class AdaptivePolicy:
         if state.unclaimed:
             self._adopt(state, tracks)
         uncovered = [t for t in tracks if t.track_id not in state.covered]
-        covered_here = [t.box for t in tracks if t.track_id in state.covered]
-        ready = [t for t in uncovered if self._ready(state, t, facts.ts)
-                 and not any(iou(t.box, box) >= DUPLICATE_IOU for box in covered_here)]
+        ready = [t for t in uncovered if self._ready(state, t, facts.ts)]
         if ready:
             value = sum(t.quality for t in uncovered)
             if all(t.track_id in state.doubted for t in ready):
@@ -725,9 +722,6 @@ def change_outside(current: KeptFrame, reference: KeptFrame, boxes: Sequence[Box
 CONFIRM_IOU = 0.2
 """a cloud box confirms an edge track it overlaps at least this much (intersection over union)"""
 ADOPT_IOU = 0.3
-DUPLICATE_IOU = 0.5
-"""an uncovered track lying this much on a covered one in the same frame is a second box of that object (the edge
-detector's duplicate): no reason for a frame while it does"""
 """a new edge track is the object of an unclaimed cloud box it overlaps at least this much"""
 
 
