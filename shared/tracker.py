@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1, normalised
@@ -25,6 +25,22 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def greedy_iou_pairs(first: Sequence[Box], second: Sequence[Box], min_iou: float) -> list[tuple[int, int]]:
+    """(i, j) index pairs of boxes of two lists overlapping at least ``min_iou``: one to one, best overlap first."""
+    pairs = sorted(((iou(a, b), i, j) for i, a in enumerate(first) for j, b in enumerate(second)), reverse=True)
+    matched: list[tuple[int, int]] = []
+    first_used: set[int] = set()
+    second_used: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap < min_iou:
+            break
+        if i not in first_used and j not in second_used:
+            matched.append((i, j))
+            first_used.add(i)
+            second_used.add(j)
+    return matched
 
 
 def centre(box: Box) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hybridcam.sampling_eval.reference import FrameResults
-from shared.tracker import IouTracker, iou
+from shared.tracker import IouTracker, greedy_iou_pairs
 
 REFERENCE_MAX_GAP_S = 1.0
 """a reference track survives this long without a detection (the reference misses a frame now and then)"""
@@ -90,17 +90,8 @@ def _objects_by_truth(results: FrameResults, fps: float, watch_labels: frozenset
     for index, frame in enumerate(results.reference[:len(truth)]):
         boxes = [(label, (x0, y0, x1, y1)) for label, score, x0, y0, x1, y1 in frame
                  if label in watch_labels and score >= min_score]
-        pairs = sorted(((iou(box, person_box), b, p) for b, (_, box) in enumerate(boxes)
-                        for p, (_, person_box) in enumerate(truth[index])), reverse=True)
-        boxes_used: set[int] = set()
-        people_used: set[int] = set()
-        for overlap, b, p in pairs:
-            if overlap < TRUTH_MIN_IOU:
-                break
-            if b in boxes_used or p in people_used:
-                continue
-            boxes_used.add(b)
-            people_used.add(p)
+        people = [person_box for _, person_box in truth[index]]
+        for b, p in greedy_iou_pairs([box for _, box in boxes], people, TRUTH_MIN_IOU):
             person_id, box = truth[index][p][0], boxes[b][1]
             key = (person_id, visits[index][person_id])
             item = found.setdefault(key, ReferenceObject(len(found) + 1, boxes[b][0], index, index))

@@ -37,7 +37,7 @@ from services.sampler.settings import SamplerSettings
 from shared.scene_change import ChangeFeatures, KeptFrame, SceneChangeDetector, SceneChangeSettings
 from shared.schemas import FrameRef
 from shared.site_config import ResolvedCamera
-from shared.tracker import iou
+from shared.tracker import greedy_iou_pairs
 
 SEND_REASONS = ("new_object", "recheck", "changed", "unsure", "appeared", "left", "heartbeat", "every_nth")
 SKIP_REASONS = ("unchanged", "rate", "budget", "not_nth")
@@ -732,19 +732,8 @@ def same_time(a: float | None, b: float) -> bool:
 
 def match_tracks(tracks: Sequence[EdgeTrack], boxes: Sequence[Box], min_iou: float = CONFIRM_IOU) -> list[tuple[int, int]]:
     """(track id, box index) pairs of tracks and the cloud's boxes: one to one, best overlap first."""
-    pairs = sorted(((iou(track.box, box), track.track_id, index) for track in tracks
-                    for index, box in enumerate(boxes)), reverse=True)
-    matched: list[tuple[int, int]] = []
-    tracks_used: set[int] = set()
-    boxes_used: set[int] = set()
-    for overlap, track_id, index in pairs:
-        if overlap < min_iou:
-            break
-        if track_id not in tracks_used and index not in boxes_used:
-            matched.append((track_id, index))
-            tracks_used.add(track_id)
-            boxes_used.add(index)
-    return matched
+    ordered = sorted(tracks, key=lambda track: track.track_id)  # equal overlaps: the higher track id first, as before
+    return [(ordered[i].track_id, j) for i, j in greedy_iou_pairs([track.box for track in ordered], boxes, min_iou)]
 
 
 
