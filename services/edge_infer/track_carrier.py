@@ -61,7 +61,7 @@ class TrackCarrier:
         trackers = self._trackers[result.camera_id]
         ids = self._ids.setdefault(result.camera_id, itertools.count(self._first_id))
         track_ids: dict[int, int | None] = {}
-        for key in set(by_label) | set(trackers):
+        for key in sorted(set(by_label) | set(trackers)):  # a fixed order: track ids do not depend on hashing
             tracker = trackers.get(key)
             if tracker is None:
                 tracker = trackers[key] = IouTracker(max_age_s=self.max_carry_s, ids=ids)
