@@ -38,6 +38,9 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 4K JPEG fits many times over; bigger is
 Timestamp = Annotated[float, Field(ge=0.0, le=MAX_EPOCH_S, allow_inf_nan=False)]
 Side = Annotated[int, Field(gt=0, le=MAX_PIXELS_SIDE)]
 SeqNumber = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+MAX_NAME_CHARS = 255  # Rekognition's ExternalImageId limit; also ids of sites, cameras and frames
+BoundedName = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+"""ids that become DynamoDB keys and S3 keys in the cloud: bounded, so a hostile message cannot make one too long"""
 Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0.0, le=MAX_EPOCH_S * 1000.0, allow_inf_nan=False)]
@@ -202,9 +205,9 @@ class CloudFrame(Envelope):
     schema_name: ClassVar[str] = "cloud_frame"
     schema_version: ClassVar[int] = 2
 
-    site: str
-    frame_id: str
-    camera_id: str
+    site: BoundedName
+    frame_id: BoundedName
+    camera_id: BoundedName
     seq: SeqNumber
     capture_ts: Timestamp
     sampled_ts: Timestamp = Field(default_factory=time.time)
@@ -244,9 +247,9 @@ class CloudResult(Envelope):
 
     schema_name: ClassVar[str] = "cloud_result"
 
-    site: str
-    frame_id: str
-    camera_id: str
+    site: BoundedName
+    frame_id: BoundedName
+    camera_id: BoundedName
     seq: SeqNumber
     capture_ts: Timestamp
     processed_ts: Timestamp
@@ -314,9 +317,7 @@ def face_person(external_id: str) -> str:
 # in the page's JSON, so every number must be finite and every list and string short.
 MAX_FACE_MATCHES = 64  # faces matched in one frame
 MAX_FACE_CROP_BYTES = 64 * 1024  # the Lambda's thumbnail is a 96 px JPEG of a few KB
-MAX_NAME_CHARS = 255  # Rekognition's ExternalImageId limit; also ids of sites, cameras and frames
 Similarity = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
-BoundedName = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 
 
 class FaceMatch(BaseModel):
