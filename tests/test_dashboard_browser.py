@@ -133,7 +133,9 @@ def test_the_page_shows_program_cameras_boxes_alerts_and_cloud_frames_live(site_
     wait_for(page,
         "[...document.querySelectorAll('.cloud-frame img')].some(i => i.complete && i.naturalWidth > 0)",
         timeout=60_000)
-    assert "Person" in page.locator(".cloud-frame .labels").first.inner_text()
+    # the newest cloud frame may be one with nobody in it (a heartbeat, a change): one of them shows the person
+    wait_for(page, "[...document.querySelectorAll('.cloud-frame .labels')].some(e => e.textContent.includes('Person'))",
+             timeout=30_000)
     wait_for(page, "document.querySelector('#frames-sent').textContent !== '0'", timeout=30_000)
     assert page.locator("#cost-so-far").inner_text().startswith("$")
     page.wait_for_timeout(1000)  # let the newest tile pictures land before the picture is kept
